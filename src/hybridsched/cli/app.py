@@ -1,0 +1,41 @@
+"""The typer application and the error boundary shared by every command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from hybridsched.errors import HybridSchedError
+
+app = typer.Typer(
+    name="hybridsched",
+    help="Schedule IoT data-processing tasks on edge/fog/cloud clusters and measure the result.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-paragraph error message and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _register() -> None:
+    # Command modules attach themselves to ``app`` on import.
+    from hybridsched.cli import core  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    try:
+        app(standalone_mode=True)
+    except HybridSchedError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,186 @@
+"""Read and write cluster, workload and result files.
+
+Formats (SPEC.md): clusters are YAML or JSON, workloads CSV or Parquet, chosen
+by the file extension. Writers are atomic: they write a temporary file beside
+the target and rename it, so a failed run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridsched.errors import ValidationError
+from hybridsched.model import Cluster, Workload
+
+CLUSTER_SUFFIXES = (".yaml", ".yml", ".json")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_cluster(path: str | os.PathLike[str]) -> Cluster:
+    """Read and validate a cluster file (YAML or JSON, by extension).
+
+    Raises:
+        ValidationError: the file is missing, unreadable, not YAML/JSON, or breaks a rule.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in CLUSTER_SUFFIXES:
+        raise ValidationError(
+            f"{p}: unknown cluster file type {suffix!r}; use one of {', '.join(CLUSTER_SUFFIXES)}"
+        )
+    text = _read_text(p)
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # parser errors carry line numbers in their text
+        kind = "JSON" if suffix == ".json" else "YAML"
+        raise ValidationError(f"{p}: not valid {kind}: {exc}") from None
+    return Cluster.build(data, source=str(p))
+
+
+def write_cluster(cluster: Cluster, path: str | os.PathLike[str]) -> None:
+    """Write a cluster as YAML or JSON (by extension), atomically."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in CLUSTER_SUFFIXES:
+        raise ValidationError(
+            f"{p}: unknown cluster file type {suffix!r}; use one of {', '.join(CLUSTER_SUFFIXES)}"
+        )
+    data = cluster.to_dict()
+    if suffix == ".json":
+        text = json.dumps(data, indent=2)
+    else:
+        import yaml
+
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    with atomic_path(p) as tmp:
+        tmp.write_text(text)
+
+
+def read_workload(path: str | os.PathLike[str], cluster: Cluster | None = None) -> Workload:
+    """Read and validate a workload file (CSV or Parquet, by extension).
+
+    Args:
+        path: the file.
+        cluster: when given, regions and memory are checked against it.
+
+    Raises:
+        ValidationError: the file is missing, unreadable, or breaks a rule of SPEC.md.
+    """
+    p = Path(path)
+    columns = read_table(p)
+    return Workload.build(columns, cluster=cluster, source=str(p))
+
+
+def read_table(path: Path) -> dict[str, np.ndarray]:
+    """Read a CSV or Parquet table into a column name -> NumPy array mapping."""
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValidationError(f"{path}: unknown table file type {suffix!r}; use .csv or .parquet")
+    if not path.exists():
+        raise ValidationError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValidationError(f"{path}: is a folder, expected a file")
+    try:
+        if suffix == ".csv":
+            import pyarrow.csv as pacsv
+
+            # Every SPEC column is numeric; reading as strings first would be slow,
+            # so let Arrow infer and fall back to strings where a column is mixed.
+            table = pacsv.read_csv(
+                str(path),
+                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+            )
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(str(path))
+    except Exception as exc:
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        raise ValidationError(f"{path}: cannot be read as {kind}: {exc}") from None
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        out[str(name)] = table.column(name).to_numpy(zero_copy_only=False)
+    return out
+
+
+def write_workload(workload: Workload, path: str | os.PathLike[str]) -> None:
+    """Write a workload as CSV or Parquet (by extension), atomically."""
+    write_table(workload.columns(), path)
+
+
+def write_table(columns: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> None:
+    """Write columns as CSV or Parquet (by extension), atomically."""
+    import pyarrow as pa
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValidationError(f"{p}: unknown table file type {suffix!r}; use .csv or .parquet")
+    table = pa.table({k: np.asarray(v) for k, v in columns.items()})
+    with atomic_path(p) as tmp:
+        if suffix == ".csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(table, str(tmp))
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, str(tmp), compression="snappy")
+
+
+def write_json(data: Any, path: str | os.PathLike[str]) -> None:
+    """Write JSON (indented, keys in insertion order), atomically."""
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _read_text(p: Path) -> str:
+    if not p.exists():
+        raise ValidationError(f"{p}: no such file")
+    if p.is_dir():
+        raise ValidationError(f"{p}: is a folder, expected a file")
+    try:
+        return p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"{p}: cannot be read: {exc}") from None

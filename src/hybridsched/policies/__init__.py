@@ -1,0 +1,37 @@
+"""Schedulers: a registry of policies selectable by name.
+
+The classic heuristics live one per module and share compiled rules
+(:mod:`hybridsched.policies.kernels`); the colony, the exact oracle and the
+learned policies register themselves the same way.
+"""
+
+from __future__ import annotations
+
+from hybridsched.policies.base import (
+    KernelPolicy,
+    add_policy_module,
+    available_policies,
+    make_policy,
+    parse_policy_args,
+    policy_class,
+    policy_params,
+    register,
+)
+
+
+def get_policy(name: str, **args: object) -> object:
+    """Build the policy registered as ``name`` (see :func:`make_policy`)."""
+    return make_policy(name, args)
+
+
+__all__ = [
+    "KernelPolicy",
+    "add_policy_module",
+    "available_policies",
+    "get_policy",
+    "make_policy",
+    "parse_policy_args",
+    "policy_class",
+    "policy_params",
+    "register",
+]

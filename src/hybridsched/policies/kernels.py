@@ -1,0 +1,208 @@
+"""Compiled decision rules of the classic heuristics, and the fused simulation loop.
+
+Every heuristic scores nodes with the same per-(task, node) estimates:
+
+* ``ready = now + latency[node, region] + data / bandwidth``
+* ``exec = work_estimate / speed``
+* ``finish = max(ready, earliest projected free core) + exec`` (MCT's estimate)
+
+and the tasks of a batch are placed one at a time, each seeing the projection
+updated by the ones before it (:func:`hybridsched.sim.core.project`). Ties go
+to the lowest node index. Infeasible nodes (memory) are never chosen.
+
+:func:`decide` is the one implementation of every rule. A policy calls it from
+``assign`` (tentative updates on copies of the projection) or, through
+:func:`run_fused`, inside a fully compiled simulation loop (real commits);
+both give identical schedules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from hybridsched.sim import core
+
+MCT = 0
+MET = 1
+OLB = 2
+LEAST_LOADED = 3
+ROUND_ROBIN = 4
+RANDOM = 5
+EDF_MCT = 6
+ENERGY = 7
+MIN_MIN = 8
+MAX_MIN = 9
+SUFFERAGE = 10
+
+
+@njit(cache=True)
+def _ready(st, i, j, d):
+    return d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
+
+
+@njit(cache=True)
+def _best_two(st, i, d, proj_min):
+    """Best and second-best estimated finish of task ``i`` and the best node."""
+    best = np.inf
+    second = np.inf
+    arg = -1
+    for j in range(st.cores.shape[0]):
+        if st.mem_req[i] > st.memory[j]:
+            continue
+        f = max(_ready(st, i, j, d), proj_min[j]) + st.work_est[i] / st.speed[j]
+        if f < best:
+            second = best
+            best = f
+            arg = j
+        elif f < second:
+            second = f
+    return best, second, arg
+
+
+@njit(cache=True)
+def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr):
+    """The node for task ``i`` under a single-task rule; returns (node, new rr)."""
+    n = st.cores.shape[0]
+    if rule == ROUND_ROBIN:
+        for k in range(n):
+            j = (rr + k) % n
+            if st.mem_req[i] <= st.memory[j]:
+                return j, (j + 1) % n
+        return -1, rr
+    if rule == RANDOM:
+        m = 0
+        for j in range(n):
+            if st.mem_req[i] <= st.memory[j]:
+                m += 1
+        pick = min(int(u * m), m - 1)
+        for j in range(n):
+            if st.mem_req[i] <= st.memory[j]:
+                if pick == 0:
+                    return j, rr
+                pick -= 1
+        return -1, rr
+    best = np.inf
+    arg = -1
+    met_arg = -1
+    met_best = np.inf
+    met_fin = np.inf
+    for j in range(n):
+        if st.mem_req[i] > st.memory[j]:
+            continue
+        ex = st.work_est[i] / st.speed[j]
+        if rule == MET:
+            s = ex
+        elif rule == OLB:
+            s = max(d, proj_min[j])
+        elif rule == LEAST_LOADED:
+            busy = st.cores[j] - st.n_free[j]
+            s = (nq[j] + busy) / st.cores[j]
+        else:
+            f = max(_ready(st, i, j, d), proj_min[j]) + ex
+            if rule == ENERGY:
+                if f <= st.abs_deadline[i]:
+                    e = dynpow[j] * ex
+                    if e < met_best or (e == met_best and f < met_fin):
+                        met_best = e
+                        met_fin = f
+                        met_arg = j
+            s = f
+        if s < best:
+            best = s
+            arg = j
+    if rule == ENERGY and met_arg >= 0:
+        return met_arg, rr
+    return arg, rr
+
+
+@njit(cache=True)
+def _place(st, i, j, d, real, proj, proj_min, nq):
+    if real:
+        core.commit(st, i, j, d)
+    else:
+        r = _ready(st, i, j, d)
+        proj_min[j] = core.project(proj[j], r, st.work_est[i] / st.speed[j])
+        nq[j] += 1
+
+
+@njit(cache=True)
+def decide(st, idx, d, rule, u, dynpow, rr, real, proj, proj_min, nq):
+    """Place the tasks ``idx`` (decision order) at time ``d`` under ``rule``.
+
+    Args:
+        st: the engine state (:class:`hybridsched.sim.core.CoreState`).
+        idx: the batch's task indices.
+        d: the decision time.
+        rule: one of the rule codes of this module.
+        u: one uniform draw in [0, 1) per task (the random rule).
+        dynpow: per node, (power_max - power_idle) / cores, W per busy core.
+        rr: the round-robin pointer.
+        real: commit to the engine (the fused loop) instead of tentative updates.
+        proj, proj_min, nq: projection, its row minima and queued counts to read
+            and update (the engine's own arrays when ``real``, else copies).
+
+    Returns:
+        (nodes per task of ``idx``, new round-robin pointer).
+    """
+    b = idx.shape[0]
+    out = np.empty(b, dtype=np.int64)
+    if rule == MIN_MIN or rule == MAX_MIN or rule == SUFFERAGE:
+        left = np.ones(b, dtype=np.bool_)
+        for _ in range(b):
+            pick = -1
+            pick_node = -1
+            pick_score = 0.0
+            for k in range(b):
+                if not left[k]:
+                    continue
+                best, second, arg = _best_two(st, idx[k], d, proj_min)
+                if rule == MIN_MIN:
+                    score = -best
+                elif rule == MAX_MIN:
+                    score = best
+                else:
+                    score = second - best if second < np.inf else np.inf
+                if pick < 0 or score > pick_score:
+                    pick = k
+                    pick_node = arg
+                    pick_score = score
+            left[pick] = False
+            out[pick] = pick_node
+            _place(st, idx[pick], pick_node, d, real, proj, proj_min, nq)
+        return out, rr
+    if rule == EDF_MCT:
+        # most urgent first: earliest absolute deadline, then priority, then decision order
+        order = np.arange(b)
+        keys_p = st.priority[idx].astype(np.float64)
+        order = order[np.argsort(keys_p, kind="mergesort")]
+        dl = st.abs_deadline[idx][order]
+        order = order[np.argsort(dl, kind="mergesort")]
+    else:
+        order = np.arange(b)
+    for q in range(b):
+        k = order[q]
+        i = idx[k]
+        j, rr = _choose(st, i, d, rule, proj_min, nq, u[k], dynpow, rr)
+        out[k] = j
+        _place(st, i, j, d, real, proj, proj_min, nq)
+    return out, rr
+
+
+@njit(cache=True)
+def run_fused(st, dec_time, batch_start, rule, u, dynpow, rr):
+    """Run a whole simulation with a compiled rule: advance, decide, commit.
+
+    Returns:
+        the final round-robin pointer.
+    """
+    for b in range(batch_start.shape[0] - 1):
+        lo = batch_start[b]
+        hi = batch_start[b + 1]
+        d = dec_time[lo]
+        core.advance(st, d)
+        idx = np.arange(lo, hi)
+        _, rr = decide(
+            st, idx, d, rule, u[lo:hi], dynpow, rr, True, st.proj, st.proj_min, st.n_queued
+        )
+    return rr

@@ -1,0 +1,54 @@
+"""Write a simulation result: tasks.parquet (or tasks.csv) and summary.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridsched import __version__
+from hybridsched.io import atomic_path, write_json
+from hybridsched.sim import SimResult
+
+
+def write_result(
+    result: SimResult, out: str | Path, *, csv: bool = False, extra: dict[str, Any] | None = None
+) -> None:
+    """Write ``result`` into folder ``out`` (created if needed), each file atomically.
+
+    ``summary.json`` also records the package version and ``extra`` (inputs, seed)
+    under ``run``.
+    """
+    import pyarrow as pa
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = dict(result.tasks)
+    names = cols.pop("node")
+    index = cols["node_index"]
+    uniq = np.unique(index)
+    # dictionary-encode node names: one string per node, not per task
+    dictionary = pa.array([str(names[np.argmax(index == u)]) for u in uniq])
+    codes = np.searchsorted(uniq, index).astype(np.int32)
+    table = pa.table(
+        {
+            "task_id": cols["task_id"],
+            "node": pa.DictionaryArray.from_arrays(pa.array(codes), dictionary),
+            **{k: v for k, v in cols.items() if k != "task_id"},
+        }
+    )
+    target = out / ("tasks.csv" if csv else "tasks.parquet")
+    with atomic_path(target) as tmp:
+        if csv:
+            import pyarrow.csv as pacsv
+
+            table = table.set_column(1, "node", table.column("node").cast(pa.string()))
+            pacsv.write_csv(table, str(tmp))
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, str(tmp), compression="snappy")
+    summary = dict(result.summary)
+    summary["run"] = {"version": __version__, **(extra or {})}
+    write_json(summary, out / "summary.json")

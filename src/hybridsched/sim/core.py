@@ -1,0 +1,650 @@
+"""Compiled kernels of the event simulator (numba, structure of arrays).
+
+Everything here works on one :class:`CoreState`, a named tuple of NumPy arrays
+that :class:`hybridsched.sim.engine.Engine` owns. Tasks are indexed in decision
+order (arrival, then task_id); nodes in the cluster file's order.
+
+Data structures, all preallocated:
+
+* a global binary heap of events ``(time, code)`` with ``code = 2 * task + kind``
+  (kind 0: the task's data is ready at its node, kind 1: the task finishes);
+* per node, a skew heap of ready tasks waiting for a core, threaded through the
+  task-indexed arrays ``wleft``/``wright`` and ordered by the queue discipline's
+  key ``(key0, key1, ready, task_id)``;
+* per node, a doubly linked list of the tasks assigned but not started
+  (``qnext``/``qprev``), for the exact prediction of a tentative assignment;
+* per node, a stack of free core slots, and per slot the running task.
+
+Semantics (SPEC.md, "Semantics"): at any instant ``t`` every event stamped ``t``
+is applied first; then, on each node touched, while a core is free and a ready
+task waits, the discipline picks the next task. :func:`advance` processes the
+instants strictly before a decision time, so the decision's own events (a task
+ready at the decision instant) join that instant's dispatch.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit
+from numba.core import types
+from numba.experimental import structref
+
+# Indices into CoreState.counters.
+C_EVENTS = 0  # events in the global heap
+C_DISPATCHED = 1  # tasks started so far
+C_COMMITTED = 2  # tasks assigned so far
+
+FIFO = 0
+PRIORITY = 1
+
+RECENT_TAU_S = 10.0
+"""Time constant of the decayed count of recent assignments per node, s."""
+
+CoreState = namedtuple(
+    "CoreState",
+    [
+        # --- nodes (static) ---
+        "cores",  # int64[N]
+        "speed",  # float64[N] GI/s per core
+        "memory",  # float64[N] MB
+        "bandwidth",  # float64[N] MB/s
+        "latency",  # float64[N, R] s
+        # --- tasks (static, decision order) ---
+        "arrival",  # float64[n]
+        "region",  # int64[n]
+        "data",  # float64[n] MB
+        "work",  # float64[n] GI (true work, what the simulator runs)
+        "work_est",  # float64[n] GI (what schedulers see; = work in the base model)
+        "mem_req",  # float64[n] MB
+        "abs_deadline",  # float64[n] s (arrival + deadline, inf when none)
+        "priority",  # int64[n]
+        "task_id",  # int64[n]
+        "key0",  # float64[n] queue key 0 (priority, or 0 for fifo)
+        "key1",  # float64[n] queue key 1 (absolute deadline, or 0 for fifo)
+        # --- tasks (dynamic) ---
+        "node",  # int64[n] assigned node, -1 before the decision
+        "decision",  # float64[n]
+        "ready",  # float64[n]
+        "dur",  # float64[n] true execution time on the assigned node
+        "start",  # float64[n]
+        "finish",  # float64[n]
+        "wleft",  # int64[n] skew-heap children (waiting queue)
+        "wright",  # int64[n]
+        "qnext",  # int64[n] unstarted list links
+        "qprev",  # int64[n]
+        "slot_of",  # int64[n] core slot of a running task
+        # --- nodes (dynamic) ---
+        "wroot",  # int64[N] root of the waiting skew heap, -1 when empty
+        "qhead",  # int64[N] head of the unstarted list, -1 when empty
+        "n_free",  # int64[N] free cores
+        "free_slots",  # int64[N, C] stack of free slot indices
+        "slot_task",  # int64[N, C] running task per slot, -1 when idle
+        "n_queued",  # int64[N] assigned, not started
+        "queued_work",  # float64[N] estimated core-seconds assigned, not started
+        "proj",  # float64[N, C] projected core-free times (inf pads missing cores)
+        "proj_min",  # float64[N] earliest projected core-free time
+        "recent",  # float64[N] decayed count of recent assignments
+        "recent_t",  # float64[N] time of the last update of ``recent``
+        "busy_s",  # float64[N] core-seconds of started work
+        # --- global ---
+        "ev_t",  # float64[n] event heap times
+        "ev_code",  # int64[n] event heap codes
+        "dirty",  # int64[N] nodes touched in the current instant
+        "is_dirty",  # bool[N]
+        "counters",  # int64[4]
+    ],
+)
+
+
+@structref.register
+class _StateType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class _StateProxy(structref.StructRefProxy):
+    """Opaque handle to the compiled state (use the CoreState arrays from Python)."""
+
+
+structref.define_boxing(_StateType, _StateProxy)
+
+FIELD_TYPES = (
+    ("cores", types.int64[::1]),
+    ("speed", types.float64[::1]),
+    ("memory", types.float64[::1]),
+    ("bandwidth", types.float64[::1]),
+    ("latency", types.float64[:, ::1]),
+    ("arrival", types.float64[::1]),
+    ("region", types.int64[::1]),
+    ("data", types.float64[::1]),
+    ("work", types.float64[::1]),
+    ("work_est", types.float64[::1]),
+    ("mem_req", types.float64[::1]),
+    ("abs_deadline", types.float64[::1]),
+    ("priority", types.int64[::1]),
+    ("task_id", types.int64[::1]),
+    ("key0", types.float64[::1]),
+    ("key1", types.float64[::1]),
+    ("node", types.int64[::1]),
+    ("decision", types.float64[::1]),
+    ("ready", types.float64[::1]),
+    ("dur", types.float64[::1]),
+    ("start", types.float64[::1]),
+    ("finish", types.float64[::1]),
+    ("wleft", types.int64[::1]),
+    ("wright", types.int64[::1]),
+    ("qnext", types.int64[::1]),
+    ("qprev", types.int64[::1]),
+    ("slot_of", types.int64[::1]),
+    ("wroot", types.int64[::1]),
+    ("qhead", types.int64[::1]),
+    ("n_free", types.int64[::1]),
+    ("free_slots", types.int64[:, ::1]),
+    ("slot_task", types.int64[:, ::1]),
+    ("n_queued", types.int64[::1]),
+    ("queued_work", types.float64[::1]),
+    ("proj", types.float64[:, ::1]),
+    ("proj_min", types.float64[::1]),
+    ("recent", types.float64[::1]),
+    ("recent_t", types.float64[::1]),
+    ("busy_s", types.float64[::1]),
+    ("ev_t", types.float64[::1]),
+    ("ev_code", types.int64[::1]),
+    ("dirty", types.int64[::1]),
+    ("is_dirty", types.boolean[::1]),
+    ("counters", types.int64[::1]),
+)
+STATE_TYPE = _StateType(FIELD_TYPES)
+
+
+@njit(cache=True)
+def _make_state(
+    cores,
+    speed,
+    memory,
+    bandwidth,
+    latency,
+    arrival,
+    region,
+    data,
+    work,
+    work_est,
+    mem_req,
+    abs_deadline,
+    priority,
+    task_id,
+    key0,
+    key1,
+    node,
+    decision,
+    ready,
+    dur,
+    start,
+    finish,
+    wleft,
+    wright,
+    qnext,
+    qprev,
+    slot_of,
+    wroot,
+    qhead,
+    n_free,
+    free_slots,
+    slot_task,
+    n_queued,
+    queued_work,
+    proj,
+    proj_min,
+    recent,
+    recent_t,
+    busy_s,
+    ev_t,
+    ev_code,
+    dirty,
+    is_dirty,
+    counters,
+):
+    st = structref.new(STATE_TYPE)
+    st.cores = cores
+    st.speed = speed
+    st.memory = memory
+    st.bandwidth = bandwidth
+    st.latency = latency
+    st.arrival = arrival
+    st.region = region
+    st.data = data
+    st.work = work
+    st.work_est = work_est
+    st.mem_req = mem_req
+    st.abs_deadline = abs_deadline
+    st.priority = priority
+    st.task_id = task_id
+    st.key0 = key0
+    st.key1 = key1
+    st.node = node
+    st.decision = decision
+    st.ready = ready
+    st.dur = dur
+    st.start = start
+    st.finish = finish
+    st.wleft = wleft
+    st.wright = wright
+    st.qnext = qnext
+    st.qprev = qprev
+    st.slot_of = slot_of
+    st.wroot = wroot
+    st.qhead = qhead
+    st.n_free = n_free
+    st.free_slots = free_slots
+    st.slot_task = slot_task
+    st.n_queued = n_queued
+    st.queued_work = queued_work
+    st.proj = proj
+    st.proj_min = proj_min
+    st.recent = recent
+    st.recent_t = recent_t
+    st.busy_s = busy_s
+    st.ev_t = ev_t
+    st.ev_code = ev_code
+    st.dirty = dirty
+    st.is_dirty = is_dirty
+    st.counters = counters
+    return st
+
+
+def compile_state(arrays: CoreState) -> _StateProxy:
+    """The compiled handle over the same arrays (no copy): cheap to pass to kernels.
+
+    A handle is one pointer, whereas a tuple of arrays costs a reference-count
+    update per array on every call between compiled functions.
+    """
+    return _make_state(*arrays)
+
+
+# ----------------------------------------------------------------------------
+# the global event heap (binary heap on time)
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _ev_push(st, t, code):
+    k = st.counters[C_EVENTS]
+    st.counters[C_EVENTS] = k + 1
+    ev_t = st.ev_t
+    ev_c = st.ev_code
+    while k > 0:
+        parent = (k - 1) >> 1
+        if ev_t[parent] <= t:
+            break
+        ev_t[k] = ev_t[parent]
+        ev_c[k] = ev_c[parent]
+        k = parent
+    ev_t[k] = t
+    ev_c[k] = code
+
+
+@njit(cache=True)
+def _ev_pop(st):
+    ev_t = st.ev_t
+    ev_c = st.ev_code
+    code = ev_c[0]
+    m = st.counters[C_EVENTS] - 1
+    st.counters[C_EVENTS] = m
+    if m > 0:
+        t = ev_t[m]
+        c = ev_c[m]
+        k = 0
+        while True:
+            child = 2 * k + 1
+            if child >= m:
+                break
+            if child + 1 < m and ev_t[child + 1] < ev_t[child]:
+                child += 1
+            if ev_t[child] >= t:
+                break
+            ev_t[k] = ev_t[child]
+            ev_c[k] = ev_c[child]
+            k = child
+        ev_t[k] = t
+        ev_c[k] = c
+    return code
+
+
+# ----------------------------------------------------------------------------
+# per-node waiting queue (skew heap threaded through task arrays)
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _before(st, a, b):
+    """True when task ``a`` comes before task ``b`` in the queue discipline."""
+    if st.key0[a] != st.key0[b]:
+        return st.key0[a] < st.key0[b]
+    if st.key1[a] != st.key1[b]:
+        return st.key1[a] < st.key1[b]
+    if st.ready[a] != st.ready[b]:
+        return st.ready[a] < st.ready[b]
+    return st.task_id[a] < st.task_id[b]
+
+
+@njit(cache=True)
+def _merge(st, a, b):
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    if _before(st, b, a):
+        a, b = b, a
+    root = a
+    left = st.wleft
+    right = st.wright
+    while True:
+        r = right[a]
+        if r < 0:
+            right[a] = left[a]
+            left[a] = b
+            break
+        if _before(st, b, r):
+            r, b = b, r
+        right[a] = left[a]
+        left[a] = r
+        a = r
+    return root
+
+
+# ----------------------------------------------------------------------------
+# the event loop
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _unlink(st, i, j):
+    p = st.qprev[i]
+    q = st.qnext[i]
+    if p >= 0:
+        st.qnext[p] = q
+    else:
+        st.qhead[j] = q
+    if q >= 0:
+        st.qprev[q] = p
+
+
+@njit(cache=True)
+def _dispatch(st, j, t):
+    while st.n_free[j] > 0 and st.wroot[j] >= 0:
+        i = st.wroot[j]
+        st.wroot[j] = _merge(st, st.wleft[i], st.wright[i])
+        k = st.n_free[j] - 1
+        st.n_free[j] = k
+        s = st.free_slots[j, k]
+        st.slot_task[j, s] = i
+        st.slot_of[i] = s
+        st.start[i] = t
+        f = t + st.dur[i]
+        st.finish[i] = f
+        st.busy_s[j] += st.dur[i]
+        st.n_queued[j] -= 1
+        st.queued_work[j] -= st.work_est[i] / st.speed[j]
+        _unlink(st, i, j)
+        st.counters[C_DISPATCHED] += 1
+        _ev_push(st, f, 2 * i + 1)
+
+
+@njit(cache=True)
+def advance(st, until):
+    """Process every instant strictly before ``until`` (events, then dispatch)."""
+    n_dirty = 0
+    while st.counters[C_EVENTS] > 0 and st.ev_t[0] < until:
+        t = st.ev_t[0]
+        while st.counters[C_EVENTS] > 0 and st.ev_t[0] == t:
+            code = _ev_pop(st)
+            i = code >> 1
+            j = st.node[i]
+            if code & 1:
+                s = st.slot_of[i]
+                st.slot_task[j, s] = -1
+                st.free_slots[j, st.n_free[j]] = s
+                st.n_free[j] += 1
+            else:
+                st.wleft[i] = -1
+                st.wright[i] = -1
+                st.wroot[j] = _merge(st, st.wroot[j], i)
+            if not st.is_dirty[j]:
+                st.is_dirty[j] = True
+                st.dirty[n_dirty] = j
+                n_dirty += 1
+        for k in range(n_dirty):
+            j = st.dirty[k]
+            st.is_dirty[j] = False
+            _dispatch(st, j, t)
+        n_dirty = 0
+
+
+@njit(cache=True)
+def project(proj, ready, dur):
+    """List-schedule one task onto a node's projected core-free times, in place.
+
+    The task takes the earliest-free core from ``max(ready, free)`` for ``dur``.
+
+    Returns:
+        the node's new earliest projected core-free time.
+    """
+    c = 0
+    best = proj[0]
+    for k in range(1, proj.shape[0]):
+        if proj[k] < best:
+            best = proj[k]
+            c = k
+    proj[c] = max(ready, best) + dur
+    best = proj[0]
+    for k in range(1, proj.shape[0]):
+        if proj[k] < best:
+            best = proj[k]
+    return best
+
+
+@njit(cache=True)
+def commit(st, i, j, d):
+    """Assign task ``i`` to node ``j`` at decision time ``d``."""
+    st.node[i] = j
+    st.decision[i] = d
+    r = d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
+    st.ready[i] = r
+    dur = st.work[i] / st.speed[j]
+    st.dur[i] = dur
+    dur_est = st.work_est[i] / st.speed[j]
+    # unstarted list (push front)
+    h = st.qhead[j]
+    st.qprev[i] = -1
+    st.qnext[i] = h
+    if h >= 0:
+        st.qprev[h] = i
+    st.qhead[j] = i
+    st.n_queued[j] += 1
+    st.queued_work[j] += dur_est
+    st.proj_min[j] = project(st.proj[j], r, dur_est)
+    # decayed recent-assignment count
+    st.recent[j] = st.recent[j] * np.exp(-(d - st.recent_t[j]) / RECENT_TAU_S) + 1.0
+    st.recent_t[j] = d
+    st.counters[C_COMMITTED] += 1
+    _ev_push(st, r, 2 * i)
+
+
+@njit(cache=True)
+def commit_many(st, idx, nodes, d):
+    """Assign tasks ``idx[k]`` to ``nodes[k]`` at decision time ``d``, in order."""
+    for k in range(idx.shape[0]):
+        commit(st, idx[k], nodes[k], d)
+
+
+# ----------------------------------------------------------------------------
+# exact prediction for a tentative assignment
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def simulate_node(t0, core_free, ready, key0, key1, tid, dur):
+    """Start times of tasks on one node from ``t0`` on, with no other arrivals.
+
+    Args:
+        t0: the current time; no task starts before it.
+        core_free: when each core becomes free (running tasks' finish times, or <= t0).
+        ready, key0, key1, tid, dur: per task ready time, discipline keys, id, duration.
+
+    Returns:
+        start times, one per task.
+    """
+    m = ready.shape[0]
+    start = np.empty(m)
+    order = np.argsort(ready, kind="mergesort")
+    ncore = core_free.shape[0]
+    cf = np.sort(core_free)
+    # binary heaps: cores by free time, waiting tasks by key
+    wait = np.empty(m, dtype=np.int64)
+    nw = 0
+    p = 0
+    t = t0
+    done = 0
+    while done < m:
+        # next instant: the next readiness, or the next core-free time while tasks wait
+        nxt = np.inf
+        if p < m:
+            nxt = max(ready[order[p]], t0)
+        if nw > 0 and cf[0] < nxt:
+            nxt = max(cf[0], t0)
+        t = nxt
+        while p < m and ready[order[p]] <= t:
+            # push order[p] into the waiting heap
+            x = order[p]
+            k = nw
+            nw += 1
+            while k > 0:
+                par = (k - 1) >> 1
+                y = wait[par]
+                if _key_lt(key0, key1, ready, tid, y, x):
+                    break
+                wait[k] = y
+                k = par
+            wait[k] = x
+            p += 1
+        while nw > 0 and cf[0] <= t:
+            x = wait[0]
+            nw -= 1
+            if nw > 0:
+                last = wait[nw]
+                k = 0
+                while True:
+                    ch = 2 * k + 1
+                    if ch >= nw:
+                        break
+                    if ch + 1 < nw and _key_lt(key0, key1, ready, tid, wait[ch + 1], wait[ch]):
+                        ch += 1
+                    if _key_lt(key0, key1, ready, tid, last, wait[ch]):
+                        break
+                    wait[k] = wait[ch]
+                    k = ch
+                wait[k] = last
+            start[x] = t
+            done += 1
+            # replace the earliest core by its new free time, sift down
+            v = t + dur[x]
+            k = 0
+            while True:
+                ch = 2 * k + 1
+                if ch >= ncore:
+                    break
+                if ch + 1 < ncore and cf[ch + 1] < cf[ch]:
+                    ch += 1
+                if v <= cf[ch]:
+                    break
+                cf[k] = cf[ch]
+                k = ch
+            cf[k] = v
+    return start
+
+
+@njit(cache=True)
+def _key_lt(key0, key1, ready, tid, a, b):
+    if key0[a] != key0[b]:
+        return key0[a] < key0[b]
+    if key1[a] != key1[b]:
+        return key1[a] < key1[b]
+    if ready[a] != ready[b]:
+        return ready[a] < ready[b]
+    return tid[a] < tid[b]
+
+
+@njit(cache=True)
+def predict(st, d, idx, nodes, use_estimate):
+    """Finish times of tasks ``idx`` if assigned to ``nodes`` at time ``d``.
+
+    The node state is the engine's at ``d`` (after :func:`advance` to ``d``);
+    tasks already assigned keep their place; no further tasks arrive. Only the
+    nodes named in ``nodes`` are simulated. With ``use_estimate`` the durations
+    are the schedulers' estimates (``work_est``), else the true ones.
+
+    Returns:
+        finish times, one per entry of ``idx``.
+    """
+    b = idx.shape[0]
+    out = np.empty(b)
+    done = np.zeros(b, dtype=np.bool_)
+    for first in range(b):
+        if done[first]:
+            continue
+        j = nodes[first]
+        # tasks already on j, not started
+        m0 = st.n_queued[j]
+        mb = 0
+        for k in range(first, b):
+            if nodes[k] == j:
+                mb += 1
+        m = m0 + mb
+        ready = np.empty(m)
+        k0 = np.empty(m)
+        k1 = np.empty(m)
+        tid = np.empty(m, dtype=np.int64)
+        dur = np.empty(m)
+        pos = 0
+        i = st.qhead[j]
+        while i >= 0:
+            ready[pos] = st.ready[i]
+            k0[pos] = st.key0[i]
+            k1[pos] = st.key1[i]
+            tid[pos] = st.task_id[i]
+            w = st.work_est[i] if use_estimate else st.work[i]
+            dur[pos] = w / st.speed[j]
+            pos += 1
+            i = st.qnext[i]
+        back = np.empty(mb, dtype=np.int64)
+        nb = 0
+        for k in range(first, b):
+            if nodes[k] == j:
+                i = idx[k]
+                ready[pos] = d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
+                k0[pos] = st.key0[i]
+                k1[pos] = st.key1[i]
+                tid[pos] = st.task_id[i]
+                w = st.work_est[i] if use_estimate else st.work[i]
+                dur[pos] = w / st.speed[j]
+                back[nb] = k
+                nb += 1
+                pos += 1
+                done[k] = True
+        ncore = st.cores[j]
+        cf = np.empty(ncore)
+        for s in range(ncore):
+            ti = st.slot_task[j, s]
+            if ti >= 0:
+                if use_estimate:
+                    cf[s] = st.start[ti] + st.work_est[ti] / st.speed[j]
+                else:
+                    cf[s] = st.finish[ti]
+            else:
+                cf[s] = d
+        start = simulate_node(d, cf, ready, k0, k1, tid, dur)
+        for q in range(mb):
+            out[back[q]] = start[m0 + q] + dur[m0 + q]
+    return out

@@ -1,0 +1,398 @@
+"""The simulator: decision batches, policy calls and the exact base model of SPEC.md.
+
+The surface is small, like SimPy's ``Environment``::
+
+    engine = Engine(cluster, workload, decision_interval=0.5, queue="priority")
+    while (batch := engine.next_batch()) is not None:
+        tasks, view = batch
+        engine.commit(policy.assign(tasks, view))
+    result = engine.finish()
+
+or simply ``simulate(cluster, workload, policy)``. ``now`` is the current
+decision time; :meth:`Engine.commit` may also take part of a batch at a time
+(one task per call, as a Gymnasium environment does), each part seeing the
+effect of the ones before it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hybridsched.errors import ConfigError, PolicyError, SimulationError
+from hybridsched.model import Cluster, Workload
+from hybridsched.sim import core
+from hybridsched.sim.metrics import summarize
+from hybridsched.sim.view import ClusterView, Policy, TaskBatch
+
+QUEUES = ("fifo", "priority")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Options of one simulation run (the base model when left at defaults)."""
+
+    decision_interval: float = 0.0
+    """Batching interval delta, s; 0 decides each task at its arrival."""
+    queue: str = "fifo"
+    """Queue discipline at the nodes: ``fifo`` or ``priority``."""
+    work_estimate: np.ndarray | None = field(default=None, compare=False)
+    """Work the schedulers see, GI, per workload row; ``None``: the true work."""
+
+    def __post_init__(self) -> None:
+        d = self.decision_interval
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or not np.isfinite(d) or d < 0:
+            raise ConfigError(f"decision interval: must be a number >= 0 (seconds), got {d!r}")
+        if self.queue not in QUEUES:
+            raise ConfigError(f"queue: must be one of {', '.join(QUEUES)}, got {self.queue!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """Per-task times (workload row order) and the summary of one run."""
+
+    tasks: dict[str, np.ndarray]
+    """Columns of tasks.parquet: task_id, node (name), node_index, decision_s, ready_s,
+    start_s, finish_s, response_s, met_deadline, priority."""
+    summary: dict[str, Any]
+    """The keys of summary.json (SPEC.md) and a few more."""
+
+
+class Engine:
+    """Discrete-event simulator of the base model, driven batch by batch.
+
+    Args:
+        cluster: the validated cluster.
+        workload: the validated workload (regions and memory must fit the cluster).
+        config: run options; keyword shortcuts ``decision_interval`` and ``queue``.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        workload: Workload,
+        config: SimConfig | None = None,
+        *,
+        decision_interval: float | None = None,
+        queue: str | None = None,
+    ) -> None:
+        if config is None:
+            config = SimConfig(
+                decision_interval=0.0 if decision_interval is None else decision_interval,
+                queue="fifo" if queue is None else queue,
+            )
+        elif decision_interval is not None or queue is not None:
+            raise ConfigError("pass either config or decision_interval/queue, not both")
+        if len(workload) == 0:
+            raise ConfigError("workload: has no tasks; nothing to simulate")
+        if int(workload.region.max()) >= cluster.n_regions:
+            bad = int(np.argmax(workload.region >= cluster.n_regions))
+            raise ConfigError(
+                f"workload row {bad + 1}: region {int(workload.region[bad])} is out of range for "
+                f"cluster {cluster.name!r} with {cluster.n_regions} regions"
+            )
+        self.cluster = cluster
+        self.workload = workload
+        self.config = config
+        self.scheduler_seconds = 0.0
+        """Wall-clock time spent inside the policy, s."""
+
+        # decision order: arrival, then task_id
+        order = np.lexsort((workload.task_id, workload.arrival_s))
+        self.order = order
+        arrival = np.ascontiguousarray(workload.arrival_s[order])
+        delta = float(config.decision_interval)
+        if delta > 0:
+            dec = np.ceil(arrival / delta) * delta
+            # batches: runs of equal decision time (decision time is monotone in arrival)
+            starts = np.flatnonzero(np.r_[True, dec[1:] != dec[:-1]])
+        else:
+            dec = arrival.copy()
+            starts = np.arange(arrival.shape[0])
+        self._dec_time = dec
+        self._batch_start = np.r_[starts, arrival.shape[0]].astype(np.int64)
+        self._batch = -1
+        self._pos = 0  # next uncommitted task of the current batch
+        self.state = self._build_state(order, arrival)
+        """The simulator's arrays (:class:`~hybridsched.sim.core.CoreState`)."""
+        self.cstate = core.compile_state(self.state)
+        """The compiled handle over the same arrays, for kernels."""
+        if config.work_estimate is not None:
+            est = np.asarray(config.work_estimate, dtype=np.float64)
+            if est.shape != workload.work_gi.shape or not np.all(est > 0):
+                raise ConfigError("work_estimate: must give one value > 0 per task")
+            self.state.work_est[:] = est[order]
+        self._finished: SimResult | None = None
+
+    # ------------------------------------------------------------------ state
+
+    def _build_state(self, order: np.ndarray, arrival: np.ndarray) -> core.CoreState:
+        c = self.cluster
+        w = self.workload
+        n = arrival.shape[0]
+        n_nodes = c.n_nodes
+        max_cores = int(c.cores.max())
+        deadline = w.deadline_s[order]
+        abs_deadline = arrival + deadline
+        priority = w.priority[order].astype(np.int64)
+        if self.config.queue == "priority":
+            key0 = priority.astype(np.float64)
+            key1 = abs_deadline.copy()
+        else:
+            key0 = np.zeros(n)
+            key1 = np.zeros(n)
+        proj = np.full((n_nodes, max_cores), np.inf)
+        slot_task = np.full((n_nodes, max_cores), -1, dtype=np.int64)
+        free_slots = np.zeros((n_nodes, max_cores), dtype=np.int64)
+        for j in range(n_nodes):
+            proj[j, : c.cores[j]] = -np.inf
+            free_slots[j, : c.cores[j]] = np.arange(c.cores[j])[::-1]
+        work = np.ascontiguousarray(w.work_gi[order], dtype=np.float64)
+        neg = np.full(n, -1, dtype=np.int64)
+        nan = np.full(n, np.nan)
+        return core.CoreState(
+            cores=np.ascontiguousarray(c.cores, dtype=np.int64),
+            speed=np.ascontiguousarray(c.speed),
+            memory=np.ascontiguousarray(c.memory_mb),
+            bandwidth=np.ascontiguousarray(c.bandwidth_mb_s),
+            latency=np.ascontiguousarray(c.latency_s),
+            arrival=arrival,
+            region=np.ascontiguousarray(w.region[order], dtype=np.int64),
+            data=np.ascontiguousarray(w.data_mb[order], dtype=np.float64),
+            work=work,
+            work_est=work.copy(),
+            mem_req=np.ascontiguousarray(w.memory_mb[order], dtype=np.float64),
+            abs_deadline=abs_deadline,
+            priority=priority,
+            task_id=np.ascontiguousarray(w.task_id[order], dtype=np.int64),
+            key0=key0,
+            key1=key1,
+            node=neg.copy(),
+            decision=nan.copy(),
+            ready=nan.copy(),
+            dur=nan.copy(),
+            start=nan.copy(),
+            finish=nan.copy(),
+            wleft=neg.copy(),
+            wright=neg.copy(),
+            qnext=neg.copy(),
+            qprev=neg.copy(),
+            slot_of=neg.copy(),
+            wroot=np.full(n_nodes, -1, dtype=np.int64),
+            qhead=np.full(n_nodes, -1, dtype=np.int64),
+            n_free=np.ascontiguousarray(c.cores, dtype=np.int64).copy(),
+            free_slots=free_slots,
+            slot_task=slot_task,
+            n_queued=np.zeros(n_nodes, dtype=np.int64),
+            queued_work=np.zeros(n_nodes),
+            proj=proj,
+            proj_min=np.full(n_nodes, -np.inf),
+            recent=np.zeros(n_nodes),
+            recent_t=np.zeros(n_nodes),
+            busy_s=np.zeros(n_nodes),
+            ev_t=np.zeros(n),
+            ev_code=np.zeros(n, dtype=np.int64),
+            dirty=np.zeros(n_nodes, dtype=np.int64),
+            is_dirty=np.zeros(n_nodes, dtype=np.bool_),
+            counters=np.zeros(4, dtype=np.int64),
+        )
+
+    # ------------------------------------------------------------- stepping
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks in the run."""
+        return int(self.order.shape[0])
+
+    @property
+    def n_batches(self) -> int:
+        """Number of decision batches."""
+        return int(self._batch_start.shape[0] - 1)
+
+    @property
+    def now(self) -> float:
+        """The current decision time (``-inf`` before the first batch), s."""
+        if self._batch < 0:
+            return -np.inf
+        if self._batch >= self.n_batches:
+            return np.inf
+        return float(self._dec_time[self._batch_start[self._batch]])
+
+    @property
+    def done(self) -> bool:
+        """True once every task is decided."""
+        return self._batch >= self.n_batches
+
+    def batch_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Decision times (per task) and batch start offsets, decision order."""
+        return self._dec_time, self._batch_start
+
+    def next_batch(self) -> tuple[TaskBatch, ClusterView] | None:
+        """Advance to the next decision and return its undecided tasks and the view.
+
+        Returns the remaining tasks of the current batch when it is only partly
+        committed; ``None`` when every task is decided.
+        """
+        if self._batch >= 0 and not self.done:
+            end = int(self._batch_start[self._batch + 1])
+            if self._pos < end:
+                return self._current()
+        self._batch += 1
+        if self.done:
+            return None
+        self._pos = int(self._batch_start[self._batch])
+        core.advance(self.cstate, self.now)
+        return self._current()
+
+    def _current(self) -> tuple[TaskBatch, ClusterView]:
+        end = int(self._batch_start[self._batch + 1])
+        tasks = self._task_batch(np.arange(self._pos, end, dtype=np.int64))
+        return tasks, ClusterView(self, tasks)
+
+    def _task_batch(self, idx: np.ndarray) -> TaskBatch:
+        st = self.state
+        return TaskBatch(
+            index=idx,
+            task_id=st.task_id[idx],
+            arrival_s=st.arrival[idx],
+            region=st.region[idx],
+            data_mb=st.data[idx],
+            work_gi=st.work_est[idx],
+            memory_mb=st.mem_req[idx],
+            deadline_abs_s=st.abs_deadline[idx],
+            priority=st.priority[idx],
+        )
+
+    def commit(self, nodes: np.ndarray | list[int] | int) -> None:
+        """Assign the next ``len(nodes)`` undecided tasks of the current batch.
+
+        Raises:
+            PolicyError: wrong length, a node index out of range, or a node
+                without memory for its task.
+        """
+        if self._batch < 0 or self.done:
+            raise SimulationError("commit: no open decision; call next_batch() first")
+        end = int(self._batch_start[self._batch + 1])
+        nodes_arr = np.atleast_1d(np.asarray(nodes))
+        k = nodes_arr.shape[0]
+        if nodes_arr.ndim != 1 or k == 0 or self._pos + k > end:
+            raise PolicyError(
+                f"commit: expected 1 to {end - self._pos} node indices for this batch, "
+                f"got shape {nodes_arr.shape}"
+            )
+        if nodes_arr.dtype.kind not in "iu":
+            raise PolicyError(f"commit: node indices must be integers, got dtype {nodes_arr.dtype}")
+        nodes_arr = nodes_arr.astype(np.int64)
+        idx = np.arange(self._pos, self._pos + k, dtype=np.int64)
+        self._check_assignment(idx, nodes_arr)
+        core.commit_many(self.cstate, idx, nodes_arr, self.now)
+        self._pos += k
+
+    def _check_assignment(self, idx: np.ndarray, nodes: np.ndarray) -> None:
+        n_nodes = self.cluster.n_nodes
+        bad = (nodes < 0) | (nodes >= n_nodes)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise PolicyError(
+                f"task {int(self.state.task_id[idx[k]])}: node index {int(nodes[k])} is out of "
+                f"range 0..{n_nodes - 1}"
+            )
+        fits = self.state.mem_req[idx] <= self.state.memory[nodes]
+        if not fits.all():
+            k = int(np.argmin(fits))
+            j = int(nodes[k])
+            raise PolicyError(
+                f"task {int(self.state.task_id[idx[k]])}: node {self.cluster.node_names[j]!r} has "
+                f"{self.state.memory[j]:g} MB, the task needs {self.state.mem_req[idx[k]]:g} MB"
+            )
+
+    # --------------------------------------------------------------- running
+
+    def run(self, policy: Policy, rng: np.random.Generator | int | None = 0) -> SimResult:
+        """Run the whole simulation with ``policy`` and return the result."""
+        if self._batch >= 0:
+            raise SimulationError("run: this engine has already started; build a new one")
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        policy.reset(self.cluster, gen)
+        compiled = getattr(policy, "run_compiled", None)
+        if compiled is not None:
+            t = time.perf_counter()
+            ran = compiled(self)
+            if ran:
+                # the compiled loop interleaves simulation and decisions; count all of it
+                self.scheduler_seconds += time.perf_counter() - t
+                self._batch = self.n_batches
+                return self.finish(policy_name=policy.name)
+        while (batch := self.next_batch()) is not None:
+            tasks, view = batch
+            t = time.perf_counter()
+            nodes = policy.assign(tasks, view)
+            self.scheduler_seconds += time.perf_counter() - t
+            self.commit(nodes)
+        return self.finish(policy_name=policy.name)
+
+    def finish(self, policy_name: str = "") -> SimResult:
+        """Simulate to the end (every task must be decided) and summarise."""
+        if self._finished is not None:
+            return self._finished
+        st = self.state
+        if st.counters[core.C_COMMITTED] != self.n_tasks:
+            raise SimulationError(
+                f"finish: {self.n_tasks - int(st.counters[core.C_COMMITTED])} tasks are undecided"
+            )
+        core.advance(st, np.inf)
+        self._batch = self.n_batches
+        inv = np.empty_like(self.order)
+        inv[self.order] = np.arange(self.order.shape[0])
+        names = np.asarray(self.cluster.node_names, dtype=object)
+        node = st.node[inv]
+        arrival = st.arrival[inv]
+        finish = st.finish[inv]
+        abs_deadline = st.abs_deadline[inv]
+        tasks = {
+            "task_id": st.task_id[inv],
+            "node": names[node],
+            "node_index": node,
+            "arrival_s": arrival,
+            "decision_s": st.decision[inv],
+            "ready_s": st.ready[inv],
+            "start_s": st.start[inv],
+            "finish_s": finish,
+            "response_s": finish - arrival,
+            "met_deadline": finish <= abs_deadline,
+            "priority": st.priority[inv],
+        }
+        summary = summarize(
+            self.cluster,
+            arrival=arrival,
+            finish=finish,
+            abs_deadline=abs_deadline,
+            node=node,
+            dur=st.dur[inv],
+            priority=st.priority[inv],
+        )
+        summary["scheduler_seconds"] = self.scheduler_seconds
+        summary["policy"] = policy_name
+        summary["decision_interval_s"] = float(self.config.decision_interval)
+        summary["queue"] = self.config.queue
+        self._finished = SimResult(tasks=tasks, summary=summary)
+        return self._finished
+
+
+def simulate(
+    cluster: Cluster,
+    workload: Workload,
+    policy: Policy,
+    *,
+    decision_interval: float = 0.0,
+    queue: str = "fifo",
+    seed: int | np.random.Generator | None = 0,
+    config: SimConfig | None = None,
+) -> SimResult:
+    """Simulate ``workload`` on ``cluster`` under ``policy`` (see :class:`Engine`)."""
+    if config is None:
+        config = SimConfig(decision_interval=decision_interval, queue=queue)
+    return Engine(cluster, workload, config).run(policy, seed)
