@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -26,9 +27,19 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+_COMMAND_MODULES = ("core", "compare", "trace", "train")
+
+
 def _register() -> None:
-    # Command modules attach themselves to ``app`` on import.
-    from hybridsched.cli import core  # noqa: F401
+    # Command modules attach themselves to ``app`` on import; a module that is
+    # not there (an optional part) is skipped, any other import error is real.
+    for name in _COMMAND_MODULES:
+        module = f"hybridsched.cli.{name}"
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
 
 
 def main() -> None:

@@ -186,6 +186,7 @@ class KernelPolicy:
         self._rng: np.random.Generator = np.random.default_rng(0)
         self._rr = 0
         self._dynpow = np.zeros(0)
+        self._inv = np.zeros((2, 0))
 
     def reset(self, cluster: Cluster, rng: np.random.Generator) -> None:
         """Start a run: keep the generator, rewind the round-robin pointer."""
@@ -193,6 +194,9 @@ class KernelPolicy:
         self._rr = 0
         self._dynpow = np.ascontiguousarray(
             (cluster.power_max_w - cluster.power_idle_w) / cluster.cores
+        )
+        self._inv = np.ascontiguousarray(
+            np.stack([1.0 / cluster.bandwidth_mb_s, 1.0 / cluster.speed])
         )
 
     def _draws(self, n: int) -> np.ndarray:
@@ -210,6 +214,7 @@ class KernelPolicy:
             self.rule,
             self._draws(len(tasks)),
             self._dynpow,
+            self._inv,
             self._rr,
             False,
             arr.proj.copy(),
@@ -223,6 +228,6 @@ class KernelPolicy:
         dec, starts = engine.batch_bounds()
         u = self._draws(engine.n_tasks)
         self._rr = kernels.run_fused(
-            engine.cstate, dec, starts, self.rule, u, self._dynpow, self._rr
+            engine.cstate, dec, starts, self.rule, u, self._dynpow, self._inv, self._rr
         )
         return True

@@ -36,13 +36,15 @@ MAX_MIN = 9
 SUFFERAGE = 10
 
 
-@njit(cache=True)
-def _ready(st, i, j, d):
-    return d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
+@njit(cache=True, inline="always")
+def _ready(st, i, j, d, inv_bw):
+    # reciprocals instead of divisions: these are estimates for choosing, the
+    # simulator computes the exact ready time on commit
+    return d + st.latency[j, st.region[i]] + st.data[i] * inv_bw[j]
 
 
 @njit(cache=True)
-def _best_two(st, i, d, proj_min):
+def _best_two(st, i, d, proj_min, inv):
     """Best and second-best estimated finish of task ``i`` and the best node."""
     best = np.inf
     second = np.inf
@@ -50,7 +52,7 @@ def _best_two(st, i, d, proj_min):
     for j in range(st.cores.shape[0]):
         if st.mem_req[i] > st.memory[j]:
             continue
-        f = max(_ready(st, i, j, d), proj_min[j]) + st.work_est[i] / st.speed[j]
+        f = max(_ready(st, i, j, d, inv[0]), proj_min[j]) + st.work_est[i] * inv[1][j]
         if f < best:
             second = best
             best = f
@@ -61,7 +63,7 @@ def _best_two(st, i, d, proj_min):
 
 
 @njit(cache=True)
-def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr):
+def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr, inv):
     """The node for task ``i`` under a single-task rule; returns (node, new rr)."""
     n = st.cores.shape[0]
     if rule == ROUND_ROBIN:
@@ -90,7 +92,7 @@ def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr):
     for j in range(n):
         if st.mem_req[i] > st.memory[j]:
             continue
-        ex = st.work_est[i] / st.speed[j]
+        ex = st.work_est[i] * inv[1][j]
         if rule == MET:
             s = ex
         elif rule == OLB:
@@ -99,7 +101,7 @@ def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr):
             busy = st.cores[j] - st.n_free[j]
             s = (nq[j] + busy) / st.cores[j]
         else:
-            f = max(_ready(st, i, j, d), proj_min[j]) + ex
+            f = max(_ready(st, i, j, d, inv[0]), proj_min[j]) + ex
             if rule == ENERGY:
                 if f <= st.abs_deadline[i]:
                     e = dynpow[j] * ex
@@ -117,17 +119,17 @@ def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr):
 
 
 @njit(cache=True)
-def _place(st, i, j, d, real, proj, proj_min, nq):
+def _place(st, i, j, d, real, proj, proj_min, nq, inv):
     if real:
         core.commit(st, i, j, d)
     else:
-        r = _ready(st, i, j, d)
-        proj_min[j] = core.project(proj[j], r, st.work_est[i] / st.speed[j])
+        r = _ready(st, i, j, d, inv[0])
+        proj_min[j] = core.project(proj[j], r, st.work_est[i] * inv[1][j])
         nq[j] += 1
 
 
 @njit(cache=True)
-def decide(st, idx, d, rule, u, dynpow, rr, real, proj, proj_min, nq):
+def decide(st, idx, d, rule, u, dynpow, inv, rr, real, proj, proj_min, nq):
     """Place the tasks ``idx`` (decision order) at time ``d`` under ``rule``.
 
     Args:
@@ -137,6 +139,7 @@ def decide(st, idx, d, rule, u, dynpow, rr, real, proj, proj_min, nq):
         rule: one of the rule codes of this module.
         u: one uniform draw in [0, 1) per task (the random rule).
         dynpow: per node, (power_max - power_idle) / cores, W per busy core.
+        inv: per node, (1 / bandwidth, 1 / speed), shape (2, N).
         rr: the round-robin pointer.
         real: commit to the engine (the fused loop) instead of tentative updates.
         proj, proj_min, nq: projection, its row minima and queued counts to read
@@ -156,7 +159,7 @@ def decide(st, idx, d, rule, u, dynpow, rr, real, proj, proj_min, nq):
             for k in range(b):
                 if not left[k]:
                     continue
-                best, second, arg = _best_two(st, idx[k], d, proj_min)
+                best, second, arg = _best_two(st, idx[k], d, proj_min, inv)
                 if rule == MIN_MIN:
                     score = -best
                 elif rule == MAX_MIN:
@@ -169,7 +172,7 @@ def decide(st, idx, d, rule, u, dynpow, rr, real, proj, proj_min, nq):
                     pick_score = score
             left[pick] = False
             out[pick] = pick_node
-            _place(st, idx[pick], pick_node, d, real, proj, proj_min, nq)
+            _place(st, idx[pick], pick_node, d, real, proj, proj_min, nq, inv)
         return out, rr
     if rule == EDF_MCT:
         # most urgent first: earliest absolute deadline, then priority, then decision order
@@ -183,14 +186,14 @@ def decide(st, idx, d, rule, u, dynpow, rr, real, proj, proj_min, nq):
     for q in range(b):
         k = order[q]
         i = idx[k]
-        j, rr = _choose(st, i, d, rule, proj_min, nq, u[k], dynpow, rr)
+        j, rr = _choose(st, i, d, rule, proj_min, nq, u[k], dynpow, rr, inv)
         out[k] = j
-        _place(st, i, j, d, real, proj, proj_min, nq)
+        _place(st, i, j, d, real, proj, proj_min, nq, inv)
     return out, rr
 
 
 @njit(cache=True)
-def run_fused(st, dec_time, batch_start, rule, u, dynpow, rr):
+def run_fused(st, dec_time, batch_start, rule, u, dynpow, inv, rr):
     """Run a whole simulation with a compiled rule: advance, decide, commit.
 
     Returns:
@@ -203,6 +206,6 @@ def run_fused(st, dec_time, batch_start, rule, u, dynpow, rr):
         core.advance(st, d)
         idx = np.arange(lo, hi)
         _, rr = decide(
-            st, idx, d, rule, u[lo:hi], dynpow, rr, True, st.proj, st.proj_min, st.n_queued
+            st, idx, d, rule, u[lo:hi], dynpow, inv, rr, True, st.proj, st.proj_min, st.n_queued
         )
     return rr

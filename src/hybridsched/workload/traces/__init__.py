@@ -189,14 +189,14 @@ def _check_format(trace: TraceFormat, path: Path, ctx: Context) -> None:
         return
     guess = detect_format(path, head)
     if guess is not None and guess not in (trace.name, "generic"):
-        hint = f"; it looks like a {guess} trace: use --format {guess}"
+        hint = f"; it looks like format {guess}: use --format {guess}"
     elif guess == "generic" and trace.name != "generic":
-        hint = "; it matches no known trace format (try --format generic with --map)"
+        hint = "; it looks like no known trace format (try --format generic with --map)"
     elif guess is None:
-        hint = "; it matches no known trace format"
+        hint = "; it looks like no known trace format"
     else:
         hint = ""
-    raise ValidationError(f"{path}: not a {trace.name} file: {why}{hint}")
+    raise ValidationError(f"{path}: does not match format {trace.name}: {why}{hint}")
 
 
 def _drop(records: Records, mask: np.ndarray, reason: str, report: ImportReport) -> Records:

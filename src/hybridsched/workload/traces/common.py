@@ -1,67 +1,74 @@
-"""Shared machinery of the trace importers: options, report, streaming readers, mapping helpers.
+"""Shared mapping machinery of the trace importers.
 
 An importer turns the records of a public trace into the columns of SPEC.md's
-workload format. The pieces every importer shares live here:
+workload format. What every importer shares lives here:
 
 * :class:`ImportOptions` (what the user asked for) and :class:`ImportReport`
   (what happened: records read, kept, merged and skipped by reason);
-* :func:`iter_table`, a bounded-memory reader of CSV (Arrow's streaming reader,
-  block by block) and Parquet (row group by row group) files that yields
-  :class:`Chunk` objects with typed columns. It first reads with the final
-  column types (fast); when a value cannot be converted, it reads the file
-  again as text from the row where it failed and converts column by column,
-  marking the values that do not parse, so a bad cell costs one row, not the
-  file;
-* :class:`RowFilter`, which records why each row of a chunk is dropped, and in
-  strict mode refuses the first bad row with its row and line number;
-* :class:`Records`, the kept tasks of one chunk, in the model's units;
+* :class:`Param` and :func:`resolve_params`, the per-format mapping constants;
 * stable hashes (:func:`fnv1a64`, :func:`hash_strings`, :func:`hash_ints`)
   that map a group field to a region identically on every run and machine
   (Python's ``hash`` is salted per process, so it is not used);
+* :class:`Records`, the tasks kept from one chunk, in the model's units;
 * :class:`TraceFormat` and :class:`CsvTraceFormat`, the interface of one
-  importer, and :func:`read_head`, which reads the start of a file for
-  format detection.
+  importer, and the column helpers (:func:`require_number`,
+  :func:`require_time`, :func:`categories`) that check a column and mark its
+  bad cells on the chunk's :class:`~hybridsched.workload.traces.reader.RowFilter`.
+
+Reading files (streaming, typing, per-row accounting) is in
+:mod:`hybridsched.workload.traces.reader`.
 """
 
 from __future__ import annotations
 
-import bisect
-import csv
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hybridsched.errors import ConfigError, ValidationError
+from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
+from hybridsched.workload.traces.reader import (
+    DEFAULT_BLOCK_SIZE,
+    Chunk,
+    FileHead,
+    Kind,
+    ProgressFn,
+    RowFilter,
+    blank_rows,
+    iter_table,
+    read_head,
+)
 
-Kind = Literal["int", "float", "time", "str"]
-"""How a source column is read: int64, float64, timestamp (int64 ns) or text."""
-
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "time": pa.timestamp("ns"),
-    "str": pa.string(),
-}
-
-_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
-
-DEFAULT_BLOCK_SIZE = 1 << 22
-"""Bytes of CSV text parsed per block (bounds memory; 4 MiB)."""
-
-HEAD_BYTES = 1 << 16
-"""Bytes read from the start of a file (after decompression) to detect its format."""
-
-ProgressFn = Callable[[int], None]
-"""Receives the number of bytes of input consumed since the last call."""
-
+__all__ = [
+    "Chunk",
+    "Context",
+    "CsvTraceFormat",
+    "FileHead",
+    "ImportOptions",
+    "ImportReport",
+    "Kind",
+    "Param",
+    "ProgressFn",
+    "Records",
+    "RowFilter",
+    "TraceFormat",
+    "categories",
+    "fnv1a64",
+    "hash_ints",
+    "hash_strings",
+    "read_head",
+    "regions_of",
+    "require_number",
+    "require_time",
+    "resolve_params",
+]
 
 # --------------------------------------------------------------------------- options / report
 
@@ -117,8 +124,8 @@ class ImportOptions:
             isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
         ):
             raise ConfigError(f"limit: must be an integer >= 1, got {self.limit!r}")
-        if not isinstance(self.block_size, int) or self.block_size < 1024:
-            raise ConfigError(f"block_size: must be an integer >= 1024, got {self.block_size!r}")
+        if not isinstance(self.block_size, int) or self.block_size < 256:
+            raise ConfigError(f"block_size: must be an integer >= 256, got {self.block_size!r}")
         if (
             self.cluster is not None
             and self.regions is not None
@@ -374,542 +381,6 @@ class Records:
         return cls(i, f, f, f, i, np.zeros(0, np.uint64), rows=i, filter=filter)
 
 
-# --------------------------------------------------------------------------- chunks
-
-
-class Chunk:
-    """One block of consecutive rows of one file, with typed columns.
-
-    Missing cells are null; in the text fallback, cells that do not parse as
-    their column's type are null too and flagged by :meth:`unparsed`, with the
-    text kept for error messages.
-    """
-
-    def __init__(
-        self,
-        source: str,
-        row0: int,
-        n: int,
-        arrays: Mapping[str, pa.Array],
-        *,
-        raw: Mapping[str, pa.Array] | None = None,
-        unparsed: Mapping[str, np.ndarray] | None = None,
-        header_lines: int = 0,
-        skipped_lines: Sequence[int] = (),
-        is_csv: bool = True,
-        malformed: int = 0,
-    ) -> None:
-        self.source = source
-        """The file, for messages."""
-        self.row0 = row0
-        """Data rows of the file before this chunk."""
-        self.n = n
-        """Rows in this chunk."""
-        self.malformed = malformed
-        """Rows of the file dropped by the parser (wrong field count) since the last chunk."""
-        self._arrays = dict(arrays)
-        self._raw = dict(raw or {})
-        self._unparsed = dict(unparsed or {})
-        self._header_lines = header_lines
-        self._skipped_lines = skipped_lines
-        self._is_csv = is_csv
-
-    def __len__(self) -> int:
-        return self.n
-
-    def has(self, name: str) -> bool:
-        """Whether the file has column ``name``."""
-        return name in self._arrays
-
-    def array(self, name: str) -> pa.Array:
-        """The typed Arrow array of a column."""
-        return self._arrays[name]
-
-    def floats(self, name: str) -> np.ndarray:
-        """A column as float64; missing or unparsed cells are NaN."""
-        a = self._arrays[name]
-        if a.null_count:
-            a = pc.fill_null(a, math.nan)
-        return a.to_numpy(zero_copy_only=False)
-
-    def ints(self, name: str) -> np.ndarray:
-        """A column (int or time) as int64; missing or unparsed cells are 0."""
-        a = self._arrays[name]
-        if pa.types.is_timestamp(a.type):
-            a = a.cast(pa.int64())
-        if a.null_count:
-            a = pc.fill_null(a, 0)
-        return a.to_numpy(zero_copy_only=False)
-
-    def null(self, name: str) -> np.ndarray:
-        """Cells with no usable value (missing or unparsed)."""
-        a = self._arrays[name]
-        if not a.null_count:
-            return np.zeros(self.n, dtype=bool)
-        return a.is_null().to_numpy(zero_copy_only=False)
-
-    def unparsed(self, name: str) -> np.ndarray:
-        """Cells with text that does not parse as the column's type."""
-        u = self._unparsed.get(name)
-        return u if u is not None else np.zeros(self.n, dtype=bool)
-
-    def missing(self, name: str) -> np.ndarray:
-        """Empty cells (no text at all)."""
-        return self.null(name) & ~self.unparsed(name)
-
-    def show(self, name: str, i: int) -> str:
-        """The cell as written (or as read), for messages."""
-        raw = self._raw.get(name)
-        value = (raw if raw is not None else self._arrays[name])[i].as_py()
-        if value is None:
-            return "an empty value"
-        if hasattr(value, "isoformat"):
-            value = value.isoformat(sep=" ")
-        return repr(value)
-
-    def row(self, i: int) -> int:
-        """1-based data row number in the file of chunk row ``i``."""
-        return self.row0 + i + 1
-
-    def where(self, i: int) -> str:
-        """``row R (line L)`` for CSV (L counts the header), ``row R`` for Parquet."""
-        r = self.row(i)
-        if not self._is_csv:
-            return f"row {r}"
-        return f"row {r} (line {line_of(r, self._header_lines, self._skipped_lines)})"
-
-
-def line_of(row: int, header_lines: int, skipped_lines: Sequence[int]) -> int:
-    """Physical line of data row ``row`` given the sorted lines the parser dropped."""
-    line = header_lines + row
-    count = 0
-    while True:
-        c = bisect.bisect_right(skipped_lines, line)
-        if c == count:
-            return line
-        line += c - count
-        count = c
-
-
-# --------------------------------------------------------------------------- row filter
-
-
-class RowFilter:
-    """Why each row of a chunk is not a task; the importer commits it to the report.
-
-    Each row gets one code: kept (or pending, for event logs), merged, ignored
-    (blank line) or a skip reason. A row keeps its first reason. In strict mode
-    :meth:`bad` remembers the earliest bad row and :meth:`check` raises it.
-    """
-
-    KEPT = 0
-    MERGED = 1
-    IGNORED = 2
-
-    def __init__(self, chunk: Chunk, strict: bool) -> None:
-        self.chunk = chunk
-        self.strict = strict
-        self.alive = np.ones(chunk.n, dtype=bool)
-        """Rows still candidates for a task."""
-        self.codes = np.zeros(chunk.n, dtype=np.int16)
-        self._reasons: list[str] = ["", "", ""]
-        self._first_bad: tuple[int, str] | None = None
-
-    def _code(self, reason: str) -> int:
-        try:
-            return self._reasons.index(reason, 3)
-        except ValueError:
-            self._reasons.append(reason)
-            return len(self._reasons) - 1
-
-    def _mark(self, mask: np.ndarray, code: int) -> np.ndarray:
-        mask = mask & self.alive
-        if mask.any():
-            self.codes[mask] = code
-            self.alive &= ~mask
-        return mask
-
-    def ignore(self, mask: np.ndarray) -> None:
-        """Rows that are not records at all (blank lines)."""
-        self._mark(mask, self.IGNORED)
-
-    def merge(self, mask: np.ndarray) -> None:
-        """Rows folded into another record."""
-        self._mark(mask, self.MERGED)
-
-    def skip(self, mask: np.ndarray, reason: str) -> np.ndarray:
-        """Rows filtered out for ``reason`` (not an error: failed, incomplete, ...)."""
-        return self._mark(mask, self._code(reason))
-
-    def bad(
-        self,
-        mask: np.ndarray,
-        column: str,
-        rule: str,
-        values: np.ndarray | None = None,
-        reason: str | None = None,
-    ) -> np.ndarray:
-        """Rows whose ``column`` breaks ``rule``: skipped as ``bad_<column>``, refused if strict.
-
-        Args:
-            mask: the offending rows.
-            column: the field, as named in the file.
-            rule: what would be accepted, e.g. ``"must be a number >= 0"``.
-            values: parsed values to quote (default: the cell's text).
-            reason: the skip reason (default ``bad_<column>``).
-        """
-        marked = self._mark(mask, self._code(reason or f"bad_{column}"))
-        if self.strict and marked.any():
-            i = int(np.argmax(marked))
-            if self._first_bad is None or i < self._first_bad[0]:
-                c = self.chunk
-                if values is None or (c.has(column) and c.null(column)[i]):
-                    shown = c.show(column, i)
-                else:
-                    shown = repr(values[i].item() if hasattr(values[i], "item") else values[i])
-                msg = f"{self.chunk.source}: {self.chunk.where(i)}, field {column}: {rule}, got {shown}"
-                self._first_bad = (i, msg)
-        return marked
-
-    def check(self) -> None:
-        """In strict mode, raise the earliest bad row recorded by :meth:`bad`.
-
-        Raises:
-            ValidationError: naming the file, row, line, field, value and rule.
-        """
-        if self._first_bad is not None:
-            raise ValidationError(self._first_bad[1] + " (strict mode refuses bad rows)")
-
-    def counts(self, upto: int | None = None) -> tuple[int, int, dict[str, int]]:
-        """(records read, merged, skipped by reason) over rows ``[:upto]``."""
-        codes = self.codes if upto is None else self.codes[:upto]
-        tally = np.bincount(codes, minlength=len(self._reasons))
-        skipped = {self._reasons[c]: int(tally[c]) for c in range(3, len(tally)) if tally[c]}
-        read = int(codes.shape[0] - tally[self.IGNORED])
-        return read, int(tally[self.MERGED]), skipped
-
-
-# --------------------------------------------------------------------------- conversion
-
-
-def convert(arr: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray | None]:
-    """Cast ``arr`` to ``kind``; cells that do not convert become null and are flagged.
-
-    Returns:
-        The typed array and a boolean mask of the cells that did not convert
-        (None when all did). Bad cells are found by bisection, so the cost is
-        one vectorized cast when the data is clean.
-    """
-    target = _ARROW_TYPES[kind]
-    if arr.type == target:
-        return arr, None
-    if kind == "time" and pa.types.is_timestamp(arr.type):
-        return arr.cast(pa.timestamp("ns", tz=arr.type.tz)).cast(pa.int64()).cast(target), None
-    try:
-        return pc.cast(arr, target), None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        pass
-    bad = np.zeros(len(arr), dtype=bool)
-    stack = [(0, len(arr))]
-    while stack:
-        lo, hi = stack.pop()
-        if hi - lo > 1:
-            mid = (lo + hi) // 2
-            for a, b in ((lo, mid), (mid, hi)):
-                try:
-                    pc.cast(arr.slice(a, b - a), target)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                    stack.append((a, b))
-        else:
-            bad[lo] = True
-    cleaned = pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr)
-    return pc.cast(cleaned, target), bad
-
-
-# --------------------------------------------------------------------------- file reading
-
-
-def compression_of(path: Path) -> str | None:
-    """Arrow codec name from the file extension (``.gz``, ``.bz2``, ``.zst``, ``.lz4``)."""
-    return _COMPRESSION.get(path.suffix.lower())
-
-
-def is_parquet(path: Path) -> bool:
-    """Whether ``path`` starts with Parquet's magic bytes."""
-    try:
-        with path.open("rb") as f:
-            return f.read(4) == b"PAR1"
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class FileHead:
-    """The start of a file, for format detection."""
-
-    path: Path
-    """The file."""
-    parquet: bool
-    """A Parquet file (then ``lines`` is empty and ``columns`` its schema names)."""
-    lines: tuple[str, ...]
-    """Complete text lines from the start (decompressed), at most ~64 KiB."""
-    columns: tuple[str, ...]
-    """Parquet column names, or the fields of the first CSV line."""
-
-    def rows(self, skip: int = 0, limit: int = 50) -> list[list[str]]:
-        """The first non-empty lines split as CSV fields (after ``skip`` lines)."""
-        lines = [ln for ln in self.lines[skip:] if ln.strip()][:limit]
-        return [[f.strip() for f in r] for r in csv.reader(lines)]
-
-
-def read_head(path: Path) -> FileHead:
-    """Read the start of ``path`` (decompressing by extension).
-
-    Raises:
-        ValidationError: the file is missing, a folder, empty or unreadable.
-    """
-    if not path.exists():
-        raise ValidationError(f"{path}: no such file")
-    if path.is_dir():
-        raise ValidationError(f"{path}: is a folder, expected a file")
-    if is_parquet(path):
-        import pyarrow.parquet as pq
-
-        try:
-            names = tuple(pq.ParquetFile(str(path)).schema_arrow.names)
-        except Exception as exc:
-            raise ValidationError(f"{path}: cannot be read as Parquet: {exc}") from None
-        return FileHead(path, True, (), names)
-    try:
-        with pa.input_stream(str(path), compression=compression_of(path)) as f:
-            data = f.read(HEAD_BYTES)
-    except (OSError, pa.ArrowException) as exc:
-        raise ValidationError(f"{path}: cannot be read: {exc}") from None
-    if not data.strip():
-        raise ValidationError(f"{path}: is empty")
-    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
-    lines = text.splitlines()
-    if len(data) == HEAD_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut
-    first = next(csv.reader(lines[:1]), [])
-    return FileHead(path, False, tuple(lines), tuple(f.strip() for f in first))
-
-
-def iter_table(
-    path: Path,
-    columns: Mapping[str, Kind],
-    *,
-    names: Sequence[str] | None = None,
-    strict: bool = False,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    progress: ProgressFn | None = None,
-) -> Iterator[Chunk]:
-    """Stream a CSV or Parquet file as typed chunks in bounded memory.
-
-    Args:
-        path: the file (CSV, optionally compressed, or Parquet).
-        columns: the columns to read and their kinds.
-        names: column names of a headerless CSV (None: the first line is a header).
-        strict: refuse a row with the wrong number of fields instead of skipping it.
-        block_size: bytes of CSV text per block.
-        progress: receives bytes consumed.
-
-    Raises:
-        ValidationError: the file cannot be read, or (strict) a malformed row.
-    """
-    if is_parquet(path):
-        yield from _iter_parquet(path, columns, block_size, progress)
-    else:
-        yield from _iter_csv(path, columns, names, strict, block_size, progress)
-
-
-def _iter_parquet(
-    path: Path, columns: Mapping[str, Kind], block_size: int, progress: ProgressFn | None
-) -> Iterator[Chunk]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(str(path))
-        total = max(pf.metadata.num_rows, 1)
-        size = path.stat().st_size
-        batch_rows = max(block_size // 64, 1024)
-        done = 0
-        reported = 0
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=list(columns)):
-            arrays: dict[str, pa.Array] = {}
-            unparsed: dict[str, np.ndarray] = {}
-            raw: dict[str, pa.Array] = {}
-            for name, kind in columns.items():
-                col = batch.column(name)
-                typed, bad = convert(col, kind)
-                arrays[name] = typed
-                if bad is not None:
-                    unparsed[name] = bad
-                    raw[name] = col
-            yield Chunk(
-                str(path), done, batch.num_rows, arrays, raw=raw, unparsed=unparsed, is_csv=False
-            )
-            done += batch.num_rows
-            if progress is not None:
-                pos = size * done // total
-                progress(pos - reported)
-                reported = pos
-    except (OSError, pa.ArrowException) as exc:
-        raise ValidationError(f"{path}: cannot be read as Parquet: {exc}") from None
-
-
-def _iter_csv(
-    path: Path,
-    columns: Mapping[str, Kind],
-    names: Sequence[str] | None,
-    strict: bool,
-    block_size: int,
-    progress: ProgressFn | None,
-) -> Iterator[Chunk]:
-    import pyarrow.csv as pacsv
-
-    header_lines = 0 if names is not None else 1
-    skipped_lines: list[int] = []  # physical lines the parser dropped (sorted)
-    refused: list[Any] = []
-
-    def on_invalid(row: Any) -> str:
-        # Called by Arrow for a row with the wrong number of fields. Row numbers
-        # are known because the reader runs single-threaded.
-        if strict:
-            refused.append(row)
-            return "error"
-        line = int(row.number) if row.number is not None else -1
-        if not skipped_lines or line > skipped_lines[-1]:
-            skipped_lines.append(line)
-        return "skip"
-
-    size = path.stat().st_size
-    reported = 0
-    done = 0  # data rows yielded so far (a retry resumes after them)
-    attributed = 0  # malformed lines already counted in a chunk
-    typed = True
-    while True:
-        raw_file = pa.OSFile(str(path))
-        stream = (
-            pa.CompressedInputStream(raw_file, compression_of(path))
-            if compression_of(path)
-            else raw_file
-        )
-        types = {c: (_ARROW_TYPES[k] if typed else pa.string()) for c, k in columns.items()}
-        try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(
-                    block_size=block_size,
-                    use_threads=False,
-                    column_names=list(names) if names is not None else None,
-                ),
-                parse_options=pacsv.ParseOptions(
-                    invalid_row_handler=on_invalid, ignore_empty_lines=False
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=types,
-                    include_columns=list(columns),
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                ),
-            )
-            seen = 0
-            for batch in reader:
-                m = batch.num_rows
-                if seen + m <= done:
-                    seen += m
-                    continue
-                if seen < done:
-                    batch = batch.slice(done - seen)
-                seen += m
-                chunk = _make_chunk(path, batch, columns, typed, done, header_lines, skipped_lines)
-                done += chunk.n
-                last_line = line_of(done, header_lines, skipped_lines)
-                upto = bisect.bisect_right(skipped_lines, last_line)
-                chunk.malformed = upto - attributed
-                attributed = upto
-                if progress is not None:
-                    pos = raw_file.tell()
-                    if pos > reported:
-                        progress(pos - reported)
-                        reported = pos
-                yield chunk
-            break
-        except pa.ArrowInvalid as exc:
-            if refused:
-                bad = refused[0]
-                line = int(bad.number) if bad.number is not None else None
-                where = f"line {line}" if line is not None else "a row"
-                if line is not None:
-                    where = f"row {line - header_lines} (line {line})"
-                raise ValidationError(
-                    f"{path}: {where}: expected {bad.expected_columns} fields, got "
-                    f"{bad.actual_columns} ({bad.text[:120]!r}) (strict mode refuses bad rows)"
-                ) from None
-            if typed:
-                # A cell does not convert: resume after the rows already yielded,
-                # reading text and converting column by column.
-                typed = False
-                skipped_lines.clear()
-                continue
-            raise ValidationError(f"{path}: cannot be read as CSV: {exc}") from None
-        except OSError as exc:
-            raise ValidationError(f"{path}: cannot be read: {exc}") from None
-        finally:
-            raw_file.close()
-    if len(skipped_lines) > attributed:
-        tail = Chunk(str(path), done, 0, {}, malformed=len(skipped_lines) - attributed)
-        attributed = len(skipped_lines)
-        yield tail
-    if progress is not None and size > reported:
-        progress(size - reported)
-
-
-def _make_chunk(
-    path: Path,
-    batch: pa.RecordBatch,
-    columns: Mapping[str, Kind],
-    typed: bool,
-    row0: int,
-    header_lines: int,
-    skipped_lines: Sequence[int],
-) -> Chunk:
-    arrays: dict[str, pa.Array] = {}
-    raw: dict[str, pa.Array] = {}
-    unparsed: dict[str, np.ndarray] = {}
-    for name, kind in columns.items():
-        col = batch.column(name)
-        if typed:
-            arrays[name] = col
-            continue
-        values, bad = convert(col, kind)
-        arrays[name] = values
-        raw[name] = col
-        if bad is not None:
-            unparsed[name] = bad
-    return Chunk(
-        str(path),
-        row0,
-        batch.num_rows,
-        arrays,
-        raw=raw,
-        unparsed=unparsed,
-        header_lines=header_lines,
-        skipped_lines=skipped_lines,
-    )
-
-
-def blank_rows(chunk: Chunk) -> np.ndarray:
-    """Rows where every read column is empty (blank lines)."""
-    out = np.ones(chunk.n, dtype=bool)
-    for name in chunk._arrays:
-        if not chunk._arrays[name].null_count:
-            return np.zeros(chunk.n, dtype=bool)
-        out &= chunk.missing(name)
-    return out
-
-
 # --------------------------------------------------------------------------- formats
 
 
@@ -939,7 +410,7 @@ class TraceFormat(ABC):
     params: ClassVar[Mapping[str, Param]] = {}
     """Mapping constants with defaults (see docs/TRACES.md)."""
 
-    def validate(self, ctx: Context) -> None:
+    def validate(self, ctx: Context) -> None:  # noqa: B027 - optional hook, no-op by default
         """Check the options for this format before any file is read.
 
         Raises:
