@@ -177,8 +177,9 @@ def main() -> None:
     args = ap.parse_args()
     console = Console()
     table = Table(title=f"Trace import throughput ({args.rows:,} rows per file)")
-    for col in ("format", "file MB", "read", "kept", "best s", "records/s", "MB/s"):
-        table.add_column(col, justify="left" if col == "format" else "right")
+    table.add_column("format", no_wrap=True, min_width=18)
+    for col in ("file MB", "read", "kept", "best s", "records/s", "MB/s"):
+        table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

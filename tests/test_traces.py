@@ -333,6 +333,25 @@ def test_generic_datetimes_end_column_and_explicit_deadlines(tmp_path: Path) -> 
     assert wl.deadline_s.tolist() == [30.0, 11.0, 2.0]
 
 
+def test_generic_parquet_column_types(tmp_path: Path) -> None:
+    t = np.array(["2024-01-01T00:00:00", "2024-01-01T00:00:02.5"], dtype="datetime64[ms]")
+    f = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"t": t, "n": [7, 9], "dur": [1.0, 2.0]}), f)
+
+    def run(arrival: str, unit: str) -> np.ndarray:
+        options = ImportOptions(
+            mapping={"arrival": arrival, "duration": "dur"}, params={"time_unit": unit}
+        )
+        return import_trace("generic", [f], options=options)[0].arrival_s
+
+    assert run("t", "datetime").tolist() == [0.0, 2.5]
+    assert run("n", "ms").tolist() == [0.0, 0.002]
+    with pytest.raises(ValidationError, match="holds int64, not date-times"):
+        run("n", "datetime")
+    with pytest.raises(ValidationError, match=r"column t: .* cannot be read as double"):
+        run("t", "s")
+
+
 def test_generic_mapping_errors() -> None:
     def run(mapping: dict[str, str], params: dict[str, str] | None = None) -> None:
         import_trace(
@@ -388,6 +407,17 @@ def test_strict_reports_a_malformed_row_by_line(tmp_path: Path) -> None:
     f.write_text(lines[0] + "5600000,,700,0\n" + "".join(lines[1:]))
     with pytest.raises(ValidationError, match=r"row 2 \(line 2\): expected 13 fields, got 4"):
         import_trace("google-2011", [f], options=ImportOptions(strict=True))
+
+
+def test_malformed_last_row_is_counted_or_refused(tmp_path: Path) -> None:
+    f = tmp_path / "azure.csv"
+    f.write_text(
+        AZURE.read_text().splitlines(keepends=True)[0] + "2023-11-16 18:17:03,1,1\n1,2,3,4\n"
+    )
+    _, rep = import_trace("azure-llm-2023", [f])
+    assert (rep.read, rep.kept, rep.skipped) == (2, 1, {"malformed_row": 1})
+    with pytest.raises(ValidationError, match=r"row 2 \(line 3\): expected 3 fields, got 4"):
+        import_trace("azure-llm-2023", [f], options=ImportOptions(strict=True))
 
 
 def test_strict_accepts_a_clean_file_and_filters_failed_records(tmp_path: Path) -> None:

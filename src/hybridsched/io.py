@@ -138,7 +138,8 @@ def write_table(columns: Mapping[str, np.ndarray], path: str | os.PathLike[str])
         else:
             import pyarrow.parquet as pq
 
-            pq.write_table(table, str(tmp), compression="snappy")
+            strings = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+            pq.write_table(table, str(tmp), compression="snappy", use_dictionary=strings)
 
 
 def write_json(data: Any, path: str | os.PathLike[str]) -> None:

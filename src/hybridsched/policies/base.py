@@ -195,9 +195,7 @@ class KernelPolicy:
         self._dynpow = np.ascontiguousarray(
             (cluster.power_max_w - cluster.power_idle_w) / cluster.cores
         )
-        self._inv = np.ascontiguousarray(
-            np.stack([1.0 / cluster.bandwidth_mb_s, 1.0 / cluster.speed])
-        )
+        self._inv = kernels.node_table(cluster)
 
     def _draws(self, n: int) -> np.ndarray:
         if self.rule == kernels.RANDOM:

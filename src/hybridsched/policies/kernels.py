@@ -37,10 +37,34 @@ SUFFERAGE = 10
 
 
 @njit(cache=True, inline="always")
-def _ready(st, i, j, d, inv_bw):
-    # reciprocals instead of divisions: these are estimates for choosing, the
-    # simulator computes the exact ready time on commit
-    return d + st.latency[j, st.region[i]] + st.data[i] * inv_bw[j]
+def _ready(st, i, j, d, inv):
+    # reciprocals instead of divisions, and the latency table transposed (rows
+    # 2.. of ``inv``): these are estimates for choosing; the simulator computes
+    # the exact ready time on commit
+    return d + inv[2 + st.region[i], j] + st.data[i] * inv[0, j]
+
+
+@njit(cache=True)
+def _mct_node(st, i, d, proj_min, inv, scratch):
+    """MCT's node for task ``i``: a branch-free pass (vectorised) then an argmin."""
+    n = scratch.shape[0]
+    lat = inv[2 + st.region[i]]
+    inv_bw = inv[0]
+    inv_sp = inv[1]
+    data = st.data[i]
+    work = st.work_est[i]
+    need = st.mem_req[i]
+    memory = st.memory
+    for j in range(n):
+        f = max(d + lat[j] + data * inv_bw[j], proj_min[j]) + work * inv_sp[j]
+        scratch[j] = f if need <= memory[j] else np.inf
+    best = np.inf
+    arg = -1
+    for j in range(n):
+        if scratch[j] < best:
+            best = scratch[j]
+            arg = j
+    return arg
 
 
 @njit(cache=True)
@@ -52,7 +76,7 @@ def _best_two(st, i, d, proj_min, inv):
     for j in range(st.cores.shape[0]):
         if st.mem_req[i] > st.memory[j]:
             continue
-        f = max(_ready(st, i, j, d, inv[0]), proj_min[j]) + st.work_est[i] * inv[1][j]
+        f = max(_ready(st, i, j, d, inv), proj_min[j]) + st.work_est[i] * inv[1, j]
         if f < best:
             second = best
             best = f
@@ -63,9 +87,11 @@ def _best_two(st, i, d, proj_min, inv):
 
 
 @njit(cache=True)
-def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr, inv):
+def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr, inv, scratch):
     """The node for task ``i`` under a single-task rule; returns (node, new rr)."""
     n = st.cores.shape[0]
+    if rule == MCT or rule == EDF_MCT:
+        return _mct_node(st, i, d, proj_min, inv, scratch), rr
     if rule == ROUND_ROBIN:
         for k in range(n):
             j = (rr + k) % n
@@ -92,7 +118,7 @@ def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr, inv):
     for j in range(n):
         if st.mem_req[i] > st.memory[j]:
             continue
-        ex = st.work_est[i] * inv[1][j]
+        ex = st.work_est[i] * inv[1, j]
         if rule == MET:
             s = ex
         elif rule == OLB:
@@ -101,7 +127,7 @@ def _choose(st, i, d, rule, proj_min, nq, u, dynpow, rr, inv):
             busy = st.cores[j] - st.n_free[j]
             s = (nq[j] + busy) / st.cores[j]
         else:
-            f = max(_ready(st, i, j, d, inv[0]), proj_min[j]) + ex
+            f = max(_ready(st, i, j, d, inv), proj_min[j]) + ex
             if rule == ENERGY:
                 if f <= st.abs_deadline[i]:
                     e = dynpow[j] * ex
@@ -123,8 +149,8 @@ def _place(st, i, j, d, real, proj, proj_min, nq, inv):
     if real:
         core.commit(st, i, j, d)
     else:
-        r = _ready(st, i, j, d, inv[0])
-        proj_min[j] = core.project(proj[j], r, st.work_est[i] * inv[1][j])
+        r = _ready(st, i, j, d, inv)
+        proj_min[j] = core.project(proj[j], r, st.work_est[i] * inv[1, j])
         nq[j] += 1
 
 
@@ -139,7 +165,8 @@ def decide(st, idx, d, rule, u, dynpow, inv, rr, real, proj, proj_min, nq):
         rule: one of the rule codes of this module.
         u: one uniform draw in [0, 1) per task (the random rule).
         dynpow: per node, (power_max - power_idle) / cores, W per busy core.
-        inv: per node, (1 / bandwidth, 1 / speed), shape (2, N).
+        inv: per node, rows 1 / bandwidth, 1 / speed, then latency per region,
+            shape (2 + R, N) (see :func:`node_table`).
         rr: the round-robin pointer.
         real: commit to the engine (the fused loop) instead of tentative updates.
         proj, proj_min, nq: projection, its row minima and queued counts to read
@@ -183,13 +210,21 @@ def decide(st, idx, d, rule, u, dynpow, inv, rr, real, proj, proj_min, nq):
         order = order[np.argsort(dl, kind="mergesort")]
     else:
         order = np.arange(b)
+    scratch = np.empty(st.cores.shape[0])
     for q in range(b):
         k = order[q]
         i = idx[k]
-        j, rr = _choose(st, i, d, rule, proj_min, nq, u[k], dynpow, rr, inv)
+        j, rr = _choose(st, i, d, rule, proj_min, nq, u[k], dynpow, rr, inv, scratch)
         out[k] = j
         _place(st, i, j, d, real, proj, proj_min, nq, inv)
     return out, rr
+
+
+def node_table(cluster) -> np.ndarray:
+    """The per-node table the rules read: 1 / bandwidth, 1 / speed, latency by region."""
+    return np.ascontiguousarray(
+        np.vstack([1.0 / cluster.bandwidth_mb_s, 1.0 / cluster.speed, cluster.latency_s.T])
+    )
 
 
 @njit(cache=True)

@@ -101,9 +101,14 @@ class Engine:
         """Wall-clock time spent inside the policy, s."""
 
         # decision order: arrival, then task_id
-        order = np.lexsort((workload.task_id, workload.arrival_s))
+        a, ids = workload.arrival_s, workload.task_id
+        # most workloads come sorted by (arrival, task_id): skip the reorder then
+        self._identity = bool(
+            np.all((a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (ids[1:] > ids[:-1])))
+        )
+        order = np.arange(len(a)) if self._identity else np.lexsort((ids, a))
         self.order = order
-        arrival = np.ascontiguousarray(workload.arrival_s[order])
+        arrival = np.array(a if self._identity else a[order], dtype=np.float64)
         delta = float(config.decision_interval)
         if delta > 0:
             dec = np.ceil(arrival / delta) * delta
@@ -118,13 +123,13 @@ class Engine:
         self._pos = 0  # next uncommitted task of the current batch
         self.state = self._build_state(order, arrival)
         """The simulator's arrays (:class:`~hybridsched.sim.core.CoreState`)."""
-        self.cstate = core.compile_state(self.state)
-        """The compiled handle over the same arrays, for kernels."""
         if config.work_estimate is not None:
             est = np.asarray(config.work_estimate, dtype=np.float64)
             if est.shape != workload.work_gi.shape or not np.all(est > 0):
                 raise ConfigError("work_estimate: must give one value > 0 per task")
-            self.state.work_est[:] = est[order]
+            self.state = self.state._replace(work_est=np.ascontiguousarray(est[order]))
+        self.cstate = core.compile_state(self.state)
+        """The compiled handle over the same arrays, for kernels."""
         self._finished: SimResult | None = None
 
     # ------------------------------------------------------------------ state
@@ -135,24 +140,35 @@ class Engine:
         n = arrival.shape[0]
         n_nodes = c.n_nodes
         max_cores = int(c.cores.max())
-        deadline = w.deadline_s[order]
-        abs_deadline = arrival + deadline
-        priority = w.priority[order].astype(np.int64)
+        identity = self._identity
+
+        def task_col(a: np.ndarray, dtype: type) -> np.ndarray:
+            # a writable, contiguous copy in decision order (kernels need writable arrays)
+            return np.array(a if identity else a[order], dtype=dtype, order="C")
+
+        abs_deadline = arrival + task_col(w.deadline_s, np.float64)
+        priority = task_col(w.priority, np.int64)
         if self.config.queue == "priority":
             key0 = priority.astype(np.float64)
-            key1 = abs_deadline.copy()
+            key1 = abs_deadline
         else:
+            # never written: lazily zero-filled pages cost nothing until read
             key0 = np.zeros(n)
-            key1 = np.zeros(n)
+            key1 = key0
         proj = np.full((n_nodes, max_cores), np.inf)
         slot_task = np.full((n_nodes, max_cores), -1, dtype=np.int64)
         free_slots = np.zeros((n_nodes, max_cores), dtype=np.int64)
         for j in range(n_nodes):
             proj[j, : c.cores[j]] = -np.inf
             free_slots[j, : c.cores[j]] = np.arange(c.cores[j])[::-1]
-        work = np.ascontiguousarray(w.work_gi[order], dtype=np.float64)
-        neg = np.full(n, -1, dtype=np.int64)
-        nan = np.full(n, np.nan)
+        work = task_col(w.work_gi, np.float64)
+
+        def scratch(dtype: type = np.float64) -> np.ndarray:
+            # per-task state written before it is read: no initialisation, so the
+            # pages are only touched (and faulted in) when the run reaches them
+            return np.empty(n, dtype=dtype)
+
+        node = np.full(n, -1, dtype=np.int64)
         return core.CoreState(
             cores=np.ascontiguousarray(c.cores, dtype=np.int64),
             speed=np.ascontiguousarray(c.speed),
@@ -160,30 +176,30 @@ class Engine:
             bandwidth=np.ascontiguousarray(c.bandwidth_mb_s),
             latency=np.ascontiguousarray(c.latency_s),
             arrival=arrival,
-            region=np.ascontiguousarray(w.region[order], dtype=np.int64),
-            data=np.ascontiguousarray(w.data_mb[order], dtype=np.float64),
+            region=task_col(w.region, np.int64),
+            data=task_col(w.data_mb, np.float64),
             work=work,
-            work_est=work.copy(),
-            mem_req=np.ascontiguousarray(w.memory_mb[order], dtype=np.float64),
+            work_est=work,  # replaced by a copy only when estimates differ
+            mem_req=task_col(w.memory_mb, np.float64),
             abs_deadline=abs_deadline,
             priority=priority,
-            task_id=np.ascontiguousarray(w.task_id[order], dtype=np.int64),
+            task_id=task_col(w.task_id, np.int64),
             key0=key0,
             key1=key1,
-            node=neg.copy(),
-            decision=nan.copy(),
-            ready=nan.copy(),
-            dur=nan.copy(),
-            start=nan.copy(),
-            finish=nan.copy(),
-            wleft=neg.copy(),
-            wright=neg.copy(),
-            qnext=neg.copy(),
-            qprev=neg.copy(),
-            slot_of=neg.copy(),
+            node=node,
+            decision=scratch(),
+            ready=scratch(),
+            dur=scratch(),
+            start=scratch(),
+            finish=scratch(),
+            wleft=scratch(np.int64),
+            wright=scratch(np.int64),
+            qnext=scratch(np.int64),
+            qprev=scratch(np.int64),
+            slot_of=scratch(np.int64),
             wroot=np.full(n_nodes, -1, dtype=np.int64),
             qhead=np.full(n_nodes, -1, dtype=np.int64),
-            n_free=np.ascontiguousarray(c.cores, dtype=np.int64).copy(),
+            n_free=np.array(c.cores, dtype=np.int64),
             free_slots=free_slots,
             slot_task=slot_task,
             n_queued=np.zeros(n_nodes, dtype=np.int64),
@@ -193,8 +209,8 @@ class Engine:
             recent=np.zeros(n_nodes),
             recent_t=np.zeros(n_nodes),
             busy_s=np.zeros(n_nodes),
-            ev_t=np.zeros(n),
-            ev_code=np.zeros(n, dtype=np.int64),
+            ev_t=scratch(),
+            ev_code=scratch(np.int64),
             dirty=np.zeros(n_nodes, dtype=np.int64),
             is_dirty=np.zeros(n_nodes, dtype=np.bool_),
             counters=np.zeros(4, dtype=np.int64),
@@ -345,9 +361,12 @@ class Engine:
             )
         core.advance(st, np.inf)
         self._batch = self.n_batches
-        inv = np.empty_like(self.order)
-        inv[self.order] = np.arange(self.order.shape[0])
-        names = np.asarray(self.cluster.node_names, dtype=object)
+        if self._identity:
+            inv = slice(None)
+        else:
+            inv = np.empty_like(self.order)
+            inv[self.order] = np.arange(self.order.shape[0])
+        names = np.asarray(self.cluster.node_names)
         node = st.node[inv]
         arrival = st.arrival[inv]
         finish = st.finish[inv]

@@ -76,7 +76,14 @@ class ClusterView:
     :attr:`est_finish_s` (MCT's estimate ``max(ready, available) + exec``) and
     :attr:`feasible` (memory). :meth:`predict_finish` gives the exact finish
     times of a tentative assignment under the base model.
+
+    With node failures (:mod:`hybridsched.sim.faults`) the engine sets
+    :attr:`unavailable`: a down node is infeasible for every task, its
+    ``core_free_s`` and ``available_s`` are ``inf``.
     """
+
+    unavailable: np.ndarray | None = None
+    """Nodes that cannot take a task now (down), bool ``(N,)``; ``None`` in the base model."""
 
     def __init__(self, engine: Engine, tasks: TaskBatch) -> None:
         st = engine.state
@@ -141,8 +148,11 @@ class ClusterView:
 
     @cached_property
     def feasible(self) -> np.ndarray:
-        """``(B, N)`` bool: the node has enough memory for the task."""
-        return _ro(self.tasks.memory_mb[:, None] <= self.cluster.memory_mb[None, :])
+        """``(B, N)`` bool: the node has enough memory for the task (and is up)."""
+        ok = self.tasks.memory_mb[:, None] <= self.cluster.memory_mb[None, :]
+        if self.unavailable is not None:
+            ok &= ~self.unavailable[None, :]
+        return _ro(ok)
 
     def predict_finish(self, nodes: np.ndarray, *, true_work: bool = False) -> np.ndarray:
         """Exact finish times of the batch if assigned to ``nodes`` now.

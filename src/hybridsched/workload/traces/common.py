@@ -156,7 +156,8 @@ def _positive(name: str, value: Any) -> None:
 
 @dataclass
 class ImportReport:
-    """What an import did. Every record read is counted once:
+    """What an import did; every record read is counted exactly once.
+
     ``read == kept + merged + sum(skipped.values())``.
     """
 
@@ -477,6 +478,9 @@ class CsvTraceFormat(TraceFormat):
                 ctx.report.read += chunk.malformed
                 ctx.report.skip("malformed_row", chunk.malformed)
                 rows = RowFilter(chunk, ctx.options.strict)
+                if chunk.n == 0:  # only malformed rows after the last good one
+                    rows.check()
+                    continue
                 rows.ignore(blank_rows(chunk))
                 yield chunk, rows
                 if ctx.full:

@@ -1,0 +1,259 @@
+"""The (task, node) pair features that the learned policies score.
+
+One row of ``F`` numbers describes placing one task on one node. Every feature
+is relative (to the task's best estimated response, to the cluster's mean node)
+or bounded, so that one network scores clusters of any size and scale.
+
+For task ``i`` decided at time ``d`` on node ``j``, with MCT's estimate
+``ef_j = max(ready_j, available_j) + exec_j - d`` and ``m = min_j ef_j`` over the
+feasible nodes (the best response MCT expects, > 0):
+
+====  ==================  ==========================================================
+ #    name                value
+====  ==================  ==========================================================
+ 0    regret              ``log1p((ef_j - m) / m)``: how much later than the best
+ 1    is_best             1 where ``ef_j == m`` (MCT's choice and its ties)
+ 2    exec                ``log1p(exec_j / m)``
+ 3    transfer            ``log1p((ready_j - d) / m)``: latency + data / bandwidth
+ 4    wait                ``log1p(max(available_j - ready_j, 0) / m)``: queueing delay
+ 5    backlog             ``log1p(queued_work_j / cores_j / m)``: unstarted work per core
+ 6    busy                busy cores / cores
+ 7    speed               ``log(speed_j)`` minus its cluster mean
+ 8    cores               ``log(cores_j)`` minus its cluster mean
+ 9    energy              ``log1p`` of the task's dynamic energy on ``j`` over its
+                          minimum, minus 1 (clipped to 10)
+10    idle_power          ``log1p(idle W per core)`` minus its cluster mean
+11    recent              decayed recent assignments / cores
+12    slack               ``(deadline - d - ef_j) / (deadline - arrival)`` in [-1, 1];
+                          1 without a deadline
+13    meets_deadline      1 when ``d + ef_j <= deadline``
+14    task_scale          ``log1p(m)`` (m in seconds)
+15-17 priority            one-hot of priority 0, 1, >= 2
+====  ==================  ==========================================================
+
+Infeasible nodes (memory) get all-zero rows; the mask says which they are.
+
+:func:`pair_features` is the reference, pure NumPy, from a
+:class:`~hybridsched.sim.view.TaskBatch` and a
+:class:`~hybridsched.sim.view.ClusterView`. :func:`pair_features_one` is its
+compiled twin for one task on the engine's arrays, used by the batched training
+rollouts and by the ``rl`` policy; the two agree to float32 rounding (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from hybridsched.model import Cluster
+from hybridsched.sim import core
+from hybridsched.sim.view import ClusterView, TaskBatch
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "regret",
+    "is_best",
+    "exec",
+    "transfer",
+    "wait",
+    "backlog",
+    "busy",
+    "speed",
+    "cores",
+    "energy",
+    "idle_power",
+    "recent",
+    "slack",
+    "meets_deadline",
+    "task_scale",
+    "priority_0",
+    "priority_1",
+    "priority_2plus",
+)
+"""Names of the pair features, in column order."""
+
+N_FEATURES = len(FEATURE_NAMES)
+"""Number of pair features ``F``."""
+
+ENERGY_CLIP = 10.0
+"""Upper clip of the energy feature (a node with no dynamic power gives huge ratios)."""
+
+# Columns of the static node table (see node_table).
+_S_LOG_SPEED, _S_LOG_CORES, _S_DYNPOW, _S_IDLE = 0, 1, 2, 3
+N_STATIC = 4
+
+
+def node_table(cluster: Cluster) -> np.ndarray:
+    """Static per-node columns the features need, ``(N, 4)`` float64.
+
+    Columns: centred log speed, centred log cores, dynamic power per busy core
+    (W), centred ``log1p`` of idle power per core.
+    """
+    log_speed = np.log(cluster.speed)
+    log_cores = np.log(cluster.cores.astype(np.float64))
+    dynpow = (cluster.power_max_w - cluster.power_idle_w) / cluster.cores
+    idle = np.log1p(cluster.power_idle_w / cluster.cores)
+    return np.ascontiguousarray(
+        np.stack(
+            [log_speed - log_speed.mean(), log_cores - log_cores.mean(), dynpow, idle - idle.mean()],
+            axis=1,
+        )
+    )
+
+
+def pair_features(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+    """Pair features of every (task, node) of a batch, ``(B, N, F)`` float32.
+
+    Every task is described against the same view (the cluster at the decision
+    time, before any task of the batch is placed). Infeasible pairs are zero;
+    ``view.feasible`` is the mask.
+    """
+    c = view.cluster
+    static = node_table(c)
+    d = view.time
+    feasible = view.feasible
+    ready = view.ready_s
+    avail = view.available_s[None, :]
+    ex = view.exec_s
+    ef = view.est_finish_s - d
+    ef_masked = np.where(feasible, ef, np.inf)
+    m = ef_masked.min(axis=1, keepdims=True)
+    dyn = static[None, :, _S_DYNPOW] * ex
+    e_min = np.where(feasible, dyn, np.inf).min(axis=1, keepdims=True)
+    cores = c.cores.astype(np.float64)[None, :]
+    deadline = tasks.deadline_abs_s[:, None]
+    arrival = tasks.arrival_s[:, None]
+    has_dl = np.isfinite(deadline)
+    span = np.where(has_dl, deadline - arrival, 1.0)
+    slack = np.where(has_dl, np.clip((deadline - d - ef) / span, -1.0, 1.0), 1.0)
+    meets = np.where(has_dl, (d + ef) <= deadline, True)
+    prio = tasks.priority[:, None]
+    shape = ef.shape
+    cols = [
+        np.log1p((ef - m) / m),
+        (ef == m).astype(np.float64),
+        np.log1p(ex / m),
+        np.log1p((ready - d) / m),
+        np.log1p(np.maximum(avail - ready, 0.0) / m),
+        np.broadcast_to(np.log1p(view.queued_work_s[None, :] / cores / m), shape),
+        np.broadcast_to(view.busy_cores[None, :] / cores, shape),
+        np.broadcast_to(static[None, :, _S_LOG_SPEED], shape),
+        np.broadcast_to(static[None, :, _S_LOG_CORES], shape),
+        _energy(dyn, e_min),
+        np.broadcast_to(static[None, :, _S_IDLE], shape),
+        np.broadcast_to(view.recent_assignments[None, :] / cores, shape),
+        slack,
+        meets.astype(np.float64),
+        np.broadcast_to(np.log1p(m), shape),
+        np.broadcast_to((prio == 0).astype(np.float64), shape),
+        np.broadcast_to((prio == 1).astype(np.float64), shape),
+        np.broadcast_to((prio >= 2).astype(np.float64), shape),
+    ]
+    out = np.stack(cols, axis=2).astype(np.float32)
+    out[~feasible] = 0.0
+    return out
+
+
+def _energy(dyn: np.ndarray, e_min: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(e_min > 0, (dyn - e_min) / e_min, np.where(dyn > e_min, np.inf, 0.0))
+    return np.minimum(np.log1p(ratio), ENERGY_CLIP)
+
+
+@njit(cache=True)
+def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static, out, mask):
+    """Compiled twin of :func:`pair_features` for task ``i`` at time ``d``.
+
+    Reads the engine's arrays through ``st`` except for the per-node state passed
+    explicitly, so that a caller can describe tentative placements on copies.
+
+    Args:
+        st: the engine's compiled state.
+        i: the task (decision-order index).
+        d: the decision time, s.
+        proj_min, queued_work, recent, recent_t: per-node state (the engine's or copies).
+        static: :func:`node_table` of the cluster.
+        out: ``(>= N, F)`` float32, written in rows ``0..N-1``.
+        mask: ``(>= N,)`` bool, written in ``0..N-1``.
+
+    Returns:
+        the index of the first node with the best estimate (MCT's choice).
+    """
+    n = st.cores.shape[0]
+    r = st.region[i]
+    work = st.work_est[i]
+    m = np.inf
+    e_min = np.inf
+    best = -1
+    for j in range(n):
+        ok = st.mem_req[i] <= st.memory[j]
+        mask[j] = ok
+        if not ok:
+            continue
+        ready = (d + st.latency[j, r]) + st.data[i] / st.bandwidth[j]
+        ex = work / st.speed[j]
+        ef = (max(ready, max(d, proj_min[j])) + ex) - d
+        if ef < m:
+            m = ef
+            best = j
+        dyn = static[j, 2] * ex
+        if dyn < e_min:
+            e_min = dyn
+    dl = st.abs_deadline[i]
+    has_dl = np.isfinite(dl)
+    span = dl - st.arrival[i] if has_dl else 1.0
+    p = st.priority[i]
+    scale = np.log1p(m)
+    for j in range(n):
+        row = out[j]
+        if not mask[j]:
+            row[:] = 0.0
+            continue
+        ready = (d + st.latency[j, r]) + st.data[i] / st.bandwidth[j]
+        ex = work / st.speed[j]
+        avail = max(d, proj_min[j])
+        ef = (max(ready, avail) + ex) - d
+        cores = float(st.cores[j])
+        row[0] = np.log1p((ef - m) / m)
+        row[1] = 1.0 if ef == m else 0.0
+        row[2] = np.log1p(ex / m)
+        row[3] = np.log1p((ready - d) / m)
+        row[4] = np.log1p(max(avail - ready, 0.0) / m)
+        row[5] = np.log1p(queued_work[j] / cores / m)
+        row[6] = (cores - st.n_free[j]) / cores
+        row[7] = static[j, 0]
+        row[8] = static[j, 1]
+        dyn = static[j, 2] * ex
+        if e_min > 0:
+            ratio = (dyn - e_min) / e_min
+        elif dyn > e_min:
+            ratio = np.inf
+        else:
+            ratio = 0.0
+        row[9] = min(np.log1p(ratio), ENERGY_CLIP)
+        row[10] = static[j, 3]
+        row[11] = recent[j] * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) / cores
+        if has_dl:
+            row[12] = min(max((dl - d - ef) / span, -1.0), 1.0)
+            row[13] = 1.0 if d + ef <= dl else 0.0
+        else:
+            row[12] = 1.0
+            row[13] = 1.0
+        row[14] = scale
+        row[15] = 1.0 if p == 0 else 0.0
+        row[16] = 1.0 if p == 1 else 0.0
+        row[17] = 1.0 if p >= 2 else 0.0
+    return best
+
+
+@njit(cache=True)
+def place_tentative(st, i, j, d, proj, proj_min, queued_work, recent, recent_t):
+    """Update copies of the per-node state as if task ``i`` went to node ``j`` at ``d``.
+
+    Mirrors :func:`hybridsched.sim.core.commit` on the quantities the features read.
+    """
+    ready = (d + st.latency[j, st.region[i]]) + st.data[i] / st.bandwidth[j]
+    dur = st.work_est[i] / st.speed[j]
+    proj_min[j] = core.project(proj[j], ready, dur)
+    queued_work[j] += dur
+    recent[j] = recent[j] * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) + 1.0
+    recent_t[j] = d

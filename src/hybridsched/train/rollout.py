@@ -1,0 +1,299 @@
+"""Batched rollouts: many simulator copies stepped in lockstep, one decision each per step.
+
+The Gymnasium environment goes through the engine's Python API one decision at
+a time; training needs tens of thousands of decisions per second, so
+:class:`VecSim` drives ``E`` engines directly through the compiled kernels:
+one call commits every copy's last decision, advances each to its next
+decision and writes its pair features (:func:`~hybridsched.learn.features.
+pair_features_one`) into one ``(E, N, F)`` array, ready for a single network
+forward. The schedules are exactly those of ``Engine.next_batch``/``commit``
+with the same choices (tested), and every episode ends with ``Engine.finish``.
+
+Each copy plays one workload per episode and starts a new one (the next seed)
+when it is done. Per-task costs (:class:`~hybridsched.train.objective.Objective`)
+are exact once a task has started; for a task still queued when costs are asked
+for, its finish is predicted by simulating its node's queue with no further
+arrivals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, typed
+
+from hybridsched.errors import ConfigError
+from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
+from hybridsched.sim import Engine, SimConfig, core
+from hybridsched.train.objective import Objective
+from hybridsched.workload import Scenario, generate
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """The instances an environment draws: a scenario at a load, and run options."""
+
+    scenario: str | Scenario = "iot-default"
+    """Scenario preset name (or a :class:`~hybridsched.workload.Scenario`)."""
+    load: float = 0.8
+    """Offered work / cluster capacity."""
+    n_tasks: int = 2000
+    """Tasks per episode (one workload)."""
+    decision_interval: float = 0.0
+    """Batching interval, s; 0 decides each task at its arrival."""
+    queue: str = "fifo"
+    """Queue discipline at the nodes: fifo or priority."""
+
+    def build(self, seed: int) -> Engine:
+        """A fresh engine on the instance drawn from ``seed``."""
+        cluster, workload = generate(self.scenario, self.n_tasks, self.load, int(seed))
+        config = SimConfig(decision_interval=self.decision_interval, queue=self.queue)
+        return Engine(cluster, workload, config)
+
+
+@njit(cache=True)
+def _step_all(states, decs, statics, ks, actions, act, out, mask, best):
+    """Commit ``actions`` (where ``act``), then observe each copy's next decision."""
+    for e in range(len(states)):
+        st = states[e]
+        dec = decs[e]
+        k = ks[e]
+        if act[e]:
+            core.commit(st, k, actions[e], dec[k])
+            k += 1
+            ks[e] = k
+        if k < dec.shape[0]:
+            d = dec[k]
+            core.advance(st, d)
+            best[e] = pair_features_one(
+                st, k, d, st.proj_min, st.queued_work, st.recent, st.recent_t, statics[e],
+                out[e], mask[e],
+            )  # fmt: skip
+
+
+@njit(cache=True)
+def predict_unstarted(st, d, finish):
+    """Write into ``finish`` the predicted finish of every assigned, unstarted task.
+
+    Simulates each node's queue from time ``d`` (the engine advanced to ``d``)
+    with the true durations and no further arrivals.
+    """
+    for j in range(st.cores.shape[0]):
+        m = st.n_queued[j]
+        if m == 0:
+            continue
+        idx = np.empty(m, dtype=np.int64)
+        ready = np.empty(m)
+        k0 = np.empty(m)
+        k1 = np.empty(m)
+        tid = np.empty(m, dtype=np.int64)
+        dur = np.empty(m)
+        pos = 0
+        i = st.qhead[j]
+        while i >= 0:
+            idx[pos] = i
+            ready[pos] = st.ready[i]
+            k0[pos] = st.key0[i]
+            k1[pos] = st.key1[i]
+            tid[pos] = st.task_id[i]
+            dur[pos] = st.dur[i]
+            pos += 1
+            i = st.qnext[i]
+        cf = np.empty(st.cores[j])
+        for s in range(st.cores[j]):
+            ti = st.slot_task[j, s]
+            cf[s] = st.finish[ti] if ti >= 0 else d
+        start = core.simulate_node(d, cf, ready, k0, k1, tid, dur)
+        for q in range(m):
+            finish[idx[q]] = start[q] + dur[q]
+
+
+class _Copy:
+    """One simulator copy: its engine and the episode it plays."""
+
+    def __init__(self, engine: Engine, episode: int, seed: int) -> None:
+        self.engine = engine
+        self.episode = episode
+        self.seed = seed
+        self.dec = np.ascontiguousarray(engine.batch_bounds()[0])
+        self.static = node_table(engine.cluster)
+
+
+class VecSim:
+    """``E`` simulator copies stepped in lockstep (see the module docstring).
+
+    Args:
+        spec: the instances to draw.
+        n_envs: number of copies ``E``.
+        seeds: an iterator of episode seeds; each copy takes the next one when it
+            starts an episode.
+        objective: the cost weights (for :meth:`costs`).
+        restart: start a new episode when one ends (training); without it a
+            finished copy stays idle (evaluation on a fixed list of seeds).
+    """
+
+    def __init__(
+        self,
+        spec: InstanceSpec,
+        n_envs: int,
+        seeds: Iterator[int],
+        objective: Objective | None = None,
+        *,
+        restart: bool = True,
+    ) -> None:
+        if n_envs < 1:
+            raise ConfigError(f"n_envs: must be >= 1, got {n_envs}")
+        self.spec = spec
+        self.objective = objective or Objective()
+        self.restart = restart
+        self._seeds = seeds
+        self._episodes = 0
+        self.copies: list[_Copy] = [self._new_copy() for _ in range(n_envs)]
+        self.n_nodes = max(c.engine.cluster.n_nodes for c in self.copies)
+        e = n_envs
+        self.obs = np.zeros((e, self.n_nodes, N_FEATURES), dtype=np.float32)
+        """Pair features of each copy's pending decision, ``(E, N, F)``."""
+        self.mask = np.zeros((e, self.n_nodes), dtype=np.bool_)
+        """Feasible nodes of each pending decision (False for padding and idle copies)."""
+        self.best = np.zeros(e, dtype=np.int64)
+        """MCT's choice for each pending decision."""
+        self.k = np.zeros(e, dtype=np.int64)
+        """Decision-order index of each copy's pending task."""
+        self.active = np.ones(e, dtype=np.bool_)
+        """Copies with a pending decision."""
+        self._n = np.array([c.dec.shape[0] for c in self.copies], dtype=np.int64)
+        self._states = typed.List([c.engine.cstate for c in self.copies])
+        self._decs = typed.List([c.dec for c in self.copies])
+        self._statics = typed.List([c.static for c in self.copies])
+        self._finished: dict[int, tuple[np.ndarray, dict]] = {}
+        self._step(np.zeros(e, dtype=np.int64), np.zeros(e, dtype=np.bool_))
+
+    @property
+    def n_envs(self) -> int:
+        """Number of copies ``E``."""
+        return len(self.copies)
+
+    def _new_copy(self) -> _Copy:
+        seed = int(next(self._seeds))
+        engine = self.spec.build(seed)
+        self._episodes += 1
+        return _Copy(engine, self._episodes - 1, seed)
+
+    def _step(self, actions: np.ndarray, act: np.ndarray) -> None:
+        _step_all(
+            self._states, self._decs, self._statics, self.k, actions, act, self.obs, self.mask,
+            self.best,
+        )  # fmt: skip
+
+    def episode_ids(self) -> np.ndarray:
+        """The episode each copy is playing (its last one when idle), ``(E,)``."""
+        return np.array([c.episode for c in self.copies], dtype=np.int64)
+
+    def step(self, actions: np.ndarray) -> list[tuple[int, dict]]:
+        """Commit one node per active copy and observe the next decisions.
+
+        A copy whose workload is fully decided finishes its episode, then starts
+        the next one (new seed; its observation is that episode's first) or,
+        without ``restart``, goes idle.
+
+        Returns:
+            ``(episode id, summary)`` of each episode that ended in this step.
+        """
+        actions = np.ascontiguousarray(actions, dtype=np.int64)
+        act = self.active.copy()
+        rows = np.flatnonzero(act)
+        bad = ~self.mask[rows, actions[rows]]
+        if bad.any():
+            k = int(rows[np.argmax(bad)])
+            raise ConfigError(f"copy {k}: node {int(actions[k])} is infeasible or out of range")
+        self._step(actions, act)
+        ended = [self._end_episode(int(i)) for i in np.flatnonzero(act & (self.k >= self._n))]
+        if ended and self.restart:
+            self._step(actions, np.zeros(self.n_envs, dtype=np.bool_))
+        return ended
+
+    def _end_episode(self, i: int) -> tuple[int, dict]:
+        c = self.copies[i]
+        result = c.engine.finish(policy_name="rl")
+        st = c.engine.state
+        obj = self.objective
+        costs = obj.task_costs(
+            c.engine.cluster,
+            arrival=st.arrival,
+            finish=st.finish,
+            abs_deadline=st.abs_deadline,
+            node=st.node,
+            dur=st.dur,
+            priority=st.priority,
+        )
+        costs[-1] += obj.idle_cost(c.engine.cluster, float(st.arrival[0]), float(st.finish.max()))
+        summary = dict(result.summary)
+        summary["seed"] = c.seed
+        summary["objective"] = float(costs.sum())
+        self._finished[c.episode] = (costs, summary)
+        self.mask[i] = False
+        if not self.restart:
+            self.active[i] = False
+            return c.episode, summary
+        new = self._new_copy()
+        if new.engine.cluster.n_nodes > self.n_nodes:
+            raise ConfigError(
+                f"episode seed {new.seed}: {new.engine.cluster.n_nodes} nodes, more than the "
+                f"{self.n_nodes} this batch was built for"
+            )
+        self.copies[i] = new
+        self._states[i] = new.engine.cstate
+        self._decs[i] = new.dec
+        self._statics[i] = new.static
+        self._n[i] = new.dec.shape[0]
+        self.k[i] = 0
+        return c.episode, summary
+
+    def costs(self, episodes: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        """Per-decision costs of the decisions ``(episodes[t, e], tasks[t, e])``.
+
+        Exact for finished episodes and started tasks, predicted for queued ones
+        (see :func:`predict_unstarted`). Forgets finished episodes not asked for.
+        """
+        out = np.zeros(episodes.shape)
+        live = {c.episode: i for i, c in enumerate(self.copies)}
+        for ep in np.unique(episodes).tolist():
+            sel = episodes == ep
+            if ep in self._finished:
+                out[sel] = self._finished[ep][0][tasks[sel]]
+                continue
+            i = live[ep]
+            c = self.copies[i]
+            st = c.engine.state
+            finish = st.finish.copy()
+            predict_unstarted(c.engine.cstate, float(c.dec[self.k[i]]), finish)
+            idx = tasks[sel]
+            out[sel] = self.objective.task_costs(
+                c.engine.cluster,
+                arrival=st.arrival[idx],
+                finish=finish[idx],
+                abs_deadline=st.abs_deadline[idx],
+                node=st.node[idx],
+                dur=st.dur[idx],
+                priority=st.priority[idx],
+            )
+        keep = set(np.unique(episodes).tolist())
+        self._finished = {k: v for k, v in self._finished.items() if k in keep}
+        return out
+
+
+def run_greedy(
+    act: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    spec: InstanceSpec,
+    seeds: list[int],
+    objective: Objective | None = None,
+) -> list[dict]:
+    """Play one episode on each seed with ``act(obs, mask, best) -> nodes``; their summaries."""
+    vs = VecSim(spec, len(seeds), iter(seeds), objective, restart=False)
+    summaries: dict[int, dict] = {}
+    while vs.active.any():
+        for ep, summary in vs.step(act(vs.obs, vs.mask, vs.best)):
+            summaries[ep] = summary
+    return [summaries[ep] for ep in range(len(seeds))]
