@@ -1,16 +1,16 @@
-"""The ``compare`` command: the project's main job."""
+"""The ``compare`` and ``report`` commands: the project's main job."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from hybridsched.cli.app import app, console, fail
-from hybridsched.errors import HybridSchedError
+from hybridsched.errors import ConfigError, HybridSchedError
 
 
 @app.command()
@@ -18,29 +18,44 @@ def compare(
     scenario: Annotated[str, typer.Option(help="Scenario preset.")] = "iot-default",
     load: Annotated[list[float] | None, typer.Option(help="Offered load (repeatable).")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per load.")] = 5,
-    tasks: Annotated[int, typer.Option(help="Tasks per workload.")] = 20_000,
+    tasks: Annotated[int, typer.Option(help="Tasks per generated workload.")] = 50_000,
     policies: Annotated[
-        str | None, typer.Option(help="Comma-separated schedulers (default: all heuristics).")
+        str | None,
+        typer.Option(help="Comma-separated schedulers (default: every registered one)."),
+    ] = None,
+    policy_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Argument for one policy, POLICY.KEY=VALUE (repeatable)."),
     ] = None,
     decision_interval: Annotated[float, typer.Option(help="Batching interval, s.")] = 0.5,
     queue: Annotated[str, typer.Option(help="fifo or priority.")] = "priority",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
+    cluster: Annotated[
+        Path | None, typer.Option(help="Cluster file, with --workload, instead of a scenario.")
+    ] = None,
+    workload: Annotated[
+        Path | None, typer.Option(help="Workload file, with --cluster, instead of a scenario.")
+    ] = None,
+    focus: Annotated[
+        str | None,
+        typer.Option(help="Policy compared with the best other (default: hybrid if run)."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/compare"),
 ) -> None:
-    """Run schedulers head to head on identical workloads; table, CSV and Parquet."""
-    from hybridsched.experiments.compare import (
-        DEFAULT_POLICIES,
-        CompareConfig,
-        mean_ci,
-        resolved_config,
-        run_compare,
-    )
-    from hybridsched.io import write_json, write_table
+    """Run schedulers head to head on identical workloads: table, report, plots."""
+    from hybridsched.experiments.compare import CompareConfig, default_policies, run_compare
+    from hybridsched.experiments.report import focus_diffs, save_results, write_report
     from hybridsched.sim import SimConfig
 
     try:
         SimConfig(decision_interval=decision_interval, queue=queue)
-        kwargs = {}
+        if (cluster is None) != (workload is None):
+            raise ConfigError("--cluster and --workload go together")
+        if workload is None:
+            from hybridsched.workload import get_scenario
+
+            get_scenario(scenario)
+        kwargs: dict[str, Any] = {}
         if workers is not None:
             kwargs["workers"] = workers
         cfg = CompareConfig(
@@ -48,60 +63,118 @@ def compare(
             tasks=tasks,
             loads=tuple(load or [0.9]),
             seeds=seeds,
-            policies=tuple(p.strip() for p in policies.split(","))
+            policies=tuple(p.strip() for p in policies.split(",") if p.strip())
             if policies
-            else DEFAULT_POLICIES,
+            else default_policies(),
             decision_interval=decision_interval,
             queue=queue,
+            cluster=str(cluster) if cluster else None,
+            workload=str(workload) if workload else None,
+            focus=focus,
+            policy_args=_policy_args(policy_arg),
             **kwargs,
         )
-        from hybridsched.workload import get_scenario
-
-        get_scenario(scenario)
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("simulating", total=None)
-            rows = run_compare(cfg, progress=lambda k, n: bar.update(task, completed=k, total=n))
-        cols = {k: [r[k] for r in rows] for k in rows[0]}
-        write_table(cols, out / "results.parquet")
-        write_table(cols, out / "results.csv")
-        write_json(resolved_config(cfg), out / "config.json")
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            job = bar.add_task(f"{len(cfg.policies)} schedulers, {cfg.label}", total=None)
+            rows = run_compare(cfg, progress=lambda k, n: bar.update(job, completed=k, total=n))
+        save_results(rows, cfg, out)
+        report = write_report(out)
     except HybridSchedError as exc:
         fail(str(exc))
-    for rho in cfg.loads:
-        table = Table(
-            title=f"{scenario}, load {rho}, {cfg.seeds} seeds x {cfg.tasks:,} tasks "
-            f"(mean ± 95% CI)",
-            header_style="bold",
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    from hybridsched.experiments.report import _loads, summary_rows
+
+    stats = summary_rows(df, cfg)
+    for rho in _loads(df):
+        _show_table(cfg, [r for r in stats if r["load"] == rho or (rho != rho)], rho)
+        diffs = focus_diffs(df, cfg, rho)
+        if diffs:
+            _show_diffs(cfg, diffs)
+    console.print(f"results, report and plots in {out}/ (report: {report})")
+
+
+def _policy_args(items: list[str] | None) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        head, sep, value = item.partition("=")
+        name, dot, key = head.rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise ConfigError(f"--policy-arg: expected POLICY.KEY=VALUE, got {item!r}")
+        out.setdefault(name.strip(), {})[key.strip()] = value.strip()
+    return out
+
+
+def _show_table(cfg: Any, rows: list[dict[str, Any]], load: float) -> None:
+    title = (
+        f"{cfg.label}: given workload" if load != load else f"{cfg.label}, load {load:g}"
+    ) + f", {cfg.seeds} seeds (mean ± 95% CI)"
+    table = Table(title=title, header_style="bold")
+    cols = [
+        ("policy", None, 1.0, 0),
+        ("mean s", "mean_response_s", 1.0, 3),
+        ("p95 s", "p95_response_s", 1.0, 2),
+        ("p99 s", "p99_response_s", 1.0, 2),
+        ("miss %", "deadline_miss_rate", 100.0, 2),
+        ("miss % p0", "miss_rate_p0", 100.0, 2),
+        ("energy MJ", "energy_j", 1e-6, 3),
+        ("util %", "utilization", 100.0, 1),
+        ("µs/task", "sched_us_per_task", 1.0, 1),
+    ]
+    for name, *_ in cols:
+        table.add_column(name, justify="right" if name != "policy" else "left")
+    for r in rows:
+        cells = [r["policy"]]
+        for _, key, scale, digits in cols[1:]:
+            mean, half = r[key]
+            text = f"{mean * scale:.{digits}f}"
+            if half == half:
+                text += f"±{half * scale:.{digits}f}"
+            cells.append(text)
+        style = "bold" if r["policy"] == cfg.focus_policy else None
+        table.add_row(*cells, style=style)
+    console.print(table)
+
+
+def _show_diffs(cfg: Any, diffs: list[Any]) -> None:
+    from hybridsched.experiments.report import METRIC_LABELS
+
+    table = Table(
+        title=f"{cfg.focus_policy} minus the best other scheduler (paired by seed, 95% CI)",
+        header_style="bold",
+    )
+    for c in ("metric", "best other", "difference", "relative", "significant"):
+        table.add_column(c, justify="right" if c != "metric" else "left")
+    for d in diffs:
+        table.add_row(
+            METRIC_LABELS[d.metric],
+            d.other,
+            f"{d.mean:+.4g} ± {d.half_ci:.2g}",
+            f"{100 * d.relative:+.1f}%",
+            "yes" if d.significant else "no",
         )
-        for c in (
-            "policy",
-            "mean resp s",
-            "p95 s",
-            "p99 s",
-            "miss %",
-            "miss % p0",
-            "energy MJ",
-            "util %",
-            "sched µs/task",
-        ):
-            table.add_column(c, justify="right")
-        for p in cfg.policies:
-            sel = [r for r in rows if r["policy"] == p and r["load"] == rho]
+    console.print(table)
 
-            def f(key: str, scale: float = 1.0, digits: int = 3, sel=sel) -> str:
-                m, h = mean_ci([r[key] * scale for r in sel])
-                return f"{m:.{digits}f} ± {h:.{digits}f}" if h == h else f"{m:.{digits}f}"
 
-            table.add_row(
-                p,
-                f("mean_response_s"),
-                f("p95_response_s", digits=2),
-                f("p99_response_s", digits=2),
-                f("deadline_miss_rate", 100, 2),
-                f("miss_rate_p0", 100, 2),
-                f("energy_j", 1e-6, 3),
-                f("utilization", 100, 1),
-                f("sched_us_per_task", 1, 1),
-            )
-        console.print(table)
-    console.print(f"results in {out}/results.parquet, results.csv and config.json")
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="A results folder written by `compare`.")],
+) -> None:
+    """Regenerate report.md and the plots of a comparison without rerunning it."""
+    from hybridsched.experiments.report import write_report
+
+    try:
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: not a folder")
+        path = write_report(folder)
+    except HybridSchedError as exc:
+        fail(str(exc))
+    console.print(f"wrote {path} and {folder / 'plots'}/")

@@ -1,17 +1,18 @@
 """Head-to-head runs: every scheduler on identical workloads, in parallel processes.
 
-Each (load, seed) pair draws one cluster and workload; every policy is
-simulated on exactly that pair. Runs are spread over a process pool; each run
-is deterministic given (scenario, tasks, load, seed, policy), so the results do
-not depend on the number of workers.
+Each (load, seed) pair draws one cluster and workload (or reads the given
+files); every policy is simulated on exactly that pair. Runs are spread over a
+process pool; each run is deterministic given (scenario, tasks, load, seed,
+policy), so results do not depend on the number of workers or their order.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from hybridsched import __version__
 from hybridsched.errors import ConfigError
 
-DEFAULT_POLICIES: tuple[str, ...] = (
+HEURISTICS: tuple[str, ...] = (
     "random",
     "round-robin",
     "least-loaded",
@@ -32,6 +33,19 @@ DEFAULT_POLICIES: tuple[str, ...] = (
     "edf-mct",
     "energy-aware",
 )
+"""The classic heuristics of the core."""
+
+N_QUANTILES = 201
+"""Response-time quantiles kept per run (for CDF plots without every task)."""
+
+
+def default_policies() -> tuple[str, ...]:
+    """Every registered scheduler except the exact oracle (too slow beyond tiny batches)."""
+    from hybridsched.policies import available_policies
+
+    names = [n for n in available_policies() if n != "optimal"]
+    order = {n: k for k, n in enumerate(HEURISTICS)}
+    return tuple(sorted(names, key=lambda n: (order.get(n, len(order)), n)))
 
 
 @dataclass(frozen=True)
@@ -39,14 +53,14 @@ class CompareConfig:
     """A head-to-head experiment."""
 
     scenario: str = "iot-default"
-    """Scenario preset of the generated workloads."""
-    tasks: int = 20_000
-    """Tasks per workload."""
+    """Scenario preset of the generated workloads (ignored with ``workload``)."""
+    tasks: int = 50_000
+    """Tasks per generated workload."""
     loads: tuple[float, ...] = (0.9,)
-    """Offered loads (work / capacity)."""
+    """Offered loads (work / capacity) of the generated workloads."""
     seeds: int = 5
-    """Seeds per load: 0 .. seeds-1."""
-    policies: tuple[str, ...] = DEFAULT_POLICIES
+    """Seeds per load: 0 .. seeds-1 (workload and policy randomness)."""
+    policies: tuple[str, ...] = HEURISTICS
     """Schedulers to compare."""
     decision_interval: float = 0.5
     """Batching interval, s."""
@@ -54,6 +68,14 @@ class CompareConfig:
     """Queue discipline at the nodes."""
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     """Worker processes."""
+    cluster: str | None = None
+    """Cluster file, with ``workload`` instead of a scenario."""
+    workload: str | None = None
+    """Workload file, with ``cluster`` instead of a scenario."""
+    focus: str | None = None
+    """The policy whose differences to the best other are reported (default: hybrid if run)."""
+    policy_args: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per policy, arguments as given with --policy-arg (NAME.KEY=VALUE)."""
 
     def __post_init__(self) -> None:
         if self.tasks < 1:
@@ -64,31 +86,71 @@ class CompareConfig:
             raise ConfigError(f"workers: must be >= 1, got {self.workers}")
         if not self.policies:
             raise ConfigError("policies: give at least one")
+        if len(set(self.policies)) != len(self.policies):
+            raise ConfigError(f"policies: each name once, got {', '.join(self.policies)}")
         for rho in self.loads:
             if not rho > 0:
                 raise ConfigError(f"load: must be > 0, got {rho}")
+        if (self.cluster is None) != (self.workload is None):
+            raise ConfigError("--cluster and --workload go together")
+        if self.focus is not None and self.focus not in self.policies:
+            raise ConfigError(f"focus: {self.focus!r} is not among the policies compared")
+
+    @property
+    def from_files(self) -> bool:
+        """Runs use the given cluster and workload files."""
+        return self.workload is not None
+
+    @property
+    def focus_policy(self) -> str | None:
+        """The focus policy: as given, else ``hybrid`` when compared, else none."""
+        if self.focus is not None:
+            return self.focus
+        return "hybrid" if "hybrid" in self.policies else None
+
+    @property
+    def label(self) -> str:
+        """What the workloads are, for titles."""
+        return Path(self.workload).name if self.workload else self.scenario
+
+    def run_loads(self) -> tuple[float, ...]:
+        """Loads actually run (one placeholder, nan, for given files)."""
+        return (float("nan"),) if self.from_files else self.loads
+
+
+def _inputs(cfg: CompareConfig, load: float, seed: int):
+    if cfg.from_files:
+        from hybridsched.io import read_cluster, read_workload
+
+        cluster = read_cluster(cfg.cluster)
+        return cluster, read_workload(cfg.workload, cluster=cluster)
+    from hybridsched.workload import generate
+
+    return generate(cfg.scenario, cfg.tasks, load, seed)
 
 
 def _one_run(cfg: CompareConfig, load: float, seed: int, policy: str) -> dict[str, Any]:
     from hybridsched.policies import make_policy
     from hybridsched.sim import SimConfig, simulate
-    from hybridsched.workload import generate
 
-    cluster, workload = generate(cfg.scenario, cfg.tasks, load, seed)
+    cluster, workload = _inputs(cfg, load, seed)
     result = simulate(
         cluster,
         workload,
-        make_policy(policy),
+        make_policy(policy, cfg.policy_args.get(policy)),
         config=SimConfig(decision_interval=cfg.decision_interval, queue=cfg.queue),
         seed=seed,
     )
     s = result.summary
-    row = {"scenario": cfg.scenario, "load": load, "seed": seed, "policy": policy}
+    row: dict[str, Any] = {"scenario": cfg.label, "load": load, "seed": seed, "policy": policy}
     for k in (
+        "tasks",
         "mean_response_s",
+        "p50_response_s",
         "p95_response_s",
         "p99_response_s",
         "deadline_miss_rate",
+        "makespan_s",
         "energy_j",
         "utilization",
         "scheduler_seconds",
@@ -96,48 +158,57 @@ def _one_run(cfg: CompareConfig, load: float, seed: int, policy: str) -> dict[st
         row[k] = s[k]
     row["miss_rate_p0"] = s["deadline_miss_rate_by_priority"].get("0", 0.0)
     row["sched_us_per_task"] = 1e6 * s["scheduler_seconds"] / s["tasks"]
+    q = np.quantile(result.tasks["response_s"], np.linspace(0.0, 1.0, N_QUANTILES))
+    row["response_quantiles"] = q.tolist()
     return row
 
 
 def run_compare(
     cfg: CompareConfig, progress: Callable[[int, int], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Run every (load, seed, policy) and return one row of metrics per run."""
-    from hybridsched.policies import policy_class
+    """Run every (load, seed, policy); one row of metrics per run, in a stable order."""
+    from hybridsched.policies import make_policy
 
     for p in cfg.policies:
-        policy_class(p)  # unknown names fail before any work starts
-    jobs = [(rho, s, p) for rho in cfg.loads for s in range(cfg.seeds) for p in cfg.policies]
+        make_policy(p, cfg.policy_args.get(p))  # bad names or arguments fail before any work
+    if cfg.from_files:
+        _inputs(cfg, float("nan"), 0)  # bad files fail before any work
+    jobs = [(rho, s, p) for rho in cfg.run_loads() for s in range(cfg.seeds) for p in cfg.policies]
     rows: list[dict[str, Any]] = []
-    if cfg.workers == 1:
+    if cfg.workers == 1 or len(jobs) == 1:
         for k, job in enumerate(jobs):
             rows.append(_one_run(cfg, *job))
             if progress:
                 progress(k + 1, len(jobs))
     else:
-        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs))) as pool:
             futures = [pool.submit(_one_run, cfg, *job) for job in jobs]
             for k, fut in enumerate(as_completed(futures)):
                 rows.append(fut.result())
                 if progress:
                     progress(k + 1, len(jobs))
-    rows.sort(key=lambda r: (r["load"], r["seed"], cfg.policies.index(r["policy"])))
+    rows.sort(key=lambda r: (_nan_key(r["load"]), r["seed"], cfg.policies.index(r["policy"])))
     return rows
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% confidence interval (Student t)."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    if x.size < 2:
-        return float(x.mean()), float("nan")
-    half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
-    return float(x.mean()), float(half)
+def _nan_key(x: float) -> float:
+    return -1.0 if x != x else x
 
 
 def resolved_config(cfg: CompareConfig) -> dict[str, Any]:
-    """The configuration as recorded beside the results."""
+    """The configuration as recorded beside the results (with the package version)."""
     out = asdict(cfg)
+    out["loads"] = list(cfg.loads)
+    out["policies"] = list(cfg.policies)
     out["version"] = __version__
+    out["seeds_used"] = list(range(cfg.seeds))
     return out
+
+
+def config_from_dict(data: dict[str, Any]) -> CompareConfig:
+    """Rebuild a configuration recorded by :func:`resolved_config`."""
+    keys = {f for f in CompareConfig.__dataclass_fields__}
+    kw = {k: v for k, v in data.items() if k in keys}
+    kw["loads"] = tuple(kw.get("loads", (0.9,)))
+    kw["policies"] = tuple(kw.get("policies", HEURISTICS))
+    return CompareConfig(**kw)
