@@ -99,9 +99,12 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
 
             # Every SPEC column is numeric; reading as strings first would be slow,
             # so let Arrow infer and fall back to strings where a column is mixed.
+            # only an empty cell is missing; "nan" is a (refused) value, not a gap
             table = pacsv.read_csv(
                 str(path),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+                convert_options=pacsv.ConvertOptions(
+                    null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
             )
         else:
             import pyarrow.parquet as pq
@@ -110,9 +113,18 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
     except Exception as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         raise ValidationError(f"{path}: cannot be read as {kind}: {exc}") from None
+    import pyarrow as pa
+
     out: dict[str, np.ndarray] = {}
     for name in table.column_names:
-        out[str(name)] = table.column(name).to_numpy(zero_copy_only=False)
+        col = table.column(name)
+        if name == "deadline_s" and col.null_count and pa.types.is_floating(col.type):
+            col = col.fill_null(np.inf)  # an empty deadline means none (SPEC)
+        elif name == "deadline_s" and col.null_count and pa.types.is_integer(col.type):
+            col = col.cast(pa.float64()).fill_null(np.inf)
+        elif name == "deadline_s" and col.null_count and pa.types.is_null(col.type):
+            col = pa.chunked_array([np.full(len(col), np.inf)])
+        out[str(name)] = col.to_numpy(zero_copy_only=False)
     return out
 
 

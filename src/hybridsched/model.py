@@ -372,7 +372,7 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
         if f is None:
             bad = _first_bad(arr, lambda v: float(v))
             raise ValidationError(
-                f"{source}: row {bad + 1}, column {name}: must be an integer, got {arr[bad]!r}"
+                f"{source}: row {bad + 1}, column {name}: must be an integer, got {_show(arr[bad])}"
             )
         finite = np.isfinite(f)
         integral = np.zeros_like(finite)
@@ -380,7 +380,7 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
         if not np.all(integral):
             bad = int(np.argmin(integral))
             raise ValidationError(
-                f"{source}: row {bad + 1}, column {name}: must be an integer, got {arr[bad]!r}"
+                f"{source}: row {bad + 1}, column {name}: must be an integer, got {_show(arr[bad])}"
             )
         return f.astype(np.int64)
     if arr.dtype.kind == "b":
@@ -392,7 +392,8 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
         out = np.empty(arr.shape[0], dtype=np.float64)
         for i, v in enumerate(arr):
             if v is None or (isinstance(v, str) and v.strip() == ""):
-                out[i] = np.nan
+                # an empty deadline means none; any other empty cell is refused below
+                out[i] = np.inf if name == "deadline_s" else np.nan
                 continue
             try:
                 out[i] = float(v)
@@ -400,9 +401,7 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
                 raise ValidationError(
                     f"{source}: row {i + 1}, column {name}: must be a number, got {v!r}"
                 ) from None
-    if name == "deadline_s":
-        out = np.where(np.isnan(out), np.inf, out)
-    elif np.any(np.isnan(out)):
+    if np.any(np.isnan(out)):
         bad = int(np.argmax(np.isnan(out)))
         raise ValidationError(
             f"{source}: row {bad + 1}, column {name}: must be a number, got an empty value or NaN"
@@ -423,5 +422,10 @@ def _check(ok: np.ndarray, values: np.ndarray, name: str, rule: str, source: str
     if not np.all(ok):
         bad = int(np.argmin(ok))
         raise ValidationError(
-            f"{source}: row {bad + 1}, column {name}: {rule}, got {values[bad]!r}"
+            f"{source}: row {bad + 1}, column {name}: {rule}, got {_show(values[bad])}"
         )
+
+
+def _show(v: Any) -> str:
+    """A value as a user wrote it (``-1.0``, not ``np.float64(-1.0)``)."""
+    return repr(v.item()) if isinstance(v, np.generic) else repr(v)

@@ -240,7 +240,27 @@ def run_fused(st, dec_time, batch_start, rule, u, dynpow, inv, rr):
         d = dec_time[lo]
         core.advance(st, d)
         idx = np.arange(lo, hi)
-        _, rr = decide(
-            st, idx, d, rule, u[lo:hi], dynpow, inv, rr, True, st.proj, st.proj_min, st.n_queued
-        )
+        if hi - lo > 1 and rule >= EDF_MCT and rule != ENERGY:
+            # rules that reorder the batch decide on copies first, then commit in batch
+            # order, exactly as the engine commits what ``assign`` returns
+            nodes, rr = decide(
+                st,
+                idx,
+                d,
+                rule,
+                u[lo:hi],
+                dynpow,
+                inv,
+                rr,
+                False,
+                st.proj.copy(),
+                st.proj_min.copy(),
+                st.n_queued.copy(),
+            )
+            for k in range(hi - lo):
+                core.commit(st, idx[k], nodes[k], d)
+        else:
+            _, rr = decide(
+                st, idx, d, rule, u[lo:hi], dynpow, inv, rr, True, st.proj, st.proj_min, st.n_queued
+            )
     return rr
