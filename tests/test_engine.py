@@ -670,7 +670,8 @@ def test_compiled_path_equals_python_path(name: str) -> None:
     _assert_same_paths(name, cases)
 
 
-# Minimal hand-computed witness of the (fixed) commit-order divergence. n0: 1 core, speed 1, bandwidth 1;
+# Minimal hand-computed witness of the (fixed) commit-order divergence.
+# n0: 1 core, speed 1, bandwidth 1;
 # n1: 1 core, speed 0.25. Decision interval 1.
 #   batch at 0:   "far" task: work 1, data 4 -> on n0 ready 4, est. finish 5 (n1: 8)
 #                 "near" task: work 2, no data -> on n0 est. finish 2 (n1: 8)
