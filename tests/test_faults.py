@@ -512,7 +512,7 @@ def check_conservation(c: Cluster, w: Workload, tr: FailureTrace, res: FaultResu
 
 
 @settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 @given(scenarios())
 def test_conservation_under_random_failures(sc: dict[str, Any]) -> None:

@@ -27,14 +27,16 @@ def write_result(
     cols = dict(result.tasks)
     names = cols.pop("node")
     index = cols["node_index"]
-    uniq = np.unique(index)
+    placed = index >= 0  # a task rejected under failures has no node (index -1): null
+    uniq = np.unique(index if placed.all() else index[placed])
     # dictionary-encode node names: one string per node, not per task
     dictionary = pa.array([str(names[np.argmax(index == u)]) for u in uniq])
     codes = np.searchsorted(uniq, index).astype(np.int32)
+    mask = None if placed.all() else ~placed
     table = pa.table(
         {
             "task_id": cols["task_id"],
-            "node": pa.DictionaryArray.from_arrays(pa.array(codes), dictionary),
+            "node": pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), dictionary),
             **{k: v for k, v in cols.items() if k != "task_id"},
         }
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -63,30 +64,69 @@ def simulate(
         Path, typer.Option(help="Output folder for tasks.parquet and summary.json.")
     ] = Path("out"),
     csv: Annotated[bool, typer.Option(help="Write tasks.csv instead of tasks.parquet.")] = False,
+    failures: Annotated[
+        Path | None,
+        typer.Option(
+            help="Node outages file (.csv/.parquet: node,down_s,up_s; empty up_s: never back)."
+        ),
+    ] = None,
+    mtbf: Annotated[
+        str | None,
+        typer.Option(
+            help="Mean time between failures, s: one value or TIER=S pairs (edge=3600,fog=86400)."
+        ),
+    ] = None,
+    mttr: Annotated[
+        str | None, typer.Option(help="Mean time to repair, s, for the same tiers as --mtbf.")
+    ] = None,
+    estimate_cv: Annotated[
+        float | None,
+        typer.Option(
+            help="Schedulers see work_est_gi if present, else work x lognormal noise of this CV."
+        ),
+    ] = None,
+    latency_jitter: Annotated[
+        float, typer.Option(help="CV of a lognormal factor (mean 1) on each transfer's latency.")
+    ] = 0.0,
+    shared_links: Annotated[
+        bool, typer.Option(help="Share each node's ingress bandwidth fairly among its transfers.")
+    ] = False,
 ) -> None:
-    """Simulate a workload on a cluster under one scheduler; write tasks and summary."""
+    """Simulate a workload on a cluster under one scheduler; write tasks and summary.
+
+    Failures, estimate noise and network options are off by default (docs/OPTIONS.md);
+    with all of them off the run is the exact base model.
+    """
     from hybridsched.io import read_cluster, read_workload
     from hybridsched.policies import make_policy, parse_policy_args
     from hybridsched.results import write_result
     from hybridsched.sim import SimConfig
-    from hybridsched.sim import simulate as run
+    from hybridsched.sim.faults import simulate_with_options
+    from hybridsched.sim.options import SimOptions, parse_tier_values, read_failures
 
     try:
         config = SimConfig(decision_interval=decision_interval, queue=queue)
+        options = SimOptions(
+            mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),
+            mttr_s=None if mttr is None else parse_tier_values(mttr, "--mttr"),
+            estimate_cv=estimate_cv,
+            latency_jitter=latency_jitter,
+            shared_links=shared_links,
+        )
         pol = make_policy(policy, parse_policy_args(policy_arg))
         if out.exists() and not out.is_dir():
             fail(f"--out {out}: exists and is not a folder")
         c = read_cluster(cluster)
         w = read_workload(workload, cluster=c)
+        if failures is not None:
+            options = replace(options, failures=read_failures(failures, cluster=c))
         t = time.perf_counter()
-        result = run(c, w, pol, config=config, seed=seed)
+        result = simulate_with_options(c, w, pol, config, options, seed)
         wall = time.perf_counter() - t
-        write_result(
-            result,
-            out,
-            csv=csv,
-            extra={"cluster": str(cluster), "workload": str(workload), "seed": seed},
-        )
+        extra = {"cluster": str(cluster), "workload": str(workload), "seed": seed}
+        if options.active:
+            extra["options"] = options.to_dict()
+        write_result(result, out, csv=csv, extra=extra)
     except HybridSchedError as exc:
         fail(str(exc))
     show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")

@@ -451,9 +451,13 @@ def commit_many(st, fs, idx, nodes, d, lat_factor):
 
 
 @njit(cache=True)
-def check_nodes(st, fs, idx, nodes):
-    """First bad assignment: ``(0, -1)`` when all are valid, else ``(code, k)`` with
-    code 1: index out of range, 2: node down, 3: too little memory."""
+def check_and_commit(st, fs, idx, nodes, d, lat_factor):
+    """:func:`commit_many` when every assignment is valid, else nothing.
+
+    Returns:
+        ``(0, -1)`` when committed, else ``(code, k)`` for the first bad entry,
+        code 1: index out of range, 2: node down, 3: too little memory.
+    """
     n_nodes = st.cores.shape[0]
     for k in range(idx.shape[0]):
         j = nodes[k]
@@ -463,6 +467,7 @@ def check_nodes(st, fs, idx, nodes):
             return 2, k
         if st.mem_req[idx[k]] > st.memory[j]:
             return 3, k
+    commit_many(st, fs, idx, nodes, d, lat_factor)
     return 0, -1
 
 
@@ -613,6 +618,9 @@ class FaultEngine(Engine):
         n_nodes = cluster.n_nodes
         # memory is masked (-1) while a node is down, so it needs its own copy
         self.state = self.state._replace(memory=self.state.memory.copy())
+        st = self.state
+        for a in (st.decision, st.ready, st.dur, st.start, st.finish):
+            a.fill(np.nan)  # a rejected task keeps them: it never ran
         self.cstate = core.compile_state(self.state)
         self.farrays = FaultArrays(
             ev_time=np.zeros(n + n_nodes),
@@ -632,14 +640,17 @@ class FaultEngine(Engine):
             counters=np.array([0, 0, int(bool(options.shared_links)), 0], dtype=np.int64),
         )
         self.fstate = _make_fault_state(*self.farrays)
-        hide = config is not None and config.work_estimate is not None
+        hide = self.config.work_estimate is not None
         self._observed: Any = _Observed(self) if hide else self
         self._unavailable = self.farrays.down.view()
         self._unavailable.setflags(write=False)
 
         seeds = option_seeds(seed)
         self._jitter_rng = np.random.default_rng(seeds.jitter)
+        self._jit_buf = np.zeros(0)
+        self._jit_pos = 0
         self._perm_down = np.zeros(n_nodes, dtype=bool)
+        self._need_max = float(self.state.mem_req.max())
         self._update_bounds()
         self._node_events: list[tuple[float, int, int, int, float]] = []  # t, seq, kind, j, up
         self._seq = 0
@@ -647,21 +658,20 @@ class FaultEngine(Engine):
         self._fail_rngs = [np.random.default_rng(s) for s in seeds.failures.spawn(n_nodes)]
         t0 = float(self.state.arrival[0])
         if options.failures is not None:
-            nodes = options.failures.node_index(cluster)
-            for k in range(len(options.failures)):
-                self._push_node_event(float(options.failures.down_s[k]), 0, int(nodes[k]),
-                                      float(options.failures.up_s[k]))  # fmt: skip
+            tr = options.failures
+            nodes = tr.node_index(cluster).tolist()
+            for j, down, up in zip(nodes, tr.down_s.tolist(), tr.up_s.tolist(), strict=True):
+                self._push_node_event(down, 0, j, up)
         else:
-            for j in np.flatnonzero(np.isfinite(self._mtbf)):
-                self._schedule_failure(int(j), t0)
+            for j in np.flatnonzero(np.isfinite(self._mtbf)).tolist():
+                self._schedule_failure(j, t0)
 
         self._retries = np.zeros(n, dtype=np.int64)
         self._rejected_at = np.full(n, np.nan)
         self._reason: dict[int, str] = {}
         self._pending: list[tuple[float, int]] = []  # (decision time, task) sent back
         self._parked: set[int] = set()  # wait for a node that fits to come back
-        self._open_outage: dict[int, int] = {}
-        self._outages: list[list[float]] = []  # [node, down, up]
+        self._outages: list[tuple[int, float, float]] = []  # node, down, up
         self._attempts: list[tuple[int, int, float, float, float]] = []
         self._next_arrival = 0  # next arrival batch
         self._todo = np.zeros(0, dtype=np.int64)  # placeable tasks at the current instant
@@ -685,6 +695,16 @@ class FaultEngine(Engine):
         up = down + self._mttr[j] * rng.standard_exponential()
         self._push_node_event(down, 0, j, up)
 
+    def _jitter(self, k: int) -> np.ndarray:
+        """The next ``k`` latency factors (drawn in blocks: one draw per call is slow)."""
+        if self._jit_pos + k > self._jit_buf.size:
+            fresh = lognormal_factors(self._jitter_rng, self.options.latency_jitter, max(k, 4096))
+            self._jit_buf = np.concatenate([self._jit_buf[self._jit_pos :], fresh])
+            self._jit_pos = 0
+        out = self._jit_buf[self._jit_pos : self._jit_pos + k]
+        self._jit_pos += k
+        return out
+
     def _redecision_time(self, t: float) -> float:
         delta = float(self.config.decision_interval)
         return t if delta == 0 else float(np.ceil(t / delta) * delta)
@@ -700,8 +720,7 @@ class FaultEngine(Engine):
                         self._schedule_failure(j, t)
                     continue
                 idx, dec, started = node_down(self.cstate, self.fstate, j, t)
-                self._open_outage[j] = len(self._outages)
-                self._outages.append([j, t, np.inf])
+                self._outages.append((j, t, up))
                 for i, d, s in zip(idx.tolist(), dec.tolist(), started.tolist(), strict=True):
                     self._attempts.append((i, j, d, s, t))
                     self._retries[i] += 1
@@ -712,7 +731,6 @@ class FaultEngine(Engine):
                     self._push_node_event(up, 1, j)
             else:
                 node_up(self.cstate, self.fstate, j, t)
-                self._outages[self._open_outage.pop(j)][2] = t
                 if self.options.failures is None:
                     self._schedule_failure(j, t)
         self._update_bounds()
@@ -744,9 +762,9 @@ class FaultEngine(Engine):
 
     def _triage(self, idx: np.ndarray, t: float) -> np.ndarray:
         """The tasks of ``idx`` that an up node can take; park or reject the others."""
-        need = self.state.mem_req[idx]
-        if need.max() <= self._up_mem:
+        if self._need_max <= self._up_mem:  # every task fits an up node
             return idx
+        need = self.state.mem_req[idx]
         ok = need <= self._up_mem
         for i in idx[~ok].tolist():
             if self.state.mem_req[i] <= self._ever_mem:
@@ -782,7 +800,8 @@ class FaultEngine(Engine):
             tn = self._node_events[0][0] if self._node_events else inf
             if tn <= d and tn < inf and (d < inf or self._busy()):
                 advance(self.cstate, self.fstate, tn)
-                self._apply_node_events(tn)
+                if d < inf or self._busy():  # else the run ended before this failure
+                    self._apply_node_events(tn)
                 continue
             if d == inf:
                 advance(self.cstate, self.fstate, inf)
@@ -850,7 +869,8 @@ class FaultEngine(Engine):
             raise PolicyError(f"commit: node indices must be integers, got dtype {nodes_arr.dtype}")
         nodes_arr = nodes_arr.astype(np.int64, copy=False)
         idx = self._cur[:k]
-        code, q = check_nodes(self.cstate, self.fstate, idx, nodes_arr)
+        factor = self._jitter(k) if self.options.latency_jitter > 0 else self._ones[:k]
+        code, q = check_and_commit(self.cstate, self.fstate, idx, nodes_arr, self._now, factor)
         if code == 2:
             raise PolicyError(
                 f"task {int(self.state.task_id[idx[q]])}: node "
@@ -859,12 +879,6 @@ class FaultEngine(Engine):
             )
         if code:
             self._check_assignment(idx, nodes_arr)  # raises with the base engine's message
-        jitter = self.options.latency_jitter
-        if jitter > 0:
-            factor = lognormal_factors(self._jitter_rng, jitter, k)
-        else:
-            factor = self._ones[:k]
-        commit_many(self.cstate, self.fstate, idx, nodes_arr, self._now, factor)
         self._cur = self._cur[k:]
         self._todo_pos += k
 
@@ -1102,7 +1116,8 @@ def simulate_with_options(
     else:
         engine = _EstimateEngine(cluster, workload, config)
         result = _with_option_columns(engine.run(policy, np.random.default_rng(seed)), options)
-        result.tasks["work_est_gi"] = engine.state.work_est[np.argsort(engine.order)]
+        inv = np.empty_like(engine.order)
+        inv[engine.order] = np.arange(engine.order.shape[0])
+        result.tasks["work_est_gi"] = engine.state.work_est[inv]
     result.summary["estimates"] = source
-    result.summary["options"] = options.to_dict()
     return result

@@ -253,6 +253,10 @@ def parse_tier_values(text: str, option: str) -> dict[str, float]:
     return out
 
 
+TierSeconds = float | Mapping[str, float] | tuple[tuple[str, float], ...] | None
+"""Seconds for every tier (a number), per tier (a mapping), or normalised ``(tier, s)`` pairs."""
+
+
 def _tier_map(value: Any, name: str) -> tuple[tuple[str, float], ...] | None:
     if value is None:
         return None
@@ -296,10 +300,10 @@ class SimOptions:
 
     failures: FailureTrace | None = field(default=None, compare=False)
     """Explicit node outages; ``None``: no trace."""
-    mtbf_s: Any = None
+    mtbf_s: TierSeconds = None
     """Mean time between failures per tier, s: a number (every tier) or tier -> s;
     normalised to sorted ``(tier, s)`` pairs. Tiers left out never fail."""
-    mttr_s: Any = None
+    mttr_s: TierSeconds = None
     """Mean time to repair per tier, s, same form and tiers as ``mtbf_s``."""
     estimate_cv: float | None = None
     """Estimate noise: ``None`` off; else the schedulers see the workload's
