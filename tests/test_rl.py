@@ -59,7 +59,7 @@ def test_learning_sanity_beats_random(tmp_path):
 
     rand = _mean_response(run_greedy(random_actor, spec, HELD_OUT))
     mct = _mean_response(run_greedy(lambda obs, mask, best: best, spec, HELD_OUT))
-    assert trained < 0.5 * rand  # a clear margin over random
+    assert trained < 0.25 * rand  # a clear margin over random (measured: 0.07)
     assert trained < 0.5 * untrained  # it learned (untrained greedy: all on node 0)
     assert trained < 1.3 * mct  # and it is in MCT's league
 

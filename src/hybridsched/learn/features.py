@@ -11,17 +11,17 @@ feasible nodes (the best response MCT expects, > 0):
 ====  ==================  ==========================================================
  #    name                value
 ====  ==================  ==========================================================
- 0    regret              ``log1p((ef_j - m) / m)``: how much later than the best
+ 0    regret              ``sq((ef_j - m) / m)``: how much later than the best
  1    is_best             1 where ``ef_j == m`` (MCT's choice and its ties)
- 2    exec                ``log1p(exec_j / m)``
- 3    transfer            ``log1p((ready_j - d) / m)``: latency + data / bandwidth
- 4    wait                ``log1p(max(available_j - ready_j, 0) / m)``: queueing delay
- 5    backlog             ``log1p(queued_work_j / cores_j / m)``: unstarted work per core
+ 2    exec                ``sq(exec_j / m)``
+ 3    transfer            ``sq((ready_j - d) / m)``: latency + data / bandwidth
+ 4    wait                ``sq(max(available_j - ready_j, 0) / m)``: queueing delay
+ 5    backlog             ``sq(queued_work_j / cores_j / m)``: unstarted work per core
  6    busy                busy cores / cores
  7    speed               ``log(speed_j)`` minus its cluster mean
  8    cores               ``log(cores_j)`` minus its cluster mean
- 9    energy              ``log1p`` of the task's dynamic energy on ``j`` over its
-                          minimum, minus 1 (clipped to 10)
+ 9    energy              ``sq`` of the task's dynamic energy on ``j`` over its
+                          minimum, minus 1
 10    idle_power          ``log1p(idle W per core)`` minus its cluster mean
 11    recent              decayed recent assignments / cores
 12    slack               ``(deadline - d - ef_j) / (deadline - arrival)`` in [-1, 1];
@@ -31,7 +31,9 @@ feasible nodes (the best response MCT expects, > 0):
 15-17 priority            one-hot of priority 0, 1, >= 2
 ====  ==================  ==========================================================
 
-Infeasible nodes (memory) get all-zero rows; the mask says which they are.
+Here ``sq(x) = x / (1 + x)`` maps ``[0, inf]`` onto ``[0, 1]`` (cheaper than a
+logarithm in the hot loop). Infeasible nodes (memory) get all-zero rows; the
+mask says which they are.
 
 :func:`pair_features` is the reference, pure NumPy, from a
 :class:`~hybridsched.sim.view.TaskBatch` and a
@@ -74,9 +76,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 N_FEATURES = len(FEATURE_NAMES)
 """Number of pair features ``F``."""
 
-ENERGY_CLIP = 10.0
-"""Upper clip of the energy feature (a node with no dynamic power gives huge ratios)."""
-
 # Columns of the static node table (see node_table).
 _S_LOG_SPEED, _S_LOG_CORES, _S_DYNPOW, _S_IDLE = 0, 1, 2, 3
 N_STATIC = 4
@@ -94,7 +93,12 @@ def node_table(cluster: Cluster) -> np.ndarray:
     idle = np.log1p(cluster.power_idle_w / cluster.cores)
     return np.ascontiguousarray(
         np.stack(
-            [log_speed - log_speed.mean(), log_cores - log_cores.mean(), dynpow, idle - idle.mean()],
+            [
+                log_speed - log_speed.mean(),
+                log_cores - log_cores.mean(),
+                dynpow,
+                idle - idle.mean(),
+            ],
             axis=1,
         )
     )
@@ -129,12 +133,12 @@ def pair_features(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
     prio = tasks.priority[:, None]
     shape = ef.shape
     cols = [
-        np.log1p((ef - m) / m),
+        _squash((ef - m) / m),
         (ef == m).astype(np.float64),
-        np.log1p(ex / m),
-        np.log1p((ready - d) / m),
-        np.log1p(np.maximum(avail - ready, 0.0) / m),
-        np.broadcast_to(np.log1p(view.queued_work_s[None, :] / cores / m), shape),
+        _squash(ex / m),
+        _squash((ready - d) / m),
+        _squash(np.maximum(avail - ready, 0.0) / m),
+        np.broadcast_to(_squash(view.queued_work_s[None, :] / cores / m), shape),
         np.broadcast_to(view.busy_cores[None, :] / cores, shape),
         np.broadcast_to(static[None, :, _S_LOG_SPEED], shape),
         np.broadcast_to(static[None, :, _S_LOG_CORES], shape),
@@ -156,7 +160,20 @@ def pair_features(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
 def _energy(dyn: np.ndarray, e_min: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(e_min > 0, (dyn - e_min) / e_min, np.where(dyn > e_min, np.inf, 0.0))
-    return np.minimum(np.log1p(ratio), ENERGY_CLIP)
+    return _squash(ratio)
+
+
+def _squash(x: np.ndarray) -> np.ndarray:
+    """``x / (1 + x)``: maps ``[0, inf]`` onto ``[0, 1]`` without a transcendental call."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(x), 1.0, x / (1.0 + x))
+
+
+@njit(cache=True)
+def _squash1(x):
+    if x == np.inf:
+        return 1.0
+    return x / (1.0 + x)
 
 
 @njit(cache=True)
@@ -181,6 +198,9 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
     n = st.cores.shape[0]
     r = st.region[i]
     work = st.work_est[i]
+    t_ready = np.empty(n)
+    t_ex = np.empty(n)
+    t_ef = np.empty(n)
     m = np.inf
     e_min = np.inf
     best = -1
@@ -192,6 +212,9 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         ready = (d + st.latency[j, r]) + st.data[i] / st.bandwidth[j]
         ex = work / st.speed[j]
         ef = (max(ready, max(d, proj_min[j])) + ex) - d
+        t_ready[j] = ready
+        t_ex[j] = ex
+        t_ef[j] = ef
         if ef < m:
             m = ef
             best = j
@@ -208,17 +231,19 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         if not mask[j]:
             row[:] = 0.0
             continue
-        ready = (d + st.latency[j, r]) + st.data[i] / st.bandwidth[j]
-        ex = work / st.speed[j]
+        ready = t_ready[j]
+        ex = t_ex[j]
+        ef = t_ef[j]
         avail = max(d, proj_min[j])
-        ef = (max(ready, avail) + ex) - d
         cores = float(st.cores[j])
-        row[0] = np.log1p((ef - m) / m)
+        row[0] = _squash1((ef - m) / m)
         row[1] = 1.0 if ef == m else 0.0
-        row[2] = np.log1p(ex / m)
-        row[3] = np.log1p((ready - d) / m)
-        row[4] = np.log1p(max(avail - ready, 0.0) / m)
-        row[5] = np.log1p(queued_work[j] / cores / m)
+        row[2] = _squash1(ex / m)
+        row[3] = _squash1((ready - d) / m)
+        wait = avail - ready
+        row[4] = _squash1(wait / m) if wait > 0.0 else 0.0
+        qw = queued_work[j]
+        row[5] = _squash1(qw / cores / m)
         row[6] = (cores - st.n_free[j]) / cores
         row[7] = static[j, 0]
         row[8] = static[j, 1]
@@ -229,9 +254,10 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
             ratio = np.inf
         else:
             ratio = 0.0
-        row[9] = min(np.log1p(ratio), ENERGY_CLIP)
+        row[9] = _squash1(ratio)
         row[10] = static[j, 3]
-        row[11] = recent[j] * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) / cores
+        rc = recent[j]
+        row[11] = rc * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) / cores if rc != 0.0 else 0.0
         if has_dl:
             row[12] = min(max((dl - d - ef) / span, -1.0), 1.0)
             row[13] = 1.0 if d + ef <= dl else 0.0

@@ -8,9 +8,11 @@ the learned baseline of policy-gradient training (the trainer pools over the
 few best-scoring candidate nodes, see :mod:`hybridsched.train.trainer`).
 
 The score is ``head(trunk(x)) + prior(x)``: a linear term beside the MLP. With
-``init="mct"`` the linear term starts as ``-5 * regret + 3 * is_best`` (and the
-MLP head at zero), so the untrained greedy policy is exactly MCT and training
-starts from a sensible place; ``init="zero"`` starts from a uniform policy.
+``init="mct"`` the linear term starts as ``-20 * regret`` (and the MLP head at
+zero), so the untrained greedy policy is exactly MCT (its argmin, ties to the
+lowest index) while the sampled policy still explores the near-ties (a node 3%
+behind the best keeps about half the best's probability); ``init="zero"``
+starts from a uniform policy.
 
 Checkpoints are one ``.pt`` file: the weights and the resolved configuration
 (a JSON string), loadable with ``torch.load(weights_only=True)``.
@@ -33,6 +35,9 @@ CHECKPOINT_FORMAT = 1
 
 INITS = ("mct", "zero")
 """Known initialisations of the linear prior term."""
+
+MCT_PRIOR = 20.0
+"""Slope of the initial linear score on the ``regret`` feature with ``init="mct"``."""
 
 NEG = -1e9
 """Logit given to masked (infeasible) nodes; finite so that all-masked rows stay finite."""
@@ -65,14 +70,15 @@ class PairScorer(nn.Module):
         )
         self.head = nn.Linear(hidden, 1)
         self.prior = nn.Linear(n_features, 1, bias=False)
-        self.value_head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.value_head = nn.Sequential(
+            nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         nn.init.zeros_(self.prior.weight)
         if init == "mct" and n_features == N_FEATURES:
             with torch.no_grad():
-                self.prior.weight[0, FEATURE_NAMES.index("regret")] = -5.0
-                self.prior.weight[0, FEATURE_NAMES.index("is_best")] = 3.0
+                self.prior.weight[0, FEATURE_NAMES.index("regret")] = -MCT_PRIOR
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Pair embeddings, ``(B, N, H)``."""

@@ -35,6 +35,9 @@ _MODULES: tuple[str, ...] = (
     "hybridsched.policies.sufferage",
     "hybridsched.policies.edf_mct",
     "hybridsched.policies.energy_aware",
+    "hybridsched.policies.rl",
+    "hybridsched.policies.aco",
+    "hybridsched.policies.optimal",
 )
 _EXTRA_MODULES: list[str] = []
 

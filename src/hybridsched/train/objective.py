@@ -113,40 +113,45 @@ class Objective:
 
 
 @njit(cache=True)
-def accrue(st, t0, t1, lo, dynpow, idle_w, w_resp, w_miss, w_energy):
+def accrue(st, t0, t1, lo, dynpow, idle_w, w_resp, w_miss, w_energy, pending):
     """Cost the cluster accrues over ``[t0, t1)`` (the environment's reward, negated).
 
     Counts every task that arrived before ``t1``: its time in the system within
     the interval, a deadline that falls in the interval unmet, and the dynamic
     energy of its execution within the interval; plus the idle power of every
     node. ``st`` must be advanced to ``t1`` (instants before it processed), so a
-    task without a start time has not finished by ``t1``.
+    task that has not started has not finished by ``t1``.
 
     Args:
         lo: first task (decision order) not yet fully accounted.
+        pending: bool scratch, one per task, all False (left so).
 
     Returns:
         (cost, new ``lo``).
     """
     n = st.arrival.shape[0]
+    # the engine leaves start/finish unset until a task starts: find the unstarted ones
+    for j in range(st.cores.shape[0]):
+        i = st.qhead[j]
+        while i >= 0:
+            pending[i] = True
+            i = st.qnext[i]
     cost = w_energy * 1e-3 * idle_w * (t1 - t0)
     i = lo
     new_lo = lo
     advancing = True
     while i < n and st.arrival[i] < t1:
+        started = st.node[i] >= 0 and not pending[i]
         a = st.arrival[i]
-        f = st.finish[i]
-        if np.isnan(f):
-            f = np.inf
+        f = st.finish[i] if started else np.inf
         lo_t = max(a, t0)
         hi_t = min(f, t1)
         if hi_t > lo_t:
             cost += w_resp * (hi_t - lo_t)
         dl = st.abs_deadline[i]
         if t0 <= dl < t1 and f > dl:
-            p = min(st.priority[i], 2)
-            cost += w_miss[p]
-        if w_energy > 0 and not np.isnan(st.start[i]):
+            cost += w_miss[min(st.priority[i], 2)]
+        if w_energy > 0 and started:
             s = max(st.start[i], t0)
             e = min(f, t1)
             if e > s:
@@ -157,4 +162,9 @@ def accrue(st, t0, t1, lo, dynpow, idle_w, w_resp, w_miss, w_energy):
         else:
             advancing = False
         i += 1
+    for j in range(st.cores.shape[0]):
+        i = st.qhead[j]
+        while i >= 0:
+            pending[i] = False
+            i = st.qnext[i]
     return cost, new_lo

@@ -1,0 +1,105 @@
+"""The learned scheduler: a pair-scoring network trained by policy gradient (PPO).
+
+For each task the network scores every (task, node) pair from the features of
+:mod:`hybridsched.learn.features` and the task goes to the best-scoring feasible
+node (``greedy``, the default) or to one drawn from the masked softmax with the
+run's generator. The tasks of a batch are placed one at a time, each seeing the
+tentative placement of the ones before it, as the heuristics do.
+
+The weights come from a checkpoint written by ``hybridsched train --policy rl``
+(``checkpoint=PATH``: a ``.pt`` file or a training folder, whose ``best.pt`` is
+read); without one, the small default shipped in ``hybridsched/checkpoints``
+(see docs/RL.md for how it was trained). torch is imported when the policy is
+built, never by the simulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one, place_tentative
+from hybridsched.model import Cluster
+from hybridsched.policies.base import register
+from hybridsched.sim.view import ClusterView, TaskBatch
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "rl-default.pt"
+"""The checkpoint shipped with the package."""
+
+
+@register
+@dataclass
+class RLPolicy:
+    """Learned (PPO) pair-scoring network; greedy over the masked softmax by default."""
+
+    name: ClassVar[str] = "rl"
+    checkpoint: str = field(
+        default="", metadata={"help": "checkpoint .pt or training folder; empty: the shipped one"}
+    )
+    greedy: bool = field(default=True, metadata={"help": "argmax (else sample the softmax)"})
+    threads: int = field(default=1, metadata={"help": "torch threads while deciding"})
+
+    def __post_init__(self) -> None:
+        from hybridsched.learn.network import load_checkpoint
+
+        path = Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
+        self.model, self.config = load_checkpoint(path)
+        self.path = path
+        self._rng = np.random.default_rng(0)
+        self._static = np.zeros((0, 4))
+
+    def reset(self, cluster: Cluster, rng: np.random.Generator) -> None:
+        """Start a run on ``cluster``; ``rng`` drives sampling when not greedy."""
+        self._rng = rng
+        self._static = node_table(cluster)
+
+    def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+        """One node per task: score every pair, place the batch one task at a time."""
+        import torch
+
+        arr = view.arrays
+        batch = len(tasks) > 1
+        # tentative placements of a batch go on copies; a single task only reads
+        proj = arr.proj.copy() if batch else arr.proj
+        proj_min = arr.proj_min.copy() if batch else arr.proj_min
+        queued_work = arr.queued_work.copy() if batch else arr.queued_work
+        recent = arr.recent.copy() if batch else arr.recent
+        recent_t = arr.recent_t.copy() if batch else arr.recent_t
+        n = view.n_nodes
+        out = np.zeros((1, n, N_FEATURES), dtype=np.float32)
+        mask = np.zeros((1, n), dtype=np.bool_)
+        down = getattr(view, "unavailable", None)
+        nodes = np.empty(len(tasks), dtype=np.int64)
+        x = torch.from_numpy(out)
+        m = torch.from_numpy(mask)
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                for k, i in enumerate(tasks.index):
+                    pair_features_one(
+                        view.state, i, view.time, proj_min, queued_work, recent, recent_t,
+                        self._static, out[0], mask[0],
+                    )  # fmt: skip
+                    if down is not None:
+                        mask[0] &= ~down
+                    logits = self.model(x, m)[0].numpy()
+                    if not self.greedy:
+                        logits = logits + self._rng.gumbel(size=n)
+                    j = int(np.argmax(logits))
+                    nodes[k] = j
+                    if batch:
+                        place_tentative(
+                            view.state, i, j, view.time, proj, proj_min, queued_work, recent,
+                            recent_t,
+                        )  # fmt: skip
+        finally:
+            torch.set_num_threads(old_threads)
+        return nodes
+
+    def describe(self) -> dict[str, Any]:
+        """Where the weights came from and how they were trained."""
+        return {"checkpoint": str(self.path), **self.config}
