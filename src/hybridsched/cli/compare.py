@@ -178,3 +178,73 @@ def report(
     except HybridSchedError as exc:
         fail(str(exc))
     console.print(f"wrote {path} and {folder / 'plots'}/")
+
+
+@app.command()
+def suite(
+    scenarios: Annotated[
+        str, typer.Option(help="Comma-separated scenarios.")
+    ] = "iot-default,iot-bursty,iot-hetero,iot-large",
+    load: Annotated[list[float] | None, typer.Option(help="Loads (repeatable).")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per load.")] = 10,
+    tasks: Annotated[int, typer.Option(help="Tasks per workload.")] = 10_000,
+    policies: Annotated[str | None, typer.Option(help="Comma-separated schedulers.")] = None,
+    decision_interval: Annotated[float, typer.Option(help="Batching interval, s.")] = 0.5,
+    queue: Annotated[str, typer.Option(help="fifo or priority.")] = "priority",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/suite"),
+    page: Annotated[Path, typer.Option(help="The Markdown page to write.")] = Path(
+        "docs/RESULTS.md"
+    ),
+) -> None:
+    """The standard suite: scenarios x loads x seeds into one Markdown page with plots."""
+    import sys
+
+    from hybridsched.experiments.compare import CompareConfig, default_policies
+    from hybridsched.experiments.suite import LOADS, run_suite
+    from hybridsched.sim import SimConfig
+    from hybridsched.workload import get_scenario
+
+    try:
+        SimConfig(decision_interval=decision_interval, queue=queue)
+        names = tuple(s.strip() for s in scenarios.split(",") if s.strip())
+        for sc in names:
+            get_scenario(sc)
+        kwargs: dict[str, Any] = {}
+        if workers is not None:
+            kwargs["workers"] = workers
+        base = CompareConfig(
+            tasks=tasks,
+            loads=tuple(load or LOADS),
+            seeds=seeds,
+            policies=tuple(p.strip() for p in policies.split(",") if p.strip())
+            if policies
+            else default_policies(),
+            decision_interval=decision_interval,
+            queue=queue,
+            **kwargs,
+        )
+        command = (
+            "hybridsched " + " ".join(sys.argv[1:])
+            if sys.argv[1:2] == ["suite"]
+            else ("hybridsched suite")
+        )
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            jobs = {sc: bar.add_task(sc, total=None) for sc in names}
+            path = run_suite(
+                base,
+                names,
+                out,
+                page,
+                command,
+                progress=lambda sc, k, n: bar.update(jobs[sc], completed=k, total=n),
+            )
+    except HybridSchedError as exc:
+        fail(str(exc))
+    console.print(f"wrote {path} (results in {out}/)")
