@@ -103,9 +103,7 @@ class Engine:
         # decision order: arrival, then task_id
         a, ids = workload.arrival_s, workload.task_id
         # most workloads come sorted by (arrival, task_id): skip the reorder then
-        self._identity = bool(
-            np.all((a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (ids[1:] > ids[:-1])))
-        )
+        self._identity = bool(np.all((a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (ids[1:] > ids[:-1]))))
         order = np.arange(len(a)) if self._identity else np.lexsort((ids, a))
         self.order = order
         arrival = np.array(a if self._identity else a[order], dtype=np.float64)

@@ -6,7 +6,8 @@ a time; training needs tens of thousands of decisions per second, so
 one call commits every copy's last decision, advances each to its next
 decision and writes its pair features
 (:func:`~hybridsched.learn.features.pair_features_one`) into one ``(E, N, F)``
-array, ready for a single network forward. The schedules are exactly those of ``Engine.next_batch``/``commit``
+array, ready for a single network forward. The schedules are exactly those of
+``Engine.next_batch``/``commit``
 with the same choices (tested), and every episode ends with ``Engine.finish``.
 
 Each copy plays one workload per episode and starts a new one (the next seed)

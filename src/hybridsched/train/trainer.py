@@ -14,7 +14,8 @@ time budget is spent.
   the same candidates.
 * Reward: minus each decision's own task cost
   (:class:`~hybridsched.train.objective.Objective`), divided by MCT's mean cost
-  per task on the validation seeds; returns are discounted by ``gamma`` so that a decision also answers
+  per task on the validation seeds; returns are discounted by ``gamma`` so that a decision also
+  answers
   for the queueing it causes the next ones. Advantages by GAE.
 * Evaluation: the greedy policy on held-out validation seeds (never trained
   on); the best one is ``best.pt``, the shipped kind of checkpoint.
