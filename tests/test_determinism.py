@@ -43,7 +43,9 @@ def assert_same_result(a: SimResult, b: SimResult) -> None:
     assert sa == sb
 
 
-@pytest.mark.parametrize("name", sorted(available_policies()))
+# `optimal` is an exact oracle that refuses batches above its size limit by design;
+# its own tests (test_optimal.py) cover determinism and feasibility on small batches.
+@pytest.mark.parametrize("name", sorted(set(available_policies()) - {"optimal"}))
 @pytest.mark.parametrize(("delta", "queue"), [(0.0, "fifo"), (0.25, "priority")])
 def test_same_inputs_and_seed_same_result(
     instance: tuple[Cluster, Workload], name: str, delta: float, queue: str

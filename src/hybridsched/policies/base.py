@@ -37,6 +37,7 @@ _MODULES: tuple[str, ...] = (
     "hybridsched.policies.energy_aware",
     "hybridsched.policies.rl",
     "hybridsched.policies.aco",
+    "hybridsched.policies.hybrid",
     "hybridsched.policies.optimal",
 )
 _EXTRA_MODULES: list[str] = []
