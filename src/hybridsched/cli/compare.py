@@ -18,7 +18,7 @@ def compare(
     scenario: Annotated[str, typer.Option(help="Scenario preset.")] = "iot-default",
     load: Annotated[list[float] | None, typer.Option(help="Offered load (repeatable).")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per load.")] = 5,
-    tasks: Annotated[int, typer.Option(help="Tasks per generated workload.")] = 50_000,
+    tasks: Annotated[int, typer.Option(help="Tasks per generated workload.")] = 30_000,
     policies: Annotated[
         str | None,
         typer.Option(help="Comma-separated schedulers (default: every registered one)."),

@@ -54,7 +54,7 @@ class CompareConfig:
 
     scenario: str = "iot-default"
     """Scenario preset of the generated workloads (ignored with ``workload``)."""
-    tasks: int = 50_000
+    tasks: int = 30_000
     """Tasks per generated workload."""
     loads: tuple[float, ...] = (0.9,)
     """Offered loads (work / capacity) of the generated workloads."""
