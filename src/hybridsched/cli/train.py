@@ -13,12 +13,12 @@ from rich.table import Table
 from hybridsched.cli.app import app, console, fail
 from hybridsched.errors import HybridSchedError
 
-TRAINABLE = ("rl",)
+TRAINABLE = ("rl", "hybrid")
 
 
 @app.command()
 def train(
-    policy: Annotated[str, typer.Option(help="What to train: rl.")] = "rl",
+    policy: Annotated[str, typer.Option(help="What to train: rl or hybrid.")] = "rl",
     scenario: Annotated[str, typer.Option(help="Scenario preset of the episodes.")] = "iot-default",
     load: Annotated[float, typer.Option(help="Offered work / cluster capacity.")] = 0.8,
     minutes: Annotated[float, typer.Option(help="Wall-clock budget, minutes.")] = 10.0,
@@ -50,6 +50,24 @@ def train(
         fail(f"--policy {policy!r}: not trainable; trainable policies: {', '.join(TRAINABLE)}")
     if not math.isfinite(minutes) or minutes < 0:
         fail(f"--minutes: must be a number >= 0, got {minutes}")
+    if policy == "hybrid":
+        hybrid_out = Path("runs/hybrid") if out == Path("runs/rl") else out
+        _train_hybrid(
+            scenario,
+            load,
+            minutes,
+            hybrid_out,
+            resume,
+            seed,
+            tasks,
+            eval_seeds,
+            eval_tasks,
+            eval_every,
+            max_updates,
+            decision_interval,
+            queue,
+        )
+        return
     from hybridsched.train.objective import Objective
     from hybridsched.train.trainer import TrainConfig, Trainer
 
@@ -124,4 +142,82 @@ def train(
     console.print(
         f"wrote {run_dir / 'best.pt'} (use --policy rl --policy-arg checkpoint=...), "
         f"{run_dir / 'curve.csv'}, {run_dir / 'curve.png'}"
+    )
+
+
+def _train_hybrid(
+    scenario: str,
+    load: float,
+    minutes: float,
+    out: Path,
+    resume: Path | None,
+    seed: int,
+    tasks: int,
+    eval_seeds: int,
+    eval_tasks: int,
+    eval_every: float,
+    max_updates: int,
+    decision_interval: float,
+    queue: str,
+) -> None:
+    """``train --policy hybrid``: REINFORCE through the colony (hybrid_trainer)."""
+    from hybridsched.train.hybrid_trainer import HybridTrainConfig, HybridTrainer
+
+    try:
+        if resume is not None:
+            trainer = HybridTrainer.resume(resume)
+            out = resume
+        else:
+            config = HybridTrainConfig(
+                scenario=scenario,
+                load=load,
+                n_tasks=tasks,
+                # the hybrid decides batches: 0 (per arrival) gives the colony nothing to do
+                decision_interval=decision_interval if decision_interval > 0 else 0.5,
+                queue=queue,
+                seed=seed,
+                minutes=minutes,
+                max_updates=max_updates,
+                eval_seeds=eval_seeds,
+                eval_tasks=eval_tasks,
+                eval_every_s=eval_every,
+            )
+            trainer = HybridTrainer(config, out)
+        budget = 60.0 * minutes
+        with Progress(
+            TextColumn("[bold]training hybrid[/]"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+        ) as bar:
+            task = bar.add_task("collecting batches", total=max(budget, 1e-9))
+
+            def show(tr: HybridTrainer, session_s: float) -> None:
+                bar.update(
+                    task,
+                    completed=session_s,
+                    description=(
+                        f"upd {tr.updates}  ant cost {tr.train_cost:.3f}  "
+                        f"val {tr.last_val:.4f} s  best {tr.best:.4f} s  MCT {tr.mct:.4f} s"
+                    ),
+                )
+
+            trainer.run(minutes, show)
+    except (HybridSchedError, ValueError) as exc:
+        fail(str(exc))
+    table = Table(title=f"hybrid training in {out}", show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in (
+        ("updates", f"{trainer.updates:,}"),
+        ("validation mean response, best (s)", f"{trainer.best:.4f}"),
+        ("validation mean response, MCT (s)", f"{trainer.mct:.4f}"),
+    ):
+        table.add_row(k, v)
+    console.print(table)
+    console.print(
+        f"wrote {out / 'best.pt'} (use --policy hybrid --policy-arg checkpoint=...), "
+        f"{out / 'curve.csv'}, {out / 'curve.png'}"
     )

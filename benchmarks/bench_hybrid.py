@@ -1,0 +1,137 @@
+"""Benchmark of the hybrid scheduler: scheduling throughput and a head-to-head.
+
+Prints two tables:
+
+1. Throughput at 100 nodes (``iot-default``) with decision batches of about 64
+   tasks (the decision interval is set from the arrival rate): tasks per second
+   of scheduler time (``scheduler_seconds`` of the run), for hybrid and aco.
+2. Head-to-head via :func:`hybridsched.experiments.compare.run_compare` at
+   loads 0.7 and 0.9, ``decision_interval=0.5``, priority queues: per scenario
+   and load, the hybrid's mean response, the best other scheduler's, the
+   paired relative difference with its 95% CI and p-value, and the hybrid's
+   deadline-miss rate and energy against that best other.
+
+Usage::
+
+    python benchmarks/bench_hybrid.py [--tasks 5000] [--seeds 10] \
+        [--scenarios iot-default,iot-hetero] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from hybridsched.experiments.compare import CompareConfig, run_compare
+from hybridsched.experiments.stats import paired_diff
+from hybridsched.policies import make_policy
+from hybridsched.sim import SimConfig, simulate
+from hybridsched.workload import generate
+
+POLICIES = ("hybrid", "aco", "rl", "mct", "min-min", "sufferage", "edf-mct", "least-loaded")
+
+
+def throughput(tasks: int, batch: int, seed: int = 20_000) -> Table:
+    """Scheduler tasks/s at 100 nodes with batches of about ``batch`` tasks."""
+    cluster, workload = generate("iot-default", tasks, 0.9, seed)
+    rate = len(workload) / float(np.ptp(workload.arrival_s))
+    interval = batch / rate
+    table = Table(title=f"throughput, {cluster.n_nodes} nodes, batches of ~{batch}")
+    for col in ("policy", "decision interval s", "tasks", "scheduler s", "tasks/s"):
+        table.add_column(col, justify="right")
+    for name in ("hybrid", "aco", "mct"):
+        pol = make_policy(name)
+        cfg = SimConfig(decision_interval=interval, queue="priority")
+        simulate(cluster, workload, pol, config=cfg, seed=seed)  # warm up compiled code
+        t = time.perf_counter()
+        res = simulate(cluster, workload, make_policy(name), config=cfg, seed=seed)
+        wall = time.perf_counter() - t
+        s = res.summary
+        table.add_row(
+            name,
+            f"{interval:.3f}",
+            f"{s['tasks']:,}",
+            f"{s['scheduler_seconds']:.2f} (wall {wall:.1f})",
+            f"{s['tasks'] / s['scheduler_seconds']:,.0f}",
+        )
+    return table
+
+
+def head_to_head(scenario: str, tasks: int, seeds: int, workers: int) -> tuple[Table, list]:
+    """The hybrid against the best other scheduler per load, paired by seed."""
+    cfg = CompareConfig(
+        scenario=scenario,
+        tasks=tasks,
+        loads=(0.7, 0.9),
+        seeds=seeds,
+        policies=POLICIES,
+        decision_interval=0.5,
+        queue="priority",
+        focus="hybrid",
+        workers=workers,
+    )
+    rows = run_compare(cfg)
+    table = Table(title=f"{scenario}: hybrid vs the best other ({seeds} seeds x {tasks} tasks)")
+    for col in (
+        "load",
+        "hybrid resp s",
+        "best other",
+        "its resp s",
+        "rel. diff (95% CI)",
+        "p",
+        "miss hyb/other",
+        "energy MJ hyb/other",
+        "sched us/task",
+    ):
+        table.add_column(col, justify="right")
+    out = []
+    for load in cfg.loads:
+        by = {p: [r for r in rows if r["load"] == load and r["policy"] == p] for p in POLICIES}
+        mean = {p: np.mean([r["mean_response_s"] for r in v]) for p, v in by.items()}
+        best = min((p for p in POLICIES if p != "hybrid"), key=mean.get)
+
+        def col(p: str, k: str, by: dict = by) -> np.ndarray:
+            return np.array([r[k] for r in sorted(by[p], key=lambda r: r["seed"])])
+
+        d = paired_diff(col("hybrid", "mean_response_s"), col(best, "mean_response_s"), "r", best)
+        rel_ci = d.half_ci / np.mean(col(best, "mean_response_s"))
+        table.add_row(
+            f"{load:g}",
+            f"{mean['hybrid']:.4f}",
+            best,
+            f"{mean[best]:.4f}",
+            f"{100 * d.relative:+.2f}% (±{100 * rel_ci:.2f})",
+            f"{d.p_value:.2g}",
+            f"{col('hybrid', 'deadline_miss_rate').mean():.4f}/"
+            f"{col(best, 'deadline_miss_rate').mean():.4f}",
+            f"{col('hybrid', 'energy_j').mean() / 1e6:.3f}/"
+            f"{col(best, 'energy_j').mean() / 1e6:.3f}",
+            f"{col('hybrid', 'sched_us_per_task').mean():.0f}",
+        )
+        out.append((scenario, load, best, d))
+    return table, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, default=5000)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--scenarios", default="iot-default,iot-hetero")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--throughput-tasks", type=int, default=5000)
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    console = Console(width=170)
+    if not args.skip_throughput:
+        console.print(throughput(args.throughput_tasks, 64))
+    for sc in args.scenarios.split(","):
+        table, _ = head_to_head(sc.strip(), args.tasks, args.seeds, args.workers)
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Hybrid: a learned network supplies the ant colony's desirability (DeepACO for placement).
+
+Per decision batch:
+
+1. **Learned desirability.** One batched forward of the shared pair-scoring
+   network (:mod:`hybridsched.learn.network`) scores every (task, node) pair of
+   the batch from :func:`~hybridsched.learn.features.pair_features`; the
+   desirability is ``eta = exp((logit - max_node logit) / temperature)``, 0 on
+   infeasible nodes. No per-task forwards.
+2. **Deadline awareness.** For a task that meets its deadline on some feasible
+   node by MCT's estimate (``view.est_finish_s``), ``eta`` is set to 0 on the
+   nodes that do not, so no ant places it there; the final assignment is
+   repaired the same way (the colony's seed assignments may still propose such
+   a node). A task that meets its deadline nowhere keeps all feasible nodes.
+3. **The colony** (:class:`~hybridsched.policies.colony.Colony`): candidate
+   lists of the most desirable nodes, construction by priority class then
+   slack (dynamic prioritisation), MAX-MIN trails ``tau^alpha * eta^beta``,
+   local search, seed assignments, and the cross-batch pheromone memory that
+   persists over the run.
+
+The network is trained through the colony by REINFORCE on the ants' costs
+(:mod:`hybridsched.train.hybrid_trainer`); without a hybrid checkpoint the
+shipped ``rl`` network is used, which already ranks like MCT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from numba import njit
+
+from hybridsched.errors import ConfigError
+from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
+from hybridsched.model import Cluster
+from hybridsched.policies.base import register
+from hybridsched.policies.colony import Colony, ColonyParams, ColonyResult
+from hybridsched.policies.cost import CostFields
+from hybridsched.sim.view import ClusterView, TaskBatch
+
+_CKPT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = _CKPT_DIR / "hybrid-default.pt"
+"""The hybrid checkpoint shipped with the package."""
+FALLBACK_CHECKPOINT = _CKPT_DIR / "rl-default.pt"
+"""Used when no hybrid checkpoint is shipped: the ``rl`` network."""
+
+_D = ColonyParams()
+LOGIT_FLOOR = -50.0
+"""Lowest tempered logit kept (relative to the task's best), so eta never underflows to 0."""
+
+
+@njit(cache=True)
+def batch_features(st, idx, d, static, out, mask):
+    """Pair features of every task of a batch against the same (pre-batch) node state.
+
+    The compiled twin of :func:`hybridsched.learn.features.pair_features` (equal
+    to float32 rounding), one call per batch: ``out (B, N, F)``, ``mask (B, N)``.
+    """
+    for k in range(idx.shape[0]):
+        pair_features_one(
+            st, idx[k], d, st.proj_min, st.queued_work, st.recent, st.recent_t, static,
+            out[k], mask[k],
+        )  # fmt: skip
+
+
+def deadline_allowed(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+    """``(B, N)`` bool: the nodes a task may go to under the deadline rule.
+
+    Feasible nodes that meet the task's deadline by ``view.est_finish_s`` when
+    at least one does; all feasible nodes otherwise.
+    """
+    feas = view.feasible
+    meets = feas & (view.est_finish_s <= tasks.deadline_abs_s[:, None])
+    some = meets.any(axis=1)
+    return np.where(some[:, None], meets, feas)
+
+
+def eta_from_logits(logits: np.ndarray, allowed: np.ndarray, temperature: float) -> np.ndarray:
+    """``exp((logit - best) / temperature)`` on allowed pairs, 0 elsewhere, ``(B, N)``."""
+    z = np.where(allowed, logits / temperature, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)
+    z = np.maximum(z, LOGIT_FLOOR)
+    return np.where(allowed, np.exp(z), 0.0)
+
+
+def repair(nodes: np.ndarray, eta: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Move each task placed on a disallowed node to its most desirable allowed node."""
+    b = nodes.shape[0]
+    bad = ~allowed[np.arange(b), nodes]
+    if bad.any():
+        nodes = nodes.copy()
+        score = np.where(allowed, eta, -1.0)
+        nodes[bad] = np.argmax(score[bad], axis=1)
+    return nodes
+
+
+@register
+@dataclass
+class Hybrid(CostFields):
+    """Learned eta + MAX-MIN ant colony, deadline-aware, pheromone across batches."""
+
+    name: ClassVar[str] = "hybrid"
+
+    checkpoint: str = field(
+        default="",
+        metadata={"help": "checkpoint .pt or training folder; empty: the shipped one"},
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "eta = exp(logit / temperature), > 0"}
+    )
+    ants: int = field(default=_D.ants, metadata={"help": "ants per iteration"})
+    iterations: int = field(default=_D.iterations, metadata={"help": "iterations per batch"})
+    alpha: float = field(default=_D.alpha, metadata={"help": "exponent of the pheromone"})
+    beta: float = field(default=_D.beta, metadata={"help": "exponent of the desirability"})
+    rho: float = field(default=_D.rho, metadata={"help": "evaporation rate, in (0, 1]"})
+    candidates: int = field(
+        default=_D.candidates, metadata={"help": "candidate nodes per task (most desirable)"}
+    )
+    local_search: int = field(
+        default=_D.local_search, metadata={"help": "local-search sweeps (0: off)"}
+    )
+    memory: float = field(
+        default=_D.memory, metadata={"help": "weight of the cross-batch trail in [0, 1]"}
+    )
+    memory_rho: float = field(
+        default=_D.memory_rho, metadata={"help": "evaporation rate of the cross-batch trail"}
+    )
+    seeds: str = field(
+        default=",".join(_D.seeds),
+        metadata={"help": "comma-separated policies whose assignments seed the colony"},
+    )
+    deadline_aware: bool = field(
+        default=True,
+        metadata={"help": "never place a task where it misses a deadline it can meet elsewhere"},
+    )
+    threads: int = field(default=1, metadata={"help": "torch threads while scoring"})
+
+    def __post_init__(self) -> None:
+        from hybridsched.learn.network import load_checkpoint
+
+        if not (self.temperature > 0 and np.isfinite(self.temperature)):
+            raise ConfigError(f"hybrid temperature: must be > 0, got {self.temperature!r}")
+        seeds = tuple(s.strip() for s in self.seeds.split(",") if s.strip())
+        if self.name in seeds:
+            raise ConfigError("hybrid seeds: cannot seed the colony with itself")
+        if self.checkpoint:
+            path = Path(self.checkpoint)
+        else:
+            path = DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else FALLBACK_CHECKPOINT
+        self.model, self.config = load_checkpoint(path)
+        self.path = path
+        self.params = ColonyParams(
+            ants=self.ants,
+            iterations=self.iterations,
+            alpha=self.alpha,
+            beta=self.beta,
+            rho=self.rho,
+            candidates=self.candidates,
+            local_search=self.local_search,
+            order="priority",
+            memory=self.memory,
+            memory_rho=self.memory_rho,
+            seeds=seeds,
+        )
+        self.colony = Colony(self.params, self.cost_weights(), self._heuristic)
+        self._allowed = np.zeros((0, 0), dtype=bool)
+        self._eta = np.zeros((0, 0))
+        self._static = np.zeros((0, 4))
+        self.last: ColonyResult | None = None
+        """What the colony found for the latest batch (before the deadline repair)."""
+
+    def reset(self, cluster: Cluster, rng: np.random.Generator) -> None:
+        """Start a run: the colony's draws come from ``rng``; its memory is cleared."""
+        self.colony.reset(cluster, rng)
+        self._static = node_table(cluster)
+
+    def logits(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+        """The network's scores of every pair of the batch, one forward, ``(B, N)``."""
+        import torch
+
+        if self._static.shape[0] != view.n_nodes:
+            self._static = node_table(view.cluster)
+        b, n = len(tasks), view.n_nodes
+        feats = np.empty((b, n, N_FEATURES), dtype=np.float32)
+        mask = np.empty((b, n), dtype=np.bool_)
+        idx = np.ascontiguousarray(tasks.index, dtype=np.int64)
+        batch_features(view.state, idx, float(view.time), self._static, feats, mask)
+        x = torch.from_numpy(feats)
+        old = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                out = self.model.score(x).numpy()
+        finally:
+            torch.set_num_threads(old)
+        return out.astype(np.float64)
+
+    def _heuristic(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+        allowed = deadline_allowed(tasks, view) if self.deadline_aware else view.feasible
+        self._allowed = np.asarray(allowed)
+        self._eta = eta_from_logits(self.logits(tasks, view), self._allowed, self.temperature)
+        return self._eta
+
+    def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+        """The colony's best assignment of the batch, repaired to the deadline rule."""
+        self.last = self.colony.solve(tasks, view)
+        return repair(np.asarray(self.last.nodes, dtype=np.int64), self._eta, self._allowed)
+
+    def describe(self) -> dict[str, Any]:
+        """Where the network's weights came from and how they were trained."""
+        return {"checkpoint": str(self.path), **self.config}

@@ -1,0 +1,201 @@
+"""The hybrid scheduler (learned eta + ant colony) and its REINFORCE training.
+
+* it is registered and builds with its defaults (the shipped checkpoint);
+* the same seed gives the same schedule;
+* deadline rule: whenever some feasible node meets a task's deadline by MCT's
+  estimate, the chosen node meets it by the same estimate; no infeasible node;
+* a few REINFORCE steps through the colony's construction lower the ants'
+  expected cost on a tiny fixed set of batches by a clear margin;
+* checkpoints round-trip (the policy reads what training writes; resume).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hybridsched.errors import ConfigError
+from hybridsched.learn.network import PairScorer, save_checkpoint
+from hybridsched.policies import available_policies, make_policy, policy_params
+from hybridsched.policies.hybrid import DEFAULT_CHECKPOINT, Hybrid, eta_from_logits, repair
+from hybridsched.sim import Engine, SimConfig, simulate
+from hybridsched.train.hybrid_trainer import (
+    HybridTrainConfig,
+    HybridTrainer,
+    collect,
+    expected_cost,
+    reinforce_loss,
+)
+from hybridsched.workload import generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_optimal import small_instances
+
+torch.set_num_threads(1)  # small tensors; more threads only contend on shared cores
+
+FAST = {"ants": "4", "iterations": "3", "local_search": "2"}
+
+
+def test_registered_and_builds_with_defaults() -> None:
+    assert "hybrid" in available_policies()
+    pol = make_policy("hybrid")
+    assert isinstance(pol, Hybrid)
+    assert DEFAULT_CHECKPOINT.is_file()
+    assert DEFAULT_CHECKPOINT.stat().st_size < 1_000_000
+    assert pol.path == DEFAULT_CHECKPOINT
+    assert pol.params.order == "priority"
+    assert {"checkpoint", "ants", "beta", "candidates", "temperature"} <= set(
+        policy_params("hybrid")
+    )
+    with pytest.raises(ConfigError, match="temperature"):
+        make_policy("hybrid", {"temperature": "0"})
+
+
+def _run(seed: int, **args: str):
+    cluster, workload = generate("iot-default", 300, 0.9, seed)
+    pol = make_policy("hybrid", {**FAST, **args})
+    cfg = SimConfig(decision_interval=0.5, queue="priority")
+    return simulate(cluster, workload, pol, config=cfg, seed=seed)
+
+
+def test_deterministic_with_a_seed() -> None:
+    a, b = _run(3), _run(3)
+    np.testing.assert_array_equal(a.tasks["node_index"], b.tasks["node_index"])
+    np.testing.assert_array_equal(a.tasks["finish_s"], b.tasks["finish_s"])
+
+
+def test_eta_and_repair_by_hand() -> None:
+    logits = np.array([[0.0, -1.0, 2.0], [1.0, 1.0, 0.0]])
+    allowed = np.array([[True, True, False], [False, True, True]])
+    eta = eta_from_logits(logits, allowed, 1.0)
+    np.testing.assert_allclose(eta, [[1.0, np.exp(-1.0), 0.0], [0.0, 1.0, np.exp(-1.0)]])
+    # task 0 on a disallowed node goes to its most desirable allowed one; task 1 stays
+    np.testing.assert_array_equal(repair(np.array([2, 2]), eta, allowed), [0, 2])
+
+
+def test_deadline_rule_and_feasibility_on_random_instances() -> None:
+    checked = constrained = 0
+    for _cluster, tasks, view, _mct in small_instances(25, seed=7, max_tasks=10, max_nodes=6):
+        pol = make_policy("hybrid", FAST)
+        pol.reset(view.cluster, np.random.default_rng(1))
+        nodes = pol.assign(tasks, view)
+        b = len(tasks)
+        assert view.feasible[np.arange(b), nodes].all()
+        est = view.est_finish_s
+        meets = view.feasible & (est <= tasks.deadline_abs_s[:, None])
+        some = meets.any(axis=1)
+        assert meets[np.arange(b), nodes][some].all()
+        checked += int(some.sum())
+        constrained += int((some & (view.feasible & ~meets).any(axis=1)).sum())
+    assert checked > 20
+    assert constrained > 0  # the rule had nodes to exclude
+
+
+def test_deadline_rule_inside_a_run_with_memory_limits() -> None:
+    cluster, workload = generate("iot-hetero", 400, 0.9, 2)
+    engine = Engine(cluster, workload, SimConfig(decision_interval=0.5, queue="priority"))
+    pol = make_policy("hybrid", FAST)
+    pol.reset(cluster, np.random.default_rng(0))
+    while (batch := engine.next_batch()) is not None:
+        tasks, view = batch
+        nodes = pol.assign(tasks, view)
+        r = np.arange(len(tasks))
+        assert view.feasible[r, nodes].all()
+        meets = view.feasible & (view.est_finish_s <= tasks.deadline_abs_s[:, None])
+        some = meets.any(axis=1)
+        assert meets[r, nodes][some].all()
+        engine.commit(nodes)
+
+
+@pytest.fixture(scope="module")
+def tiny_batches():
+    cfg = HybridTrainConfig(
+        n_tasks=150, load=1.0, decision_interval=0.05, keep=1.0, ants=16, lr=0.05, candidates=4
+    )
+    snaps = collect(cfg, [1_000_003], np.random.default_rng(0))
+    assert len(snaps) >= 2
+    return cfg, snaps[:4]
+
+
+def test_reinforce_lowers_expected_cost(tiny_batches) -> None:
+    cfg, snaps = tiny_batches
+    torch.manual_seed(0)
+    model = PairScorer(init="zero")  # uniform over the candidates: much to learn
+    before = expected_cost(model, snaps, cfg, seed=123)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(5)
+    for _ in range(25):
+        loss, _ = reinforce_loss(model, snaps, cfg, rng)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = expected_cost(model, snaps, cfg, seed=123)
+    assert after < 0.95 * before, (before, after)
+
+
+def test_checkpoint_round_trip(tmp_path: Path, tiny_batches) -> None:
+    _, snaps = tiny_batches
+    torch.manual_seed(1)
+    model = PairScorer(init="mct")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    path = save_checkpoint(tmp_path / "h.pt", model, {"policy": "hybrid", "temperature": 1.0})
+    pol = make_policy("hybrid", {"checkpoint": str(path)})
+    assert pol.describe()["policy"] == "hybrid"
+    with torch.no_grad():
+        want = model.score(snaps[0].x)
+        got = pol.model.score(snaps[0].x)
+    torch.testing.assert_close(got, want)
+
+    config = HybridTrainConfig(
+        n_tasks=150, collect_runs=1, eval_seeds=1, eval_tasks=100, max_updates=2, eval_every_s=1e9
+    )
+    tr = HybridTrainer(config, tmp_path / "run")
+    tr.run(minutes=1.0)
+    assert (tmp_path / "run" / "best.pt").is_file()
+    assert (tmp_path / "run" / "curve.csv").read_text().count("\n") == 3  # header + 2 evals
+    back = HybridTrainer.resume(tmp_path / "run")
+    assert back.updates == tr.updates == 2
+    for a, b in zip(back.model.parameters(), tr.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_train_command_for_hybrid(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hybridsched.cli.app import _register, app
+
+    _register()
+    out = tmp_path / "h"
+    args = [
+        "train",
+        "--policy",
+        "hybrid",
+        "--tasks",
+        "150",
+        "--eval-seeds",
+        "1",
+        "--eval-tasks",
+        "100",
+        "--max-updates",
+        "1",
+        "--minutes",
+        "1",
+        "--out",
+        str(out),
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert {"best.pt", "last.pt", "state.pt", "curve.csv", "curve.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    res = CliRunner().invoke(
+        app, ["train", "--policy", "hybrid", "--resume", str(out), "--minutes", "0"]
+    )
+    assert res.exit_code == 0, res.output
+    assert HybridTrainer.resume(out).updates == 1
