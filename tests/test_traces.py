@@ -709,3 +709,9 @@ def test_fixture_files_are_small() -> None:
     # The real traces stay in ../shared; only hand-written fixtures live here.
     for f in DATA.iterdir():
         assert f.stat().st_size < 4096, f
+
+
+def test_cli_format_names_match_the_registry() -> None:
+    from hybridsched.cli.trace import FORMAT_NAMES
+
+    assert tuple(FORMATS) == FORMAT_NAMES

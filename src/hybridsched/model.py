@@ -327,7 +327,11 @@ class Workload:
         _check(a["deadline_s"] > 0, a["deadline_s"], "deadline_s", "must be > 0 (or empty)", source)
         _check(a["priority"] >= 0, a["priority"], "priority", "must be >= 0", source)
         ids = a["task_id"]
-        uniq, counts = np.unique(ids, return_counts=True)
+        # increasing ids (the usual case) are unique without a sort
+        if n > 1 and not np.all(ids[1:] > ids[:-1]):
+            uniq, counts = np.unique(ids, return_counts=True)
+        else:
+            uniq, counts = ids, np.ones(n, dtype=np.int64)
         if uniq.shape[0] != n:
             dup = int(uniq[np.argmax(counts > 1)])
             rows = np.flatnonzero(ids == dup)[:2]

@@ -28,10 +28,14 @@ def write_result(
     names = cols.pop("node")
     index = cols["node_index"]
     placed = index >= 0  # a task rejected under failures has no node (index -1): null
-    uniq = np.unique(index if placed.all() else index[placed])
-    # dictionary-encode node names: one string per node, not per task
-    dictionary = pa.array([str(names[np.argmax(index == u)]) for u in uniq])
-    codes = np.searchsorted(uniq, index).astype(np.int32)
+    # dictionary-encode node names: one string per node used, not per task
+    used = np.flatnonzero(np.bincount(index[placed], minlength=1))
+    first = np.full(used[-1] + 1 if used.size else 1, -1, dtype=np.int64)
+    first[index[placed][::-1]] = np.flatnonzero(placed)[::-1]  # first task on each node
+    dictionary = pa.array([str(names[first[u]]) for u in used])
+    lookup = np.zeros(first.shape[0], dtype=np.int32)
+    lookup[used] = np.arange(used.size, dtype=np.int32)
+    codes = np.where(placed, lookup[np.maximum(index, 0)], 0).astype(np.int32)
     mask = None if placed.all() else ~placed
     table = pa.table(
         {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -12,12 +12,13 @@ from rich.table import Table
 from hybridsched.cli.app import app, console, fail
 from hybridsched.errors import HybridSchedError
 from hybridsched.io import TABLE_SUFFIXES, read_cluster, write_table
-from hybridsched.workload.traces import (
-    FORMATS,
-    ImportOptions,
-    ImportReport,
-    import_trace,
-)
+
+if TYPE_CHECKING:
+    from hybridsched.workload.traces import ImportReport
+
+# The importers are imported inside the commands: every CLI call registers this
+# module, and only `trace` commands should pay for loading them.
+FORMAT_NAMES = ("alibaba-genai-2026", "azure-llm-2023", "google-2011", "alibaba-2018", "generic")
 
 trace_app = typer.Typer(
     name="trace",
@@ -44,7 +45,7 @@ def import_command(
     files: Annotated[list[Path], typer.Argument(help="Trace file(s), read in this order.")],
     fmt: Annotated[
         str,
-        typer.Option("--format", "-f", help=f"Trace format: {', '.join(FORMATS)}."),
+        typer.Option("--format", "-f", help=f"Trace format: {', '.join(FORMAT_NAMES)}."),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Workload file to write (.parquet or .csv).")
@@ -86,6 +87,8 @@ def import_command(
     ] = None,
 ) -> None:
     """Import trace FILES in format --format and write them as one workload to --out."""
+    from hybridsched.workload.traces import ImportOptions, import_trace
+
     if out.suffix.lower() not in TABLE_SUFFIXES:
         fail(f"--out {out}: unknown table file type {out.suffix!r}; use .parquet or .csv")
     try:
@@ -147,6 +150,8 @@ def report_table(report: ImportReport) -> Table:
 @trace_app.command("formats")
 def formats_command() -> None:
     """List the trace formats and their mapping constants (--param)."""
+    from hybridsched.workload.traces import FORMATS
+
     table = Table(title="trace formats")
     table.add_column("format")
     table.add_column("what")
