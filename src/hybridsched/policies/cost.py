@@ -448,12 +448,11 @@ SMALL = 48
 def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wait, cfh):
     """:func:`hybridsched.sim.core.simulate_node` for a few tasks, on scratch buffers.
 
-    The same event loop (and so the same start times, to the bit: the queue
-    discipline is a total order and every time is a ready time, a core-free
-    time or one plus a duration), without its allocations and sorts: the core
+    The same event loop (:func:`hybridsched.sim.core.run_node`, so the same
+    start times to the bit), without its allocations and sorts: the core
     times come sorted (a sorted array is a binary min-heap) and the tasks are
-    ordered by ready time with an insertion sort. Measured at about 0.3 µs
-    instead of 1.3-1.5 µs for two tasks on two cores (5 tasks: 0.4 vs 1.7 µs).
+    ordered by ready time with an insertion sort. Measured at 0.23 µs instead
+    of 0.80 µs for two tasks on two cores (5 tasks: 0.32 vs 0.80 µs).
 
     Args:
         t0: the current time.
@@ -471,64 +470,9 @@ def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wai
             order[k] = order[k - 1]
             k -= 1
         order[k] = i
-    ncore = cf_sorted.shape[0]
-    cf = cfh[:ncore]
+    cf = cfh[: cf_sorted.shape[0]]
     cf[:] = cf_sorted
-    nw = 0
-    p = 0
-    done = 0
-    while done < m:
-        nxt = np.inf
-        if p < m:
-            nxt = max(ready[order[p]], t0)
-        if nw > 0 and cf[0] < nxt:
-            nxt = max(cf[0], t0)
-        t = nxt
-        while p < m and ready[order[p]] <= t:
-            x = order[p]
-            k = nw
-            nw += 1
-            while k > 0:
-                par = (k - 1) >> 1
-                y = wait[par]
-                if core._key_lt(key0, key1, ready, tid, y, x):
-                    break
-                wait[k] = y
-                k = par
-            wait[k] = x
-            p += 1
-        while nw > 0 and cf[0] <= t:
-            x = wait[0]
-            nw -= 1
-            if nw > 0:
-                last = wait[nw]
-                k = 0
-                while True:
-                    ch = 2 * k + 1
-                    if ch >= nw:
-                        break
-                    if ch + 1 < nw and core._key_lt(key0, key1, ready, tid, wait[ch + 1], wait[ch]):
-                        ch += 1
-                    if core._key_lt(key0, key1, ready, tid, last, wait[ch]):
-                        break
-                    wait[k] = wait[ch]
-                    k = ch
-                wait[k] = last
-            start[x] = t
-            done += 1
-            v = t + dur[x]
-            k = 0
-            while True:
-                ch = 2 * k + 1
-                if ch >= ncore:
-                    break
-                if ch + 1 < ncore and cf[ch + 1] < cf[ch]:
-                    ch += 1
-                if v <= cf[ch]:
-                    break
-                cf[k] = cf[ch]
-                k = ch
-            cf[k] = v
+    core.run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait)
 
 
 @njit(cache=True)

@@ -499,13 +499,32 @@ def simulate_node(t0, core_free, ready, key0, key1, tid, dur):
     m = ready.shape[0]
     start = np.empty(m)
     order = np.argsort(ready, kind="mergesort")
-    ncore = core_free.shape[0]
-    cf = np.sort(core_free)
-    # binary heaps: cores by free time, waiting tasks by key
     wait = np.empty(m, dtype=np.int64)
+    run_node(t0, np.sort(core_free), ready, key0, key1, tid, dur, order, start, wait)
+    return start
+
+
+@njit(cache=True)
+def run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait):
+    """The per-node event loop of :func:`simulate_node`, on caller-provided buffers.
+
+    This is the one implementation of the queue semantics for tentative
+    schedules; callers that evaluate many small schedules (the colony's cost
+    model) pass reused buffers instead of allocating.
+
+    Args:
+        t0: the current time; no task starts before it.
+        cf: core-free times as a binary min-heap (a sorted array is one); updated
+            in place.
+        ready, key0, key1, tid, dur: per task ready time, discipline keys, id, duration.
+        order: task indices by ready time (stable), at least ``len(ready)`` long.
+        start: output, the start time per task.
+        wait: scratch, at least ``len(ready)`` long.
+    """
+    m = ready.shape[0]
+    ncore = cf.shape[0]
     nw = 0
     p = 0
-    t = t0
     done = 0
     while done < m:
         # next instant: the next readiness, or the next core-free time while tasks wait
@@ -562,7 +581,6 @@ def simulate_node(t0, core_free, ready, key0, key1, tid, dur):
                 cf[k] = cf[ch]
                 k = ch
             cf[k] = v
-    return start
 
 
 @njit(cache=True)
