@@ -22,6 +22,7 @@ from hybridsched.policies import KernelPolicy, available_policies, make_policy, 
 from hybridsched.sim import SUMMARY_KEYS, ClusterView, Engine, SimConfig, TaskBatch, simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from builders import make_cluster, make_workload
 from reference_sim import SUMMARY_KEYS as REF_SUMMARY_KEYS
 from reference_sim import reference_simulate
 
@@ -30,40 +31,6 @@ TIME_COLUMNS = ("decision_s", "ready_s", "start_s", "finish_s")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def make_cluster(nodes: list[dict[str, Any]], regions: int = 1) -> Cluster:
-    """A cluster from partial node specs (defaults: 1 core, speed 1, no latency)."""
-    full = []
-    for j, spec in enumerate(nodes):
-        node: dict[str, Any] = {
-            "name": f"n{j}",
-            "cores": 1,
-            "speed": 1.0,
-            "memory_mb": 1000.0,
-            "bandwidth_mb_s": 1.0,
-            "power_idle_w": 10.0,
-            "power_max_w": 30.0,
-            "latency_s": [0.0] * regions,
-        }
-        node.update(spec)
-        full.append(node)
-    return Cluster.build({"name": "hand", "regions": regions, "nodes": full})
-
-
-def make_workload(rows: list[dict[str, Any]], cluster: Cluster | None = None) -> Workload:
-    """A workload from partial rows (defaults: region 0, no data, 1 GI, no deadline)."""
-    defaults: dict[str, Any] = {
-        "region": 0,
-        "data_mb": 0.0,
-        "work_gi": 1.0,
-        "memory_mb": 0.0,
-        "deadline_s": INF,
-        "priority": 0,
-    }
-    full = [{**defaults, **r} for r in rows]
-    cols = {c: [r[c] for r in full] for c in ("task_id", "arrival_s", *defaults)}
-    return Workload.build(cols, cluster=cluster)
 
 
 class Fixed:

@@ -33,45 +33,16 @@ from hybridsched.sim.options import (
 from hybridsched.workload import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import builders
+from builders import make_workload
 from reference_sim import reference_simulate
 
 INF = float("inf")
 
 
 def make_cluster(nodes: list[dict[str, Any]], regions: int = 1) -> Cluster:
-    """A cluster from partial node specs (defaults: 1 core, speed 1, no latency, 1 MB/s)."""
-    full = []
-    for j, spec in enumerate(nodes):
-        node: dict[str, Any] = {
-            "name": f"n{j}",
-            "tier": "edge",
-            "cores": 1,
-            "speed": 1.0,
-            "memory_mb": 1000.0,
-            "bandwidth_mb_s": 1.0,
-            "power_idle_w": 10.0,
-            "power_max_w": 30.0,
-            "latency_s": [0.0] * regions,
-        }
-        node.update(spec)
-        full.append(node)
-    return Cluster.build({"name": "hand", "regions": regions, "nodes": full})
-
-
-def make_workload(rows: list[dict[str, Any]], **extra: list[float]) -> Workload:
-    """A workload from partial rows (defaults: region 0, no data, 1 GI, no deadline)."""
-    defaults: dict[str, Any] = {
-        "region": 0,
-        "data_mb": 0.0,
-        "work_gi": 1.0,
-        "memory_mb": 0.0,
-        "deadline_s": INF,
-        "priority": 0,
-    }
-    full = [{**defaults, **r} for r in rows]
-    cols: dict[str, Any] = {c: [r[c] for r in full] for c in ("task_id", "arrival_s", *defaults)}
-    cols.update(extra)
-    return Workload.build(cols)
+    """A hand cluster whose nodes are all in tier ``edge`` (for MTBF/MTTR by tier)."""
+    return builders.make_cluster(nodes, regions, tier="edge")
 
 
 def trace(*outages: tuple[str, float, float]) -> FailureTrace:

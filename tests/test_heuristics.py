@@ -6,6 +6,8 @@ Hand cases use binary-exact inputs so every estimate is exact in float64.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,41 +18,10 @@ from hybridsched.model import Cluster, Workload
 from hybridsched.policies import available_policies, make_policy
 from hybridsched.sim import Engine, simulate
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from builders import make_cluster, make_workload
+
 INF = float("inf")
-
-
-def make_cluster(nodes: list[dict[str, Any]], regions: int = 1) -> Cluster:
-    """A cluster from partial node specs (defaults: 1 core, speed 1, no latency)."""
-    full = []
-    for j, spec in enumerate(nodes):
-        node: dict[str, Any] = {
-            "name": f"n{j}",
-            "cores": 1,
-            "speed": 1.0,
-            "memory_mb": 1000.0,
-            "bandwidth_mb_s": 1.0,
-            "power_idle_w": 10.0,
-            "power_max_w": 30.0,
-            "latency_s": [0.0] * regions,
-        }
-        node.update(spec)
-        full.append(node)
-    return Cluster.build({"name": "hand", "regions": regions, "nodes": full})
-
-
-def make_workload(rows: list[dict[str, Any]]) -> Workload:
-    """A workload from partial rows (defaults: region 0, no data, 1 GI, no deadline)."""
-    defaults: dict[str, Any] = {
-        "region": 0,
-        "data_mb": 0.0,
-        "work_gi": 1.0,
-        "memory_mb": 0.0,
-        "deadline_s": INF,
-        "priority": 0,
-    }
-    full = [{**defaults, **r} for r in rows]
-    cols = {c: [r[c] for r in full] for c in ("task_id", "arrival_s", *defaults)}
-    return Workload.build(cols)
 
 
 def build_or_skip(name: str) -> Any:
