@@ -366,7 +366,7 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
     arr = np.asarray(raw)
     if name in _INT_COLUMNS:
         if arr.dtype.kind in "iu":
-            return arr.astype(np.int64)
+            return _converted(arr, np.int64)
         if arr.dtype.kind == "b":
             raise ValidationError(f"{source}: column {name}: must be integers, got booleans")
         try:
@@ -390,7 +390,7 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
     if arr.dtype.kind == "b":
         raise ValidationError(f"{source}: column {name}: must be numbers, got booleans")
     if arr.dtype.kind in "iuf":
-        out = arr.astype(np.float64)
+        out = _converted(arr, np.float64)
     else:
         # object/string columns: empty cells are missing values.
         out = np.empty(arr.shape[0], dtype=np.float64)
@@ -411,6 +411,14 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
             f"{source}: row {bad + 1}, column {name}: must be a number, got an empty value or NaN"
         )
     return out
+
+
+def _converted(arr: np.ndarray, dtype: type) -> np.ndarray:
+    """``arr`` as ``dtype``, without a copy when it is already a read-only contiguous
+    array of that type (what Arrow hands over): nobody can change it under us."""
+    if arr.dtype == dtype and not arr.flags.writeable and arr.flags.c_contiguous:
+        return arr
+    return arr.astype(dtype)
 
 
 def _first_bad(arr: np.ndarray, conv: Any) -> int:

@@ -8,8 +8,20 @@ from typing import Any
 import numpy as np
 
 from hybridsched import __version__
-from hybridsched.io import atomic_path, write_json
+from hybridsched.io import arrow_array, atomic_path, write_json
 from hybridsched.sim import SimResult
+
+
+def _strings(items: list[str]) -> Any:
+    """An Arrow string array built from its buffers (``pa.array`` would import pandas)."""
+    import pyarrow as pa
+
+    raw = [x.encode() for x in items]
+    offsets = np.zeros(len(raw) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in raw], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(raw), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(raw))]
+    )
 
 
 def write_result(
@@ -32,17 +44,17 @@ def write_result(
     used = np.flatnonzero(np.bincount(index[placed], minlength=1))
     first = np.full(used[-1] + 1 if used.size else 1, -1, dtype=np.int64)
     first[index[placed][::-1]] = np.flatnonzero(placed)[::-1]  # first task on each node
-    dictionary = pa.array([str(names[first[u]]) for u in used])
+    dictionary = _strings([str(names[first[u]]) for u in used])
     lookup = np.zeros(first.shape[0], dtype=np.int32)
     lookup[used] = np.arange(used.size, dtype=np.int32)
     codes = np.where(placed, lookup[np.maximum(index, 0)], 0).astype(np.int32)
-    mask = None if placed.all() else ~placed
-    table = pa.table(
-        {
-            "task_id": cols["task_id"],
-            "node": pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), dictionary),
-            **{k: v for k, v in cols.items() if k != "task_id"},
-        }
+    node = pa.DictionaryArray.from_arrays(
+        arrow_array(codes, None if placed.all() else placed), dictionary
+    )
+    rest = {k: v for k, v in cols.items() if k != "task_id"}
+    table = pa.Table.from_arrays(
+        [arrow_array(cols["task_id"]), node, *(arrow_array(v) for v in rest.values())],
+        names=["task_id", "node", *rest],
     )
     target = out / ("tasks.csv" if csv else "tasks.parquet")
     with atomic_path(target) as tmp:

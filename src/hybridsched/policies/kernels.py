@@ -234,11 +234,22 @@ def run_fused(st, dec_time, batch_start, rule, u, dynpow, inv, rr):
     Returns:
         the final round-robin pointer.
     """
+    scratch = np.empty(st.cores.shape[0])
     for b in range(batch_start.shape[0] - 1):
         lo = batch_start[b]
         hi = batch_start[b + 1]
         d = dec_time[lo]
         core.advance(st, d)
+        if hi - lo == 1:
+            # one task (every decision at interval 0): no batch arrays to allocate
+            if rule >= MIN_MIN:
+                j = _best_two(st, lo, d, st.proj_min, inv)[2]
+            else:
+                j, rr = _choose(
+                    st, lo, d, rule, st.proj_min, st.n_queued, u[lo], dynpow, rr, inv, scratch
+                )
+            core.commit(st, lo, j, d)
+            continue
         idx = np.arange(lo, hi)
         if hi - lo > 1 and rule >= EDF_MCT and rule != ENERGY:
             # rules that reorder the batch decide on copies first, then commit in batch

@@ -6,8 +6,9 @@ order (arrival, then task_id); nodes in the cluster file's order.
 
 Data structures, all preallocated:
 
-* a global binary heap of events ``(time, code)`` with ``code = 2 * task + kind``
-  (kind 0: the task's data is ready at its node, kind 1: the task finishes);
+* a global binary heap of events ``(time, code)``, stored side by side, with
+  ``code = 2 * task + kind`` (kind 0: the task's data is ready at its node,
+  kind 1: the task finishes);
 * per node, a skew heap of ready tasks waiting for a core, threaded through the
   task-indexed arrays ``wleft``/``wright`` and ordered by the queue discipline's
   key ``(key0, key1, ready, task_id)``;
@@ -89,8 +90,7 @@ CoreState = namedtuple(
         "recent_t",  # float64[N] time of the last update of ``recent``
         "busy_s",  # float64[N] core-seconds of started work
         # --- global ---
-        "ev_t",  # float64[n] event heap times
-        "ev_code",  # int64[n] event heap codes
+        "ev",  # float64[2n] event heap, pairs (time, code) side by side
         "dirty",  # int64[N] nodes touched in the current instant
         "is_dirty",  # bool[N]
         "counters",  # int64[4]
@@ -150,8 +150,7 @@ FIELD_TYPES = (
     ("recent", types.float64[::1]),
     ("recent_t", types.float64[::1]),
     ("busy_s", types.float64[::1]),
-    ("ev_t", types.float64[::1]),
-    ("ev_code", types.int64[::1]),
+    ("ev", types.float64[::1]),
     ("dirty", types.int64[::1]),
     ("is_dirty", types.boolean[::1]),
     ("counters", types.int64[::1]),
@@ -200,8 +199,7 @@ def _make_state(
     recent,
     recent_t,
     busy_s,
-    ev_t,
-    ev_code,
+    ev,
     dirty,
     is_dirty,
     counters,
@@ -246,8 +244,7 @@ def _make_state(
     st.recent = recent
     st.recent_t = recent_t
     st.busy_s = busy_s
-    st.ev_t = ev_t
-    st.ev_code = ev_code
+    st.ev = ev
     st.dirty = dirty
     st.is_dirty = is_dirty
     st.counters = counters
@@ -270,45 +267,45 @@ def compile_state(arrays: CoreState) -> _StateProxy:
 
 @njit(cache=True)
 def _ev_push(st, t, code):
+    # time and code side by side (one cache line per heap level); a code is an
+    # integer below 2^53, exact in float64
     k = st.counters[C_EVENTS]
     st.counters[C_EVENTS] = k + 1
-    ev_t = st.ev_t
-    ev_c = st.ev_code
+    ev = st.ev
     while k > 0:
         parent = (k - 1) >> 1
-        if ev_t[parent] <= t:
+        if ev[2 * parent] <= t:
             break
-        ev_t[k] = ev_t[parent]
-        ev_c[k] = ev_c[parent]
+        ev[2 * k] = ev[2 * parent]
+        ev[2 * k + 1] = ev[2 * parent + 1]
         k = parent
-    ev_t[k] = t
-    ev_c[k] = code
+    ev[2 * k] = t
+    ev[2 * k + 1] = code
 
 
 @njit(cache=True)
 def _ev_pop(st):
-    ev_t = st.ev_t
-    ev_c = st.ev_code
-    code = ev_c[0]
+    ev = st.ev
+    code = int(ev[1])
     m = st.counters[C_EVENTS] - 1
     st.counters[C_EVENTS] = m
     if m > 0:
-        t = ev_t[m]
-        c = ev_c[m]
+        t = ev[2 * m]
+        c = ev[2 * m + 1]
         k = 0
         while True:
             child = 2 * k + 1
             if child >= m:
                 break
-            if child + 1 < m and ev_t[child + 1] < ev_t[child]:
+            if child + 1 < m and ev[2 * child + 2] < ev[2 * child]:
                 child += 1
-            if ev_t[child] >= t:
+            if ev[2 * child] >= t:
                 break
-            ev_t[k] = ev_t[child]
-            ev_c[k] = ev_c[child]
+            ev[2 * k] = ev[2 * child]
+            ev[2 * k + 1] = ev[2 * child + 1]
             k = child
-        ev_t[k] = t
-        ev_c[k] = c
+        ev[2 * k] = t
+        ev[2 * k + 1] = c
     return code
 
 
@@ -396,9 +393,9 @@ def _dispatch(st, j, t):
 def advance(st, until):
     """Process every instant strictly before ``until`` (events, then dispatch)."""
     n_dirty = 0
-    while st.counters[C_EVENTS] > 0 and st.ev_t[0] < until:
-        t = st.ev_t[0]
-        while st.counters[C_EVENTS] > 0 and st.ev_t[0] == t:
+    while st.counters[C_EVENTS] > 0 and st.ev[0] < until:
+        t = st.ev[0]
+        while st.counters[C_EVENTS] > 0 and st.ev[0] == t:
             code = _ev_pop(st)
             i = code >> 1
             j = st.node[i]

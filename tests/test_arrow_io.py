@@ -1,0 +1,101 @@
+"""Arrow conversions of the fast I/O path: exact round trips, nulls, chunked files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from builders import make_cluster, make_workload
+from hybridsched.io import arrow_array, read_table, read_workload, write_workload
+from hybridsched.model import Workload
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([1.5, -0.0, np.inf, 3.25]),
+        np.array([1, -2, 3], dtype=np.int64),
+        np.array([7, 8], dtype=np.int32),
+        np.array([0, 255], dtype=np.uint8),
+        np.array([True, False, True, True, False, False, True, False, True]),
+        np.array([], dtype=np.float64),
+    ],
+)
+def test_arrow_array_matches_pa_array(values: np.ndarray) -> None:
+    assert arrow_array(values).equals(pa.array(values))
+
+
+def test_arrow_array_nulls_and_strings() -> None:
+    valid = np.array([True, False, True])
+    got = arrow_array(np.array([1, 2, 3], dtype=np.int32), valid)
+    assert got.to_pylist() == [1, None, 3]
+    assert got.null_count == 1
+    assert arrow_array(np.array(["a", "b"], dtype=object)).to_pylist() == ["a", "b"]
+
+
+def test_read_table_chunked_and_narrow_types(tmp_path) -> None:
+    # several row groups, int32 and float32 columns: values survive exactly
+    table = pa.table(
+        {
+            "a": pa.array(np.arange(10, dtype=np.int32)),
+            "b": pa.array(np.linspace(0, 1, 10, dtype=np.float32)),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=3)
+    out = read_table(path)
+    np.testing.assert_array_equal(out["a"], np.arange(10))
+    np.testing.assert_array_equal(out["b"], np.linspace(0, 1, 10, dtype=np.float32))
+    assert not out["a"].flags.writeable
+
+
+def test_workload_round_trip_keeps_values_and_does_not_alias_inputs(tmp_path) -> None:
+    cluster = make_cluster([{}, {}], regions=2)
+    wl = make_workload(
+        [
+            {"task_id": 3, "arrival_s": 0.0, "region": 1, "deadline_s": 2.0},
+            {"task_id": 1, "arrival_s": 0.5, "region": 0},
+            {"task_id": 2, "arrival_s": 0.5, "region": 1, "deadline_s": 1.0, "priority": 2},
+        ]
+    )
+    write_workload(wl, tmp_path / "w.parquet")
+    back = read_workload(tmp_path / "w.parquet", cluster=cluster)
+    for name in ("task_id", "arrival_s", "region", "deadline_s", "priority"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(wl, name))
+    # a caller's writeable array is copied, never frozen under the caller
+    arr = np.array([0.0, 1.0, 2.0])
+    cols = {k: getattr(wl, k) for k in ("task_id", "region", "data_mb", "work_gi", "memory_mb")}
+    built = Workload.build(
+        {**cols, "arrival_s": arr, "deadline_s": wl.deadline_s, "priority": wl.priority}
+    )
+    assert arr.flags.writeable
+    arr[0] = 9.0
+    assert built.arrival_s[0] == 0.0
+
+
+def test_simulate_path_does_not_import_pandas(tmp_path) -> None:
+    # Arrow's pa.array imports pandas (half a second of start-up); the simulate path
+    # reads and writes without it
+    code = f"""
+import sys
+from hybridsched.io import read_cluster, read_workload, write_cluster, write_workload
+from hybridsched.policies import make_policy
+from hybridsched.results import write_result
+from hybridsched.sim import simulate
+from hybridsched.workload import generate
+c, w = generate("iot-small", 200, 0.7, 1)
+assert "pandas" not in sys.modules, "generate"
+write_cluster(c, r"{tmp_path}/c.yaml")
+write_workload(w, r"{tmp_path}/w.parquet")
+c = read_cluster(r"{tmp_path}/c.yaml")
+w = read_workload(r"{tmp_path}/w.parquet", cluster=c)
+write_result(simulate(c, w, make_policy("mct")), r"{tmp_path}/out")
+print("pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
