@@ -14,7 +14,7 @@ from hybridsched.cli import app
 from hybridsched.cli.app import _register
 from hybridsched.errors import ConfigError, ValidationError
 from hybridsched.experiments.compare import CompareConfig, run_compare
-from hybridsched.experiments.report import load_results, save_results, write_report
+from hybridsched.experiments.report import headroom, load_results, save_results, write_report
 from hybridsched.experiments.stats import mean_ci, paired_diff
 from hybridsched.io import write_cluster, write_workload
 from hybridsched.workload import generate
@@ -81,6 +81,24 @@ def test_report_files_and_regeneration(tmp_path: Path) -> None:
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "report.md").read_text() == text
+
+
+def test_headroom_bound_is_below_every_policy_and_reported(tmp_path: Path) -> None:
+    cfg = CompareConfig(**SMALL, policies=("mct", "least-loaded"), focus="mct", workers=1)
+    rows = run_compare(cfg)
+    for r in rows:
+        # same workload (load, seed): same bound whatever the policy
+        same = [q["bound_mean_response_s"] for q in rows if q["seed"] == r["seed"]]
+        assert len(set(same)) == 1
+        assert 0 < r["bound_mean_response_s"] <= r["mean_response_s"]
+    save_results(rows, cfg, tmp_path)
+    df, _ = load_results(tmp_path)
+    h = headroom(df, cfg, 0.8)
+    assert h is not None and h["best"] == "least-loaded"
+    ll = [r["mean_response_s"] for r in rows if r["policy"] == "least-loaded"]
+    bound = np.mean([r["bound_mean_response_s"] for r in rows if r["policy"] == "mct"])
+    assert h["max_reduction"] == pytest.approx(1 - bound / np.mean(ll))
+    assert "No-waiting lower bound" in write_report(tmp_path).read_text()
 
 
 def test_report_refuses_a_folder_without_results(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster, Workload
 from hybridsched.policies import available_policies, make_policy
 from hybridsched.sim import SUMMARY_KEYS, simulate
+from hybridsched.sim.bounds import response_lower_bound
 
 INF = float("inf")
 
@@ -137,6 +138,8 @@ def test_schedule_invariants(
     np.testing.assert_allclose(finish, start + wl.work_gi / cluster.speed[node], rtol=1e-12)
     np.testing.assert_allclose(t["response_s"], finish - arrival, rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(t["met_deadline"], finish <= arrival + wl.deadline_s)
+    # no task beats its no-waiting bound (exactly, in floating point)
+    assert np.all(t["response_s"] >= response_lower_bound(cluster, wl, delta))
 
     for j in range(cluster.n_nodes):
         on = np.flatnonzero(node == j)

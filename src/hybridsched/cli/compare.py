@@ -91,11 +91,14 @@ def compare(
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    from hybridsched.experiments.report import _loads, summary_rows
+    from hybridsched.experiments.report import _loads, headroom, headroom_text, summary_rows
 
     stats = summary_rows(df, cfg)
     for rho in _loads(df):
         _show_table(cfg, [r for r in stats if r["load"] == rho or (rho != rho)], rho)
+        h = headroom(df, cfg, rho)
+        if h is not None:
+            console.print(headroom_text(h))
         diffs = focus_diffs(df, cfg, rho)
         if diffs:
             _show_diffs(cfg, diffs)

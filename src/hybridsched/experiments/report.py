@@ -116,6 +116,41 @@ def focus_diffs(df: Any, cfg: CompareConfig, load: float) -> list[PairedDiff]:
     return diffs
 
 
+def headroom(df: Any, cfg: CompareConfig, load: float) -> dict[str, Any] | None:
+    """The no-waiting lower bound on mean response against the best other scheduler.
+
+    Returns None for results written before the bound was recorded. ``max_reduction``
+    is the most any scheduler could lower the best other's mean response on these
+    workloads (``1 - bound / best``; :mod:`hybridsched.sim.bounds`).
+    """
+    if "bound_mean_response_s" not in df.columns:
+        return None
+    sub = _at_load(df, load)
+    others = [p for p in cfg.policies if p != cfg.focus_policy] or list(cfg.policies)
+    means = {p: float(sub[sub["policy"] == p]["mean_response_s"].mean()) for p in others}
+    means = {p: m for p, m in means.items() if m == m}
+    if not means:
+        return None
+    best = min(means, key=means.get)
+    bound = float(sub["bound_mean_response_s"].mean())
+    return {
+        "bound": bound,
+        "best": best,
+        "best_mean": means[best],
+        "max_reduction": 1.0 - bound / means[best],
+    }
+
+
+def headroom_text(h: dict[str, Any]) -> str:
+    """One sentence on the headroom (plain text, also valid Markdown)."""
+    return (
+        f"No-waiting lower bound on the mean response (any scheduler): {h['bound']:.4g} s. "
+        f"The best other scheduler ({h['best']}, {h['best_mean']:.4g} s) is "
+        f"{100 * (h['best_mean'] / h['bound'] - 1):.1f}% above it, so no scheduler can be "
+        f"more than {100 * h['max_reduction']:.1f}% below it on these workloads."
+    )
+
+
 def write_report(out: Path) -> Path:
     """(Re)write report.md and plots/*.png from a results folder; returns the report path."""
     df, cfg = load_results(out)
@@ -137,6 +172,9 @@ def write_report(out: Path) -> Path:
             _markdown_table([r for r in stats if _same(r["load"], load)]),
             "",
         ]
+        h = headroom(df, cfg, load)
+        if h is not None:
+            lines += [headroom_text(h), ""]
         diffs = focus_diffs(df, cfg, load)
         if diffs:
             lines += [
