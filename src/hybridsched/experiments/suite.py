@@ -18,6 +18,8 @@ from hybridsched.experiments.report import (
     METRIC_LABELS,
     _markdown_table,
     focus_diffs,
+    headroom,
+    headroom_text,
     load_results,
     save_results,
     summary_rows,
@@ -88,6 +90,9 @@ def write_page(scenarios: tuple[str, ...], out: Path, page: Path, command: str) 
                 _markdown_table([r for r in stats if r["load"] == load]),
                 "",
             ]
+            h = headroom(df, cfg, load)
+            if h is not None:
+                lines += [headroom_text(h), ""]
             diffs = focus_diffs(df, cfg, load)
             if diffs:
                 lines += [
