@@ -2,8 +2,9 @@
 
 * it is registered and builds with its defaults (the shipped checkpoint);
 * the same seed gives the same schedule;
-* deadline rule: whenever some feasible node meets a task's deadline by MCT's
-  estimate, the chosen node meets it by the same estimate; no infeasible node;
+* deadline rule: by the exact batch prediction of the final assignment, no task
+  that misses its deadline could meet it by moving alone to another feasible
+  node; no infeasible node; the repair by hand on a two-node case;
 * a few REINFORCE steps through the colony's construction lower the ants'
   expected cost on a tiny fixed set of batches by a clear margin;
 * checkpoints round-trip (the policy reads what training writes; resume).
@@ -18,10 +19,17 @@ import numpy as np
 import pytest
 import torch
 
+from builders import make_cluster, make_workload
 from hybridsched.errors import ConfigError
 from hybridsched.learn.network import PairScorer, save_checkpoint
-from hybridsched.policies import available_policies, make_policy, policy_params
-from hybridsched.policies.hybrid import DEFAULT_CHECKPOINT, Hybrid, eta_from_logits, repair
+from hybridsched.policies import available_policies, cost, make_policy, policy_params
+from hybridsched.policies.hybrid import (
+    DEFAULT_CHECKPOINT,
+    REPAIR_PASSES,
+    Hybrid,
+    deadline_repair,
+    eta_from_logits,
+)
 from hybridsched.sim import Engine, SimConfig, simulate
 from hybridsched.train.hybrid_trainer import (
     HybridTrainConfig,
@@ -68,31 +76,67 @@ def test_deterministic_with_a_seed() -> None:
     np.testing.assert_array_equal(a.tasks["finish_s"], b.tasks["finish_s"])
 
 
-def test_eta_and_repair_by_hand() -> None:
+def test_eta_by_hand() -> None:
     logits = np.array([[0.0, -1.0, 2.0], [1.0, 1.0, 0.0]])
     allowed = np.array([[True, True, False], [False, True, True]])
     eta = eta_from_logits(logits, allowed, 1.0)
     np.testing.assert_allclose(eta, [[1.0, np.exp(-1.0), 0.0], [0.0, 1.0, np.exp(-1.0)]])
-    # task 0 on a disallowed node goes to its most desirable allowed one; task 1 stays
-    np.testing.assert_array_equal(repair(np.array([2, 2]), eta, allowed), [0, 2])
+
+
+def _misses_it_could_avoid(p, nodes: np.ndarray, feasible: np.ndarray) -> list[int]:
+    """Tasks predicted to miss that would meet their deadline moved alone elsewhere."""
+    fin = cost.predict(p, nodes)["finish_s"]
+    bad = []
+    for t in np.flatnonzero(fin > p.dl):
+        for j in np.flatnonzero(feasible[t]):
+            moved = nodes.copy()
+            moved[t] = j
+            if cost.predict(p, moved)["finish_s"][t] <= p.dl[t]:
+                bad.append(int(t))
+                break
+    return bad
+
+
+def test_deadline_repair_by_hand() -> None:
+    # two idle 1-core nodes of speed 1; two tasks of 1 GI arriving at 0, both sent
+    # to node 0: the second (by task id) finishes at 2, after its deadline 1.5; on
+    # node 1 it would finish at 1: it moves there
+    cluster = make_cluster([{}, {}])
+    wl = make_workload(
+        [
+            {"task_id": 0, "arrival_s": 0.0, "deadline_s": 1.5},
+            {"task_id": 1, "arrival_s": 0.0, "deadline_s": 1.5},
+        ],
+        cluster=cluster,
+    )
+    # interval 1: both are decided together at 0
+    tasks, view = Engine(cluster, wl, SimConfig(decision_interval=1.0)).next_batch()
+    p_tuple = cost.build_problem(tasks, view, cost.CostWeights())
+    p = cost.compile_problem(p_tuple)
+    nodes = np.array([0, 0], dtype=np.int64)
+    feasible = np.ascontiguousarray(view.feasible)
+    np.testing.assert_allclose(cost.predict(p_tuple, nodes)["finish_s"], [1.0, 2.0])
+    order = np.array([0, 1], dtype=np.int64)
+    moves = deadline_repair(p, cost.make_scratch(p), nodes, feasible, order, REPAIR_PASSES)
+    assert moves == 1
+    np.testing.assert_array_equal(nodes, [0, 1])
+    # nothing to repair when both meet: no move
+    again = deadline_repair(p, cost.make_scratch(p), nodes, feasible, order, REPAIR_PASSES)
+    assert again == 0
 
 
 def test_deadline_rule_and_feasibility_on_random_instances() -> None:
-    checked = constrained = 0
+    checked = 0
     for _cluster, tasks, view, _mct in small_instances(25, seed=7, max_tasks=10, max_nodes=6):
         pol = make_policy("hybrid", FAST)
         pol.reset(view.cluster, np.random.default_rng(1))
         nodes = pol.assign(tasks, view)
         b = len(tasks)
         assert view.feasible[np.arange(b), nodes].all()
-        est = view.est_finish_s
-        meets = view.feasible & (est <= tasks.deadline_abs_s[:, None])
-        some = meets.any(axis=1)
-        assert meets[np.arange(b), nodes][some].all()
-        checked += int(some.sum())
-        constrained += int((some & (view.feasible & ~meets).any(axis=1)).sum())
+        p = cost.build_problem(tasks, view, pol.cost_weights())
+        assert _misses_it_could_avoid(p, nodes, view.feasible) == []
+        checked += b
     assert checked > 20
-    assert constrained > 0  # the rule had nodes to exclude
 
 
 def test_deadline_rule_inside_a_run_with_memory_limits() -> None:
@@ -105,10 +149,32 @@ def test_deadline_rule_inside_a_run_with_memory_limits() -> None:
         nodes = pol.assign(tasks, view)
         r = np.arange(len(tasks))
         assert view.feasible[r, nodes].all()
-        meets = view.feasible & (view.est_finish_s <= tasks.deadline_abs_s[:, None])
-        some = meets.any(axis=1)
-        assert meets[r, nodes][some].all()
+        p = cost.build_problem(tasks, view, pol.cost_weights())
+        assert _misses_it_could_avoid(p, nodes, view.feasible) == []
         engine.commit(nodes)
+
+
+def test_repair_overrides_a_colony_that_prefers_a_miss() -> None:
+    # node 0: fast, 1 core; node 1: slow and power-hungry. Six 2-GI tasks at 0 with
+    # 2.5 s deadlines. With no cost on misses and a high one on energy the colony
+    # queues all six on node 0, where the sixth finishes at 3.0; node 1 would finish
+    # it at 2.0, so the repair moves it there.
+    cluster = make_cluster([{"speed": 4.0}, {"speed": 1.0, "power_max_w": 1000.0}])
+    wl = make_workload(
+        [{"task_id": k, "arrival_s": 0.0, "work_gi": 2.0, "deadline_s": 2.5} for k in range(6)],
+        cluster=cluster,
+    )
+    args = {**FAST, "w_miss": "0", "w_energy": "10"}
+    cfg = SimConfig(decision_interval=0.5)
+    off = simulate(
+        cluster, wl, make_policy("hybrid", {**args, "deadline_aware": "false"}), config=cfg
+    )
+    np.testing.assert_array_equal(off.tasks["node_index"], [0] * 6)
+    np.testing.assert_allclose(off.tasks["finish_s"], [0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    on = simulate(cluster, wl, make_policy("hybrid", args), config=cfg)
+    np.testing.assert_array_equal(on.tasks["node_index"], [0, 0, 0, 0, 0, 1])
+    np.testing.assert_allclose(on.tasks["finish_s"], [0.5, 1.0, 1.5, 2.0, 2.5, 2.0])
+    assert on.summary["deadline_miss_rate"] == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -177,6 +178,8 @@ class ColonyResult:
     """The cost of the best seed assignment (the colony's starting point)."""
     evaluations: int
     """Assignments evaluated (ants, local search moves count one each)."""
+    problem: Any = None
+    """The batch problem's compiled handle (:func:`hybridsched.policies.cost.compile_problem`)."""
 
 
 # ----------------------------------------------------------------------------
@@ -812,7 +815,9 @@ class Colony:
         )
         self._remember(cls, best)
         seed_cost = float(min(seed_costs)) if seeds else float("nan")
-        return ColonyResult(nodes=best, cost=float(cost), seed_cost=seed_cost, evaluations=evals)
+        return ColonyResult(
+            nodes=best, cost=float(cost), seed_cost=seed_cost, evaluations=evals, problem=p
+        )
 
     def _near_seed(
         self,

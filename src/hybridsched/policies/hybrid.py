@@ -7,11 +7,16 @@ Per decision batch:
    the batch from :func:`~hybridsched.learn.features.pair_features`; the
    desirability is ``eta = exp((logit - max_node logit) / temperature)``, 0 on
    infeasible nodes. No per-task forwards.
-2. **Deadline awareness.** For a task that meets its deadline on some feasible
-   node by MCT's estimate (``view.est_finish_s``), ``eta`` is set to 0 on the
-   nodes that do not, so no ant places it there; the final assignment is
-   repaired the same way (the colony's seed assignments may still propose such
-   a node). A task that meets its deadline nowhere keeps all feasible nodes.
+2. **Deadline awareness** (an exact repair of the colony's answer). The colony
+   searches over every feasible node, its cost already penalising predicted
+   misses. Its best assignment is then checked with the exact batch prediction
+   of :mod:`hybridsched.policies.cost` (the simulator's own semantics on the
+   node state at the decision): a task predicted to miss its deadline while
+   some other feasible node would let it meet it, given where the rest of the
+   batch goes, moves to the node where it finishes earliest among those. Tasks
+   are visited by priority class, then deadline; passes repeat until no task
+   moves (at most :data:`REPAIR_PASSES`). A task that meets its deadline
+   nowhere stays where the colony put it.
 3. **The colony** (:class:`~hybridsched.policies.colony.Colony`): candidate
    lists of the most desirable nodes, construction by priority class then
    slack (dynamic prioritisation), MAX-MIN trails ``tau^alpha * eta^beta``,
@@ -35,6 +40,7 @@ from numba import njit
 from hybridsched.errors import ConfigError
 from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
 from hybridsched.model import Cluster
+from hybridsched.policies import cost
 from hybridsched.policies.base import register
 from hybridsched.policies.colony import Colony, ColonyParams, ColonyResult
 from hybridsched.policies.cost import CostFields
@@ -65,18 +71,6 @@ def batch_features(st, idx, d, static, out, mask):
         )  # fmt: skip
 
 
-def deadline_allowed(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-    """``(B, N)`` bool: the nodes a task may go to under the deadline rule.
-
-    Feasible nodes that meet the task's deadline by ``view.est_finish_s`` when
-    at least one does; all feasible nodes otherwise.
-    """
-    feas = view.feasible
-    meets = feas & (view.est_finish_s <= tasks.deadline_abs_s[:, None])
-    some = meets.any(axis=1)
-    return np.where(some[:, None], meets, feas)
-
-
 def eta_from_logits(logits: np.ndarray, allowed: np.ndarray, temperature: float) -> np.ndarray:
     """``exp((logit - best) / temperature)`` on allowed pairs, 0 elsewhere, ``(B, N)``."""
     z = np.where(allowed, logits / temperature, -np.inf)
@@ -85,15 +79,74 @@ def eta_from_logits(logits: np.ndarray, allowed: np.ndarray, temperature: float)
     return np.where(allowed, np.exp(z), 0.0)
 
 
-def repair(nodes: np.ndarray, eta: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """Move each task placed on a disallowed node to its most desirable allowed node."""
+REPAIR_PASSES = 4
+"""Most passes of the deadline repair over the batch (it stops as soon as none moves)."""
+
+
+@njit(cache=True)
+def _node_finish(p, ws, nodes, j, fin):
+    """Schedule the batch tasks ``nodes`` sends to ``j``; write their finish times."""
+    members = ws[3]
+    nm = 0
+    for t in range(nodes.shape[0]):
+        if nodes[t] == j:
+            members[nm] = t
+            nm += 1
+    if nm > 0:
+        cost.node_schedule(p, j, members, nm, ws)
+        for k in range(nm):
+            fin[members[k]] = ws[4][members[k]]
+
+
+@njit(cache=True)
+def deadline_repair(p, ws, nodes, feasible, order, passes):
+    """Move predicted deadline misses to a node where they meet it, in place.
+
+    Args:
+        p: the batch problem (compiled handle); ws: its scratch (``cost.make_scratch``).
+        nodes: the assignment, one node per task; changed in place.
+        feasible: ``(B, N)`` bool, nodes a task may use (memory, availability).
+        order: the order in which tasks are visited (most urgent first).
+        passes: most passes over the batch.
+
+    Returns:
+        the number of moves.
+    """
     b = nodes.shape[0]
-    bad = ~allowed[np.arange(b), nodes]
-    if bad.any():
-        nodes = nodes.copy()
-        score = np.where(allowed, eta, -1.0)
-        nodes[bad] = np.argmax(score[bad], axis=1)
-    return nodes
+    n = p.cores.shape[0]
+    fin = np.empty(b)  # finish times under the current assignment
+    trial = np.empty(b)  # scratch of the trial moves
+    for j in range(n):
+        _node_finish(p, ws, nodes, j, fin)
+    moves = 0
+    for _ in range(passes):
+        changed = False
+        for q in range(b):
+            t = order[q]
+            if fin[t] <= p.dl[t]:
+                continue
+            old = nodes[t]
+            best_j = -1
+            best_f = np.inf
+            for j in range(n):
+                # even with no wait it would miss: skip without scheduling the node
+                if j == old or not feasible[t, j] or p.ready[t, j] + p.dur[t, j] > p.dl[t]:
+                    continue
+                nodes[t] = j
+                _node_finish(p, ws, nodes, j, trial)
+                if trial[t] <= p.dl[t] and trial[t] < best_f:
+                    best_f = trial[t]
+                    best_j = j
+            nodes[t] = old
+            if best_j >= 0:
+                nodes[t] = best_j
+                _node_finish(p, ws, nodes, old, fin)
+                _node_finish(p, ws, nodes, best_j, fin)
+                moves += 1
+                changed = True
+        if not changed:
+            break
+    return moves
 
 
 @register
@@ -165,7 +218,6 @@ class Hybrid(CostFields):
             seeds=seeds,
         )
         self.colony = Colony(self.params, self.cost_weights(), self._heuristic)
-        self._allowed = np.zeros((0, 0), dtype=bool)
         self._eta = np.zeros((0, 0))
         self._static = np.zeros((0, 4))
         self.last: ColonyResult | None = None
@@ -198,15 +250,19 @@ class Hybrid(CostFields):
         return out.astype(np.float64)
 
     def _heuristic(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        allowed = deadline_allowed(tasks, view) if self.deadline_aware else view.feasible
-        self._allowed = np.asarray(allowed)
-        self._eta = eta_from_logits(self.logits(tasks, view), self._allowed, self.temperature)
+        self._eta = eta_from_logits(self.logits(tasks, view), view.feasible, self.temperature)
         return self._eta
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
         """The colony's best assignment of the batch, repaired to the deadline rule."""
         self.last = self.colony.solve(tasks, view)
-        return repair(np.asarray(self.last.nodes, dtype=np.int64), self._eta, self._allowed)
+        nodes = np.array(self.last.nodes, dtype=np.int64)
+        if self.deadline_aware and len(tasks) > 0:
+            p = self.last.problem
+            order = np.lexsort((tasks.deadline_abs_s, tasks.priority)).astype(np.int64)
+            feasible = np.ascontiguousarray(view.feasible)
+            deadline_repair(p, cost.make_scratch(p), nodes, feasible, order, REPAIR_PASSES)
+        return nodes
 
     def describe(self) -> dict[str, Any]:
         """Where the network's weights came from and how they were trained."""

@@ -38,7 +38,7 @@ from hybridsched.errors import ConfigError
 from hybridsched.learn.features import FEATURE_NAMES, pair_features
 from hybridsched.learn.network import NEG, PairScorer, load_checkpoint, save_checkpoint
 from hybridsched.policies import cost as costmod
-from hybridsched.policies.hybrid import FALLBACK_CHECKPOINT, deadline_allowed
+from hybridsched.policies.hybrid import FALLBACK_CHECKPOINT
 from hybridsched.sim.view import ClusterView, TaskBatch
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ class Snapshot:
     x: torch.Tensor
     """Pair features ``(B, N, F)``."""
     allowed: np.ndarray
-    """Deadline rule's allowed nodes ``(B, N)`` bool."""
+    """Nodes the colony may use ``(B, N)`` bool: the feasible ones (the policy's
+    deadline rule is a repair after the colony, not a restriction of its search)."""
     order: np.ndarray
     """Construction order (priority, then slack)."""
     ready: np.ndarray
@@ -154,7 +155,7 @@ def snapshot(tasks: TaskBatch, view: ClusterView, weights: costmod.CostWeights) 
     arr = view.arrays
     return Snapshot(
         x=torch.from_numpy(pair_features(tasks, view)),
-        allowed=np.array(deadline_allowed(tasks, view)),
+        allowed=np.array(view.feasible),
         order=np.lexsort((np.arange(b), slack, tasks.priority)).astype(np.int64),
         ready=np.array(view.ready_s),
         dur=np.array(view.exec_s),
