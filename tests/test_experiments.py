@@ -128,6 +128,11 @@ def test_compare_cli_on_files_and_bad_options(tmp_path: Path) -> None:
     # a deterministic policy on a fixed workload: both seeds agree exactly
     mct = df[df["policy"] == "mct"]["mean_response_s"].to_numpy()
     assert mct[0] == mct[1]
+    # one section and one row per policy (the loads are NaN: never one per run)
+    report = (out / "report.md").read_text()
+    assert report.count("## given workload") == 1
+    assert report.count("| mct |") == 1 and report.count("| round-robin |") == 1
+    assert res.output.count("given workload") == 1
     bad = runner.invoke(app, ["compare", "--policies", "nope", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "known policies" in bad.output
     assert not (tmp_path / "x").exists()

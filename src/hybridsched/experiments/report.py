@@ -224,7 +224,11 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _loads(df: Any) -> list[float]:
-    return sorted({float(x) for x in df["load"]}, key=lambda x: -1 if x != x else x)
+    """The distinct loads, NaN (a given workload) first and once (NaNs never compare
+    equal, so a set would keep one per row)."""
+    vals = [float(x) for x in df["load"]]
+    nan = [float("nan")] if any(x != x for x in vals) else []
+    return nan + sorted({x for x in vals if x == x})
 
 
 def _same(a: float, b: float) -> bool:
