@@ -35,7 +35,13 @@ def test_arrow_array_nulls_and_strings() -> None:
     got = arrow_array(np.array([1, 2, 3], dtype=np.int32), valid)
     assert got.to_pylist() == [1, None, 3]
     assert got.null_count == 1
-    assert arrow_array(np.array(["a", "b"], dtype=object)).to_pylist() == ["a", "b"]
+    strings = arrow_array(np.array(["a", "bé", ""], dtype=object))
+    assert strings.type == pa.string() and strings.to_pylist() == ["a", "bé", ""]
+    assert arrow_array(np.array(["x", "yy"])).equals(pa.array(["x", "yy"]))
+    masked = arrow_array(np.array(["x", "y", "z"], dtype=object), np.array([True, False, True]))
+    assert masked.to_pylist() == ["x", None, "z"]
+    # anything else goes through pa.array
+    assert arrow_array(np.array([1, 2], dtype=object)).equals(pa.array([1, 2]))
 
 
 def test_read_table_chunked_and_narrow_types(tmp_path) -> None:

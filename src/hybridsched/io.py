@@ -194,14 +194,19 @@ def arrow_array(values: np.ndarray, valid: np.ndarray | None = None) -> Any:
     """An Arrow array over a NumPy array (numbers and booleans without a copy of the data).
 
     ``valid`` marks the non-null entries (None: all valid). Arrow's ``pa.array``
-    imports pandas on first use, half a second of a short run's start-up; numbers
-    and booleans are wrapped from their buffers instead, anything else goes
+    imports pandas on first use, half a second of a short run's start-up; numbers,
+    booleans and strings are built from their buffers instead (strings with 64-bit
+    offsets, then cast to ``string``, which checks they fit), anything else goes
     through ``pa.array``.
     """
     import pyarrow as pa
 
     v = np.ascontiguousarray(values)
-    if v.ndim != 1 or v.dtype.kind not in "biuf" or v.dtype.itemsize not in (1, 2, 4, 8):
+    strings = v.ndim == 1 and (
+        v.dtype.kind == "U" or (v.dtype.kind == "O" and all(isinstance(x, str) for x in v))
+    )
+    numbers = v.ndim == 1 and v.dtype.kind in "biuf" and v.dtype.itemsize in (1, 2, 4, 8)
+    if not (strings or numbers):
         return pa.array(v, mask=None if valid is None else ~np.asarray(valid, dtype=bool))
     n = v.shape[0]
     if valid is None:
@@ -209,6 +214,14 @@ def arrow_array(values: np.ndarray, valid: np.ndarray | None = None) -> Any:
     else:
         ok = np.asarray(valid, dtype=bool)
         validity, nulls = pa.py_buffer(np.packbits(ok, bitorder="little")), int(n - ok.sum())
+    if strings:
+        raw = [str(x).encode() for x in v]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in raw], out=offsets[1:])
+        buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(raw))]
+        return pa.Array.from_buffers(pa.large_string(), n, buffers, null_count=nulls).cast(
+            pa.string()
+        )
     if v.dtype.kind == "b":
         data, typ = pa.py_buffer(np.packbits(v, bitorder="little")), pa.bool_()
     else:

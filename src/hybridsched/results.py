@@ -12,18 +12,6 @@ from hybridsched.io import arrow_array, atomic_path, write_json
 from hybridsched.sim import SimResult
 
 
-def _strings(items: list[str]) -> Any:
-    """An Arrow string array built from its buffers (``pa.array`` would import pandas)."""
-    import pyarrow as pa
-
-    raw = [x.encode() for x in items]
-    offsets = np.zeros(len(raw) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in raw], out=offsets[1:])
-    return pa.Array.from_buffers(
-        pa.string(), len(raw), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(raw))]
-    )
-
-
 def write_result(
     result: SimResult, out: str | Path, *, csv: bool = False, extra: dict[str, Any] | None = None
 ) -> None:
@@ -44,7 +32,7 @@ def write_result(
     used = np.flatnonzero(np.bincount(index[placed], minlength=1))
     first = np.full(used[-1] + 1 if used.size else 1, -1, dtype=np.int64)
     first[index[placed][::-1]] = np.flatnonzero(placed)[::-1]  # first task on each node
-    dictionary = _strings([str(names[first[u]]) for u in used])
+    dictionary = arrow_array(np.array([str(names[first[u]]) for u in used], dtype=object))
     lookup = np.zeros(first.shape[0], dtype=np.int32)
     lookup[used] = np.arange(used.size, dtype=np.int32)
     codes = np.where(placed, lookup[np.maximum(index, 0)], 0).astype(np.int32)
