@@ -694,20 +694,35 @@ def evaluate(p, assignments):
 
 
 @njit(cache=True)
+def schedule_assigned(p, ws, nodes, j, fin):
+    """Schedule on node ``j`` the batch tasks that ``nodes`` sends there.
+
+    Writes their finish times into ``fin`` (per batch task; others untouched).
+
+    Returns:
+        the node's last finish, or ``-inf`` when no batch task goes there.
+    """
+    members = ws[3]
+    nm = 0
+    for t in range(nodes.shape[0]):
+        if nodes[t] == j:
+            members[nm] = t
+            nm += 1
+    if nm == 0:
+        return -np.inf
+    last = node_schedule(p, j, members, nm, ws)
+    for k in range(nm):
+        fin[members[k]] = ws[4][members[k]]
+    return last
+
+
+@njit(cache=True)
 def _schedule_all(p, nodes):
     """Finish times of the batch and of the queued tasks, and the horizon."""
     ws = make_scratch(p)
-    members = ws[3]
-    b = nodes.shape[0]
     last = p.h0
     for j in range(p.cores.shape[0]):
-        nm = 0
-        for t in range(b):
-            if nodes[t] == j:
-                members[nm] = t
-                nm += 1
-        if nm > 0:
-            last = max(last, node_schedule(p, j, members, nm, ws))
+        last = max(last, schedule_assigned(p, ws, nodes, j, ws[4]))
     return ws[4], ws[5], last
 
 

@@ -84,21 +84,6 @@ REPAIR_PASSES = 4
 
 
 @njit(cache=True)
-def _node_finish(p, ws, nodes, j, fin):
-    """Schedule the batch tasks ``nodes`` sends to ``j``; write their finish times."""
-    members = ws[3]
-    nm = 0
-    for t in range(nodes.shape[0]):
-        if nodes[t] == j:
-            members[nm] = t
-            nm += 1
-    if nm > 0:
-        cost.node_schedule(p, j, members, nm, ws)
-        for k in range(nm):
-            fin[members[k]] = ws[4][members[k]]
-
-
-@njit(cache=True)
 def deadline_repair(p, ws, nodes, feasible, order, passes):
     """Move predicted deadline misses to a node where they meet it, in place.
 
@@ -117,7 +102,7 @@ def deadline_repair(p, ws, nodes, feasible, order, passes):
     fin = np.empty(b)  # finish times under the current assignment
     trial = np.empty(b)  # scratch of the trial moves
     for j in range(n):
-        _node_finish(p, ws, nodes, j, fin)
+        cost.schedule_assigned(p, ws, nodes, j, fin)
     moves = 0
     for _ in range(passes):
         changed = False
@@ -133,15 +118,15 @@ def deadline_repair(p, ws, nodes, feasible, order, passes):
                 if j == old or not feasible[t, j] or p.ready[t, j] + p.dur[t, j] > p.dl[t]:
                     continue
                 nodes[t] = j
-                _node_finish(p, ws, nodes, j, trial)
+                cost.schedule_assigned(p, ws, nodes, j, trial)
                 if trial[t] <= p.dl[t] and trial[t] < best_f:
                     best_f = trial[t]
                     best_j = j
             nodes[t] = old
             if best_j >= 0:
                 nodes[t] = best_j
-                _node_finish(p, ws, nodes, old, fin)
-                _node_finish(p, ws, nodes, best_j, fin)
+                cost.schedule_assigned(p, ws, nodes, old, fin)
+                cost.schedule_assigned(p, ws, nodes, best_j, fin)
                 moves += 1
                 changed = True
         if not changed:
