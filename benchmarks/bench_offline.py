@@ -1,0 +1,167 @@
+"""Benchmark: how far below aco can a scheduler that knows the future go?
+
+For each workload (``compare``'s: scenario preset, seed, decision interval
+0.5 s, priority queues) this runs aco and the hybrid at their defaults, then
+improves aco's assignment with the clairvoyant hill-climb of
+:mod:`hybridsched.sim.offline` (every arrival known in advance; one task moved
+at a time; cost = total response + 0.03 s/J x energy, the colonies' default
+energy weight) and replays the result through the simulator. Per scenario and
+load it prints the mean response, miss rate and energy of all three, and
+
+* ``clairvoyant cut``: the replayed offline assignment against aco;
+* ``hybrid cut``: the hybrid against aco;
+
+as means over seeds with paired 95% CIs. The clairvoyant cut is achievable
+(the replay is a valid schedule of the model) but only locally optimal, so
+it is a reference point, not a bound: the optimum is at least as good.
+
+Usage::
+
+    python benchmarks/bench_offline.py [--tasks 30000] [--seeds 3] [--loads 0.7,0.9] \
+        [--scenarios iot-default,iot-hetero,iot-bursty] [--sweeps 3] [--candidates 12] \
+        [--workers 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from hybridsched.experiments.stats import paired_diff
+
+ENERGY_WEIGHT = 0.03
+
+
+def run_one(job: tuple) -> dict:
+    """aco, the hybrid and the clairvoyant improvement of aco on one workload."""
+    from hybridsched.policies import make_policy
+    from hybridsched.sim import SimConfig, simulate
+    from hybridsched.sim.offline import FixedAssignment, improve_offline
+    from hybridsched.workload import generate
+
+    scenario, tasks, load, seed, sweeps, candidates = job
+    cluster, workload = generate(scenario, tasks, load, seed)
+    cfg = SimConfig(decision_interval=0.5, queue="priority")
+    out = {"scenario": scenario, "load": load, "seed": seed}
+    aco = simulate(cluster, workload, make_policy("aco"), config=cfg, seed=seed)
+    out["aco"] = aco.summary
+    out["hybrid"] = simulate(
+        cluster, workload, make_policy("hybrid"), config=cfg, seed=seed
+    ).summary
+    t = time.perf_counter()
+    res = improve_offline(
+        cluster,
+        workload,
+        aco.tasks["node_index"],
+        decision_interval=cfg.decision_interval,
+        queue=cfg.queue,
+        energy_weight=ENERGY_WEIGHT,
+        candidates=candidates,
+        sweeps=sweeps,
+        seed=seed,
+    )
+    out["search_s"] = time.perf_counter() - t
+    out["moved"] = list(res.moved)
+    replay = simulate(cluster, workload, FixedAssignment(workload, res.nodes), config=cfg)
+    out["offline"] = replay.summary
+    # the search's own cost must be the simulator's (a mismatch is a bug, not noise)
+    exact = float(np.sum(replay.tasks["response_s"])) + ENERGY_WEIGHT * replay.summary["energy_j"]
+    if not np.isclose(exact, res.cost[-1], rtol=1e-9):
+        raise AssertionError(f"offline cost {res.cost[-1]} != simulated {exact}")
+    return out
+
+
+def pct(d, other: list[float]) -> str:
+    """Relative difference and its 95% CI half-width, in % of the other's mean."""
+    return f"{100 * d.relative:+.2f} % (±{100 * d.half_ci / np.mean(other):.2f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, default=30_000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--loads", default="0.7,0.9")
+    ap.add_argument("--scenarios", default="iot-default,iot-hetero,iot-bursty")
+    ap.add_argument("--sweeps", type=int, default=3)
+    ap.add_argument("--candidates", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--json", default=None, help="also write every run's summaries here")
+    a = ap.parse_args()
+    scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    loads = [float(x) for x in a.loads.split(",")]
+    jobs = [
+        (sc, a.tasks, rho, seed, a.sweeps, a.candidates)
+        for sc in scenarios
+        for rho in loads
+        for seed in range(a.seeds)
+    ]
+    t = time.perf_counter()
+    console = Console(width=150)
+    with ProcessPoolExecutor(a.workers, max_tasks_per_child=1) as ex:
+        out = []
+        for r in ex.map(run_one, jobs):
+            out.append(r)
+            console.print(
+                f"  {r['scenario']} {r['load']} seed {r['seed']}: aco "
+                f"{r['aco']['mean_response_s']:.4f}, offline {r['offline']['mean_response_s']:.4f} "
+                f"(search {r['search_s']:.0f} s, moved {r['moved']})"
+            )
+    console.print(f"{len(jobs)} workloads in {time.perf_counter() - t:.0f} s")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    table = Table(title=f"clairvoyant reference, {a.seeds} seeds x {a.tasks} tasks")
+    for col in (
+        "scenario",
+        "load",
+        "aco s",
+        "hybrid s",
+        "offline s",
+        "hybrid cut (95% CI)",
+        "clairvoyant cut (95% CI)",
+        "miss aco/hyb/off",
+        "energy MJ aco/hyb/off",
+    ):
+        table.add_column(col, justify="right")
+    for sc in scenarios:
+        for rho in loads:
+            rows = sorted(
+                (r for r in out if r["scenario"] == sc and r["load"] == rho),
+                key=lambda r: r["seed"],
+            )
+
+            def col(name, key, rows=rows):
+                return [r[name][key] for r in rows]
+
+            aco = col("aco", "mean_response_s")
+            hyb = col("hybrid", "mean_response_s")
+            off = col("offline", "mean_response_s")
+            dh = paired_diff(hyb, aco, "mean_response_s", "aco")
+            do = paired_diff(off, aco, "mean_response_s", "aco")
+            table.add_row(
+                sc,
+                f"{rho}",
+                f"{np.mean(aco):.4f}",
+                f"{np.mean(hyb):.4f}",
+                f"{np.mean(off):.4f}",
+                pct(dh, aco),
+                pct(do, aco),
+                "/".join(
+                    f"{np.mean(col(n, 'deadline_miss_rate')):.4f}"
+                    for n in ("aco", "hybrid", "offline")
+                ),
+                "/".join(
+                    f"{np.mean(col(n, 'energy_j')) / 1e6:.3f}" for n in ("aco", "hybrid", "offline")
+                ),
+            )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The clairvoyant reference (hybridsched.sim.offline): exact costs, monotone search, optima."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builders import make_cluster, make_workload
+from hybridsched.errors import ConfigError
+from hybridsched.policies import make_policy
+from hybridsched.sim import SimConfig, simulate
+from hybridsched.sim.offline import FixedAssignment, assignment_cost, improve_offline
+from hybridsched.workload import generate
+
+
+def _simulated_cost(cluster, wl, nodes, interval, queue, w_energy):
+    res = simulate(
+        cluster,
+        wl,
+        FixedAssignment(wl, nodes),
+        config=SimConfig(decision_interval=interval, queue=queue),
+    )
+    np.testing.assert_array_equal(res.tasks["node_index"], nodes)
+    return float(np.sum(res.tasks["response_s"])) + w_energy * res.summary["energy_j"]
+
+
+def test_hand_case_reaches_the_optimum() -> None:
+    # three 2 GI tasks at t=0; node 0 runs 1 GI/s, node 1 2 GI/s, one core each
+    cluster = make_cluster([{"speed": 1.0}, {"speed": 2.0}])
+    wl = make_workload([{"task_id": i, "arrival_s": 0.0, "work_gi": 2.0} for i in range(3)])
+    start = np.zeros(3, dtype=np.int64)
+    # all on node 0: finishes 2, 4, 6
+    assert assignment_cost(cluster, wl, start) == pytest.approx(12.0)
+    # brute force: two on node 1 (1, 2) and one on node 0 (2) is best, total 5
+    costs = {
+        a: assignment_cost(cluster, wl, np.array(a)) for a in itertools.product((0, 1), repeat=3)
+    }
+    assert min(costs.values()) == pytest.approx(5.0)
+    res = improve_offline(cluster, wl, start, energy_weight=0.0, sweeps=5)
+    # first move: one task alone on node 1 (12 -> 7); second: another joins it (-> 5)
+    assert res.cost == pytest.approx((12.0, 5.0, 5.0))
+    assert res.moved == (2, 0)
+    assert np.bincount(res.nodes, minlength=2).tolist() == [1, 2]
+
+
+def test_energy_weight_keeps_work_on_the_frugal_node() -> None:
+    # node 1 is twice as fast but burns far more per second busy: with a high
+    # energy weight the lone task stays on node 0; with none it moves
+    cluster = make_cluster(
+        [{"speed": 1.0, "power_max_w": 20.0}, {"speed": 2.0, "power_max_w": 1010.0}]
+    )
+    wl = make_workload([{"task_id": 0, "arrival_s": 0.0, "work_gi": 2.0}])
+    start = np.array([0])
+    assert improve_offline(cluster, wl, start, energy_weight=0.0).nodes.tolist() == [1]
+    # node 0: response 2; energy 2 s x 20 W idle (both nodes) + 2 s x 10 W dynamic = 60 J.
+    # node 1: response 1; energy 1 s x 20 W + 1 s x 1000 W = 1020 J
+    kept = improve_offline(cluster, wl, start, energy_weight=1.0)
+    assert kept.nodes.tolist() == [0]
+    assert kept.cost == pytest.approx((62.0, 62.0))
+    assert kept.moved == (0,)
+
+
+@pytest.mark.parametrize("interval, queue", [(0.0, "fifo"), (0.5, "priority"), (0.25, "fifo")])
+def test_cost_equals_the_simulator_before_and_after(interval: float, queue: str) -> None:
+    cluster, wl = generate("iot-small", 400, 0.95, seed=3)
+    cfg = SimConfig(decision_interval=interval, queue=queue)
+    start = simulate(cluster, wl, make_policy("least-loaded"), config=cfg).tasks["node_index"]
+    w = 0.02
+    c0 = assignment_cost(
+        cluster, wl, start, decision_interval=interval, queue=queue, energy_weight=w
+    )
+    assert c0 == pytest.approx(_simulated_cost(cluster, wl, start, interval, queue, w), rel=1e-12)
+    res = improve_offline(
+        cluster, wl, start, decision_interval=interval, queue=queue, energy_weight=w, seed=1
+    )
+    assert res.cost[0] == pytest.approx(c0, rel=1e-12)
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(res.cost))
+    assert res.cost[-1] < 0.95 * c0  # least-loaded ignores speed: much to gain
+    assert res.cost[-1] == pytest.approx(
+        _simulated_cost(cluster, wl, res.nodes, interval, queue, w), rel=1e-9
+    )
+    again = improve_offline(
+        cluster, wl, start, decision_interval=interval, queue=queue, energy_weight=w, seed=1
+    )
+    np.testing.assert_array_equal(again.nodes, res.nodes)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    works=st.lists(st.floats(0.2, 4.0), min_size=2, max_size=5),
+    gaps=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5),
+    speeds=st.lists(st.floats(0.5, 3.0), min_size=3, max_size=3),
+    seed=st.integers(0, 3),
+)
+def test_never_below_the_brute_force_optimum(works, gaps, speeds, seed) -> None:
+    cluster = make_cluster([{"speed": s, "latency_s": [0.1 * k]} for k, s in enumerate(speeds)])
+    arrivals = np.cumsum(gaps)[: len(works)]
+    wl = make_workload(
+        [
+            {"task_id": i, "arrival_s": float(a), "work_gi": w}
+            for i, (a, w) in enumerate(zip(arrivals, works, strict=True))
+        ]
+    )
+    n = len(works)
+
+    def cost(a):
+        return assignment_cost(cluster, wl, np.array(a), energy_weight=0.01)
+
+    best = min(cost(a) for a in itertools.product(range(3), repeat=n))
+    start = np.zeros(n, dtype=np.int64)
+    res = improve_offline(cluster, wl, start, energy_weight=0.01, sweeps=4, seed=seed)
+    assert best - 1e-9 <= res.cost[-1] <= res.cost[0] + 1e-12
+    assert res.cost[-1] == pytest.approx(cost(res.nodes))
+
+
+def test_bad_assignments_are_refused_by_row() -> None:
+    cluster = make_cluster([{"memory_mb": 100.0}, {"memory_mb": 1000.0}])
+    wl = make_workload(
+        [
+            {"task_id": 0, "arrival_s": 0.0},
+            {"task_id": 1, "arrival_s": 0.0, "memory_mb": 500.0},
+        ],
+        cluster=cluster,
+    )
+    with pytest.raises(ConfigError, match=r"row 2: node 0 has less memory"):
+        improve_offline(cluster, wl, np.array([0, 0]))
+    with pytest.raises(ConfigError, match=r"row 1: node index 5 is not in 0..1"):
+        assignment_cost(cluster, wl, np.array([5, 1]))
+    with pytest.raises(ConfigError, match=r"one node index per task \(2\)"):
+        improve_offline(cluster, wl, np.array([1]))
+    with pytest.raises(ConfigError, match="candidates: must be >= 1"):
+        improve_offline(cluster, wl, np.array([1, 1]), candidates=0)
+    with pytest.raises(ConfigError, match="queue: must be"):
+        assignment_cost(cluster, wl, np.array([1, 1]), queue="lifo")
