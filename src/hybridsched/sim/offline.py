@@ -226,6 +226,8 @@ def improve_offline(
     for j in range(n_nodes):
         cost[j], last[j] = run.node_cost(members[j], j, we)
     score = np.where(run.feasible, run.ready + run.dur, np.inf)
+    # a task's own cost on a node with nothing else: response and dynamic energy
+    alone = score - run.arrival[:, None] + we * run.dyn
     k = min(candidates, n_nodes)
     cand = np.argsort(score, axis=1, kind="stable")[:, :k]
 
@@ -244,8 +246,13 @@ def improve_offline(
             la_old = last[a]
             last[a] = la
             best, bj, bc, bl = -1e-9, -1, 0.0, 0.0
+            gain_a = ca - cost[a] + idle_cost * (last.max() - t_before)
             for j in cand[i]:
                 if j == a or not run.feasible[i, j]:
+                    continue
+                if gain_a + alone[i, j] >= best:
+                    # even alone on j the task could not make this the best move
+                    # (pruning; an insertion that speeds others up is not tried)
                     continue
                 cj, lj = run.node_cost(np.append(members[j], i), j, we)
                 lj_old = last[j]
