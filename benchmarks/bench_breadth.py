@@ -53,11 +53,6 @@ def run_one(job: tuple) -> tuple:
     return scenario, label, seed, res.summary
 
 
-def pct(d, other: list[float]) -> str:
-    """Relative difference and its 95% CI half-width, in % of the other's mean."""
-    return f"{100 * d.relative:+.2f} % (±{100 * d.half_ci / np.mean(other):.2f})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=30_000)
@@ -97,7 +92,7 @@ def main() -> None:
             table.add_row(
                 label,
                 f"{np.mean(resp):.4f}",
-                "" if label == "aco" else pct(d, base),
+                "" if label == "aco" else d.percent(),
                 f"{np.mean([s['deadline_miss_rate'] for s in rows]):.4f}",
                 f"{np.mean([s['energy_j'] for s in rows]) / 1e6:.3f}",
                 f"{np.mean([s['scheduler_seconds'] / s['tasks'] for s in rows]) * 1e6:,.0f}",
@@ -108,7 +103,7 @@ def main() -> None:
         d = paired_diff(wide_h, wide_a, "mean_response_s", f"aco c{a.wide}")
         console.print(
             f"  at equal breadth: hybrid c{a.wide} it4 vs aco c{a.wide}: "
-            f"{pct(d, wide_a)}, p={d.p_value:.2g}"
+            f"{d.percent()}, p={d.p_value:.2g}"
         )
 
 

@@ -85,11 +85,6 @@ def run_one(job: tuple) -> dict:
     return out
 
 
-def pct(d, other: list[float]) -> str:
-    """Relative difference and its 95% CI half-width, in % of the other's mean."""
-    return f"{100 * d.relative:+.2f} % (±{100 * d.half_ci / np.mean(other):.2f})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=30_000)
@@ -163,9 +158,9 @@ def main() -> None:
                 f"{np.mean(aco):.4f}",
                 f"{np.mean(hyb):.4f}",
                 f"{np.mean(off):.4f}",
-                pct(dh, aco),
-                pct(do, aco),
-                pct(da, aco),
+                dh.percent(),
+                do.percent(),
+                da.percent(),
                 "/".join(
                     f"{np.mean(col(n, 'deadline_miss_rate')):.4f}"
                     for n in ("aco", "hybrid", "offline")

@@ -42,6 +42,8 @@ def test_paired_diff_by_hand() -> None:
     assert d.half_ci == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3))
     assert d.half_ci == pytest.approx(0.24841, abs=1e-5)
     assert d.relative == pytest.approx(-1.0 / 3.0)
+    assert d.relative_half_ci == pytest.approx(0.24841 / 3.0, abs=1e-5)
+    assert d.percent() == "-33.33 % (±8.28)"
     assert d.significant
     assert d.n == 3 and d.other == "mct"
     wide = paired_diff([1.0, 2.0, 3.0], [2.0, 2.5, 4.5], "mean_response_s", "mct")

@@ -45,6 +45,8 @@ class PairedDiff:
     """Half-width of the 95% CI of the mean difference."""
     relative: float
     """Mean difference relative to the other's mean (e.g. -0.15: 15% lower)."""
+    relative_half_ci: float
+    """``half_ci`` relative to the other's mean."""
     p_value: float
     """Two-sided paired t-test p-value (nan with fewer than two pairs)."""
     n: int
@@ -54,6 +56,10 @@ class PairedDiff:
     def significant(self) -> bool:
         """The 95% CI excludes zero."""
         return bool(np.isfinite(self.half_ci) and abs(self.mean) > self.half_ci)
+
+    def percent(self) -> str:
+        """The relative difference and its CI half-width in percent, e.g. ``-6.34 % (±0.64)``."""
+        return f"{100 * self.relative:+.2f} % (±{100 * self.relative_half_ci:.2f})"
 
 
 def paired_diff(
@@ -68,7 +74,8 @@ def paired_diff(
     m, h = mean_ci(d)
     base = float(np.mean(b))
     rel = m / base if base != 0 else float("nan")
+    rel_h = h / abs(base) if base != 0 else float("nan")
     p = float(stats.ttest_rel(a, b).pvalue) if d.size >= 2 and np.any(d != d[0]) else float("nan")
     if d.size >= 2 and np.all(d == d[0]):
         p = 0.0 if d[0] != 0 else 1.0
-    return PairedDiff(metric, name, m, h, rel, p, int(d.size))
+    return PairedDiff(metric, name, m, h, rel, rel_h, p, int(d.size))
