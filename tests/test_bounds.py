@@ -89,9 +89,7 @@ def test_capacity_bound_never_above_the_optimum(works, gaps, speeds, interval) -
         assignment_cost(cluster, wl, np.array(a), decision_interval=interval)
         for a in itertools.product(range(2), repeat=n)
     )
-    bound = capacity_lower_bound(
-        cluster, wl, interval, windows=3, horizons=(0.0, 1.0, 3.0, 8.0)
-    )
+    bound = capacity_lower_bound(cluster, wl, interval, windows=3, horizons=(0.0, 1.0, 3.0, 8.0))
     assert response_lower_bound(cluster, wl, interval).mean() - 1e-12 <= bound
     assert bound <= best / n + 1e-9
 
