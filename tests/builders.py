@@ -54,3 +54,15 @@ def make_workload(
     cols: dict[str, Any] = {c: [r[c] for r in full] for c in ("task_id", "arrival_s", *defaults)}
     cols.update(extra)
     return Workload.build(cols, cluster=cluster)
+
+
+def make_stream(works: list[float], gaps: list[float]) -> Workload:
+    """Tasks 0, 1, ... of the given works, arriving at the running sums of ``gaps``
+    (the first at ``gaps[0]``); every other column at its default."""
+    arrivals = [sum(gaps[: i + 1]) for i in range(len(works))]
+    return make_workload(
+        [
+            {"task_id": i, "arrival_s": float(a), "work_gi": w}
+            for i, (a, w) in enumerate(zip(arrivals, works, strict=True))
+        ]
+    )

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builders import make_cluster, make_workload
+from builders import make_cluster, make_stream, make_workload
 from hybridsched.policies import make_policy
 from hybridsched.sim import SimConfig, simulate
 from hybridsched.sim.bounds import capacity_lower_bound, response_lower_bound
@@ -77,13 +77,7 @@ def test_capacity_bound_by_hand() -> None:
 )
 def test_capacity_bound_never_above_the_optimum(works, gaps, speeds, interval) -> None:
     cluster = make_cluster([{"speed": s, "latency_s": [0.2 * k]} for k, s in enumerate(speeds)])
-    arrivals = np.cumsum(gaps)[: len(works)]
-    wl = make_workload(
-        [
-            {"task_id": i, "arrival_s": float(a), "work_gi": w}
-            for i, (a, w) in enumerate(zip(arrivals, works, strict=True))
-        ]
-    )
+    wl = make_stream(works, gaps)
     n = len(works)
     best = min(
         assignment_cost(cluster, wl, np.array(a), decision_interval=interval)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builders import make_cluster, make_workload
+from builders import make_cluster, make_stream, make_workload
 from hybridsched.errors import ConfigError
 from hybridsched.policies import make_policy
 from hybridsched.sim import SimConfig, simulate
@@ -98,13 +98,7 @@ def test_cost_equals_the_simulator_before_and_after(interval: float, queue: str)
 )
 def test_never_below_the_brute_force_optimum(works, gaps, speeds, seed) -> None:
     cluster = make_cluster([{"speed": s, "latency_s": [0.1 * k]} for k, s in enumerate(speeds)])
-    arrivals = np.cumsum(gaps)[: len(works)]
-    wl = make_workload(
-        [
-            {"task_id": i, "arrival_s": float(a), "work_gi": w}
-            for i, (a, w) in enumerate(zip(arrivals, works, strict=True))
-        ]
-    )
+    wl = make_stream(works, gaps)
     n = len(works)
 
     def cost(a):
