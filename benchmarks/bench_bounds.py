@@ -53,7 +53,9 @@ def run_one(job: tuple) -> dict:
         "load": load,
         "seed": seed,
         "aco": run.summary,
-        "no_wait_bound_s": float(response_lower_bound(cluster, workload, 0.5).mean()),
+        "no_wait_bound_s": float(
+            response_lower_bound(cluster, workload, cfg.decision_interval).mean()
+        ),
         "capacity_bound_s": cap,
         "bound_time_s": time.perf_counter() - t,
     }

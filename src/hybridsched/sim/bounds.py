@@ -21,6 +21,30 @@ import numpy as np
 from hybridsched.model import Cluster, Workload
 
 
+def decision_times(arrival: np.ndarray, decision_interval: float) -> np.ndarray:
+    """When the engine decides each task: its arrival, rounded up to the interval (0: none)."""
+    if not decision_interval >= 0:
+        raise ValueError(f"decision_interval: must be >= 0, got {decision_interval}")
+    if decision_interval == 0:
+        return arrival
+    return np.ceil(arrival / decision_interval) * decision_interval
+
+
+def no_wait_times(
+    cluster: Cluster, workload: Workload, decision: np.ndarray, rows: slice | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ready and execution times, s, of the tasks ``rows`` on every node (tasks x nodes).
+
+    ``decision`` holds those tasks' decision times (``decision_times``). The
+    operations are the engine's, in its order, so the results are bit-identical
+    to the simulator's ready and execution times.
+    """
+    ready = (decision[:, None] + cluster.latency_s[:, workload.region[rows]].T) + (
+        workload.data_mb[rows, None] / cluster.bandwidth_mb_s[None, :]
+    )
+    return ready, workload.work_gi[rows, None] / cluster.speed[None, :]
+
+
 def response_lower_bound(
     cluster: Cluster, workload: Workload, decision_interval: float = 0.0, chunk: int = 65536
 ) -> np.ndarray:
@@ -32,20 +56,13 @@ def response_lower_bound(
         decision_interval: the batching interval; 0 decides each task on arrival.
         chunk: tasks per vectorised block (bounds memory at ``chunk x nodes``).
     """
-    if decision_interval < 0:
-        raise ValueError(f"decision_interval: must be >= 0, got {decision_interval}")
     a = workload.arrival_s
-    d = np.ceil(a / decision_interval) * decision_interval if decision_interval > 0 else a
+    d = decision_times(a, decision_interval)
     out = np.empty(len(workload))
-    bw = cluster.bandwidth_mb_s[None, :]
-    speed = cluster.speed[None, :]
     for lo in range(0, len(workload), chunk):
         s = slice(lo, lo + chunk)
-        # the same operation order as the engine's ready and finish times
-        ready = (d[s, None] + cluster.latency_s[:, workload.region[s]].T) + (
-            workload.data_mb[s, None] / bw
-        )
-        finish = ready + workload.work_gi[s, None] / speed
+        ready, ex = no_wait_times(cluster, workload, d[s], s)
+        finish = ready + ex
         finish[workload.memory_mb[s, None] > cluster.memory_mb[None, :]] = np.inf
         out[s] = finish.min(axis=1) - a[s]
     return out
@@ -145,24 +162,19 @@ def capacity_lower_bound(
         raise ValueError(f"windows: must be >= 1, got {windows}")
     if not horizons or min(horizons) < 0:
         raise ValueError(f"horizons: need at least one, all >= 0, got {horizons}")
-    nowait = response_lower_bound(cluster, workload, decision_interval)
     order = np.argsort(workload.arrival_s, kind="stable")
     a = workload.arrival_s[order]
-    d = np.ceil(a / decision_interval) * decision_interval if decision_interval > 0 else a
-    nb = nowait[order]
-    region = workload.region[order]
-    ready = (d[:, None] + cluster.latency_s[:, region].T) + (
-        workload.data_mb[order, None] / cluster.bandwidth_mb_s[None, :]
-    )
-    ex = workload.work_gi[order, None] / cluster.speed[None, :]
+    d = decision_times(a, decision_interval)
+    ready, ex = no_wait_times(cluster, workload, d, order)
     finish = ready + ex
     finish[workload.memory_mb[order, None] > cluster.memory_mb[None, :]] = np.inf
+    nb = finish.min(axis=1) - a  # the no-wait bound, task by task
     m = ex.shape[1]
     t0 = float(d[0])
     taus = t0 + (float(d[-1]) - t0) * np.arange(windows) / windows
     # task i is in windows 0..kidx[i]; tasks are sorted, so each window's tasks are a run
     kidx = np.searchsorted(taus, d, side="right") - 1
-    best = float(nowait.mean())
+    best = float(nb.mean())
     for h in horizons:
         tend = float(d[-1]) + h
         c = finish - a[:, None]

@@ -32,6 +32,7 @@ from numba import njit
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster, Workload
+from hybridsched.sim.bounds import decision_times, no_wait_times
 from hybridsched.sim.core import run_node
 
 __all__ = ["FixedAssignment", "OfflineResult", "assignment_cost", "improve_offline"]
@@ -92,12 +93,10 @@ class _Run:
             raise ConfigError(f"queue: must be 'fifo' or 'priority', got {queue!r}")
         w = workload
         a = w.arrival_s
-        # the engine's decision and ready times, same operations (see sim/bounds.py)
-        d = np.ceil(a / decision_interval) * decision_interval if decision_interval > 0 else a
-        self.ready = (d[:, None] + cluster.latency_s[:, w.region].T) + (
-            w.data_mb[:, None] / cluster.bandwidth_mb_s[None, :]
+        self.ready, dur = no_wait_times(
+            cluster, w, decision_times(a, decision_interval), slice(None)
         )
-        self.dur = np.ascontiguousarray(w.work_gi[:, None] / cluster.speed[None, :])
+        self.dur = np.ascontiguousarray(dur)
         self.dyn = self.dur * ((cluster.power_max_w - cluster.power_idle_w) / cluster.cores)
         self.feasible = w.memory_mb[:, None] <= cluster.memory_mb[None, :]
         self.arrival = np.ascontiguousarray(a, dtype=np.float64)
