@@ -103,6 +103,36 @@ def test_headroom_bound_is_below_every_policy_and_reported(tmp_path: Path) -> No
     assert "No-waiting lower bound" in write_report(tmp_path).read_text()
 
 
+def test_capacity_bound_is_recorded_once_per_workload_and_reported(tmp_path: Path) -> None:
+    from hybridsched.sim.bounds import capacity_lower_bound
+
+    cfg = CompareConfig(
+        **SMALL, policies=("mct", "least-loaded"), focus="mct", workers=2, capacity_bound=True
+    )
+    rows = run_compare(cfg)
+    assert len(rows) == 2 * 3  # the bound jobs add no rows
+    for seed in range(3):
+        mine = [r for r in rows if r["seed"] == seed]
+        cluster, workload = generate("iot-small", 300, 0.8, seed)
+        want = capacity_lower_bound(cluster, workload, cfg.decision_interval)
+        for r in mine:
+            assert r["capacity_bound_mean_response_s"] == want
+            assert r["bound_mean_response_s"] <= want <= r["mean_response_s"]
+    save_results(rows, cfg, tmp_path)
+    df, cfg2 = load_results(tmp_path)
+    assert cfg2.capacity_bound
+    h = headroom(df, cfg, 0.8)
+    assert h is not None
+    ll = np.mean([r["mean_response_s"] for r in rows if r["policy"] == "least-loaded"])
+    cap = np.mean([r["capacity_bound_mean_response_s"] for r in rows if r["policy"] == "mct"])
+    assert h["capacity_max_reduction"] == pytest.approx(1 - cap / ll)
+    assert h["capacity_max_reduction"] <= h["max_reduction"]
+    assert "Capacity lower bound" in write_report(tmp_path).read_text()
+    # without the option: no column, and the report says nothing of it
+    plain = run_compare(CompareConfig(**SMALL, policies=("mct",), workers=1))
+    assert all("capacity_bound_mean_response_s" not in r for r in plain)
+
+
 def test_report_refuses_a_folder_without_results(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"config\.json"):
         write_report(tmp_path)
@@ -135,6 +165,17 @@ def test_compare_cli_on_files_and_bad_options(tmp_path: Path) -> None:
     assert report.count("## given workload") == 1
     assert report.count("| mct |") == 1 and report.count("| round-robin |") == 1
     assert res.output.count("given workload") == 1
+    capped = runner.invoke(
+        app,
+        [
+            "compare", "--cluster", str(tmp_path / "c.yaml"), "--workload",
+            str(tmp_path / "w.parquet"), "--policies", "mct", "--seeds", "1",
+            "--workers", "1", "--capacity-bound", "--out", str(tmp_path / "cap"),
+        ],
+    )  # fmt: skip
+    assert capped.exit_code == 0, capped.output
+    assert "Capacity lower bound" in capped.output
+    assert "Capacity lower bound" in (tmp_path / "cap" / "report.md").read_text()
     bad = runner.invoke(app, ["compare", "--policies", "nope", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "known policies" in bad.output
     assert not (tmp_path / "x").exists()

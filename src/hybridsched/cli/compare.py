@@ -41,6 +41,13 @@ def compare(
         typer.Option(help="Policy compared with the best other (default: hybrid if run)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/compare"),
+    capacity_bound: Annotated[
+        bool,
+        typer.Option(
+            help="Also compute each workload's capacity lower bound on the mean response "
+            "(about 50 s per 30,000 tasks)."
+        ),
+    ] = False,
 ) -> None:
     """Run schedulers head to head on identical workloads: table, report, plots."""
     from hybridsched.experiments.compare import CompareConfig, default_policies, run_compare
@@ -72,6 +79,7 @@ def compare(
             workload=str(workload) if workload else None,
             focus=focus,
             policy_args=_policy_args(policy_arg),
+            capacity_bound=capacity_bound,
             **kwargs,
         )
         with Progress(

@@ -76,6 +76,9 @@ class CompareConfig:
     """The policy whose differences to the best other are reported (default: hybrid if run)."""
     policy_args: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per policy, arguments as given with --policy-arg (NAME.KEY=VALUE)."""
+    capacity_bound: bool = False
+    """Also compute the capacity lower bound of every workload (slow: about 50 s
+    per 30,000 tasks; :func:`hybridsched.sim.bounds.capacity_lower_bound`)."""
 
     def __post_init__(self) -> None:
         if self.tasks < 1:
@@ -168,30 +171,58 @@ def _one_run(cfg: CompareConfig, load: float, seed: int, policy: str) -> dict[st
     return row
 
 
+def _capacity_bound(cfg: CompareConfig, load: float, seed: int) -> dict[str, Any]:
+    from hybridsched.sim.bounds import capacity_lower_bound
+
+    cluster, workload = _inputs(cfg, load, seed)
+    value = capacity_lower_bound(cluster, workload, cfg.decision_interval)
+    return {"load": load, "seed": seed, "capacity_bound_mean_response_s": value}
+
+
 def run_compare(
     cfg: CompareConfig, progress: Callable[[int, int], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Run every (load, seed, policy); one row of metrics per run, in a stable order."""
+    """Run every (load, seed, policy); one row of metrics per run, in a stable order.
+
+    With ``cfg.capacity_bound`` each (load, seed) workload also gets its capacity
+    lower bound, computed once and recorded in every row of that workload as
+    ``capacity_bound_mean_response_s``.
+    """
     from hybridsched.policies import make_policy
 
     for p in cfg.policies:
         make_policy(p, cfg.policy_args.get(p))  # bad names or arguments fail before any work
     if cfg.from_files:
         _inputs(cfg, float("nan"), 0)  # bad files fail before any work
-    jobs = [(rho, s, p) for rho in cfg.run_loads() for s in range(cfg.seeds) for p in cfg.policies]
-    rows: list[dict[str, Any]] = []
+    pairs = [(rho, s) for rho in cfg.run_loads() for s in range(cfg.seeds)]
+    jobs: list[tuple[Callable[..., dict[str, Any]], tuple]] = [
+        (_one_run, (cfg, rho, s, p)) for rho, s in pairs for p in cfg.policies
+    ]
+    if cfg.capacity_bound:
+        jobs += [(_capacity_bound, (cfg, rho, s)) for rho, s in pairs]
+    done: list[dict[str, Any]] = []
     if cfg.workers == 1 or len(jobs) == 1:
-        for k, job in enumerate(jobs):
-            rows.append(_one_run(cfg, *job))
+        for k, (fn, job_args) in enumerate(jobs):
+            done.append(fn(*job_args))
             if progress:
                 progress(k + 1, len(jobs))
     else:
         with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs))) as pool:
-            futures = [pool.submit(_one_run, cfg, *job) for job in jobs]
+            futures = [pool.submit(fn, *job_args) for fn, job_args in jobs]
             for k, fut in enumerate(as_completed(futures)):
-                rows.append(fut.result())
+                done.append(fut.result())
                 if progress:
                     progress(k + 1, len(jobs))
+    rows = [r for r in done if "policy" in r]
+    bounds = {
+        (_nan_key(r["load"]), r["seed"]): r["capacity_bound_mean_response_s"]
+        for r in done
+        if "policy" not in r
+    }
+    for r in rows:
+        key = (_nan_key(r["load"]), r["seed"])
+        if key in bounds:
+            r["capacity_bound_mean_response_s"] = bounds[key]
     rows.sort(key=lambda r: (_nan_key(r["load"]), r["seed"], cfg.policies.index(r["policy"])))
     return rows
 
