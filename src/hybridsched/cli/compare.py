@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 from enum import Enum
@@ -225,10 +226,10 @@ def compare(
     stats = summary_rows(df, cfg)
     for rho in _loads(df):
         rows_at = [r for r in stats if r["load"] == rho or (rho != rho)]
-        console.print(compare_table(cfg, rows_at, rho, table, ci, console))
+        console.print(compare_table(cfg, rows_at, rho, table, ci))
         h = headroom(df, cfg, rho)
         if h is not None:
-            console.print(headroom_text(h))
+            console.print(headroom_text(h), width=_screen_width())
         diffs = focus_diffs(df, cfg, rho)
         if diffs:
             console.print(diffs_table(cfg, diffs))
@@ -381,15 +382,15 @@ def compare_table(
 
     ``wide`` has every metric as mean ± 95% CI on one line; ``compact`` fewer
     metrics, the means only, or with ``ci`` the CI half-width under each mean;
-    ``auto`` is wide when it fits the width of ``on`` (the CLI's console), else
-    compact.
+    ``auto`` is wide when it fits the width of ``on`` (default: the terminal,
+    or ``COLUMNS`` where set), else compact.
     """
     layout = TableLayout(layout)
     if layout is TableLayout.auto:
         wide = compare_table(cfg, rows, load, TableLayout.wide, ci, on)
         target = on or console
         natural = Measurement.get(target, target.options.update_width(10**6), wide).maximum
-        fits = natural <= target.width
+        fits = natural <= (target.width if on is not None else _screen_width())
         return wide if fits else compare_table(cfg, rows, load, TableLayout.compact, ci, on)
     where = "given workload" if load != load else f"load {load:g}"
     cols = (
@@ -415,6 +416,15 @@ def compare_table(
         style = "bold" if r["policy"] == cfg.focus_policy else None
         table.add_row(*cells, style=style)
     return table
+
+
+def _screen_width() -> int:
+    # piped output is 160 columns wide (cli.app), but COLUMNS, where set, is the width
+    # the output will be read at
+    try:
+        return min(console.width, int(os.environ["COLUMNS"]))
+    except (KeyError, ValueError):
+        return console.width
 
 
 def diffs_table(cfg: Any, diffs: list[Any]) -> Table:

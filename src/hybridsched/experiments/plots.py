@@ -223,15 +223,29 @@ def _bars(
             means.append(mean)
             halves.append(0.0 if half != half else half)
     top = outlier_cut(means)
-    shown = [min(v, top) if top is not None else v for v in means]
-    errs = [0.0 if top is not None and v > top else h for v, h in zip(means, halves, strict=True)]
-    ax.bar(names, shown, yerr=errs, color=[style[p].color for p in names], capsize=3)
+    cut = [top is not None and v > top for v in means]
+    shown = [top if c else v for v, c in zip(means, cut, strict=True)]
+    errs = [0.0 if c else h for h, c in zip(halves, cut, strict=True)]
+    bars = ax.bar(names, shown, yerr=errs, color=[style[p].color for p in names], capsize=3)
     if top is not None:
-        ax.set_ylim(0, top * 1.12)
-        for x, v in enumerate(means):
-            if v > top:
-                ax.annotate(f"{v:.4g} ↑", (x, top), ha="center", va="bottom", fontsize=7)
-        title += f"; bars above {top:.3g} cut, value on top"
+        # the axis ends just above the tallest bar that is not cut, its CI included
+        ax.set_ylim(
+            0, 1.08 * max(v + h for v, h, c in zip(means, halves, cut, strict=True) if not c)
+        )
+        for x, (bar, v, c) in enumerate(zip(bars, means, cut, strict=True)):
+            if c:
+                bar.set_hatch("//")
+                ax.text(
+                    x,
+                    ax.get_ylim()[1] * 0.97,
+                    f"{v:.4g} ↑",
+                    rotation=90,
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+                )
+        title += "; hatched bars are cut, value inside"
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     ax.set_ylabel(axis)
     ax.set_title(f"{axis}, {title}\n(mean ± 95% CI over seeds)", fontsize=9)
