@@ -185,6 +185,13 @@ def test_experiment_file_sets_the_run_and_options_override_it(
     assert (cfg.scenario, cfg.tasks, cfg.loads, cfg.seeds) == ("iot-small", 400, (0.6, 0.7), 2)
     assert cfg.policies == ("mct", "aco") and cfg.queue == "fifo"
     assert cfg.policy_args == {"aco": {"ants": "3"}}
+    # --policy-arg overrides argument by argument
+    runner.invoke(
+        app,
+        ["compare", "--config", str(exp), "--policy-arg", "aco.ants=5", "--policy-arg",
+         "aco.iterations=2", "--out", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert seen[-1].policy_args == {"aco": {"ants": "5", "iterations": "2"}}
     # --quick sets tasks and seeds over the file; explicit options still win
     out = str(tmp_path / "o")
     runner.invoke(app, ["compare", "--config", str(exp), "--quick", "--seeds", "5", "--out", out])
@@ -410,3 +417,21 @@ def test_plots_read_well(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     resp = drawn["bar_mean_response_s_load0.9.png"]
     assert resp["ylim"][1] < 10.0  # met and random are cut, the others fill the axis
     assert "cut" in resp["title"]
+
+
+def test_compare_output_fits_a_100_column_terminal(tmp_path: Path) -> None:
+    args = ["compare", *TINY, "--policies", "energy-aware,least-loaded,round-robin"]
+    res = runner.invoke(
+        app, [*args, "--focus", "round-robin", "--out", str(tmp_path / "o")], env={"COLUMNS": "100"}
+    )
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert not any("…" in line for line in lines)
+    assert "energy-aware" in res.output and "round-robin minus the best other" in res.output
+    # the full table where there is room
+    wide = runner.invoke(
+        app, [*args, "--resume", "--out", str(tmp_path / "o")], env={"COLUMNS": "200"}
+    )
+    assert wide.exit_code == 0, wide.output
+    assert "µs/task" in wide.output and "µs/task" not in res.output

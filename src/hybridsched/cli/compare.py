@@ -164,7 +164,7 @@ def compare(
     Each finished run is saved in --out as it ends: Ctrl-C (or SIGTERM) stops at
     once, and --resume completes the comparison later.
     """
-    from hybridsched.experiments.compare import run_compare
+    from hybridsched.experiments.compare import check_inputs, run_compare
     from hybridsched.experiments.report import focus_diffs, save_results, write_report
     from hybridsched.experiments.store import ResultsFolder
 
@@ -190,7 +190,7 @@ def compare(
         given["policy_arg"] = _policy_args(policy_arg)
         explicit = {name for name in _FIELDS if _given(ctx, name)}
         cfg = _resolve_config(given, explicit, config, quick, out if resume else None)
-        _check_inputs(cfg)
+        check_inputs(cfg)  # bad policies or files fail before the folder is touched
         store = ResultsFolder.resume(out, cfg) if resume else ResultsFolder.create(out, cfg)
 
         def show(bar: Progress, job: Any, k: int, n: int) -> None:
@@ -233,7 +233,7 @@ def compare(
         diffs = focus_diffs(df, cfg, rho)
         if diffs:
             console.print(diffs_table(cfg, diffs))
-    console.print(f"results, report and plots in {out}/ (report: {report})")
+    console.print(f"results, report and plots in {out}/ (report: {report})", width=_screen_width())
 
 
 def _resolve_config(
@@ -267,13 +267,15 @@ def _resolve_config(
     if quick:
         values.update(QUICK)
     for name in explicit:
-        values[_FIELDS[name]] = given[name]
+        if name == "policy_arg":
+            # argument by argument: --policy-arg aco.ants=4 keeps the file's other aco arguments
+            merged = {p: dict(a) for p, a in values.get("policy_args", {}).items()}
+            for p, args in given[name].items():
+                merged.setdefault(p, {}).update(args)
+            values["policy_args"] = merged
+        elif given[name] is not None:
+            values[_FIELDS[name]] = given[name]
     values.setdefault("policies", default_policies())
-    values = {k: v for k, v in values.items() if not (k == "workers" and v is None)}
-    if values.get("policies") is None:
-        values["policies"] = default_policies()
-    if values.get("loads") is None:
-        values.pop("loads", None)
     SimConfig(
         decision_interval=values.get("decision_interval", CompareConfig.decision_interval),
         queue=values.get("queue", CompareConfig.queue),
@@ -290,17 +292,6 @@ def _given(ctx: typer.Context, name: str) -> bool:
     # by name: typer may carry its own copy of click, and so its own ParameterSource
     source = ctx.get_parameter_source(name)
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
-
-
-def _check_inputs(cfg: Any) -> None:
-    """Bad policy names or arguments and bad files fail before the folder is touched."""
-    from hybridsched.experiments.compare import _inputs
-    from hybridsched.policies import make_policy
-
-    for p in cfg.policies:
-        make_policy(p, cfg.policy_args.get(p))
-    if cfg.from_files:
-        _inputs(cfg, float("nan"), 0)
 
 
 class _Terminated(BaseException):

@@ -200,6 +200,20 @@ def _capacity_bound(cfg: CompareConfig, load: float, seed: int) -> dict[str, Any
     return {"load": load, "seed": seed, "capacity_bound_mean_response_s": value}
 
 
+def check_inputs(cfg: CompareConfig) -> None:
+    """Fail before any work on an unknown policy, a bad policy argument or a bad file.
+
+    Raises:
+        HybridSchedError: the subclass raised by the policy registry or the file reader.
+    """
+    from hybridsched.policies import make_policy
+
+    for p in cfg.policies:
+        make_policy(p, cfg.policy_args.get(p))
+    if cfg.from_files:
+        _inputs(cfg, float("nan"), 0)
+
+
 def run_key(load: float, seed: int, policy: str | None) -> str:
     """A run's name in a results folder (``policy=None``: the workload's capacity bound)."""
     where = "files" if load != load else f"load{load!r}"
@@ -229,12 +243,8 @@ def run_compare(
     saved in ``store`` so far stay there.
     """
     from hybridsched.experiments.pool import Job, run_jobs
-    from hybridsched.policies import make_policy
 
-    for p in cfg.policies:
-        make_policy(p, cfg.policy_args.get(p))  # bad names or arguments fail before any work
-    if cfg.from_files:
-        _inputs(cfg, float("nan"), 0)  # bad files fail before any work
+    check_inputs(cfg)
     pairs = [(rho, s) for rho in cfg.run_loads() for s in range(cfg.seeds)]
     where = "the given workload" if cfg.from_files else "load {:g}"
     specs = [
