@@ -62,7 +62,9 @@ def run_jobs(jobs: Sequence[Job], workers: int, on_result: Callable[[int, Any], 
     """
     if not jobs:
         return
-    ctx = multiprocessing.get_context()
+    # fork where it is safe (Linux: the default of Python 3.11, and the worker's parent
+    # is this process, which the death watch relies on); spawn elsewhere
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pool: list[_Worker] = []
     try:
         for _ in range(min(workers, len(jobs))):
