@@ -200,11 +200,12 @@ def compare(
             bar.update(job, completed=k, total=n)
             progress.update(done=k, total=n)
 
-        with _stop_on_sigterm(), _progress(transient=True) as bar:
-            job = bar.add_task(f"{len(cfg.policies)} schedulers, {cfg.label}", total=None)
-            rows = run_compare(cfg, progress=lambda k, n: show(bar, job, k, n), store=store)
-        save_results(rows, cfg, out)
-        report = write_report(out)
+        with _stop_on_sigterm():
+            with _progress(transient=True) as bar:
+                job = bar.add_task(f"{len(cfg.policies)} schedulers, {cfg.label}", total=None)
+                rows = run_compare(cfg, progress=lambda k, n: show(bar, job, k, n), store=store)
+            save_results(rows, cfg, out)
+            report = write_report(out)
     except HybridSchedError as exc:
         fail(str(exc))
     except OSError as exc:
