@@ -39,7 +39,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # 16 runs: the aco ones take about a second each, so a signal lands mid-sweep
 SWEEP = [
     "compare", "--scenario", "iot-small", "--tasks", "1500", "--seeds", "8",
-    "--policies", "mct,aco", "--workers", "2",
+    "--policies", "mct,aco",
 ]  # fmt: skip
 N_RUNS = 16
 HANG_GUARD_S = 180.0
@@ -91,10 +91,12 @@ def _wait_group_gone(pgid: int) -> list[int]:
     return left
 
 
-def _signal_midway(out: Path, sig: int, whole_group: bool) -> tuple[subprocess.Popen[str], float]:
-    proc = _start([*SWEEP, "--out", str(out)])
+def _signal_midway(
+    out: Path, sig: int, whole_group: bool, workers: int = 2
+) -> tuple[subprocess.Popen[str], float]:
+    proc = _start([*SWEEP, "--workers", str(workers), "--out", str(out)])
     _wait_for_runs(out, 2, proc)
-    assert len(_live_in_group(proc.pid)) >= 3  # the parent and its two workers
+    assert len(_live_in_group(proc.pid)) >= 1 + (workers if workers > 1 else 0)
     t0 = time.monotonic()
     if whole_group:
         os.killpg(proc.pid, sig)  # Ctrl-C in a terminal reaches the whole group
@@ -156,6 +158,17 @@ def test_killing_the_parent_leaves_no_worker(tmp_path: Path, sig: int, code: int
     assert proc.returncode == code
     if sig == signal.SIGTERM:
         assert "--resume" in (proc.stderr.read() if proc.stderr else "")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_serial_run_too(tmp_path: Path) -> None:
+    # --workers 1 runs in this process: the interrupt lands inside a simulation
+    proc, seconds = _signal_midway(tmp_path / "cmp", signal.SIGINT, whole_group=True, workers=1)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    print(f"SIGINT to exit (one worker): {seconds:.2f} s")
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    saved = len(list((tmp_path / "cmp" / "runs").glob("*.json")))
+    assert 2 <= saved < N_RUNS and f"{saved} of {N_RUNS} runs saved" in stderr
 
 
 SMALL = {"scenario": "iot-small", "tasks": 200, "loads": (0.8,), "seeds": 2}

@@ -211,8 +211,10 @@ def compare(
     except OSError as exc:
         fail(f"cannot write the results in {out}: {exc.strerror or exc}")
     except (KeyboardInterrupt, _Terminated) as exc:
+        # counted on disk: the interrupt may fall between a run's save and its count
+        saved = len(ResultsFolder(out).finished()) if progress["total"] else 0
         err_console.print(
-            f"interrupted: {progress['done']} of {progress['total'] or '?'} runs saved in "
+            f"interrupted: {saved} of {progress['total'] or '?'} runs saved in "
             f"{out}; resume with: hybridsched compare --resume --out {out}",
             highlight=False,
             soft_wrap=True,
