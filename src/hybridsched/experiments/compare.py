@@ -2,23 +2,29 @@
 
 Each (load, seed) pair draws one cluster and workload (or reads the given
 files); every policy is simulated on exactly that pair. Runs are spread over a
-process pool; each run is deterministic given (scenario, tasks, load, seed,
-policy), so results do not depend on the number of workers or their order.
+process pool (:mod:`hybridsched.experiments.pool`); each run is deterministic
+given (scenario, tasks, load, seed, policy), so results do not depend on the
+number of workers or their order. Given a results folder
+(:class:`hybridsched.experiments.store.ResultsFolder`), each finished run is
+saved as it ends and runs already there are not run again (``--resume``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hybridsched import __version__
 from hybridsched.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hybridsched.experiments.store import ResultsFolder
 
 HEURISTICS: tuple[str, ...] = (
     "random",
@@ -37,6 +43,13 @@ HEURISTICS: tuple[str, ...] = (
 
 N_QUANTILES = 201
 """Response-time quantiles kept per run (for CDF plots without every task)."""
+
+QUICK: dict[str, Any] = {"tasks": 2_000, "seeds": 3}
+"""The ``--quick`` preset: a first look in a few minutes instead of the default's tens."""
+
+WALL_CLOCK_COLUMNS: tuple[str, ...] = ("scheduler_seconds", "sched_us_per_task")
+"""Result columns measured in wall-clock time: the only ones that differ between
+two runs of the same configuration."""
 
 
 def default_policies() -> tuple[str, ...]:
@@ -98,6 +111,13 @@ class CompareConfig:
             raise ConfigError("--cluster and --workload go together")
         if self.focus is not None and self.focus not in self.policies:
             raise ConfigError(f"focus: {self.focus!r} is not among the policies compared")
+        for name, args in self.policy_args.items():
+            if name not in self.policies:
+                key = next(iter(args), "KEY")
+                raise ConfigError(
+                    f"--policy-arg {name}.{key}: {name!r} is not a policy of this run; "
+                    f"the policies run are: {', '.join(self.policies)}"
+                )
 
     @property
     def from_files(self) -> bool:
@@ -168,55 +188,110 @@ def _one_run(cfg: CompareConfig, load: float, seed: int, policy: str) -> dict[st
     )
     q = np.quantile(result.tasks["response_s"], np.linspace(0.0, 1.0, N_QUANTILES))
     row["response_quantiles"] = q.tolist()
-    return row
+    # plain Python numbers: a row saved as JSON and read back is the same row
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
 
 
 def _capacity_bound(cfg: CompareConfig, load: float, seed: int) -> dict[str, Any]:
     from hybridsched.sim.bounds import capacity_lower_bound
 
     cluster, workload = _inputs(cfg, load, seed)
-    value = capacity_lower_bound(cluster, workload, cfg.decision_interval)
+    value = float(capacity_lower_bound(cluster, workload, cfg.decision_interval))
     return {"load": load, "seed": seed, "capacity_bound_mean_response_s": value}
 
 
+def check_inputs(cfg: CompareConfig) -> None:
+    """Fail before any work on an unknown policy, a bad policy argument or a bad file.
+
+    Raises:
+        HybridSchedError: the subclass raised by the policy registry or the file reader.
+    """
+    from hybridsched.policies import make_policy
+
+    for p in cfg.policies:
+        make_policy(p, cfg.policy_args.get(p))
+    if cfg.from_files:
+        _inputs(cfg, float("nan"), 0)
+
+
+def run_key(load: float, seed: int, policy: str | None) -> str:
+    """A run's name in a results folder (``policy=None``: the workload's capacity bound)."""
+    where = "files" if load != load else f"load{load!r}"
+    what = "capacity-bound" if policy is None else "policy-" + re.sub(r"[^\w.-]", "_", policy)
+    return f"{where}_seed{seed}_{what}"
+
+
 def run_compare(
-    cfg: CompareConfig, progress: Callable[[int, int], None] | None = None
+    cfg: CompareConfig,
+    progress: Callable[[int, int], None] | None = None,
+    store: ResultsFolder | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (load, seed, policy); one row of metrics per run, in a stable order.
 
     With ``cfg.capacity_bound`` each (load, seed) workload also gets its capacity
     lower bound, computed once and recorded in every row of that workload as
     ``capacity_bound_mean_response_s``.
-    """
-    from hybridsched.policies import make_policy
 
-    for p in cfg.policies:
-        make_policy(p, cfg.policy_args.get(p))  # bad names or arguments fail before any work
-    if cfg.from_files:
-        _inputs(cfg, float("nan"), 0)  # bad files fail before any work
+    Args:
+        cfg: The experiment.
+        progress: Called as ``progress(done, total)`` once before the first run
+            (``done`` counts the runs found in ``store``) and after each run.
+        store: A results folder: each run is saved there as it ends, and runs
+            already saved there are taken as they are instead of run again.
+
+    On KeyboardInterrupt the worker processes are stopped at once; the runs
+    saved in ``store`` so far stay there.
+    """
+    from hybridsched.experiments.pool import Job, run_jobs
+
+    check_inputs(cfg)
     pairs = [(rho, s) for rho in cfg.run_loads() for s in range(cfg.seeds)]
-    jobs: list[tuple[Callable[..., dict[str, Any]], tuple]] = [
-        (_one_run, (cfg, rho, s, p)) for rho, s in pairs for p in cfg.policies
+    where = "the given workload" if cfg.from_files else "load {:g}"
+    specs = [
+        (
+            run_key(rho, s, p),
+            Job(_one_run, (cfg, rho, s, p), f"{p} on {where.format(rho)}, seed {s}"),
+        )
+        for rho, s in pairs
+        for p in cfg.policies
     ]
     if cfg.capacity_bound:
-        jobs += [(_capacity_bound, (cfg, rho, s)) for rho, s in pairs]
-    done: list[dict[str, Any]] = []
-    if cfg.workers == 1 or len(jobs) == 1:
-        for k, (fn, job_args) in enumerate(jobs):
-            done.append(fn(*job_args))
-            if progress:
-                progress(k + 1, len(jobs))
+        specs += [
+            (
+                run_key(rho, s, None),
+                Job(
+                    _capacity_bound,
+                    (cfg, rho, s),
+                    f"the capacity bound of {where.format(rho)}, seed {s}",
+                ),
+            )
+            for rho, s in pairs
+        ]
+    done: dict[str, dict[str, Any]] = {}
+    if store is not None:
+        saved = store.finished()
+        done = {key: saved[key] for key, _ in specs if key in saved}
+    todo = [(key, job) for key, job in specs if key not in done]
+    if progress:
+        progress(len(done), len(specs))
+
+    def finish(key: str, row: dict[str, Any]) -> None:
+        if store is not None:
+            store.save(key, row)
+        done[key] = row
+        if progress:
+            progress(len(done), len(specs))
+
+    if cfg.workers == 1 or len(todo) <= 1:
+        for key, job in todo:
+            finish(key, job.fn(*job.args))
     else:
-        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs))) as pool:
-            futures = [pool.submit(fn, *job_args) for fn, job_args in jobs]
-            for k, fut in enumerate(as_completed(futures)):
-                done.append(fut.result())
-                if progress:
-                    progress(k + 1, len(jobs))
-    rows = [r for r in done if "policy" in r]
+        run_jobs([job for _, job in todo], cfg.workers, lambda k, row: finish(todo[k][0], row))
+    results = [done[key] for key, _ in specs]
+    rows = [r for r in results if "policy" in r]
     bounds = {
         (_nan_key(r["load"]), r["seed"]): r["capacity_bound_mean_response_s"]
-        for r in done
+        for r in results
         if "policy" not in r
     }
     for r in rows:
@@ -247,4 +322,115 @@ def config_from_dict(data: dict[str, Any]) -> CompareConfig:
     kw = {k: v for k, v in data.items() if k in keys}
     kw["loads"] = tuple(kw.get("loads", (0.9,)))
     kw["policies"] = tuple(kw.get("policies", HEURISTICS))
+    # folders written before arguments of policies not run were refused
+    kw["policy_args"] = {
+        k: v for k, v in (kw.get("policy_args") or {}).items() if k in kw["policies"]
+    }
     return CompareConfig(**kw)
+
+
+_RECORD_ONLY = ("version", "seeds_used")
+"""Keys of config.json that describe a run and set nothing."""
+
+
+def read_experiment(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an experiment file (YAML or JSON; the keys of the ``config.json`` that
+    ``compare`` writes) into :class:`CompareConfig` keyword arguments.
+
+    Only the keys present are returned. ``version`` and ``seeds_used`` are
+    accepted (a ``config.json`` is an experiment file) and set nothing;
+    ``seeds_used`` must be ``0 .. seeds-1``.
+
+    Raises:
+        ConfigError: the file is unreadable, not a mapping, has an unknown key or
+            a value of the wrong type, naming the file, the key and the value.
+    """
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
+    return experiment_values(data, str(p))
+
+
+def experiment_values(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check a mapping of experiment keys (see :func:`read_experiment`); ``source`` names it."""
+    fields = tuple(CompareConfig.__dataclass_fields__)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields and key not in _RECORD_ONLY:
+            raise ConfigError(
+                f"{source}: unknown key {key!r}; known keys: {', '.join(fields + _RECORD_ONLY)}"
+            )
+
+        def bad(rule: str, key: str = key, value: Any = value) -> ConfigError:
+            return ConfigError(f"{source}: {key}: expected {rule}, got {value!r}")
+
+        if key in ("scenario", "queue"):
+            if not isinstance(value, str):
+                raise bad("a string")
+            out[key] = value
+        elif key in ("cluster", "workload", "focus"):
+            if value is not None and not isinstance(value, str):
+                raise bad("a string or null")
+            out[key] = value
+        elif key in ("tasks", "seeds", "workers"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise bad("an integer")
+            out[key] = value
+        elif key == "decision_interval":
+            if not _is_number(value):
+                raise bad("a number of seconds")
+            out[key] = float(value)
+        elif key == "capacity_bound":
+            if not isinstance(value, bool):
+                raise bad("true or false")
+            out[key] = value
+        elif key == "loads":
+            vals = value if isinstance(value, list) else [value]
+            if not vals or not all(_is_number(v) for v in vals):
+                raise bad("a number or a list of numbers")
+            out[key] = tuple(float(v) for v in vals)
+        elif key == "policies":
+            vals = value.split(",") if isinstance(value, str) else value
+            if not isinstance(vals, list) or not all(isinstance(v, str) for v in vals):
+                raise bad("a list of policy names (or one comma-separated string)")
+            out[key] = tuple(v.strip() for v in vals if v.strip())
+        elif key == "policy_args":
+            out[key] = _policy_args_value(value, bad)
+        elif key == "seeds_used":
+            if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+                raise bad("a list of integers")
+    seeds = out.get("seeds", CompareConfig.seeds)
+    if "seeds_used" in data and data["seeds_used"] != list(range(seeds)):
+        raise ConfigError(
+            f"{source}: seeds_used: expected 0 .. seeds-1 = {list(range(seeds))} "
+            f"(seeds is {seeds}), got {data['seeds_used']!r}"
+        )
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _policy_args_value(value: Any, bad: Callable[[str], ConfigError]) -> dict[str, dict[str, str]]:
+    rule = "a mapping of policy to a mapping of argument to value, e.g. {aco: {ants: 8}}"
+    if not isinstance(value, dict):
+        raise bad(rule)
+    out: dict[str, dict[str, str]] = {}
+    for name, args in value.items():
+        if not isinstance(args, dict):
+            raise bad(rule)
+        out[str(name)] = {}
+        for k, v in args.items():
+            if isinstance(v, dict | list) or v is None:
+                raise bad(rule)
+            out[str(name)][str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+    return out

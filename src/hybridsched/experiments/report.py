@@ -3,6 +3,7 @@
 Layout of a results folder::
 
     config.json        the resolved configuration, seeds and package version
+    runs/*.json        one finished run each, saved as it ends (resume; experiments.store)
     results.parquet    one row per (load, seed, policy) run, with response quantiles
     results.csv        the same without the quantiles
     report.md          tables, the focus policy's differences, the plots
@@ -31,10 +32,19 @@ METRIC_LABELS: dict[str, str] = {
     "p99_response_s": "p99 response (s)",
     "deadline_miss_rate": "deadline miss rate",
     "miss_rate_p0": "miss rate, priority 0",
-    "energy_j": "energy (J)",
+    "energy_j": "energy (MJ)",
     "utilization": "utilization",
     "sched_us_per_task": "scheduling time per task (µs)",
 }
+"""How each metric reads in tables and plots, with the unit it is shown in."""
+
+METRIC_SCALES: dict[str, float] = {"energy_j": 1e-6}
+"""Factor from a metric's stored unit to its shown one (energy is stored in J, shown in MJ)."""
+
+
+def shown(metric: str, value: float) -> float:
+    """A metric's value in the unit of :data:`METRIC_LABELS`."""
+    return value * METRIC_SCALES.get(metric, 1.0)
 
 
 def save_results(rows: list[dict[str, Any]], cfg: CompareConfig, out: Path) -> None:
@@ -64,6 +74,11 @@ def load_results(out: Path) -> tuple[Any, CompareConfig]:
 
     cfg_path = out / "config.json"
     res_path = out / "results.parquet"
+    if cfg_path.exists() and not res_path.exists() and (out / "runs").is_dir():
+        raise ValidationError(
+            f"{res_path}: missing: the comparison in {out} did not finish; "
+            f"complete it with `hybridsched compare --resume --out {out}`"
+        )
     for p in (cfg_path, res_path):
         if not p.exists():
             raise ValidationError(f"{p}: missing; is {out} a folder written by `compare`?")
@@ -164,12 +179,37 @@ def headroom_text(h: dict[str, Any]) -> str:
     return text
 
 
+def diff_text(d: PairedDiff) -> str:
+    """A paired difference and its CI half-width in the metric's shown unit."""
+    return f"{shown(d.metric, d.mean):+.4g} ± {shown(d.metric, d.half_ci):.2g}"
+
+
 def write_report(out: Path) -> Path:
-    """(Re)write report.md and plots/*.png from a results folder; returns the report path."""
+    """(Re)write report.md and plots/*.png from a results folder; returns the report path.
+
+    Plots of this report's kind that it does not draw (those of loads no longer
+    in the results) are deleted, so the folder shows only what the report does.
+    """
+    from hybridsched.experiments.plots import plot_all
+    from hybridsched.experiments.store import PLOT_PREFIXES
+
     df, cfg = load_results(out)
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    images = _plot_all(df, cfg, plots)
+    images = plot_all(
+        df,
+        cfg.policies,
+        cfg.focus_policy,
+        cfg.label,
+        _loads(df),
+        METRIC_LABELS,
+        METRIC_SCALES,
+        plots,
+    )
+    drawn = {p.name for paths in images.values() for p in paths}
+    for f in plots.glob("*.png"):
+        if f.name.startswith(PLOT_PREFIXES) and f.name not in drawn:
+            f.unlink()
     lines = [
         f"# Comparison: {cfg.label}",
         "",
@@ -199,7 +239,7 @@ def write_report(out: Path) -> Path:
             ]
             for d in diffs:
                 lines.append(
-                    f"| {METRIC_LABELS[d.metric]} | {d.other} | {d.mean:+.4g} ± {d.half_ci:.2g} "
+                    f"| {METRIC_LABELS[d.metric]} | {d.other} | {diff_text(d)} "
                     f"| {100 * d.relative:+.1f}% | {d.p_value:.3g} | "
                     f"{'yes' if d.significant else 'no'} |"
                 )
@@ -230,7 +270,7 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cells = [r["policy"]]
         for m in LOWER_IS_BETTER:
-            mean, half = r[m]
+            mean, half = (shown(m, v) for v in r[m])
             cells.append(f"{mean:.4g}" + (f" ± {half:.2g}" if half == half else ""))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -250,86 +290,3 @@ def _same(a: float, b: float) -> bool:
 
 def _at_load(df: Any, load: float) -> Any:
     return df[df["load"].isna()] if load != load else df[df["load"] == load]
-
-
-def _plot_all(df: Any, cfg: CompareConfig, folder: Path) -> dict[float, list[Path]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    images: dict[float, list[Path]] = {}
-    colors = plt.get_cmap("tab20")
-    color = {p: colors(k % 20) for k, p in enumerate(cfg.policies)}
-    for load in _loads(df):
-        sub = _at_load(df, load)
-        tag = "files" if load != load else f"load{load:g}"
-        paths = []
-        # response-time CDFs: quantile curves averaged over seeds
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        probs = None
-        for p in cfg.policies:
-            q = sub[sub["policy"] == p]["response_quantiles"]
-            if q.empty:
-                continue
-            curve = np.mean(np.stack([np.asarray(v) for v in q]), axis=0)
-            probs = np.linspace(0, 1, curve.shape[0])
-            ax.plot(curve, probs, label=p, color=color[p], lw=2 if p == cfg.focus_policy else 1)
-        ax.set_xscale("log")
-        ax.set_xlabel("response time (s), log scale")
-        ax.set_ylabel("fraction of tasks")
-        ax.set_title(f"Response-time CDF, {cfg.label} {tag}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        paths.append(_save(fig, folder / f"cdf_{tag}.png"))
-        # one bar chart per metric
-        for m, label in METRIC_LABELS.items():
-            fig, ax = plt.subplots(figsize=(7, 4))
-            names, means, halves = [], [], []
-            for p in cfg.policies:
-                vals = sub[sub["policy"] == p][m].to_numpy()
-                if vals.size:
-                    mean, half = mean_ci(vals)
-                    names.append(p)
-                    means.append(mean)
-                    halves.append(0.0 if half != half else half)
-            ax.bar(names, means, yerr=halves, color=[color[p] for p in names], capsize=3)
-            ax.set_ylabel(label)
-            ax.set_title(f"{label}, {cfg.label} {tag} (mean ± 95% CI)")
-            ax.tick_params(axis="x", rotation=45, labelsize=8)
-            ax.grid(axis="y", alpha=0.3)
-            paths.append(_save(fig, folder / f"bar_{m}_{tag}.png"))
-        # energy against response
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for p in cfg.policies:
-            runs = sub[sub["policy"] == p]
-            if runs.empty:
-                continue
-            ax.scatter(runs["mean_response_s"], runs["energy_j"], s=14, color=color[p], alpha=0.5)
-            ax.scatter(
-                runs["mean_response_s"].mean(),
-                runs["energy_j"].mean(),
-                s=70,
-                color=color[p],
-                edgecolor="black",
-                label=p,
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("mean response (s), log scale")
-        ax.set_ylabel("energy (J)")
-        ax.set_title(f"Energy against response, {cfg.label} {tag}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        paths.append(_save(fig, folder / f"energy_vs_response_{tag}.png"))
-        images[load] = paths
-    return images
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path

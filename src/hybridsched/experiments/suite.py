@@ -2,8 +2,9 @@
 
 ``hybridsched suite`` runs one comparison per scenario (the same runner and
 files as ``compare``, under ``OUT/<scenario>/``) and writes a page, by default
-``docs/RESULTS.md``, that gathers the tables, the focus policy's paired
-differences and the main plots (copied beside the page).
+``OUT/RESULTS.md`` (the repository's ``docs/RESULTS.md`` only when asked with
+``--page``), that gathers the tables, the focus policy's paired differences and
+the main plots (copied beside the page).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hybridsched.experiments.compare import CompareConfig, run_compare
 from hybridsched.experiments.report import (
     METRIC_LABELS,
     _markdown_table,
+    diff_text,
     focus_diffs,
     headroom,
     headroom_text,
@@ -35,11 +37,15 @@ def run_suite(
     base: CompareConfig,
     scenarios: tuple[str, ...],
     out: Path,
-    page: Path,
+    page: Path | None,
     command: str,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
-    """Run ``base`` on each scenario, write per-scenario results and the summary page."""
+    """Run ``base`` on each scenario, write per-scenario results and the summary page.
+
+    ``page`` defaults to ``out / "RESULTS.md"``.
+    """
+    page = out / "RESULTS.md" if page is None else page
     for sc in scenarios:
         cfg = replace(base, scenario=sc)
         rows = run_compare(
@@ -101,8 +107,8 @@ def write_page(scenarios: tuple[str, ...], out: Path, page: Path, command: str) 
                 ]
                 for d in diffs:
                     lines.append(
-                        f"| {METRIC_LABELS[d.metric]} | {d.other} | {d.mean:+.4g} ± "
-                        f"{d.half_ci:.2g} | {100 * d.relative:+.1f}% | "
+                        f"| {METRIC_LABELS[d.metric]} | {d.other} | {diff_text(d)} | "
+                        f"{100 * d.relative:+.1f}% | "
                         f"{'yes' if d.significant else 'no'} |"
                     )
                 lines.append("")
