@@ -1,0 +1,247 @@
+"""The one place where live state becomes a :class:`~hybridsched.sim.ClusterView`.
+
+The live service keeps plain arrays (:class:`NodeSnapshot`); a policy needs the
+simulator's view. When the simulator offers ``ClusterView.from_snapshot`` (the
+agreed interface, docs/SERVICE.md) this module calls it; otherwise it builds the
+simulator's arrays for the snapshot itself, so that every policy (compiled ones
+included) sees the same state it would see in a simulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from hybridsched.model import Cluster
+from hybridsched.sim import ClusterView, TaskBatch, core
+
+try:  # the agreed interface of the simulator (sim/view.py)
+    from hybridsched.sim.view import NodeSnapshot  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - only before the engine exposes it
+
+    @dataclass(frozen=True, eq=False)
+    class NodeSnapshot:  # type: ignore[no-redef]
+        """Plain state of every node at one instant (see docs/SERVICE.md)."""
+
+        time: float
+        up: np.ndarray
+        running_node: np.ndarray
+        running_finish_s: np.ndarray
+        queued_node: np.ndarray
+        queued_task_id: np.ndarray
+        queued_arrival_s: np.ndarray
+        queued_ready_s: np.ndarray
+        queued_work_gi: np.ndarray
+        queued_priority: np.ndarray
+        queued_deadline_abs_s: np.ndarray
+        recent_assignments: np.ndarray | None = None
+
+        @classmethod
+        def empty(cls, n_nodes: int, time: float = 0.0) -> NodeSnapshot:
+            """Every node up and idle."""
+            f = np.zeros(0)
+            i = np.zeros(0, dtype=np.int64)
+            return cls(time, np.ones(n_nodes, bool), i, f, i, i, f, f, f, i, f)
+
+
+NATIVE = hasattr(ClusterView, "from_snapshot")
+"""True when the simulator builds the view from a snapshot itself."""
+
+__all__ = ["NATIVE", "NodeSnapshot", "build_view"]
+
+
+def build_view(
+    cluster: Cluster,
+    cols: dict[str, np.ndarray],
+    snapshot: NodeSnapshot,
+    *,
+    queue: str = "fifo",
+) -> tuple[TaskBatch, ClusterView]:
+    """The batch and the view a policy sees for pending tasks ``cols`` in state ``snapshot``.
+
+    Args:
+        cluster: the cluster.
+        cols: the batch in decision order (arrival, then task_id): ``task_id``,
+            ``arrival_s``, ``region``, ``data_mb``, ``work_gi``, ``memory_mb``,
+            ``deadline_abs_s``, ``priority``.
+        snapshot: the live node state at the decision time.
+        queue: the nodes' queue discipline (``fifo`` or ``priority``).
+    """
+    if NATIVE:
+        tasks = TaskBatch.from_columns(**cols)  # type: ignore[attr-defined]
+        return tasks, ClusterView.from_snapshot(  # type: ignore[attr-defined]
+            cluster, tasks, snapshot, queue=queue
+        )
+    return _fallback(cluster, cols, snapshot, queue)
+
+
+def _fallback(
+    cluster: Cluster, cols: dict[str, np.ndarray], snap: NodeSnapshot, queue: str
+) -> tuple[TaskBatch, ClusterView]:
+    # Tasks of the simulator's arrays: the batch [0, B), the queued tasks
+    # [B, B+Q) and one stand-in per running task [B+Q, B+Q+R).
+    c = cluster
+    now = float(snap.time)
+    b = int(cols["task_id"].shape[0])
+    q = int(snap.queued_node.shape[0])
+    r = int(snap.running_node.shape[0])
+    n = b + q + r
+    n_nodes = c.n_nodes
+    max_cores = int(c.cores.max())
+
+    def f64(*parts: Any) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate([np.asarray(p, np.float64) for p in parts]))
+
+    def i64(*parts: Any) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate([np.asarray(p, np.int64) for p in parts]))
+
+    zr = np.zeros(r)
+    run_node = np.asarray(snap.running_node, np.int64)
+    q_node = np.asarray(snap.queued_node, np.int64)
+    q_exec = snap.queued_work_gi / c.speed[q_node] if q else np.zeros(0)
+    # a stand-in for a running task runs 1 s (estimated) and ends at its expected finish
+    run_fin = np.maximum(np.asarray(snap.running_finish_s, np.float64), now)
+    work = f64(cols["work_gi"], snap.queued_work_gi, c.speed[run_node] if r else zr)
+    abs_dl = f64(cols["deadline_abs_s"], snap.queued_deadline_abs_s, np.full(r, np.inf))
+    prio = i64(cols["priority"], snap.queued_priority, np.zeros(r))
+    if queue == "priority":
+        key0 = prio.astype(np.float64)
+        key1 = abs_dl.copy()
+    else:
+        key0 = np.zeros(n)
+        key1 = np.zeros(n)
+    node = i64(np.full(b, -1), q_node, run_node)
+    ready = f64(np.full(b, np.nan), snap.queued_ready_s, run_fin - 1.0)
+    start = f64(np.full(b, np.nan), np.full(q, np.nan), run_fin - 1.0)
+    finish = f64(np.full(b, np.nan), np.full(q, np.nan), run_fin)
+    qnext = np.full(n, -1, dtype=np.int64)
+    qprev = np.full(n, -1, dtype=np.int64)
+    qhead = np.full(n_nodes, -1, dtype=np.int64)
+    slot_of = np.full(n, -1, dtype=np.int64)
+    slot_task = np.full((n_nodes, max_cores), -1, dtype=np.int64)
+    free_slots = np.zeros((n_nodes, max_cores), dtype=np.int64)
+    n_free = np.array(c.cores, dtype=np.int64)
+    proj = np.full((n_nodes, max_cores), np.inf)
+    n_queued = np.bincount(q_node, minlength=n_nodes).astype(np.int64)
+    queued_work = np.bincount(q_node, weights=q_exec, minlength=n_nodes).astype(np.float64)
+    # running stand-ins take the first slots of their node
+    for k in range(r):
+        j = int(run_node[k])
+        if n_free[j] == 0:
+            continue  # more running than cores reported: keep the projection sane
+        s = int(c.cores[j] - n_free[j])
+        slot_task[j, s] = b + q + k
+        slot_of[b + q + k] = s
+        n_free[j] -= 1
+    # queued tasks per node in the order the node will start them: the projection
+    # list-schedules them on the cores after the running work
+    if queue == "priority":
+        order = np.lexsort(
+            (snap.queued_task_id, snap.queued_ready_s, key1[b : b + q], key0[b : b + q])
+        )
+    else:
+        order = np.lexsort((snap.queued_task_id, snap.queued_ready_s))
+    last = np.full(n_nodes, -1, dtype=np.int64)
+    cf: dict[int, np.ndarray] = {}
+    for k in order:
+        i = b + int(k)
+        j = int(q_node[k])
+        if last[j] < 0:
+            qhead[j] = i
+        else:
+            qnext[last[j]] = i
+            qprev[i] = last[j]
+        last[j] = i
+    for j in range(n_nodes):
+        cj = int(c.cores[j])
+        free = [s for s in range(cj) if slot_task[j, s] < 0]
+        free_slots[j, : len(free)] = free[::-1]
+        cores_free = np.array(
+            [finish[slot_task[j, s]] if slot_task[j, s] >= 0 else -np.inf for s in range(cj)]
+        )
+        cf[j] = cores_free
+    for k in order:
+        j = int(q_node[k])
+        cores_free = cf[j]
+        s = int(np.argmin(cores_free))
+        st0 = max(cores_free[s], float(snap.queued_ready_s[k]))
+        cores_free[s] = st0 + q_exec[k]
+    for j in range(n_nodes):
+        proj[j, : c.cores[j]] = cf[j]
+    up = np.asarray(snap.up, bool)
+    proj[~up] = np.inf
+    proj_min = proj.min(axis=1)
+    recent = (
+        np.zeros(n_nodes)
+        if snap.recent_assignments is None
+        else np.array(snap.recent_assignments, dtype=np.float64)
+    )
+
+    def scratch() -> np.ndarray:
+        return np.full(n, np.nan)
+
+    st = core.CoreState(
+        cores=np.ascontiguousarray(c.cores, dtype=np.int64),
+        speed=np.ascontiguousarray(c.speed),
+        memory=np.ascontiguousarray(c.memory_mb),
+        bandwidth=np.ascontiguousarray(c.bandwidth_mb_s),
+        latency=np.ascontiguousarray(c.latency_s),
+        arrival=f64(cols["arrival_s"], snap.queued_arrival_s, run_fin - 1.0),
+        region=i64(cols["region"], np.zeros(q + r)),
+        data=f64(cols["data_mb"], np.zeros(q + r)),
+        work=work,
+        work_est=work,
+        mem_req=f64(cols["memory_mb"], np.zeros(q + r)),
+        abs_deadline=abs_dl,
+        priority=prio,
+        task_id=i64(cols["task_id"], snap.queued_task_id, np.full(r, -1)),
+        key0=key0,
+        key1=key1,
+        node=node,
+        decision=scratch(),
+        ready=ready,
+        dur=f64(np.full(b, np.nan), q_exec, np.ones(r)),
+        start=start,
+        finish=finish,
+        wleft=np.full(n, -1, dtype=np.int64),
+        wright=np.full(n, -1, dtype=np.int64),
+        qnext=qnext,
+        qprev=qprev,
+        slot_of=slot_of,
+        wroot=np.full(n_nodes, -1, dtype=np.int64),
+        qhead=qhead,
+        n_free=n_free,
+        free_slots=free_slots,
+        slot_task=slot_task,
+        n_queued=n_queued,
+        queued_work=queued_work,
+        proj=proj,
+        proj_min=proj_min,
+        recent=recent,
+        recent_t=np.full(n_nodes, now),
+        busy_s=np.zeros(n_nodes),
+        ev=np.zeros(2 * n + 2),
+        dirty=np.zeros(n_nodes, dtype=np.int64),
+        is_dirty=np.zeros(n_nodes, dtype=np.bool_),
+        counters=np.zeros(4, dtype=np.int64),
+    )
+    idx = np.arange(b, dtype=np.int64)
+    tasks = TaskBatch(
+        index=idx,
+        task_id=st.task_id[:b],
+        arrival_s=st.arrival[:b],
+        region=st.region[:b],
+        data_mb=st.data[:b],
+        work_gi=st.work_est[:b],
+        memory_mb=st.mem_req[:b],
+        deadline_abs_s=st.abs_deadline[:b],
+        priority=st.priority[:b],
+    )
+    fake = SimpleNamespace(state=st, now=now, cluster=c, cstate=core.compile_state(st))
+    view = ClusterView(fake, tasks)  # type: ignore[arg-type]
+    if not up.all():
+        view.unavailable = ~up
+    return tasks, view
