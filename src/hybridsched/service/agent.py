@@ -19,6 +19,7 @@ import heapq
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,8 @@ class Agent:
         self._stop = asyncio.Event()
         self.finished = 0
         self.refused = 0
+        self.finish_outcomes: dict[int, list[str]] = {}
+        """Per task id, the server's answer to each finish report sent (tests count them)."""
 
     # --------------------------------------------------------------- http
 
@@ -137,8 +140,37 @@ class Agent:
     # ---------------------------------------------------------------- run
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return."""
+        """Ask :meth:`run` to return (from the agent's own event loop)."""
         self._stop.set()
+
+    def run_in_thread(self) -> threading.Thread:
+        """Run in a background thread (tests, benchmarks); :meth:`stop_thread` ends it."""
+
+        def main() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._stop = asyncio.Event()
+            try:
+                self._loop.run_until_complete(self.run())
+            except Exception as exc:  # kept for the caller to inspect
+                self.error = exc
+            finally:
+                self._loop.close()
+
+        self.error: BaseException | None = None
+        th = threading.Thread(target=main, name="hybridsched-agent", daemon=True)
+        th.start()
+        self._thread = th
+        return th
+
+    def stop_thread(self, timeout: float = 10.0) -> None:
+        """Stop an agent started with :meth:`run_in_thread` and wait for it."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass
+        self._thread.join(timeout)
 
     async def run(self) -> None:
         """Attach, then lease, run and report until stopped."""
@@ -287,9 +319,10 @@ class Agent:
                         log.warning(
                             "event=report_refused task_id=%d detail=%s", r["task_id"], r["detail"]
                         )
-                for b in batch:
+                for b, r in zip(batch, out["results"], strict=True):
                     if b["kind"] == "finish":
                         self.finished += 1
+                        self.finish_outcomes.setdefault(b["task_id"], []).append(r["outcome"])
             await asyncio.sleep(self.tick_s)
 
     # --------------------------------------------------------------- exec
