@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from builders import make_cluster
+from hybridsched.service.agent import Agent
 from service_support import (
     ADMIN,
     NODE_ALL,
@@ -20,8 +22,6 @@ from service_support import (
     wait_all_ended,
     write_inputs,
 )
-
-from hybridsched.service.agent import Agent
 
 CLUSTER = make_cluster([{"cores": 2}, {"cores": 2, "speed": 2.0}, {"cores": 1}, {"cores": 1}])
 
@@ -147,7 +147,7 @@ def test_tokens_scopes_and_bad_requests(tmp: Path) -> None:
         # bad bodies: 422 naming the field, the value and the rule; nothing written
         r = c.post("/v1/tasks", headers=SUBMIT, json=_task(7, work_gi=-1.0))
         assert r.status_code == 422
-        e = [d for d in r.json()["detail"] if "work_gi" in d["loc"]][0]
+        e = next(d for d in r.json()["detail"] if "work_gi" in d["loc"])
         assert e["input"] == -1.0 and "greater than 0" in e["msg"]
         r = c.post("/v1/tasks", headers=SUBMIT, json=[_task(8), _task(9, region=5)])
         assert r.status_code == 422 and "region" in str(r.json()["detail"])
@@ -180,7 +180,7 @@ def test_tokens_scopes_and_bad_requests(tmp: Path) -> None:
 
 def test_node_loss_requeues_with_one_more_retry(tmp: Path) -> None:
     srv = Server(
-        tmp, f"sqlite:///{tmp / 'loss.db'}", "--time-scale", "5", "--heartbeat-timeout", "1"
+        tmp, f"sqlite:///{tmp / 'loss.db'}", "--time-scale", "20", "--heartbeat-timeout", "1"
     )
     srv.start()
     # an agent for n1 (the fast node: mct sends everything there first) that dies
@@ -188,10 +188,10 @@ def test_node_loss_requeues_with_one_more_retry(tmp: Path) -> None:
     doomed.run_in_thread()
     try:
         time.sleep(0.5)
-        ids = list(range(30))
-        # long tasks: 20 GI is 10 model s on n1, 2 s wall: still running when it dies
-        _submit_until_acked(srv.url, [_task(i, work_gi=20.0) for i in ids])
-        time.sleep(0.5)
+        ids = list(range(6))
+        # long tasks: 40 GI is 20 model s on n1, 1 s wall: still there when it dies
+        _submit_until_acked(srv.url, [_task(i, work_gi=40.0) for i in ids])
+        time.sleep(0.3)
         doomed.stop_thread()
         on_n1 = [
             t
