@@ -173,7 +173,7 @@ class Store:
     def load_tasks(self) -> list[tuple[Any, ...]]:
         """Every task row, in ``TASK_COLUMNS`` order (used once, at start)."""
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.select(*tasks_table.columns)).tuples())
+            return [tuple(r) for r in conn.execute(sa.select(*tasks_table.columns))]
 
     def load_nodes(self) -> dict[str, bool]:
         """Drained flag per node name that has one."""

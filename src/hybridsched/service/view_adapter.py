@@ -136,14 +136,10 @@ def _fallback(
         slot_task[j, s] = b + q + k
         slot_of[b + q + k] = s
         n_free[j] -= 1
-    # queued tasks per node in the order the node will start them: the projection
-    # list-schedules them on the cores after the running work
-    if queue == "priority":
-        order = np.lexsort(
-            (snap.queued_task_id, snap.queued_ready_s, key1[b : b + q], key0[b : b + q])
-        )
-    else:
-        order = np.lexsort((snap.queued_task_id, snap.queued_ready_s))
+    # queued tasks per node in assignment order (the snapshot's order): the
+    # projection list-schedules them on the cores after the running work, as the
+    # simulator does when it commits them
+    order = np.argsort(q_node, kind="stable")
     last = np.full(n_nodes, -1, dtype=np.int64)
     cf: dict[int, np.ndarray] = {}
     for k in order:
