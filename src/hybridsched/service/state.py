@@ -194,15 +194,21 @@ class LiveState:
         """The node state at model time ``now`` (call holding ``lock``)."""
         c = self.cluster
         rn, rf = [], []
+        tasks = self.tasks
+        speed = c.speed.tolist()
         for j, run in enumerate(self.running):
+            if not run:
+                continue
             for tid in run:
-                rec = self.tasks[tid]
+                rec = tasks[tid]
                 rn.append(j)
-                rf.append(rec.start_s + rec.work_gi / c.speed[j])
+                rf.append(rec.start_s + rec.work_gi / speed[j])
         qn, qi, qa, qr, qw, qp, qd = [], [], [], [], [], [], []
         for j, qd_j in enumerate(self.queued):
+            if not qd_j:
+                continue
             for tid in qd_j:
-                rec = self.tasks[tid]
+                rec = tasks[tid]
                 qn.append(j)
                 qi.append(tid)
                 qa.append(rec.arrival_s)

@@ -121,52 +121,41 @@ def _fallback(
     qprev = np.full(n, -1, dtype=np.int64)
     qhead = np.full(n_nodes, -1, dtype=np.int64)
     slot_of = np.full(n, -1, dtype=np.int64)
+    cores = np.asarray(c.cores, dtype=np.int64)
+    # running stand-ins take the first slots of their node (at most ``cores`` of them)
+    run_order = np.argsort(run_node, kind="stable")
+    rn_sorted = run_node[run_order]
+    first = np.searchsorted(rn_sorted, np.arange(n_nodes))
+    rank = np.arange(r) - first[rn_sorted] if r else np.zeros(0, dtype=np.int64)
+    fits = rank < cores[rn_sorted]
+    run_idx = (b + q + run_order)[fits]
+    run_j, run_s = rn_sorted[fits], rank[fits]
     slot_task = np.full((n_nodes, max_cores), -1, dtype=np.int64)
-    free_slots = np.zeros((n_nodes, max_cores), dtype=np.int64)
-    n_free = np.array(c.cores, dtype=np.int64)
-    proj = np.full((n_nodes, max_cores), np.inf)
+    slot_task[run_j, run_s] = run_idx
+    slot_of[run_idx] = run_s
+    n_run = np.bincount(run_j, minlength=n_nodes).astype(np.int64)
+    n_free = cores - n_run
+    k = np.arange(max_cores)[None, :]
+    # the stack of free slots, as the simulator keeps it (highest index at the bottom)
+    free_slots = np.where(k < n_free[:, None], cores[:, None] - 1 - k, 0).astype(np.int64)
+    proj = np.where(k < cores[:, None], -np.inf, np.inf)
+    proj[run_j, run_s] = finish[run_idx]
     n_queued = np.bincount(q_node, minlength=n_nodes).astype(np.int64)
     queued_work = np.bincount(q_node, weights=q_exec, minlength=n_nodes).astype(np.float64)
-    # running stand-ins take the first slots of their node
-    for k in range(r):
-        j = int(run_node[k])
-        if n_free[j] == 0:
-            continue  # more running than cores reported: keep the projection sane
-        s = int(c.cores[j] - n_free[j])
-        slot_task[j, s] = b + q + k
-        slot_of[b + q + k] = s
-        n_free[j] -= 1
-    # queued tasks per node in assignment order (the snapshot's order): the
-    # projection list-schedules them on the cores after the running work, as the
-    # simulator does when it commits them
-    order = np.argsort(q_node, kind="stable")
+    # queued tasks in assignment order (the snapshot's order) are list-scheduled on
+    # the cores after the running work, as the simulator does when it commits them
     last = np.full(n_nodes, -1, dtype=np.int64)
-    cf: dict[int, np.ndarray] = {}
-    for k in order:
-        i = b + int(k)
-        j = int(q_node[k])
+    q_ready = np.asarray(snap.queued_ready_s, dtype=np.float64)
+    for kq in range(q):
+        i = b + kq
+        j = int(q_node[kq])
         if last[j] < 0:
             qhead[j] = i
         else:
             qnext[last[j]] = i
             qprev[i] = last[j]
         last[j] = i
-    for j in range(n_nodes):
-        cj = int(c.cores[j])
-        free = [s for s in range(cj) if slot_task[j, s] < 0]
-        free_slots[j, : len(free)] = free[::-1]
-        cores_free = np.array(
-            [finish[slot_task[j, s]] if slot_task[j, s] >= 0 else -np.inf for s in range(cj)]
-        )
-        cf[j] = cores_free
-    for k in order:
-        j = int(q_node[k])
-        cores_free = cf[j]
-        s = int(np.argmin(cores_free))
-        st0 = max(cores_free[s], float(snap.queued_ready_s[k]))
-        cores_free[s] = st0 + q_exec[k]
-    for j in range(n_nodes):
-        proj[j, : c.cores[j]] = cf[j]
+        core.project(proj[j], q_ready[kq], q_exec[kq])
     up = np.asarray(snap.up, bool)
     proj[~up] = np.inf
     proj_min = proj.min(axis=1)
