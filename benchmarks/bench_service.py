@@ -341,8 +341,10 @@ def bench_restart(n: int) -> None:
                 "start_s": k * 0.001 if done else None, "finish_s": k * 0.001 + 1 if done else None,
                 "observed_s": 1.0 if done else None, "exit_code": None, "reason": None,
             })  # fmt: skip
+        from hybridsched.service.store import TASK_COLUMNS
+
         conn = store.transaction()
-        store.insert_tasks(conn, rows)
+        store.insert_tasks(conn, [tuple(r[c] for c in TASK_COLUMNS) for r in rows])
         conn.commit()
         store.close()
         port = free_port()

@@ -261,3 +261,29 @@ def test_live_replay_agrees_with_the_simulator(tmp: Path) -> None:
         "status",
     } <= set(table.column_names)
     assert np.all(np.asarray(table.column("finish_s")) >= np.asarray(table.column("start_s")))
+
+
+def test_exec_agent_reports_exit_status_and_real_duration(tmp: Path) -> None:
+    srv = Server(tmp, f"sqlite:///{tmp / 'exec.db'}", "--time-scale", "2", "--max-retries", "1")
+    srv.start()
+    # odd task ids fail every time: retried once, then failed; even ones take 0.2 s wall
+    cmd = 'sleep 0.2; test $((HYBRIDSCHED_TASK_ID % 2)) -eq 0 && test -n "$HYBRIDSCHED_NODE"'
+    agent = Agent(srv.url, NODE_ALL, poll_s=0.05, exec_cmd=cmd)
+    agent.run_in_thread()
+    try:
+        ids = list(range(6))
+        _submit_until_acked(srv.url, [_task(i) for i in ids])
+        rows = wait_all_ended(srv.url, ids, timeout=60)
+    finally:
+        agent.stop_thread()
+        srv.stop()
+    for t in ids:
+        r = rows[t]
+        if t % 2 == 0:
+            assert (r["status"], r["exit_code"], r["retries"]) == ("finished", 0, 0)
+            # real duration in model seconds: >= 0.2 s wall x time scale 2
+            assert 0.4 <= r["observed_s"] < 4.0
+            assert r["finish_s"] - r["start_s"] == pytest.approx(r["observed_s"])
+        else:
+            assert (r["status"], r["exit_code"], r["retries"], r["attempt"]) == ("failed", 1, 2, 2)
+            assert "exit 1" in r["reason"] and "gave up after 1 retries" in r["reason"]

@@ -23,7 +23,6 @@ from hybridsched.service.state import (
     CANCELLED,
     FAILED,
     FINISHED,
-    MUTABLE_COLUMNS_NAMES,
     PENDING,
     REJECTED,
     RUNNING,
@@ -45,10 +44,8 @@ class OpError(Exception):
         self.message = message
 
 
-def _mut(rec: TaskRec) -> dict[str, Any]:
-    d = {c: getattr(rec, c) for c in MUTABLE_COLUMNS_NAMES}
-    d["task_id"] = rec.task_id
-    return d
+def _mut(rec: TaskRec) -> tuple[Any, ...]:
+    return rec.mutable_row()
 
 
 def submit(tasks: Sequence[dict[str, Any]], now: float) -> Op:

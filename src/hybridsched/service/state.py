@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from hybridsched.model import Cluster
-from hybridsched.service.store import MUTABLE_COLUMNS as MUTABLE_COLUMNS_NAMES  # noqa: F401
 from hybridsched.service.store import TASK_COLUMNS, Store
 from hybridsched.service.view_adapter import NodeSnapshot
 from hybridsched.sim.core import RECENT_TAU_S
@@ -51,9 +50,17 @@ class TaskRec:
             setattr(self, k, kw.get(k))
         self.delivered = False
 
-    def row(self) -> dict[str, Any]:
-        """All columns (for an insert)."""
-        return {k: getattr(self, k) for k in TASK_COLUMNS}
+    def row(self) -> tuple[Any, ...]:
+        """All columns in ``TASK_COLUMNS`` order (for an insert)."""
+        return tuple(getattr(self, k) for k in TASK_COLUMNS)
+
+    def mutable_row(self) -> tuple[Any, ...]:
+        """The mutable columns then the task id (for an update)."""
+        return (
+            self.status, self.node, self.attempt, self.retries, self.decision_s, self.ready_s,
+            self.start_s, self.finish_s, self.observed_s, self.exit_code, self.reason,
+            self.task_id,
+        )  # fmt: skip
 
     @property
     def deadline_abs_s(self) -> float:

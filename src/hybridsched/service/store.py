@@ -131,6 +131,17 @@ class Store:
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         self._conn: Connection | None = None
+        # plain DB-API executemany for the hot writes: SQLAlchemy's per-row parameter
+        # processing costs more than SQLite's own work at thousands of rows a second
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._insert_sql = (
+            f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) "
+            f"VALUES ({', '.join([ph] * len(TASK_COLUMNS))})"
+        )
+        self._update_sql = (
+            f"UPDATE tasks SET {', '.join(f'{c} = {ph}' for c in MUTABLE_COLUMNS)} "
+            f"WHERE task_id = {ph}"
+        )
 
     # ------------------------------------------------------------------ schema
 
@@ -204,22 +215,16 @@ class Store:
         if n == 0:
             conn.execute(meta_table.insert(), {"key": key, "value": text})
 
-    def insert_tasks(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert new task rows (all columns)."""
+    def insert_tasks(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert new task rows, each a tuple in ``TASK_COLUMNS`` order."""
         if rows:
-            conn.execute(tasks_table.insert(), list(rows))
+            conn.exec_driver_sql(self._insert_sql, list(rows))
 
-    def update_tasks(self, conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
-        """Update the mutable columns of tasks; each row has ``task_id`` and all of them."""
+    def update_tasks(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
+        """Update tasks; each row is ``MUTABLE_COLUMNS`` values then the ``task_id``."""
         rows = list(rows)
-        if not rows:
-            return
-        stmt = (
-            tasks_table.update()
-            .where(tasks_table.c.task_id == sa.bindparam("b_task_id"))
-            .values({c: sa.bindparam("b_" + c) for c in MUTABLE_COLUMNS})
-        )
-        conn.execute(stmt, [{"b_" + k: v for k, v in r.items()} for r in rows])
+        if rows:
+            conn.exec_driver_sql(self._update_sql, rows)
 
     def set_drained(self, conn: Connection, name: str, drained: bool) -> None:
         """Record a node's drained flag."""
