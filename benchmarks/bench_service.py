@@ -41,7 +41,7 @@ from hybridsched.policies import make_policy
 from hybridsched.service import ops
 from hybridsched.service.state import LiveState, Writer
 from hybridsched.service.store import Store
-from hybridsched.service.view_adapter import NATIVE, build_view
+from hybridsched.service.view_adapter import build_view
 from hybridsched.workload import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def tasks_for(cluster: Cluster, n: int, seed: int, first_id: int = 0) -> list[di
 def bench_decision(nodes_list: list[int], policies: list[str], batches: int) -> None:
     table = Table(
         title=f"decision latency per 64-task batch ({batches} batches; "
-        f"view: {'simulator' if NATIVE else 'adapter'})"
+        "view: ClusterView.from_snapshot)"
     )
     for c in ("nodes", "policy", "snapshot p50 ms", "view+assign p50 ms", "p99 ms", "goal"):
         table.add_column(c, justify="right")

@@ -151,8 +151,12 @@ class LiveState:
         drained = self.store.load_nodes()
         for j, name in enumerate(names):
             self.drained[j] = drained.get(name, False)
-        for row in self.store.load_tasks():
-            rec = TaskRec(**dict(zip(TASK_COLUMNS, row, strict=True)))
+        recs = [TaskRec(**dict(zip(TASK_COLUMNS, row, strict=True))) for row in
+                self.store.load_tasks()]  # fmt: skip
+        # queues in assignment order (what a snapshot promises): by decision, then
+        # the decision order within a batch (arrival, task_id)
+        recs.sort(key=lambda r: (r.decision_s or -math.inf, r.arrival_s, r.task_id))
+        for rec in recs:
             self._add(rec)
         return len(self.tasks)
 
