@@ -178,7 +178,10 @@ def test_state_machine_leases_retries_and_reload(tmp_path: Path) -> None:
         {"task_id": 2, "node": n0, "attempt": 1, "kind": "start", "time_s": 1.3},
     ]))  # fmt: skip
     assert [o for _, o, _ in r] == ["ok", "duplicate", "ok", "duplicate", "ok"]
-    assert st.tasks[1].finish_s == 3.2 and st.tasks[1].observed_s == pytest.approx(2.0)
+    # an ended task leaves memory; its row has the times
+    assert 1 not in st.tasks and st.done[1] == "finished"
+    (row,) = store.read_tasks([1])
+    assert row["finish_s"] == 3.2 and row["observed_s"] == pytest.approx(2.0)
     # node 0 lost: task 2 (running) back to pending with a retry
     assert w.call(ops.node_lost(0)) == 1
     assert (st.tasks[2].status, st.tasks[2].retries, st.tasks[2].node) == ("pending", 1, None)
@@ -194,15 +197,19 @@ def test_state_machine_leases_retries_and_reload(tmp_path: Path) -> None:
     w.call(ops.assign([(2, 1, 6.0, 6.1)], now=6.0))
     assert st.tasks[2].attempt == 2
     w.call(ops.node_lost(1))
-    assert st.tasks[2].status == "rejected"
-    assert f"node {n1} lost" in st.tasks[2].reason and "gave up" in st.tasks[2].reason
+    assert st.done[2] == "rejected"
+    (row,) = store.read_tasks([2])
+    assert f"node {n1} lost" in row["reason"] and "gave up" in row["reason"]
+    assert (row["retries"], row["attempt"]) == (2, 2)
     # cancel: pending yes, finished no
     w.call(ops.submit([_t(3)], now=7.0))
-    assert w.call(ops.cancel(3)).status == "cancelled"
+    assert w.call(ops.cancel(3)) == 3 and st.done[3] == "cancelled"
+    assert w.call(ops.submit([_t(3)], now=7.5)) == [(3, "cancelled", True)]
     with pytest.raises(ops.OpError) as e:
         w.call(ops.cancel(1))
     assert e.value.status == 409
     counts = dict(st.counts)
+    rows = {r["task_id"]: r for r in store.read_tasks([1, 2, 3])}
     w.stop()
     store.close()
     # what memory says is what the database says
@@ -210,7 +217,7 @@ def test_state_machine_leases_retries_and_reload(tmp_path: Path) -> None:
     assert dict(st2.counts) == counts == {"pending": 0, "assigned": 0, "running": 0,
                                           "finished": 1, "failed": 0, "rejected": 1,
                                           "cancelled": 1}  # fmt: skip
-    for tid, rec in st2.tasks.items():
-        assert rec.row() == st.tasks[tid].row()
+    assert st2.done == {1: "finished", 2: "rejected", 3: "cancelled"} and not st2.tasks
+    assert {r["task_id"]: r for r in store2.read_tasks([1, 2, 3])} == rows
     w2.stop()
     store2.close()

@@ -57,6 +57,9 @@ def serve(
         float, typer.Option(help="Wall seconds without a heartbeat before a node is down.")
     ] = 10.0,
     max_retries: Annotated[int, typer.Option(help="Retries before a task is given up.")] = 3,
+    max_batch: Annotated[
+        int, typer.Option(help="Most tasks per decision (bounds a slow policy's pause).")
+    ] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the policy's randomness.")] = 0,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
@@ -99,6 +102,7 @@ def serve(
             time_scale=time_scale,
             heartbeat_timeout_s=heartbeat_timeout,
             max_retries=max_retries,
+            max_batch=max_batch,
             mqtt_url=mqtt,
             mqtt_topic_root=mqtt_topic_root,
             seed=seed,

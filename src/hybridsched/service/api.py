@@ -244,32 +244,45 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             results=[{"task_id": t, "status": s, "duplicate": d} for t, s, d in res]
         )
 
+    async def find(ids: list[int]) -> list[TaskOut]:
+        # tasks in flight from memory, ended ones from the database (off the event loop)
+        st = svc.state
+        out: dict[int, TaskOut] = {}
+        ended: list[int] = []
+        with st.lock:
+            for t in ids:
+                rec = st.tasks.get(t)
+                if rec is not None:
+                    out[t] = _task_out(rec)
+                elif t in st.done:
+                    ended.append(t)
+        if ended:
+            for row in await asyncio.to_thread(svc.store.read_tasks, ended):
+                out[row["task_id"]] = TaskOut(**{k: row[k] for k in TaskOut.model_fields})
+        return [out[t] for t in ids if t in out]
+
     @app.get("/v1/tasks/{task_id}", response_model=TaskOut, tags=["tasks"], responses=err)
     async def get_task(
         task_id: int, _p: Annotated[Principal, Depends(role("submit", "node"))]
     ) -> TaskOut:
         """A task's state."""
-        with svc.state.lock:
-            rec = svc.state.tasks.get(task_id)
-            if rec is None:
-                raise HTTPException(404, f"task_id {task_id}: no such task")
-            return _task_out(rec)
+        found = await find([task_id])
+        if not found:
+            raise HTTPException(404, f"task_id {task_id}: no such task")
+        return found[0]
 
     @app.post("/v1/tasks/query", response_model=TaskList, tags=["tasks"], responses=err)
     async def query_tasks(
         body: TaskQuery, _p: Annotated[Principal, Depends(role("submit"))]
     ) -> TaskList:
         """Several tasks at once (unknown ids left out)."""
-        with svc.state.lock:
-            recs = [svc.state.tasks.get(t) for t in body.task_ids]
-            return TaskList(tasks=[_task_out(r) for r in recs if r is not None])
+        return TaskList(tasks=await find(body.task_ids))
 
     @app.post("/v1/tasks/{task_id}/cancel", response_model=TaskOut, tags=["tasks"], responses=err)
     async def cancel(task_id: int, _p: Annotated[Principal, Depends(role("submit"))]) -> TaskOut:
         """Cancel a pending or assigned (not started) task; 409 once it runs or ended."""
-        rec = await commit(ops.cancel(task_id))
-        with svc.state.lock:
-            return _task_out(rec)
+        await commit(ops.cancel(task_id))
+        return (await find([task_id]))[0]
 
     # --------------------------------------------------------------- nodes
 

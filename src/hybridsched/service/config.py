@@ -34,8 +34,9 @@ class ServiceConfig:
     """Wall seconds without a heartbeat before a node is down."""
     max_retries: int = 3
     """Retries (node loss, failure) before a task is rejected / failed."""
-    max_batch: int = 4096
-    """Most tasks decided in one batch."""
+    max_batch: int = 256
+    """Most tasks decided in one batch (more due tasks: several decisions at that instant).
+    Bounds the time a policy holds the interpreter: compiled code does not release it."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body accepted, bytes."""
     mqtt_url: str | None = None
@@ -57,5 +58,7 @@ class ServiceConfig:
             raise ConfigError(f"--decision-interval: must be a number >= 0 (seconds), got {d!r}")
         if self.queue not in ("fifo", "priority"):
             raise ConfigError(f"--queue: must be fifo or priority, got {self.queue!r}")
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise ConfigError(f"--max-batch: must be an integer >= 1, got {self.max_batch!r}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries: must be >= 0, got {self.max_retries!r}")

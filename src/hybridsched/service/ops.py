@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,9 +61,9 @@ def submit(tasks: Sequence[dict[str, Any]], now: float) -> Op:
         seen: dict[int, TaskRec] = {}
         for t in tasks:
             tid = int(t["task_id"])
-            old = st.tasks.get(tid) or seen.get(tid)
+            old = st.status_of(tid) or (seen[tid].status if tid in seen else None)
             if old is not None:
-                out.append((tid, old.status, True))
+                out.append((tid, old, True))
                 continue
             payload = t.get("payload")
             dl = t.get("deadline_s")
@@ -182,7 +183,13 @@ def report(allowed: set[str] | None, reports: Sequence[dict[str, Any]]) -> Op:
                 out.append((tid, "refused", f"this token does not act for node {node!r}"))
                 continue
             if rec is None:
-                out.append((tid, "refused", "unknown task"))
+                ended = st.done.get(tid)
+                if ended == FINISHED and kind == "finish":
+                    out.append((tid, "duplicate", "already finished"))
+                elif ended is not None:
+                    out.append((tid, "refused", f"the task is {ended}"))
+                else:
+                    out.append((tid, "refused", "unknown task"))
                 continue
             if rec.node != node or rec.attempt != int(r["attempt"]):
                 if rec.status == FINISHED and kind == "finish" and rec.node == node:
@@ -223,7 +230,9 @@ def report(allowed: set[str] | None, reports: Sequence[dict[str, Any]]) -> Op:
                     changed[tid] = rec
                     trs.append(st.transition(rec))
                     j = st.node_index[node]
-                    st.observed.setdefault(st.cluster.node_names[j], []).append(rec.observed_s)
+                    st.observed.setdefault(st.cluster.node_names[j], deque(maxlen=1000)).append(
+                        rec.observed_s
+                    )
                     out.append((tid, "ok", FINISHED))
                 elif rec.status == FINISHED:
                     out.append((tid, "duplicate", FINISHED))
@@ -273,9 +282,15 @@ def cancel(task_id: int) -> Op:
     def op(conn: Connection, st: LiveState) -> tuple[Any, list[Transition]]:
         rec = st.tasks.get(task_id)
         if rec is None:
-            raise OpError(404, f"task_id {task_id}: no such task")
-        if rec.status == CANCELLED:
-            return rec, []
+            ended = st.done.get(task_id)
+            if ended is None:
+                raise OpError(404, f"task_id {task_id}: no such task")
+            if ended == CANCELLED:
+                return task_id, []
+            raise OpError(
+                409,
+                f"task_id {task_id}: is {ended}; only pending or assigned tasks can be cancelled",
+            )
         if rec.status not in (PENDING, ASSIGNED):
             raise OpError(
                 409,
@@ -285,7 +300,7 @@ def cancel(task_id: int) -> Op:
         rec.reason = "cancelled"
         st._move(rec, CANCELLED)
         st.store.update_tasks(conn, [_mut(rec)])
-        return rec, [st.transition(rec)]
+        return task_id, [st.transition(rec)]
 
     return op
 

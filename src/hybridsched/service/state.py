@@ -15,6 +15,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -130,6 +131,9 @@ class LiveState:
         self.node_index = {n: j for j, n in enumerate(cluster.node_names)}
         n = cluster.n_nodes
         self.tasks: dict[int, TaskRec] = {}
+        """Tasks in flight (pending, assigned, running)."""
+        self.done: dict[int, str] = {}
+        """Status of every ended task (its row is in the database)."""
         self.pending: dict[int, None] = {}
         self.queued: list[dict[int, None]] = [{} for _ in range(n)]
         self.running: list[dict[int, None]] = [{} for _ in range(n)]
@@ -139,7 +143,7 @@ class LiveState:
         self.last_seen = np.full(n, time.time())
         self.recent = np.zeros(n)
         self.recent_t = np.zeros(n)
-        self.observed: dict[str, list[float]] = {}
+        self.observed: dict[str, deque[float]] = {}
         self.pending_changed = threading.Condition(self.lock)
         self.on_assigned: list[Callable[[], None]] = []
 
@@ -151,18 +155,26 @@ class LiveState:
         drained = self.store.load_nodes()
         for j, name in enumerate(names):
             self.drained[j] = drained.get(name, False)
+        # ended tasks stay in the database (ids and status in memory, for idempotency
+        # and counts): a restart loads only the work in flight
+        for tid, status in self.store.load_ended():
+            self.done[tid] = status
+            self.counts[status] += 1
         recs = [TaskRec(**dict(zip(TASK_COLUMNS, row, strict=True))) for row in
-                self.store.load_tasks()]  # fmt: skip
+                self.store.load_tasks(active_only=True)]  # fmt: skip
         # queues in assignment order (what a snapshot promises): by decision, then
         # the decision order within a batch (arrival, task_id)
         recs.sort(key=lambda r: (r.decision_s or -math.inf, r.arrival_s, r.task_id))
         for rec in recs:
             self._add(rec)
-        return len(self.tasks)
+        return len(self.tasks) + len(self.done)
 
     def _add(self, rec: TaskRec) -> None:
-        self.tasks[rec.task_id] = rec
         self.counts[rec.status] += 1
+        if rec.status in TERMINAL:
+            self.done[rec.task_id] = rec.status
+            return
+        self.tasks[rec.task_id] = rec
         j = self.node_index.get(rec.node, -1) if rec.node is not None else -1
         if rec.status == PENDING:
             self.pending[rec.task_id] = None
@@ -193,6 +205,16 @@ class LiveState:
             self.queued[self.node_index[rec.node]][rec.task_id] = None
         elif status == RUNNING:
             self.running[self.node_index[rec.node]][rec.task_id] = None
+        else:
+            # ended: out of memory (the database has it); memory stays bounded by the
+            # work in flight
+            self.tasks.pop(rec.task_id, None)
+            self.done[rec.task_id] = status
+
+    def status_of(self, task_id: int) -> str | None:
+        """The status of a task, None when unknown."""
+        rec = self.tasks.get(task_id)
+        return rec.status if rec is not None else self.done.get(task_id)
 
     # ----------------------------------------------------------------- reading
 
@@ -207,13 +229,17 @@ class LiveState:
         rn, rf = [], []
         tasks = self.tasks
         speed = c.speed.tolist()
+        cores = c.cores.tolist()
         for j, run in enumerate(self.running):
             if not run:
                 continue
-            for tid in run:
-                rec = tasks[tid]
-                rn.append(j)
-                rf.append(rec.start_s + rec.work_gi / speed[j])
+            fin = [tasks[tid].start_s + tasks[tid].work_gi / speed[j] for tid in run]
+            if len(fin) > cores[j]:
+                # an agent reported more starts than the node has cores: the cores are
+                # busy until the latest of them (a view never holds more than ``cores``)
+                fin = sorted(fin)[-cores[j] :]
+            rn.extend([j] * len(fin))
+            rf.extend(fin)
         qn, qi, qa, qr, qw, qp, qd = [], [], [], [], [], [], []
         for j, qd_j in enumerate(self.queued):
             if not qd_j:
@@ -366,6 +392,7 @@ class Writer:
     def _reload(st: LiveState) -> None:
         n = st.cluster.n_nodes
         st.tasks.clear()
+        st.done.clear()
         st.pending.clear()
         st.queued = [{} for _ in range(n)]
         st.running = [{} for _ in range(n)]

@@ -68,6 +68,8 @@ meta_table = sa.Table(
 )
 
 TASK_COLUMNS = tuple(c.name for c in tasks_table.columns)
+ACTIVE = ("pending", "assigned", "running")
+"""Statuses of tasks in flight (the others are ended)."""
 MUTABLE_COLUMNS = (
     "status",
     "node",
@@ -181,10 +183,32 @@ class Store:
 
     # ----------------------------------------------------------------- reading
 
-    def load_tasks(self) -> list[tuple[Any, ...]]:
-        """Every task row, in ``TASK_COLUMNS`` order (used once, at start)."""
+    def load_tasks(self, active_only: bool = False) -> list[tuple[Any, ...]]:
+        """Task rows in ``TASK_COLUMNS`` order; only those in flight with ``active_only``."""
+        q = sa.select(*tasks_table.columns)
+        if active_only:
+            q = q.where(tasks_table.c.status.in_(ACTIVE))
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.select(*tasks_table.columns))]
+            return [tuple(r) for r in conn.execute(q)]
+
+    def load_ended(self) -> list[tuple[int, str]]:
+        """``(task_id, status)`` of every ended task."""
+        q = sa.select(tasks_table.c.task_id, tasks_table.c.status).where(
+            tasks_table.c.status.not_in(ACTIVE)
+        )
+        with self.engine.connect() as conn:
+            return [(int(a), b) for a, b in conn.execute(q)]
+
+    def read_tasks(self, task_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Rows of these tasks (a read connection; any thread)."""
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for k in range(0, len(task_ids), 900):
+                q = sa.select(*tasks_table.columns).where(
+                    tasks_table.c.task_id.in_(list(task_ids[k : k + 900]))
+                )
+                out.extend(dict(r._mapping) for r in conn.execute(q))
+        return out
 
     def load_nodes(self) -> dict[str, bool]:
         """Drained flag per node name that has one."""
