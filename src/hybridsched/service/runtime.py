@@ -77,7 +77,6 @@ class Service:
             )
         )
         self.metrics.queue_depth.set(len(self.state.pending))
-        self._warm_up()
         for target, name in ((self._decide_loop, "decide"), (self._monitor_loop, "monitor")):
             th = threading.Thread(target=target, name=f"hybridsched-{name}", daemon=True)
             th.start()
@@ -156,6 +155,14 @@ class Service:
 
     def _decide_loop(self) -> None:
         st = self.state
+        # compile (or load from numba's cache) before the first real decision; the
+        # service is ready meanwhile: submissions and reports are accepted and stored
+        t0 = time.perf_counter()
+        try:
+            self._warm_up()
+        except Exception:
+            log.exception("event=warm_up_failed")
+        log.info("event=policy_warm seconds=%.3f", time.perf_counter() - t0)
         d = self.config.decision_interval
         last_tick = -math.inf
         while not self._stop.is_set():

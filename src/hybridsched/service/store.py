@@ -192,12 +192,20 @@ class Store:
             return [tuple(r) for r in conn.execute(q)]
 
     def load_ended(self) -> list[tuple[int, str]]:
-        """``(task_id, status)`` of every ended task."""
-        q = sa.select(tasks_table.c.task_id, tasks_table.c.status).where(
-            tasks_table.c.status.not_in(ACTIVE)
+        """``(task_id, status)`` of every ended task (plain driver rows: fast at 10^5)."""
+        sql = (
+            "SELECT task_id, status FROM tasks "
+            "WHERE status NOT IN ('pending', 'assigned', 'running')"
         )
-        with self.engine.connect() as conn:
-            return [(int(a), b) for a, b in conn.execute(q)]
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(sql)
+            rows = cur.fetchall()
+            cur.close()
+        finally:
+            raw.close()
+        return rows
 
     def read_tasks(self, task_ids: Sequence[int]) -> list[dict[str, Any]]:
         """Rows of these tasks (a read connection; any thread)."""
