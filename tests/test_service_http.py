@@ -287,3 +287,27 @@ def test_exec_agent_reports_exit_status_and_real_duration(tmp: Path) -> None:
         else:
             assert (r["status"], r["exit_code"], r["retries"], r["attempt"]) == ("failed", 1, 2, 2)
             assert "exit 1" in r["reason"] and "gave up after 1 retries" in r["reason"]
+
+
+def test_serve_refuses_bad_options_in_one_line(tmp: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hybridsched.cli import app
+    from hybridsched.cli.app import _register
+
+    _register()
+    base = ["serve", "--cluster", str(tmp / "cluster.yaml")]
+    run = CliRunner().invoke
+    cases = [
+        ([], "--tokens FILE is required"),
+        (["--tokens", str(tmp / "tokens.yaml"), "--db", "mysql://x/y"], "is not supported"),
+        (["--tokens", str(tmp / "tokens.yaml"), "--policy", "nope"], "unknown name 'nope'"),
+        (["--tokens", str(tmp / "tokens.yaml"), "--time-scale", "0"], "--time-scale: must be"),
+        (["--tokens", str(tmp / "tokens.yaml"), "--db",
+          "postgresql://postgres@127.0.0.1:1/none"], "cannot open the database"),
+    ]  # fmt: skip
+    for extra, msg in cases:
+        res = run(app, [*base, *extra])
+        assert res.exit_code == 2, (extra, res.output)
+        assert msg in " ".join(res.output.split()), (extra, res.output)
+        assert "Traceback" not in res.output

@@ -107,9 +107,13 @@ def serve(
             mqtt_topic_root=mqtt_topic_root,
             seed=seed,
         )
-        from hybridsched.service.store import normalize_url
+        from hybridsched.service.store import Store
 
-        normalize_url(db)
+        # an unreachable or foreign database is a one-line error here, not a
+        # traceback from the server's start-up
+        probe = Store(db)
+        probe.open()
+        probe.close()
         application = create_app(config)
     except HybridSchedError as exc:
         fail(str(exc))
