@@ -154,7 +154,12 @@ def test_mqtt_tasks_statuses_and_broker_restart(tmp_path: Path) -> None:
     assert 99 not in seen
     assert sorted(seen) == list(range(60))
     for tid, msgs in seen.items():
-        assert [m["status"] for m in msgs] == ["pending", "assigned", "running", "finished"], tid
+        # "running" is absent when the agent folded a start into its finish report
+        statuses = [m["status"] for m in msgs]
+        assert statuses in (
+            ["pending", "assigned", "running", "finished"],
+            ["pending", "assigned", "finished"],
+        ), (tid, statuses)
         last = msgs[-1]
         assert last["finish_s"] == pytest.approx(rows[tid]["finish_s"])
         assert {"task_id", "status", "node", "arrival_s", "start_s", "finish_s"} <= set(last)

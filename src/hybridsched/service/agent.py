@@ -307,6 +307,7 @@ class Agent:
             else:
                 await self._exec_dispatch(now)
             if self._reports:
+                self._reports = _fold_starts(self._reports)
                 batch, self._reports = self._reports[:10000], self._reports[10000:]
                 try:
                     out = await self._call(client, "/v1/agent/reports", {"reports": batch})
@@ -385,3 +386,15 @@ class Agent:
                 "exit_code": code,
             }
         )
+
+
+def _fold_starts(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop a start report whose finish (carrying ``start_s``) goes in the same flush.
+
+    The service accepts a finish of an assigned task with its start time, so a task
+    that starts and ends between two flushes costs one report, not two.
+    """
+    done = {(r["task_id"], r["attempt"]) for r in reports if r["kind"] == "finish"}
+    if not done:
+        return reports
+    return [r for r in reports if r["kind"] != "start" or (r["task_id"], r["attempt"]) not in done]

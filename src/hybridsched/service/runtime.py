@@ -127,12 +127,20 @@ class Service:
 
     def _count(self, trs: list[Transition]) -> None:
         m = self.metrics
+        by_status: dict[str, int] = {}
+        misses = retries = 0
         for tr in trs:
-            m.transitions.labels(tr.status).inc()
+            by_status[tr.status] = by_status.get(tr.status, 0) + 1
             if tr.status == "finished" and not (tr.finish_s <= tr.deadline_abs_s):
-                m.misses.inc()
+                misses += 1
             if tr.status == PENDING and tr.retries > 0:
-                m.retries.inc()
+                retries += 1
+        for status, k in by_status.items():
+            m.transitions.labels(status).inc(k)
+        if misses:
+            m.misses.inc(misses)
+        if retries:
+            m.retries.inc(retries)
         m.queue_depth.set(len(self.state.pending))
         if log.isEnabledFor(logging.DEBUG):
             for tr in trs:
