@@ -178,10 +178,17 @@ def test_tokens_scopes_and_bad_requests(tmp: Path) -> None:
     assert "admin-token-0001" not in srv.log.read_text()
 
 
-def test_node_loss_requeues_with_one_more_retry(tmp: Path) -> None:
-    srv = Server(
-        tmp, f"sqlite:///{tmp / 'loss.db'}", "--time-scale", "20", "--heartbeat-timeout", "1"
-    )
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_node_loss_requeues_with_one_more_retry(tmp: Path, store: str) -> None:
+    if store == "postgresql":
+        with pg_database() as url:
+            _node_loss(tmp, url)
+    else:
+        _node_loss(tmp, f"sqlite:///{tmp / 'loss.db'}")
+
+
+def _node_loss(tmp: Path, db: str) -> None:
+    srv = Server(tmp, db, "--time-scale", "20", "--heartbeat-timeout", "1")
     srv.start()
     # an agent for n1 (the fast node: mct sends everything there first) that dies
     doomed = Agent(srv.url, NODE_ALL, ["n1"], poll_s=0.1)
