@@ -196,20 +196,27 @@ def replay(
         fail("replay: --token is required (a submit token of the service)")
     try:
         w = read_workload(workload)
+        if time_scale is not None:
+            import httpx
+
+            try:
+                r = httpx.get(server.rstrip("/") + "/v1/cluster", timeout=10,
+                              headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                r.raise_for_status()
+                scale = r.json()["time_scale"]
+            except httpx.HTTPError as exc:
+                fail(f"replay: {server}: {exc}")
+            if abs(scale - time_scale) > 1e-9:
+                fail(f"replay: --time-scale {time_scale:g}, but the service runs at {scale:g}")
         rp = Replay(server, token, w)
         t = time.perf_counter()
         cols = asyncio.run(rp.run(timeout_s=timeout))
         wall = time.perf_counter() - t
         info = rp.info
-        if time_scale is not None and abs(info["time_scale"] - time_scale) > 1e-9:
-            fail(
-                f"replay: --time-scale {time_scale:g}, but the service runs at "
-                f"{info['time_scale']:g}"
-            )
         cluster = Cluster.build(info["cluster"], source=f"{server}/v1/cluster")
         live = live_result(cluster, w, cols, info)
         write_result(live, out, extra={"server": server, "workload": str(workload), "wall_s": wall})
-        pol = make_policy(info["policy"])
+        pol = make_policy(info["policy"], info.get("policy_args") or {})
         sim = simulate(
             cluster,
             w,

@@ -399,6 +399,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             time_s=svc.clock.now(),
             time_scale=svc.clock.time_scale,
             policy=config.policy,
+            policy_args={k: str(v) for k, v in config.policy_args.items()},
             decision_interval_s=config.decision_interval,
             queue=config.queue,
             counts=counts,

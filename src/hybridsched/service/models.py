@@ -205,6 +205,7 @@ class ClusterOut(BaseModel):
     time_s: float
     time_scale: float
     policy: str
+    policy_args: dict[str, Any]
     decision_interval_s: float
     queue: str
     counts: dict[str, int]
