@@ -367,12 +367,13 @@ def bench_construction(ants: int = 8, reps: int = 50) -> None:
     tau = np.ones(cand.shape)
     etab = np.take_along_axis(eta, cand, axis=1) ** 2
     u = np.random.default_rng(0).random((ants, len(tasks)))
-    arr = view.arrays
-    pm0 = np.maximum(view.time, arr.proj_min)
+    pm0 = np.maximum(view.time, view.core_free_min_s)
+    proj = np.array(view.core_free_s)
+    cores = np.ascontiguousarray(view.cluster.cores, dtype=np.int64)
     ready, dur = np.ascontiguousarray(view.ready_s), np.ascontiguousarray(view.exec_s)
     out = np.empty((ants, len(tasks)), dtype=np.int64)
     pm, slot = pm0.copy(), np.full(pm0.shape[0], -1, dtype=np.int64)
-    rows, wts = np.empty((len(tasks), arr.proj.shape[1])), np.empty(cand.shape[1])
+    rows, wts = np.empty((len(tasks), proj.shape[1])), np.empty(cand.shape[1])
 
     def compiled() -> None:
         for a in range(ants):
@@ -389,9 +390,9 @@ def bench_construction(ants: int = 8, reps: int = 50) -> None:
                 ready,
                 dur,
                 view.time,
-                arr.proj,
+                proj,
                 pm0,
-                arr.cores,
+                cores,
                 pm,
                 slot,
                 rows,
@@ -413,7 +414,7 @@ def bench_construction(ants: int = 8, reps: int = 50) -> None:
             ready,
             dur,
             view.time,
-            arr.proj,
+            proj,
             pm0,
         )
 

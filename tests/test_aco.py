@@ -122,8 +122,9 @@ def test_numpy_and_compiled_construction_agree() -> None:
     tau = rng.uniform(0.05, 1.0, cand.shape)
     etab = np.take_along_axis(eta, cand, axis=1) ** 2
     u = rng.random((6, len(tasks)))
-    arr = view.arrays
-    pm0 = np.maximum(view.time, arr.proj_min)
+    pm0 = np.maximum(view.time, view.core_free_min_s)
+    proj = np.array(view.core_free_s)
+    cores = np.ascontiguousarray(view.cluster.cores, dtype=np.int64)
     ready, dur = np.ascontiguousarray(view.ready_s), np.ascontiguousarray(view.exec_s)
     for dynamic in (True, False):
         want = colony.construct_numpy(
@@ -139,12 +140,12 @@ def test_numpy_and_compiled_construction_agree() -> None:
             ready,
             dur,
             view.time,
-            arr.proj,
+            proj,
             pm0,
         )
         got = np.empty_like(want)
         pm, slot = pm0.copy(), np.full(pm0.shape[0], -1, dtype=np.int64)
-        rows, wts = np.empty((len(tasks), arr.proj.shape[1])), np.empty(cand.shape[1])
+        rows, wts = np.empty((len(tasks), proj.shape[1])), np.empty(cand.shape[1])
         for a in range(u.shape[0]):
             colony.construct_ant(
                 u[a],
@@ -159,9 +160,9 @@ def test_numpy_and_compiled_construction_agree() -> None:
                 ready,
                 dur,
                 view.time,
-                arr.proj,
+                proj,
                 pm0,
-                arr.cores,
+                cores,
                 pm,
                 slot,
                 rows,

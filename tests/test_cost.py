@@ -103,7 +103,7 @@ def test_cost_is_the_documented_weighted_sum() -> None:
     weights = cost.CostWeights(
         response=1.5, miss=3.0, miss_decay=0.25, energy=0.01, displaced=0.5, wait=0.7
     )
-    _, tasks, view = _run_all_but_last(cluster, workload, "priority")
+    engine, tasks, view = _run_all_but_last(cluster, workload, "priority")
     p = cost.build_problem(tasks, view, weights)
     rng = np.random.default_rng(2)
     for _ in range(5):
@@ -121,7 +121,7 @@ def test_cost_is_the_documented_weighted_sum() -> None:
             + 0.7 * (1 + tasks.priority) * (f - dur - ready)
         )
         q_f, q0, q_dl = pr["queued_finish_s"], p.q_f0, p.q_dl
-        q_mw = 3.0 * 0.25 ** view.arrays.priority[p.q_index].astype(float)
+        q_mw = 3.0 * 0.25 ** engine.state.priority[p.q_index].astype(float)
         displaced = 0.5 * np.sum(1.5 * (q_f - q0) + q_mw * ((q_f > q_dl) & ~(q0 > q_dl)))
         expected = (per_task.sum() + displaced + 0.01 * pr["energy_j"]) / b
         assert pr["cost"] == pytest.approx(expected, rel=1e-9)

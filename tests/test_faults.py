@@ -321,7 +321,7 @@ class Probe:
 
     def assign(self, tasks: Any, view: Any) -> np.ndarray:
         self.seen_work.append(tasks.work_gi.copy())
-        self.seen_arrays.append(view.arrays.work[tasks.index].copy())
+        self.seen_arrays.append(view._arr.work[tasks.index].copy())  # what kernels read
         if view.unavailable is not None:
             self.down_seen.append((view.time, view.unavailable.copy()))
             assert not view.feasible[:, view.unavailable].any()

@@ -18,7 +18,7 @@ import numpy as np
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
 from hybridsched.policies import kernels
-from hybridsched.sim.view import ClusterView, TaskBatch
+from hybridsched.sim.view import ClusterView, CompiledRun, TaskBatch
 
 _REGISTRY: dict[str, type] = {}
 # Policy modules that register themselves on import, loaded on first use so that
@@ -208,9 +208,8 @@ class KernelPolicy:
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
         """Place the batch with the compiled rule (tentatively, on copies)."""
-        arr = view.arrays
         nodes, self._rr = kernels.decide(
-            view.state,
+            view.compiled,
             tasks.index,
             view.time,
             self.rule,
@@ -219,17 +218,17 @@ class KernelPolicy:
             self._inv,
             self._rr,
             False,
-            arr.proj.copy(),
-            arr.proj_min.copy(),
-            arr.n_queued.copy(),
+            view.core_free_s.copy(),
+            view.core_free_min_s.copy(),
+            view.queued_tasks.copy(),
         )
         return nodes
 
-    def run_compiled(self, engine: Any) -> bool:
+    def run_compiled(self, run: CompiledRun) -> bool:
         """Run the whole simulation in compiled code; returns True."""
-        dec, starts = engine.batch_bounds()
-        u = self._draws(engine.n_tasks)
+        dec, starts = run.batch_bounds()
+        u = self._draws(run.n_tasks)
         self._rr = kernels.run_fused(
-            engine.cstate, dec, starts, self.rule, u, self._dynpow, self._inv, self._rr
+            run.state, dec, starts, self.rule, u, self._dynpow, self._inv, self._rr
         )
         return True

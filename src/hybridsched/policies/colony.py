@@ -786,7 +786,6 @@ class Colony:
         tau_min = self._tau_min(b, cand.shape[1])
         tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
         u = self._rng.random((prm.iterations, prm.ants, b))
-        arr = view.arrays
         best = np.ascontiguousarray(best)
         cost, evals = run_mmas(
             p,
@@ -808,8 +807,8 @@ class Colony:
             b <= prm.swap_limit,
             bool(prm.prune),
             bool(prm.dynamic_eta),
-            arr.proj,
-            np.maximum(view.time, arr.proj_min),
+            view.core_free_s,
+            view.available_s,
             best,
             float(best_cost),
         )

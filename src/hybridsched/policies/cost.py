@@ -301,6 +301,8 @@ def _snapshot(st, d):
     q_tid = np.empty(m, dtype=np.int64)
     q_dur = np.empty(m)
     q_f0 = np.empty(m)
+    q_dl = np.empty(m)
+    q_pr = np.empty(m, dtype=np.int64)
     for j in range(n):
         pos = q_off[j]
         i = st.qhead[j]
@@ -311,6 +313,8 @@ def _snapshot(st, d):
             q_key1[pos] = st.key1[i]
             q_tid[pos] = st.task_id[i]
             q_dur[pos] = st.work_est[i] / st.speed[j]
+            q_dl[pos] = st.abs_deadline[i]
+            q_pr[pos] = st.priority[i]
             pos += 1
             i = st.qnext[i]
         lo = q_off[j]
@@ -327,7 +331,8 @@ def _snapshot(st, d):
             )
             for k in range(hi - lo):
                 q_f0[lo + k] = start[k] + q_dur[lo + k]
-    return cf, n_idle, run_last, q_off, q_idx, q_ready, q_key0, q_key1, q_tid, q_dur, q_f0
+    return (cf, n_idle, run_last, q_off, q_idx, q_ready, q_key0, q_key1, q_tid, q_dur, q_f0,
+            q_dl, q_pr)  # fmt: skip
 
 
 def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> Problem:
@@ -341,16 +346,13 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
     Returns:
         A :class:`Problem` for :func:`evaluate`, :func:`node_cost` and the colony.
     """
-    st = view.arrays
     d = float(view.time)
-    cf, n_idle, run_last, q_off, q_idx, q_ready, q_key0, q_key1, q_tid, q_dur, q_f0 = _snapshot(
-        view.state, d
-    )
+    q = _snapshot(view.compiled, d)
+    cf, n_idle, run_last, q_off, q_idx, q_ready, q_key0, q_key1, q_tid, q_dur, q_f0, q_dl, q_pr = q
     h0 = float(max(run_last.max(), q_f0.max() if q_f0.shape[0] else d))
     c = view.cluster
     dynpow = (c.power_max_w - c.power_idle_w) / c.cores
     dur = np.ascontiguousarray(view.exec_s)
-    idx = tasks.index
     return Problem(
         d=d,
         h0=h0,
@@ -369,15 +371,15 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
         q_key1=q_key1,
         q_tid=q_tid,
         q_dur=q_dur,
-        q_dl=np.ascontiguousarray(st.abs_deadline[q_idx]),
-        q_mw=weights.miss_cost(st.priority[q_idx]),
+        q_dl=q_dl,
+        q_mw=weights.miss_cost(q_pr),
         q_f0=q_f0,
         q_index=q_idx,
         ready=np.ascontiguousarray(view.ready_s),
         dur=dur,
         dyn_j=dur * dynpow[None, :],
-        key0=np.ascontiguousarray(st.key0[idx]),
-        key1=np.ascontiguousarray(st.key1[idx]),
+        key0=np.ascontiguousarray(view.queue_keys[0]),
+        key1=np.ascontiguousarray(view.queue_keys[1]),
         tid=np.ascontiguousarray(tasks.task_id, dtype=np.int64),
         arrival=np.ascontiguousarray(tasks.arrival_s),
         dl=np.ascontiguousarray(tasks.deadline_abs_s),

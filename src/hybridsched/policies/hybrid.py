@@ -223,7 +223,7 @@ class Hybrid(CostFields):
         feats = np.empty((b, n, N_FEATURES), dtype=np.float32)
         mask = np.empty((b, n), dtype=np.bool_)
         idx = np.ascontiguousarray(tasks.index, dtype=np.int64)
-        batch_features(view.state, idx, float(view.time), self._static, feats, mask)
+        batch_features(view.compiled, idx, float(view.time), self._static, feats, mask)
         x = torch.from_numpy(feats)
         old = torch.get_num_threads()
         torch.set_num_threads(self.threads)

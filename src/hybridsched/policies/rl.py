@@ -60,18 +60,17 @@ class RLPolicy:
         """One node per task: score every pair, place the batch one task at a time."""
         import torch
 
-        arr = view.arrays
         batch = len(tasks) > 1
         # tentative placements of a batch go on copies; a single task only reads
-        proj = arr.proj.copy() if batch else arr.proj
-        proj_min = arr.proj_min.copy() if batch else arr.proj_min
-        queued_work = arr.queued_work.copy() if batch else arr.queued_work
-        recent = arr.recent.copy() if batch else arr.recent
-        recent_t = arr.recent_t.copy() if batch else arr.recent_t
+        proj = view.core_free_s.copy() if batch else view.core_free_s
+        proj_min = view.core_free_min_s.copy() if batch else view.core_free_min_s
+        queued_work = view.queued_work_s.copy() if batch else view.queued_work_s
+        recent = view.recent_count.copy() if batch else view.recent_count
+        recent_t = view.recent_time_s.copy() if batch else view.recent_time_s
         n = view.n_nodes
         out = np.zeros((1, n, N_FEATURES), dtype=np.float32)
         mask = np.zeros((1, n), dtype=np.bool_)
-        down = getattr(view, "unavailable", None)
+        down = view.unavailable
         nodes = np.empty(len(tasks), dtype=np.int64)
         x = torch.from_numpy(out)
         m = torch.from_numpy(mask)
@@ -81,7 +80,7 @@ class RLPolicy:
             with torch.inference_mode():
                 for k, i in enumerate(tasks.index):
                     pair_features_one(
-                        view.state, i, view.time, proj_min, queued_work, recent, recent_t,
+                        view.compiled, i, view.time, proj_min, queued_work, recent, recent_t,
                         self._static, out[0], mask[0],
                     )  # fmt: skip
                     if down is not None:
@@ -93,7 +92,7 @@ class RLPolicy:
                     nodes[k] = j
                     if batch:
                         place_tentative(
-                            view.state, i, j, view.time, proj, proj_min, queued_work, recent,
+                            view.compiled, i, j, view.time, proj, proj_min, queued_work, recent,
                             recent_t,
                         )  # fmt: skip
         finally:

@@ -1,7 +1,8 @@
 """Compiled kernels of the event simulator (numba, structure of arrays).
 
-Everything here works on one :class:`CoreState`, a named tuple of NumPy arrays
-that :class:`hybridsched.sim.engine.Engine` owns. Tasks are indexed in decision
+Everything here works on one :class:`~hybridsched.sim.state.CoreState`, a named
+tuple of NumPy arrays declared once in :mod:`hybridsched.sim.state`, that
+:class:`hybridsched.sim.engine.Engine` owns. Tasks are indexed in decision
 order (arrival, then task_id); nodes in the cluster file's order.
 
 Data structures, all preallocated:
@@ -16,7 +17,7 @@ Data structures, all preallocated:
   (``qnext``/``qprev``), for the exact prediction of a tentative assignment;
 * per node, a stack of free core slots, and per slot the running task.
 
-Semantics (SPEC.md, "Semantics"): at any instant ``t`` every event stamped ``t``
+Semantics (docs/MODEL.md, "Semantics"): at any instant ``t`` every event stamped ``t``
 is applied first; then, on each node touched, while a core is free and a ready
 task waits, the discipline picks the next task. :func:`advance` processes the
 instants strictly before a decision time, so the decision's own events (a task
@@ -25,12 +26,20 @@ ready at the decision instant) join that instant's dispatch.
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 import numpy as np
 from numba import njit
-from numba.core import types
-from numba.experimental import structref
+
+from hybridsched.sim.state import (  # noqa: F401 - see below
+    STATE_TYPE,
+    CoreState,
+    _StateProxy,
+    _StateType,
+    compile_state,
+)
+
+# Re-exported: the state is declared in state.py. The type names stay reachable
+# here because numba's cache of an unchanged kernel module may name them here.
+__all__ = ["STATE_TYPE", "CoreState", "compile_state"]
 
 # Indices into CoreState.counters.
 C_EVENTS = 0  # events in the global heap
@@ -42,223 +51,6 @@ PRIORITY = 1
 
 RECENT_TAU_S = 10.0
 """Time constant of the decayed count of recent assignments per node, s."""
-
-CoreState = namedtuple(
-    "CoreState",
-    [
-        # --- nodes (static) ---
-        "cores",  # int64[N]
-        "speed",  # float64[N] GI/s per core
-        "memory",  # float64[N] MB
-        "bandwidth",  # float64[N] MB/s
-        "latency",  # float64[N, R] s
-        # --- tasks (static, decision order) ---
-        "arrival",  # float64[n]
-        "region",  # int64[n]
-        "data",  # float64[n] MB
-        "work",  # float64[n] GI (true work, what the simulator runs)
-        "work_est",  # float64[n] GI (what schedulers see; = work in the base model)
-        "mem_req",  # float64[n] MB
-        "abs_deadline",  # float64[n] s (arrival + deadline, inf when none)
-        "priority",  # int64[n]
-        "task_id",  # int64[n]
-        "key0",  # float64[n] queue key 0 (priority, or 0 for fifo)
-        "key1",  # float64[n] queue key 1 (absolute deadline, or 0 for fifo)
-        # --- tasks (dynamic) ---
-        "node",  # int64[n] assigned node, -1 before the decision
-        "decision",  # float64[n]
-        "ready",  # float64[n]
-        "dur",  # float64[n] true execution time on the assigned node
-        "start",  # float64[n]
-        "finish",  # float64[n]
-        "wleft",  # int64[n] skew-heap children (waiting queue)
-        "wright",  # int64[n]
-        "qnext",  # int64[n] unstarted list links
-        "qprev",  # int64[n]
-        "slot_of",  # int64[n] core slot of a running task
-        # --- nodes (dynamic) ---
-        "wroot",  # int64[N] root of the waiting skew heap, -1 when empty
-        "qhead",  # int64[N] head of the unstarted list, -1 when empty
-        "n_free",  # int64[N] free cores
-        "free_slots",  # int64[N, C] stack of free slot indices
-        "slot_task",  # int64[N, C] running task per slot, -1 when idle
-        "n_queued",  # int64[N] assigned, not started
-        "queued_work",  # float64[N] estimated core-seconds assigned, not started
-        "proj",  # float64[N, C] projected core-free times (inf pads missing cores)
-        "proj_min",  # float64[N] earliest projected core-free time
-        "recent",  # float64[N] decayed count of recent assignments
-        "recent_t",  # float64[N] time of the last update of ``recent``
-        "busy_s",  # float64[N] core-seconds of started work
-        # --- global ---
-        "ev",  # float64[2n] event heap, pairs (time, code) side by side
-        "dirty",  # int64[N] nodes touched in the current instant
-        "is_dirty",  # bool[N]
-        "counters",  # int64[4]
-    ],
-)
-
-
-@structref.register
-class _StateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-class _StateProxy(structref.StructRefProxy):
-    """Opaque handle to the compiled state (use the CoreState arrays from Python)."""
-
-
-structref.define_boxing(_StateType, _StateProxy)
-
-FIELD_TYPES = (
-    ("cores", types.int64[::1]),
-    ("speed", types.float64[::1]),
-    ("memory", types.float64[::1]),
-    ("bandwidth", types.float64[::1]),
-    ("latency", types.float64[:, ::1]),
-    ("arrival", types.float64[::1]),
-    ("region", types.int64[::1]),
-    ("data", types.float64[::1]),
-    ("work", types.float64[::1]),
-    ("work_est", types.float64[::1]),
-    ("mem_req", types.float64[::1]),
-    ("abs_deadline", types.float64[::1]),
-    ("priority", types.int64[::1]),
-    ("task_id", types.int64[::1]),
-    ("key0", types.float64[::1]),
-    ("key1", types.float64[::1]),
-    ("node", types.int64[::1]),
-    ("decision", types.float64[::1]),
-    ("ready", types.float64[::1]),
-    ("dur", types.float64[::1]),
-    ("start", types.float64[::1]),
-    ("finish", types.float64[::1]),
-    ("wleft", types.int64[::1]),
-    ("wright", types.int64[::1]),
-    ("qnext", types.int64[::1]),
-    ("qprev", types.int64[::1]),
-    ("slot_of", types.int64[::1]),
-    ("wroot", types.int64[::1]),
-    ("qhead", types.int64[::1]),
-    ("n_free", types.int64[::1]),
-    ("free_slots", types.int64[:, ::1]),
-    ("slot_task", types.int64[:, ::1]),
-    ("n_queued", types.int64[::1]),
-    ("queued_work", types.float64[::1]),
-    ("proj", types.float64[:, ::1]),
-    ("proj_min", types.float64[::1]),
-    ("recent", types.float64[::1]),
-    ("recent_t", types.float64[::1]),
-    ("busy_s", types.float64[::1]),
-    ("ev", types.float64[::1]),
-    ("dirty", types.int64[::1]),
-    ("is_dirty", types.boolean[::1]),
-    ("counters", types.int64[::1]),
-)
-STATE_TYPE = _StateType(FIELD_TYPES)
-
-
-@njit(cache=True)
-def _make_state(
-    cores,
-    speed,
-    memory,
-    bandwidth,
-    latency,
-    arrival,
-    region,
-    data,
-    work,
-    work_est,
-    mem_req,
-    abs_deadline,
-    priority,
-    task_id,
-    key0,
-    key1,
-    node,
-    decision,
-    ready,
-    dur,
-    start,
-    finish,
-    wleft,
-    wright,
-    qnext,
-    qprev,
-    slot_of,
-    wroot,
-    qhead,
-    n_free,
-    free_slots,
-    slot_task,
-    n_queued,
-    queued_work,
-    proj,
-    proj_min,
-    recent,
-    recent_t,
-    busy_s,
-    ev,
-    dirty,
-    is_dirty,
-    counters,
-):
-    st = structref.new(STATE_TYPE)
-    st.cores = cores
-    st.speed = speed
-    st.memory = memory
-    st.bandwidth = bandwidth
-    st.latency = latency
-    st.arrival = arrival
-    st.region = region
-    st.data = data
-    st.work = work
-    st.work_est = work_est
-    st.mem_req = mem_req
-    st.abs_deadline = abs_deadline
-    st.priority = priority
-    st.task_id = task_id
-    st.key0 = key0
-    st.key1 = key1
-    st.node = node
-    st.decision = decision
-    st.ready = ready
-    st.dur = dur
-    st.start = start
-    st.finish = finish
-    st.wleft = wleft
-    st.wright = wright
-    st.qnext = qnext
-    st.qprev = qprev
-    st.slot_of = slot_of
-    st.wroot = wroot
-    st.qhead = qhead
-    st.n_free = n_free
-    st.free_slots = free_slots
-    st.slot_task = slot_task
-    st.n_queued = n_queued
-    st.queued_work = queued_work
-    st.proj = proj
-    st.proj_min = proj_min
-    st.recent = recent
-    st.recent_t = recent_t
-    st.busy_s = busy_s
-    st.ev = ev
-    st.dirty = dirty
-    st.is_dirty = is_dirty
-    st.counters = counters
-    return st
-
-
-def compile_state(arrays: CoreState) -> _StateProxy:
-    """The compiled handle over the same arrays (no copy): cheap to pass to kernels.
-
-    A handle is one pointer, whereas a tuple of arrays costs a reference-count
-    update per array on every call between compiled functions.
-    """
-    return _make_state(*arrays)
-
 
 # ----------------------------------------------------------------------------
 # the global event heap (binary heap on time)

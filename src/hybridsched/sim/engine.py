@@ -26,7 +26,14 @@ from hybridsched.errors import ConfigError, PolicyError, SimulationError
 from hybridsched.model import Cluster, Workload
 from hybridsched.sim import core
 from hybridsched.sim.metrics import summarize
-from hybridsched.sim.view import ClusterView, Policy, TaskBatch
+from hybridsched.sim.state import CoreState, build_state
+from hybridsched.sim.view import (
+    ClusterView,
+    CompiledRun,
+    NodeSnapshot,
+    Policy,
+    TaskBatch,
+)
 
 QUEUES = ("fifo", "priority")
 
@@ -132,85 +139,25 @@ class Engine:
 
     # ------------------------------------------------------------------ state
 
-    def _build_state(self, order: np.ndarray, arrival: np.ndarray) -> core.CoreState:
-        c = self.cluster
+    def _build_state(self, order: np.ndarray, arrival: np.ndarray) -> CoreState:
         w = self.workload
-        n = arrival.shape[0]
-        n_nodes = c.n_nodes
-        max_cores = int(c.cores.max())
         identity = self._identity
 
         def task_col(a: np.ndarray, dtype: type) -> np.ndarray:
             # a writable, contiguous copy in decision order (kernels need writable arrays)
             return np.array(a if identity else a[order], dtype=dtype, order="C")
 
-        abs_deadline = arrival + task_col(w.deadline_s, np.float64)
-        priority = task_col(w.priority, np.int64)
-        if self.config.queue == "priority":
-            key0 = priority.astype(np.float64)
-            key1 = abs_deadline
-        else:
-            # never written: lazily zero-filled pages cost nothing until read
-            key0 = np.zeros(n)
-            key1 = key0
-        proj = np.full((n_nodes, max_cores), np.inf)
-        slot_task = np.full((n_nodes, max_cores), -1, dtype=np.int64)
-        free_slots = np.zeros((n_nodes, max_cores), dtype=np.int64)
-        for j in range(n_nodes):
-            proj[j, : c.cores[j]] = -np.inf
-            free_slots[j, : c.cores[j]] = np.arange(c.cores[j])[::-1]
-        work = task_col(w.work_gi, np.float64)
-
-        def scratch(dtype: type = np.float64) -> np.ndarray:
-            # per-task state written before it is read: no initialisation, so the
-            # pages are only touched (and faulted in) when the run reaches them
-            return np.empty(n, dtype=dtype)
-
-        node = np.full(n, -1, dtype=np.int64)
-        return core.CoreState(
-            cores=np.ascontiguousarray(c.cores, dtype=np.int64),
-            speed=np.ascontiguousarray(c.speed),
-            memory=np.ascontiguousarray(c.memory_mb),
-            bandwidth=np.ascontiguousarray(c.bandwidth_mb_s),
-            latency=np.ascontiguousarray(c.latency_s),
+        return build_state(
+            self.cluster,
+            queue=self.config.queue,
             arrival=arrival,
             region=task_col(w.region, np.int64),
             data=task_col(w.data_mb, np.float64),
-            work=work,
-            work_est=work,  # replaced by a copy only when estimates differ
+            work=task_col(w.work_gi, np.float64),
             mem_req=task_col(w.memory_mb, np.float64),
-            abs_deadline=abs_deadline,
-            priority=priority,
+            abs_deadline=arrival + task_col(w.deadline_s, np.float64),
+            priority=task_col(w.priority, np.int64),
             task_id=task_col(w.task_id, np.int64),
-            key0=key0,
-            key1=key1,
-            node=node,
-            decision=scratch(),
-            ready=scratch(),
-            dur=scratch(),
-            start=scratch(),
-            finish=scratch(),
-            wleft=scratch(np.int64),
-            wright=scratch(np.int64),
-            qnext=scratch(np.int64),
-            qprev=scratch(np.int64),
-            slot_of=scratch(np.int64),
-            wroot=np.full(n_nodes, -1, dtype=np.int64),
-            qhead=np.full(n_nodes, -1, dtype=np.int64),
-            n_free=np.array(c.cores, dtype=np.int64),
-            free_slots=free_slots,
-            slot_task=slot_task,
-            n_queued=np.zeros(n_nodes, dtype=np.int64),
-            queued_work=np.zeros(n_nodes),
-            proj=proj,
-            proj_min=np.full(n_nodes, -np.inf),
-            recent=np.zeros(n_nodes),
-            recent_t=np.zeros(n_nodes),
-            busy_s=np.zeros(n_nodes),
-            ev=np.empty(2 * n),
-            dirty=np.zeros(n_nodes, dtype=np.int64),
-            is_dirty=np.zeros(n_nodes, dtype=np.bool_),
-            counters=np.zeros(4, dtype=np.int64),
         )
 
     # ------------------------------------------------------------- stepping
@@ -263,7 +210,22 @@ class Engine:
     def _current(self) -> tuple[TaskBatch, ClusterView]:
         end = int(self._batch_start[self._batch + 1])
         tasks = self._task_batch(np.arange(self._pos, end, dtype=np.int64))
-        return tasks, ClusterView(self, tasks)
+        return tasks, self._view(tasks)
+
+    def _view(self, tasks: TaskBatch) -> ClusterView:
+        return ClusterView._over(
+            self.state, self.cstate, self.now, self.cluster, tasks, queue=self.config.queue
+        )
+
+    def snapshot(self) -> NodeSnapshot:
+        """The plain node state at the current decision (what :meth:`next_batch`'s view shows).
+
+        ``ClusterView.from_snapshot(cluster, tasks, engine.snapshot())`` gives the
+        engine's own view (see docs/VIEW.md).
+        """
+        if self._batch < 0 or self.done:
+            raise SimulationError("snapshot: no open decision; call next_batch() first")
+        return self._view(self._task_batch(np.zeros(0, dtype=np.int64))).snapshot()
 
     def _task_batch(self, idx: np.ndarray) -> TaskBatch:
         st = self.state
@@ -333,7 +295,8 @@ class Engine:
         compiled = getattr(policy, "run_compiled", None)
         if compiled is not None:
             t = time.perf_counter()
-            ran = compiled(self)
+            dec, starts = self.batch_bounds()
+            ran = compiled(CompiledRun(self.cstate, dec, starts))
             if ran:
                 # the compiled loop interleaves simulation and decisions; count all of it
                 self.scheduler_seconds += time.perf_counter() - t

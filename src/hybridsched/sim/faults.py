@@ -572,7 +572,12 @@ class _EstimateEngine(Engine):
     def _current(self) -> tuple[TaskBatch, ClusterView]:
         end = int(self._batch_start[self._batch + 1])
         tasks = self._task_batch(np.arange(self._pos, end, dtype=np.int64))
-        return tasks, ClusterView(self._observed, tasks)  # type: ignore[arg-type]
+        return tasks, self._view(tasks)
+
+    def _view(self, tasks: TaskBatch) -> ClusterView:
+        o = self._observed
+        q = self.config.queue
+        return ClusterView._over(o.state, o.cstate, self.now, self.cluster, tasks, queue=q)
 
 
 @dataclass(frozen=True, eq=False)
@@ -845,9 +850,20 @@ class FaultEngine(Engine):
                 self._cur = self._todo[self._todo_pos :]
             self._batch = max(self._batch, 0)
         tasks = self._task_batch(self._cur)
-        view = ClusterView(self._observed, tasks)
-        view.unavailable = self._unavailable
-        return tasks, view
+        return tasks, self._view(tasks)
+
+    def _view(self, tasks: TaskBatch) -> ClusterView:
+        o = self._observed
+        down = self._unavailable
+        return ClusterView._over(
+            o.state,
+            o.cstate,
+            self._now,
+            self.cluster,
+            tasks,
+            queue=self.config.queue,
+            unavailable=down,
+        )
 
     def commit(self, nodes: np.ndarray | list[int] | int) -> None:
         """Assign the next ``len(nodes)`` tasks of the open batch.

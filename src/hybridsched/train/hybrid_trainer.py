@@ -152,7 +152,6 @@ def snapshot(tasks: TaskBatch, view: ClusterView, weights: costmod.CostWeights) 
     best = np.min(np.where(view.feasible, view.est_finish_s, np.inf), axis=1)
     slack = tasks.deadline_abs_s - best
     b = len(tasks)
-    arr = view.arrays
     return Snapshot(
         x=torch.from_numpy(pair_features(tasks, view)),
         allowed=np.array(view.feasible),
@@ -160,8 +159,8 @@ def snapshot(tasks: TaskBatch, view: ClusterView, weights: costmod.CostWeights) 
         ready=np.array(view.ready_s),
         dur=np.array(view.exec_s),
         d=float(view.time),
-        proj=np.array(arr.proj),
-        pm0=np.maximum(view.time, np.array(arr.proj_min)),
+        proj=np.array(view.core_free_s),
+        pm0=np.array(view.available_s),
         problem=costmod.compile_problem(costmod.build_problem(tasks, view, weights)),
     )
 

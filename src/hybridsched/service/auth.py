@@ -1,0 +1,99 @@
+"""Bearer tokens and roles: ``admin``, ``submit``, ``node:NAME[,NAME...]``, ``node:*``."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hybridsched.errors import ConfigError
+
+ROLES = ("admin", "submit", "node:NAME[,NAME...]", "node:*")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as."""
+
+    role: str
+    """``admin``, ``submit`` or ``node``."""
+    nodes: frozenset[str] | None = None
+    """The nodes a node token acts for; None: every node (``node:*`` and admin)."""
+
+    def may_act_for(self, node: str) -> bool:
+        """True when this principal may report for ``node``."""
+        if self.role == "admin":
+            return True
+        return self.role == "node" and (self.nodes is None or node in self.nodes)
+
+
+def parse_role(role: str, node_names: tuple[str, ...], where: str) -> Principal:
+    """A role string as a principal.
+
+    Raises:
+        ConfigError: an unknown role or node name.
+    """
+    role = str(role).strip()
+    if role in ("admin", "submit"):
+        return Principal(role)
+    if role.startswith("node:"):
+        rest = role[5:].strip()
+        if rest == "*":
+            return Principal("node", None)
+        names = [n.strip() for n in rest.split(",") if n.strip()]
+        unknown = [n for n in names if n not in node_names]
+        if not names or unknown:
+            raise ConfigError(
+                f"{where}: role {role!r} names unknown node(s) {', '.join(map(repr, unknown))}; "
+                "nodes are those of the cluster file"
+            )
+        return Principal("node", frozenset(names))
+    raise ConfigError(f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
+
+
+def read_tokens(path: str | Path) -> dict[str, str]:
+    """Read a YAML mapping token -> role.
+
+    Raises:
+        ConfigError: not a mapping of non-empty strings (the tokens are never shown).
+    """
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"--tokens {p}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"--tokens {p}: not valid YAML") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"--tokens {p}: must be a non-empty mapping of token to role")
+    out: dict[str, str] = {}
+    for i, (k, v) in enumerate(data.items(), start=1):
+        if not isinstance(k, str) or len(k) < 8:
+            raise ConfigError(
+                f"--tokens {p}: entry {i}: a token must be a string of >= 8 characters"
+            )
+        if not isinstance(v, str):
+            raise ConfigError(f"--tokens {p}: entry {i}: the role must be a string")
+        out[k] = v
+    return out
+
+
+class TokenTable:
+    """Token lookup in constant time per known token (no timing hint about a near miss)."""
+
+    def __init__(self, tokens: dict[str, str], node_names: tuple[str, ...]) -> None:
+        self._items = [
+            (tok.encode(), parse_role(role, node_names, f"token entry {i}"))
+            for i, (tok, role) in enumerate(tokens.items(), start=1)
+        ]
+
+    def lookup(self, token: str) -> Principal | None:
+        """The principal of ``token``, None when unknown."""
+        t = token.encode()
+        found = None
+        for tok, principal in self._items:
+            if hmac.compare_digest(tok, t):
+                found = principal
+        return found

@@ -1,0 +1,363 @@
+"""The running service: store, live state, the writer, the decision loop and the node monitor.
+
+The decision loop runs in its own thread (a colony or a network forward never
+blocks the event loop): every decision interval (or as soon as tasks are
+pending at interval 0) the pending tasks form a batch, the policy assigns it on
+a view of the live state, and one transaction records the assignments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from hybridsched.policies import make_policy
+from hybridsched.service import ops
+from hybridsched.service.config import ServiceConfig
+from hybridsched.service.metrics import Metrics
+from hybridsched.service.state import PENDING, LiveState, ModelClock, Transition, Writer
+from hybridsched.service.store import Store, redact
+from hybridsched.service.view_adapter import NodeSnapshot, build_view
+
+log = logging.getLogger("hybridsched.service")
+
+
+class Service:
+    """Everything behind the API; :meth:`start` and :meth:`stop` bracket its life."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.cluster = config.cluster
+        self.metrics = Metrics()
+        self.store = Store(config.db_url)
+        self.state = LiveState(
+            config.cluster,
+            self.store,
+            max_retries=config.max_retries,
+            heartbeat_timeout_s=config.heartbeat_timeout_s,
+        )
+        self.writer = Writer(self.state)
+        self.writer.on_commit = self.metrics.db_seconds.observe
+        self.writer.listeners.append(self._count)
+        self.policy = make_policy(config.policy, config.policy_args)
+        self.policy.reset(config.cluster, np.random.default_rng(config.seed))
+        self.clock = ModelClock(config.time_scale)
+        self.ready = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.assigned_event: Any = None  # set by the API: wakes lease long-polls
+        self._max_mem = float(np.max(self.cluster.memory_mb))
+
+    # ------------------------------------------------------------------ life
+
+    def start(self) -> None:
+        """Open the store, load the state, start the threads."""
+        t0 = time.perf_counter()
+        self.store.open()
+        n = self.state.load()
+        clock = self.store.get_meta("clock")
+        if clock is not None:
+            # model time continues where it was, whatever the new time scale
+            old = ModelClock(clock["time_scale"], clock["model_ref"], clock["wall_ref"])
+            self.clock = ModelClock(self.config.time_scale, old.now())
+        self.writer.start()
+        self.writer.call(
+            ops.put_meta(
+                "clock",
+                {
+                    "time_scale": self.clock.time_scale,
+                    "model_ref": self.clock.model_ref,
+                    "wall_ref": self.clock.wall_ref,
+                },
+            )
+        )
+        self.metrics.queue_depth.set(len(self.state.pending))
+        for target, name in ((self._decide_loop, "decide"), (self._monitor_loop, "monitor")):
+            th = threading.Thread(target=target, name=f"hybridsched-{name}", daemon=True)
+            th.start()
+            self._threads.append(th)
+        self.ready = True
+        log.info(
+            "event=ready tasks=%d db=%s policy=%s start_s=%.3f",
+            n,
+            redact(self.store.url),
+            self.config.policy,
+            time.perf_counter() - t0,
+        )
+
+    def _warm_up(self) -> None:
+        # the first call compiles kernels (numba cache): do it before "ready", on a
+        # throwaway policy so that the real one's state (pheromone, counters) is untouched
+        c = self.cluster
+        j = int(np.argmax(c.memory_mb))
+        pol = make_policy(self.config.policy, self.config.policy_args)
+        pol.reset(c, np.random.default_rng(0))
+        snap = NodeSnapshot.empty(c.n_nodes, self.clock.now())
+        cols = {
+            "task_id": np.array([0], dtype=np.int64),
+            "arrival_s": np.array([snap.time]),
+            "region": np.array([0], dtype=np.int64),
+            "data_mb": np.array([1.0]),
+            "work_gi": np.array([float(c.speed[j])]),
+            "memory_mb": np.array([0.0]),
+            "deadline_abs_s": np.array([np.inf]),
+            "priority": np.array([0], dtype=np.int64),
+        }
+        tasks, view = build_view(c, cols, snap, queue=self.config.queue)
+        pol.assign(tasks, view)
+
+    def stop(self) -> None:
+        """Stop the threads, flush the writer, close the store."""
+        self.ready = False
+        self._stop.set()
+        with self.state.lock:
+            self.state.pending_changed.notify_all()
+        for th in self._threads:
+            th.join(timeout=30)
+        self.writer.stop()
+        self.store.close()
+        log.info("event=stopped")
+
+    # --------------------------------------------------------------- metrics
+
+    def _count(self, trs: list[Transition]) -> None:
+        m = self.metrics
+        by_status: dict[str, int] = {}
+        misses = retries = 0
+        for tr in trs:
+            by_status[tr.status] = by_status.get(tr.status, 0) + 1
+            if tr.status == "finished" and not (tr.finish_s <= tr.deadline_abs_s):
+                misses += 1
+            if tr.status == PENDING and tr.retries > 0:
+                retries += 1
+        for status, k in by_status.items():
+            m.transitions.labels(status).inc(k)
+        if misses:
+            m.misses.inc(misses)
+        if retries:
+            m.retries.inc(retries)
+        m.queue_depth.set(len(self.state.pending))
+        if log.isEnabledFor(logging.DEBUG):
+            for tr in trs:
+                log.debug("event=task task_id=%d status=%s node=%s", tr.task_id, tr.status, tr.node)
+
+    # ----------------------------------------------------------- decide loop
+
+    def _due(self, now: float) -> list[int]:
+        # pending tasks whose decision instant has come, in decision order
+        st = self.state
+        d = self.config.decision_interval
+        ids = []
+        for tid in st.pending:
+            rec = st.tasks[tid]
+            dec = math.ceil(rec.arrival_s / d) * d if d > 0 else rec.arrival_s
+            if dec <= now:
+                ids.append(tid)
+        ids.sort(key=lambda t: (st.tasks[t].arrival_s, t))
+        return ids[: self.config.max_batch]
+
+    def _decide_loop(self) -> None:
+        st = self.state
+        # compile (or load from numba's cache) before the first real decision; the
+        # service is ready meanwhile: submissions and reports are accepted and stored
+        t0 = time.perf_counter()
+        try:
+            self._warm_up()
+        except Exception:
+            log.exception("event=warm_up_failed")
+        log.info("event=policy_warm seconds=%.3f", time.perf_counter() - t0)
+        d = self.config.decision_interval
+        last_tick = -math.inf
+        while not self._stop.is_set():
+            with st.lock:
+                if not st.pending:
+                    st.pending_changed.wait(timeout=0.2)
+                    continue
+            now = self.clock.now()
+            if d > 0:
+                # decide at the instants k * d of the model clock
+                tick = math.floor(now / d) * d
+                if tick <= last_tick:
+                    self._stop.wait(
+                        min(max((last_tick + d - now) / self.clock.time_scale, 1e-3), 0.2)
+                    )
+                    continue
+                last_tick = tick
+                now = tick
+            try:
+                if self.decide_once(now) == 0 and d == 0:
+                    self._stop.wait(0.002)  # only tasks of the future, or no node up
+            except Exception:  # a policy bug must not kill the loop; the batch stays pending
+                log.exception("event=decision_failed")
+                self._stop.wait(0.5)
+
+    def decide_once(self, now: float) -> int:
+        """Decide the due pending tasks at model time ``now``; returns the number assigned."""
+        st = self.state
+        c = self.cluster
+        with st.lock:
+            ids = self._due(now)
+            if not ids:
+                return 0
+            snap = st.snapshot(now)
+            recs = [st.tasks[t] for t in ids]
+        up = snap.up
+        if not up.any():
+            time.sleep(0.05)  # no node attached: keep them pending
+            return 0
+        mem = np.array([r.memory_mb for r in recs])
+        fits_up = mem[:, None] <= np.where(up, c.memory_mb, -1.0)[None, :]
+        can = fits_up.any(axis=1)
+        if not can.all():
+            # waiting for a node with enough memory to come up
+            recs = [r for r, ok in zip(recs, can, strict=True) if ok]
+            if not recs:
+                time.sleep(0.05)
+                return 0
+        cols = {
+            "task_id": np.array([r.task_id for r in recs], dtype=np.int64),
+            "arrival_s": np.array([r.arrival_s for r in recs], dtype=np.float64),
+            "region": np.array([r.region for r in recs], dtype=np.int64),
+            "data_mb": np.array([r.data_mb for r in recs], dtype=np.float64),
+            "work_gi": np.array([r.work_gi for r in recs], dtype=np.float64),
+            "memory_mb": np.array([r.memory_mb for r in recs], dtype=np.float64),
+            "deadline_abs_s": np.array([r.deadline_abs_s for r in recs], dtype=np.float64),
+            "priority": np.array([r.priority for r in recs], dtype=np.int64),
+        }
+        t0 = time.perf_counter()
+        tasks, view = build_view(c, cols, snap, queue=self.config.queue)
+        nodes = np.asarray(self.policy.assign(tasks, view), dtype=np.int64)
+        dt = time.perf_counter() - t0
+        self.metrics.decision_seconds.observe(dt)
+        self.metrics.decisions.inc()
+        ok = (nodes >= 0) & (nodes < c.n_nodes)
+        safe = np.where(ok, nodes, 0)
+        ok &= up[safe] & (cols["memory_mb"] <= c.memory_mb[safe])
+        ready = view.ready_s[np.arange(len(nodes)), safe]
+        decisions = [
+            (int(cols["task_id"][i]), int(nodes[i]), float(now), float(ready[i]))
+            for i in np.flatnonzero(ok)
+        ]
+        if not ok.all():
+            log.warning("event=policy_infeasible tasks=%d kept_pending=1", int((~ok).sum()))
+        n = self.writer.call(ops.assign(decisions, now))
+        self.metrics.assignments.inc(n)
+        if self.assigned_event is not None:
+            self.assigned_event()
+        return n
+
+    # --------------------------------------------------------------- monitor
+
+    def _monitor_loop(self) -> None:
+        st = self.state
+        period = min(1.0, self.config.heartbeat_timeout_s / 4)
+        while not self._stop.wait(period):
+            now_wall = time.time()
+            with st.lock:
+                stale = st.attached & ((now_wall - st.last_seen) > self.config.heartbeat_timeout_s)
+                # a node never heard from since start that still holds work is lost too
+                holds = np.array(
+                    [bool(q) or bool(r) for q, r in zip(st.queued, st.running, strict=True)]
+                )
+                never = (
+                    ~st.attached
+                    & holds
+                    & ((now_wall - st.last_seen) > self.config.heartbeat_timeout_s)
+                )
+                lost = np.flatnonzero(stale | never)
+                for j in lost:
+                    st.attached[j] = False
+                    st.last_seen[j] = now_wall
+                up = st.node_up(now_wall)
+            self.metrics.nodes_up.set(int(up.sum()))
+            self.metrics.nodes_down.set(int(self.cluster.n_nodes - up.sum()))
+            for j in lost:
+                log.warning("event=node_down node=%s", self.cluster.node_names[j])
+                self.metrics.node_losses.inc()
+                n = self.writer.call(ops.node_lost(int(j)))
+                if n:
+                    log.info("event=requeued node=%s tasks=%d", self.cluster.node_names[j], n)
+
+    # ---------------------------------------------------------------- agents
+
+    def heartbeat(self, names: list[str]) -> None:
+        """Agents for ``names`` are alive (attaches them)."""
+        st = self.state
+        t = time.time()
+        with st.lock:
+            for name in names:
+                j = st.node_index[name]
+                if not st.attached[j]:
+                    log.info("event=node_up node=%s", name)
+                    st.attached[j] = True
+                    st.pending_changed.notify_all()
+                st.last_seen[j] = t
+
+    def lease(self, names: list[str], max_tasks: int, resync: bool) -> list[dict[str, Any]]:
+        """Tasks assigned to ``names`` not yet delivered (all not started with ``resync``)."""
+        st = self.state
+        out: list[dict[str, Any]] = []
+        with st.lock:
+            for name in names:
+                j = st.node_index[name]
+                for tid in st.queued[j]:
+                    rec = st.tasks[tid]
+                    if rec.delivered and not resync:
+                        continue
+                    rec.delivered = True
+                    out.append(
+                        {
+                            "task_id": tid,
+                            "node": name,
+                            "attempt": rec.attempt,
+                            "arrival_s": rec.arrival_s,
+                            "ready_s": rec.ready_s,
+                            "work_gi": rec.work_gi,
+                            "data_mb": rec.data_mb,
+                            "memory_mb": rec.memory_mb,
+                            "region": rec.region,
+                            "priority": rec.priority,
+                            "deadline_abs_s": rec.deadline_abs_s,
+                            "payload": rec.payload,
+                        }
+                    )
+                    if len(out) >= max_tasks:
+                        return out
+                if resync:
+                    for tid in st.running[j]:
+                        rec = st.tasks[tid]
+                        out.append(
+                            {
+                                "task_id": tid,
+                                "node": name,
+                                "attempt": rec.attempt,
+                                "arrival_s": rec.arrival_s,
+                                "ready_s": rec.ready_s,
+                                "start_s": rec.start_s,
+                                "work_gi": rec.work_gi,
+                                "data_mb": rec.data_mb,
+                                "memory_mb": rec.memory_mb,
+                                "region": rec.region,
+                                "priority": rec.priority,
+                                "deadline_abs_s": rec.deadline_abs_s,
+                                "payload": rec.payload,
+                            }
+                        )
+        return out
+
+    def check_submission(self, t: dict[str, Any]) -> str | None:
+        """Why a task cannot be accepted by this cluster (region, memory), or None."""
+        nr = self.cluster.n_regions
+        if t["region"] >= nr:
+            return f"region: {t['region']} must be < {nr} (the cluster's number of regions)"
+        if t["memory_mb"] > self._max_mem:
+            return (
+                f"memory_mb: {t['memory_mb']:g} fits no node "
+                f"(the largest node has {self._max_mem:g} MB)"
+            )
+        return None

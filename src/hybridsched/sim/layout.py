@@ -1,0 +1,65 @@
+"""Compiled state declared once: one table of ``(name, type, meaning)`` per structure.
+
+The simulator's state, the failure/network state and the colony's batch problem
+are each a named tuple of NumPy arrays (what Python code reads) and a numba
+``StructRef`` over the same arrays (one pointer, what compiled code takes). Both,
+and the compiled function that builds the second from the first, are generated
+here from a single table, so that a field is added, renamed or retyped in one
+place only.
+
+The builder is generated as Python source and compiled with ``exec`` under the
+declaring module's file name and globals, so that numba's on-disk cache
+(``cache=True``) finds and reuses it like any function written in that module:
+numba cannot set ``StructRef`` fields by a name that is only known at run time.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+from numba import njit
+from numba.core import types
+
+Field = tuple[str, str, str]
+"""``(name, numba type, meaning)``; the type is written as in numba, e.g. ``float64[::1]``."""
+
+
+def numba_fields(table: tuple[Field, ...]) -> tuple[tuple[str, types.Type], ...]:
+    """The ``(name, numba type)`` pairs of a table, for a ``StructRef`` type."""
+    env = vars(types)
+    return tuple((name, eval(typ, {}, env)) for name, typ, _ in table)
+
+
+def tuple_class(typename: str, table: tuple[Field, ...], module: str) -> type:
+    """A named tuple with one field per row, documented with the row's type and meaning."""
+    cls = namedtuple(typename, [name for name, _, _ in table], module=module)  # type: ignore[misc]
+    lines = [f"Arrays of :class:`{typename}` (one per row of its table):", ""]
+    lines += [f"* ``{name}`` (``{typ}``): {meaning}" for name, typ, meaning in table]
+    cls.__doc__ = "\n".join(lines)
+    for name, _, meaning in table:
+        getattr(cls, name).__doc__ = meaning
+    return cls
+
+
+def define_builder(
+    fn_name: str, type_name: str, table: tuple[Field, ...], module_globals: dict[str, Any]
+) -> Any:
+    """Generate, in the declaring module, ``fn_name(p)``: the ``StructRef`` over tuple ``p``.
+
+    Args:
+        fn_name: name of the compiled builder (defined in ``module_globals``).
+        type_name: name, in ``module_globals``, of the ``StructRef`` type instance.
+        table: the fields.
+        module_globals: ``globals()`` of the declaring module (it must import
+            ``structref`` from ``numba.experimental``).
+
+    Returns:
+        The compiled (cached) builder.
+    """
+    body = "".join(f"    h.{name} = p.{name}\n" for name, _, _ in table)
+    src = f"def {fn_name}(p):\n    h = structref.new({type_name})\n{body}    return h\n"
+    exec(compile(src, module_globals["__file__"], "exec"), module_globals)
+    fn = njit(cache=True)(module_globals[fn_name])
+    module_globals[fn_name] = fn
+    return fn
