@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.app import PluginOption, app, console, fail, load_plugins
 from hybridsched.errors import ConfigError, HybridSchedError
 
 
@@ -48,6 +48,7 @@ def compare(
             "(about 50 s per 30,000 tasks)."
         ),
     ] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Run schedulers head to head on identical workloads: table, report, plots."""
     from hybridsched.experiments.compare import CompareConfig, default_policies, run_compare
@@ -55,6 +56,7 @@ def compare(
     from hybridsched.sim import SimConfig
 
     try:
+        load_plugins(plugin)
         SimConfig(decision_interval=decision_interval, queue=queue)
         if (cluster is None) != (workload is None):
             raise ConfigError("--cluster and --workload go together")
