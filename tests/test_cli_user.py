@@ -551,3 +551,18 @@ def test_compare_loads_plugins_in_its_workers(tmp_path) -> None:
     rows = pq.read_table(out / "results.parquet").to_pydict()
     assert sorted(set(rows["policy"])) == ["last-feasible-cmp", "mct"]
     assert len(rows["policy"]) == 4
+
+
+def test_generate_writes_both_files_or_neither(tmp_path, monkeypatch) -> None:
+    import hybridsched.io as hio
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hio, "write_table", full_disk)  # the workload, written second
+    res = _run(
+        "generate", "--scenario", "iot-small", "--tasks", "50",
+        "--out", str(tmp_path / "w.parquet"), "--cluster-out", str(tmp_path / "c.yaml"),
+    )  # fmt: skip
+    _refused(res, "No space left on device")
+    assert list(tmp_path.iterdir()) == []

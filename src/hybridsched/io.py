@@ -330,7 +330,11 @@ def atomic_paths(paths: list[Path]) -> Iterator[list[Path]]:
         try:
             for path in paths:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                # the temporary name keeps the suffix: writers that pick the format
+                # by extension can write to it
+                fd, name = tempfile.mkstemp(
+                    prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+                )
                 os.close(fd)
                 tmps.append(Path(name))
         except OSError as exc:

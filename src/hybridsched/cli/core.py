@@ -57,16 +57,20 @@ def generate(
     ] = Path("cluster.yaml"),
 ) -> None:
     """Generate a synthetic IoT workload and its cluster from a scenario preset."""
-    from hybridsched.io import write_cluster, write_workload
+    from hybridsched.io import atomic_paths, check_writable, write_cluster, write_workload
     from hybridsched.workload import generate as gen
 
     try:
         _check_suffix(out, (".parquet", ".pq", ".csv"), "--out")
         _check_suffix(cluster_out, (".yaml", ".yml", ".json"), "--cluster-out")
         check_seed(seed)
+        check_writable(out.parent, "--out")
+        check_writable(cluster_out.parent, "--cluster-out")
         cluster, workload = gen(scenario, tasks, load, seed)
-        write_cluster(cluster, cluster_out)
-        write_workload(workload, out)
+        # both files or neither: a failed write leaves no cluster without its workload
+        with atomic_paths([cluster_out, out]) as (tmp_cluster, tmp_workload):
+            write_cluster(cluster, tmp_cluster)
+            write_workload(workload, tmp_workload)
     except HybridSchedError as exc:
         fail(str(exc))
     except MemoryError:
