@@ -114,8 +114,10 @@ class IoTCloudEnv(gym.Env):
         self.objective = (
             objective if isinstance(objective, Objective) else Objective.from_dict(objective)
         )
-        if not reward_scale > 0:
-            raise ConfigError(f"reward_scale: must be > 0, got {reward_scale!r}")
+        if not (isinstance(reward_scale, (int, float)) and 0 < reward_scale < np.inf):
+            raise ConfigError(
+                f"reward_scale: must be a finite number > 0, got {_plain(reward_scale)}"
+            )
         if invalid_action not in INVALID_ACTIONS:
             raise ConfigError(
                 f"invalid_action: must be one of {', '.join(INVALID_ACTIONS)}, got "
@@ -192,7 +194,7 @@ class IoTCloudEnv(gym.Env):
         penalty = 0.0
         if not (0 <= a < self.n_nodes and self._mask[a]):
             if self.invalid_action == "raise":
-                raise PolicyError(f"action {action!r}: node is infeasible or out of range")
+                raise PolicyError(f"action {_plain(action)}: node is infeasible or out of range")
             feasible = np.flatnonzero(self._mask)
             a = int(feasible[self.np_random.integers(feasible.shape[0])])
             penalty = self.invalid_penalty
@@ -296,6 +298,10 @@ class IoTCloudEnv(gym.Env):
             dtype=np.float32,
         )
         self._obs = {"task": task, "nodes": nodes, "action_mask": feasible.astype(np.int8)}
+
+
+def _plain(v: Any) -> str:
+    return repr(v.item()) if isinstance(v, np.generic) else repr(v)
 
 
 def _zero_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
