@@ -174,6 +174,7 @@ def simulate(
     with all of them off the run is the exact base model.
     """
     from hybridsched.io import check_writable, read_cluster, read_workload
+    from hybridsched.model import MAX_TIME_S
     from hybridsched.policies import make_policy, parse_policy_args
     from hybridsched.results import write_result
     from hybridsched.sim import SimConfig
@@ -183,6 +184,7 @@ def simulate(
     try:
         check_seed(seed)
         check_number(timeline_step, "--timeline-step", low=0)
+        check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
         config = SimConfig(decision_interval=decision_interval, queue=queue)
         options = SimOptions(
             mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),

@@ -293,11 +293,20 @@ def _tier_map(value: Any, name: str) -> tuple[tuple[str, float], ...] | None:
     return tuple(sorted(out))
 
 
+MAX_CV = 100.0
+"""Largest accepted coefficient of variation: beyond, lognormal draws overflow float64."""
+
+
 def _cv(value: Any, name: str) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0:
         raise ConfigError(
             f"options.{name}: must be a finite number >= 0 (a CV), got {_plain(value)}"
+        )
+    if value > MAX_CV:
+        raise ConfigError(
+            f"options.{name}: must be at most {MAX_CV:g} (a CV; larger draws overflow), "
+            f"got {_plain(value)}"
         )
 
 
