@@ -569,3 +569,20 @@ def test_generate_writes_both_files_or_neither(tmp_path, monkeypatch) -> None:
     )  # fmt: skip
     _refused(res, "No space left on device")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_main_turns_an_os_error_into_a_message(monkeypatch, capsys) -> None:
+    import hybridsched.policies
+    from hybridsched.cli.app import main
+
+    def broken() -> dict:
+        raise OSError(errno.EIO, "Input/output error", "/some/file")
+
+    monkeypatch.setattr(hybridsched.policies, "available_policies", broken)
+    monkeypatch.setattr(sys, "argv", ["hybridsched", "policies"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: /some/file: Input/output error" in err
+    assert "Traceback" not in err

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from hybridsched.errors import HybridSchedError, OutputError
+from hybridsched.errors import HybridSchedError
 
 _TYPE_NAMES = {"int": "INTEGER", "float": "NUMBER", "Path": "PATH", "str": "TEXT"}
 
@@ -197,8 +197,9 @@ def main() -> None:
     except MemoryError:
         _error("out of memory: use fewer tasks or nodes (or a machine with more memory)")
     except OSError as exc:
-        # an output that could not be written past the commands' own checks
-        _error(str(OutputError(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}")))
+        # a file that could not be read or written past the commands' own checks
+        reason = exc.strerror or str(exc)
+        _error(f"{exc.filename}: {reason}" if exc.filename else reason)
 
 
 def _error(message: str) -> Any:
