@@ -77,7 +77,7 @@ def _sim(c: Path, w: Path, out: Path, *extra: str):
         (("--seed", "-1"), "--seed: must be an integer >= 0, got -1"),
         (("--timeline-step", "-1"), "--timeline-step"),
         (("--timeline-step", "nan"), "--timeline-step"),
-        (("--decision-interval", "inf"), "--decision-interval"),
+        (("--decision-interval", "inf"), "decision interval"),
         (("--decision-interval", "1e300"), "--decision-interval: must be a finite number >= 0"),
         (("--latency-jitter", "1e300"), "latency_jitter: must be at most 100"),
         (("--estimate-cv", "1e300"), "estimate_cv: must be at most 100"),

@@ -184,8 +184,8 @@ def simulate(
     try:
         check_seed(seed)
         check_number(timeline_step, "--timeline-step", low=0)
-        check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
         config = SimConfig(decision_interval=decision_interval, queue=queue)
+        check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
         options = SimOptions(
             mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),
             mttr_s=None if mttr is None else parse_tier_values(mttr, "--mttr"),
