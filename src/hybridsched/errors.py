@@ -30,3 +30,7 @@ class PolicyError(HybridSchedError):
 
 class SimulationError(HybridSchedError, RuntimeError):
     """The simulator was used out of order (for example committing twice)."""
+
+
+class OutputError(HybridSchedError, OSError):
+    """An output file or folder cannot be written (read-only, full disk, not a folder)."""

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridsched.errors import ValidationError
-from hybridsched.model import Cluster, Workload
+from hybridsched.errors import OutputError, ValidationError
+from hybridsched.model import WORKLOAD_COLUMNS, Cluster, Workload
 
 CLUSTER_SUFFIXES = (".yaml", ".yml", ".json")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -82,7 +82,39 @@ def read_workload(path: str | os.PathLike[str], cluster: Cluster | None = None) 
     """
     p = Path(path)
     columns = read_table(p)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        _check_numeric_types(p, columns, WORKLOAD_COLUMNS)
+    if columns and all(len(v) == 0 for v in columns.values()):
+        raise ValidationError(
+            f"{p}: has no task rows (only a header); a workload needs at least one task"
+        )
     return Workload.build(columns, cluster=cluster, source=str(p))
+
+
+def _check_numeric_types(p: Path, columns: Mapping[str, np.ndarray], names: Any) -> None:
+    """Refuse a typed (Parquet) column that is not numeric: Parquet stores types, so a
+    string or boolean column is a wrong type, not text to convert (CSV text is parsed)."""
+    for name in names:
+        arr = columns.get(name)
+        if arr is None or arr.dtype.kind in "iuf":
+            continue
+        if arr.dtype.kind == "O" and all(v is None for v in arr):
+            continue  # an all-null column (an empty deadline_s): the row rules apply
+        typ = {"b": "boolean", "O": "string", "U": "string", "M": "timestamp"}.get(
+            arr.dtype.kind, str(arr.dtype)
+        )
+        row = 0  # the first value that is not even text of a number, else the first
+        for k, v in enumerate(arr):
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                row = k
+                break
+        value = arr[row].item() if isinstance(arr[row], np.generic) else arr[row]
+        raise ValidationError(
+            f"{p}: row {row + 1}, column {name}: has type {typ}, got {value!r}; a Parquet "
+            f"file must store this column as numbers (integer or floating point)"
+        )
 
 
 def read_table(path: Path) -> dict[str, np.ndarray]:
@@ -248,19 +280,104 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The file ends with the permissions of a plain ``open(path, "w")``: ``0o666``
+    less the umask (``mkstemp`` alone would leave it ``0o600``).
+
+    Raises:
+        OutputError: the folder cannot be created or written, or writing or
+            renaming fails (disk full, read-only file system); nothing is left behind.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here: {_os_reason(exc)}") from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot be written: {_os_reason(exc)}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: list[Path]) -> Iterator[list[Path]]:
+    """Temporary paths for several files, renamed onto ``paths`` together once all are
+    written: a failure on any of them leaves none of the new files (see :func:`atomic_path`).
+
+    Raises:
+        OutputError: as :func:`atomic_path`.
+    """
+    tmps: list[Path] = []
+    try:
+        try:
+            for path in paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # the temporary name keeps the suffix: writers that pick the format
+                # by extension can write to it
+                fd, name = tempfile.mkstemp(
+                    prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+                )
+                os.close(fd)
+                tmps.append(Path(name))
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write here: {_os_reason(exc)}") from None
+        try:
+            yield tmps
+            mode = 0o666 & ~_umask()
+            for tmp in tmps:
+                os.chmod(tmp, mode)
+            for tmp, path in zip(tmps, paths, strict=True):
+                os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"{paths[0].parent}: cannot be written: {_os_reason(exc)}") from None
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def check_writable(folder: Path, option: str = "--out") -> None:
+    """Refuse early a folder that cannot be created or written into (read-only, a file).
+
+    Raises:
+        OutputError: naming the option, the folder and the reason.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option} {folder}: exists and is not a folder")
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{option} {folder}: {probe} is not a folder")
+    try:
+        # probe the nearest existing folder: nothing is created before the run succeeds
+        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(f"{option} {folder}: cannot write here: {_os_reason(exc)}") from None
 
 
 def _read_text(p: Path) -> str:

@@ -40,6 +40,20 @@ NODE_FIELDS: tuple[str, ...] = (
 )
 """The required fields of one node in a cluster file (``tier`` is optional)."""
 
+MAX_TIME_S = 1e9
+"""Largest time accepted anywhere in the inputs (arrival, deadline, latency, outage), s.
+
+About 31.7 years: float64 then still resolves 0.2 microseconds, so responses and
+energies stay exact to well below a second. Larger magnitudes break the
+arithmetic (``arrival_s = 1e300`` made every response 0), so they are refused.
+"""
+MAX_QUANTITY = 1e12
+"""Largest work (GI), data (MB), memory (MB), speed (GI/s), bandwidth (MB/s) and power (W)."""
+MIN_RATE = 1e-6
+"""Smallest speed (GI/s) and bandwidth (MB/s): slower makes durations overflow the time bound."""
+MAX_CORES = 1_000_000
+"""Most cores on one node."""
+
 
 def _readonly(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
@@ -136,8 +150,14 @@ class Cluster:
             tiers.append(str(node.get("tier", "")))
             where = f"{source}: node {nm!r} (nodes[{j}])"
             cores = node["cores"]
-            if isinstance(cores, bool) or not isinstance(cores, (int, np.integer)) or cores < 1:
-                raise ValidationError(f"{where}.cores: must be an integer >= 1, got {cores!r}")
+            if (
+                isinstance(cores, bool)
+                or not isinstance(cores, (int, np.integer))
+                or not 1 <= cores <= MAX_CORES
+            ):
+                raise ValidationError(
+                    f"{where}.cores: must be an integer from 1 to {MAX_CORES:,}, got {_show(cores)}"
+                )
             cols["cores"].append(int(cores))
             for f, positive in (
                 ("speed", True),
@@ -147,15 +167,22 @@ class Cluster:
                 ("power_max_w", False),
             ):
                 v = _number(node[f], f"{where}.{f}")
-                if positive and not v > 0:
-                    raise ValidationError(f"{where}.{f}: must be > 0, got {node[f]!r}")
-                if not positive and not v >= 0:
-                    raise ValidationError(f"{where}.{f}: must be >= 0, got {node[f]!r}")
+                lo = MIN_RATE if f in ("speed", "bandwidth_mb_s") else 0.0
+                if (positive and not lo <= v <= MAX_QUANTITY) or (not positive and not v >= 0):
+                    rule = f"from {lo:g} to {MAX_QUANTITY:g}" if positive else ">= 0"
+                    raise ValidationError(
+                        f"{where}.{f}: must be a finite number {rule}, got {_show(node[f])}"
+                    )
+                if not v <= MAX_QUANTITY:
+                    raise ValidationError(
+                        f"{where}.{f}: must be a finite number <= {MAX_QUANTITY:g}, "
+                        f"got {_show(node[f])}"
+                    )
                 cols[f].append(v)
             if cols["power_max_w"][-1] < cols["power_idle_w"][-1]:
                 raise ValidationError(
                     f"{where}.power_max_w: must be >= power_idle_w "
-                    f"({cols['power_idle_w'][-1]!r}), got {node['power_max_w']!r}"
+                    f"({cols['power_idle_w'][-1]:g}), got {_show(node['power_max_w'])}"
                 )
             lat = node["latency_s"]
             if isinstance(lat, (int, float)) and not isinstance(lat, bool) and n_regions == 1:
@@ -168,8 +195,11 @@ class Cluster:
             row = []
             for r, v in enumerate(lat):
                 x = _number(v, f"{where}.latency_s[{r}]")
-                if not x >= 0:
-                    raise ValidationError(f"{where}.latency_s[{r}]: must be >= 0, got {v!r}")
+                if not 0 <= x <= MAX_TIME_S:
+                    raise ValidationError(
+                        f"{where}.latency_s[{r}]: must be a finite number of seconds from 0 to "
+                        f"{MAX_TIME_S:g}, got {_show(v)}"
+                    )
                 row.append(x)
             latency.append(row)
         return cls(
@@ -229,7 +259,7 @@ def _parse_regions(value: Any, source: str) -> tuple[str, ...]:
 
 def _number(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise ValidationError(f"{where}: must be a number, got {v!r}")
+        raise ValidationError(f"{where}: must be a number, got {_show(v)}")
     x = float(v)
     if np.isnan(x):
         raise ValidationError(f"{where}: must be a number, got NaN")
@@ -315,16 +345,24 @@ class Workload:
                 raise ValidationError(f"{source}: column {c} has {len(raw)} rows, expected {n}")
             arrays[c] = _column(raw, c, source)
         a = arrays
-        _check(a["arrival_s"] >= 0, a["arrival_s"], "arrival_s", "must be >= 0", source)
-        _check(np.isfinite(a["arrival_s"]), a["arrival_s"], "arrival_s", "must be finite", source)
+        t_rule = f"must be a finite number of seconds from 0 to {MAX_TIME_S:g}"
+        q = f"{MAX_QUANTITY:g}"
+        _check(a["arrival_s"] >= 0, a["arrival_s"], "arrival_s", t_rule, source)
+        _check(a["arrival_s"] <= MAX_TIME_S, a["arrival_s"], "arrival_s", t_rule, source)
         _check(a["region"] >= 0, a["region"], "region", "must be >= 0", source)
-        _check(a["data_mb"] >= 0, a["data_mb"], "data_mb", "must be >= 0", source)
-        _check(np.isfinite(a["data_mb"]), a["data_mb"], "data_mb", "must be finite", source)
-        _check(a["work_gi"] > 0, a["work_gi"], "work_gi", "must be > 0", source)
-        _check(np.isfinite(a["work_gi"]), a["work_gi"], "work_gi", "must be finite", source)
-        _check(a["memory_mb"] >= 0, a["memory_mb"], "memory_mb", "must be >= 0", source)
-        _check(np.isfinite(a["memory_mb"]), a["memory_mb"], "memory_mb", "must be finite", source)
-        _check(a["deadline_s"] > 0, a["deadline_s"], "deadline_s", "must be > 0 (or empty)", source)
+        rule = f"must be a finite number from 0 to {q}"
+        _check(a["data_mb"] >= 0, a["data_mb"], "data_mb", rule, source)
+        _check(a["data_mb"] <= MAX_QUANTITY, a["data_mb"], "data_mb", rule, source)
+        rule = f"must be a finite number > 0 and <= {q}"
+        _check(a["work_gi"] > 0, a["work_gi"], "work_gi", rule, source)
+        _check(a["work_gi"] <= MAX_QUANTITY, a["work_gi"], "work_gi", rule, source)
+        rule = f"must be a finite number from 0 to {q}"
+        _check(a["memory_mb"] >= 0, a["memory_mb"], "memory_mb", rule, source)
+        _check(a["memory_mb"] <= MAX_QUANTITY, a["memory_mb"], "memory_mb", rule, source)
+        dl = a["deadline_s"]
+        rule = f"must be > 0 and <= {MAX_TIME_S:g} seconds (or empty: no deadline)"
+        _check(dl > 0, dl, "deadline_s", rule, source)
+        _check((dl <= MAX_TIME_S) | (dl == np.inf), dl, "deadline_s", rule, source)
         _check(a["priority"] >= 0, a["priority"], "priority", "must be >= 0", source)
         ids = a["task_id"]
         # increasing ids (the usual case) are unique without a sort

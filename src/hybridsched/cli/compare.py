@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hybridsched.cli.app import app, console, err_console, fail
+from hybridsched.cli.app import PluginOption, app, console, err_console, fail, load_plugins
 from hybridsched.errors import ConfigError, HybridSchedError
 from hybridsched.experiments.compare import QUICK
 
@@ -158,6 +158,7 @@ def compare(
     ci: Annotated[
         bool, typer.Option("--ci", help="Show 95% CIs in the compact table too.")
     ] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Run schedulers head to head on identical workloads: table, report, plots.
 
@@ -187,6 +188,7 @@ def compare(
     }
     progress = {"done": 0, "total": 0}
     try:
+        load_plugins(plugin)
         given["policy_arg"] = _policy_args(policy_arg)
         explicit = {name for name in _FIELDS if _given(ctx, name)}
         cfg = _resolve_config(given, explicit, config, quick, out if resume else None)

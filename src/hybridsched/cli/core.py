@@ -5,23 +5,50 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.app import (
+    PluginOption,
+    app,
+    check_number,
+    check_seed,
+    console,
+    err_console,
+    fail,
+    load_plugins,
+)
 from hybridsched.errors import HybridSchedError
 
+GENERATE_EXAMPLES = """
+[bold]Examples[/]
 
-@app.command()
+  hybridsched generate --scenario iot-default --tasks 10000 --load 0.8 --seed 1
+
+  hybridsched generate --scenario iot-small --tasks 500 --out w.csv --cluster-out c.json
+"""
+
+
+@app.command(epilog=GENERATE_EXAMPLES)
 def generate(
     scenario: Annotated[
-        str, typer.Option(help="Scenario preset (see the README).")
+        str, typer.Option(help="Scenario preset (docs/SCENARIOS.md).")
     ] = "iot-default",
-    tasks: Annotated[int, typer.Option(help="Number of tasks.")] = 10_000,
-    load: Annotated[float, typer.Option(help="Offered work / cluster capacity.")] = 0.8,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    tasks: Annotated[int, typer.Option(help="Number of tasks, 1 to 50,000,000.")] = 10_000,
+    load: Annotated[
+        float, typer.Option(help="Offered work / cluster capacity, 1e-6 to 1e6.")
+    ] = 0.8,
+    seed: Annotated[int, typer.Option(help="Random seed, an integer >= 0.")] = 0,
     out: Annotated[Path, typer.Option(help="Workload file to write (.parquet or .csv).")] = Path(
         "workload.parquet"
     ),
@@ -30,24 +57,48 @@ def generate(
     ] = Path("cluster.yaml"),
 ) -> None:
     """Generate a synthetic IoT workload and its cluster from a scenario preset."""
-    from hybridsched.io import write_cluster, write_workload
+    from hybridsched.io import atomic_paths, check_writable, write_cluster, write_workload
     from hybridsched.workload import generate as gen
 
     try:
         _check_suffix(out, (".parquet", ".pq", ".csv"), "--out")
         _check_suffix(cluster_out, (".yaml", ".yml", ".json"), "--cluster-out")
+        check_seed(seed)
+        check_writable(out.parent, "--out")
+        check_writable(cluster_out.parent, "--cluster-out")
         cluster, workload = gen(scenario, tasks, load, seed)
-        write_cluster(cluster, cluster_out)
-        write_workload(workload, out)
+        # both files or neither: a failed write leaves no cluster without its workload
+        with atomic_paths([cluster_out, out]) as (tmp_cluster, tmp_workload):
+            write_cluster(cluster, tmp_cluster)
+            write_workload(workload, tmp_workload)
     except HybridSchedError as exc:
         fail(str(exc))
+    except MemoryError:
+        fail(f"--tasks {tasks:,}: not enough memory for that many tasks; use fewer")
     console.print(
         f"wrote [bold]{len(workload):,}[/] tasks to {out} and {cluster.n_nodes} nodes "
         f"({cluster.n_regions} regions) to {cluster_out}"
     )
 
 
-@app.command()
+SIMULATE_EXAMPLES = """
+[bold]Examples[/]
+
+  hybridsched simulate --cluster c.yaml --workload w.parquet --policy mct --out runs/mct
+
+  hybridsched simulate --cluster c.yaml --workload w.parquet --policy aco
+  --policy-arg ants=16 --decision-interval 0.5
+
+  hybridsched simulate --cluster c.yaml --workload w.parquet --timeline --out runs/tl
+
+  hybridsched simulate --cluster c.yaml --workload w.parquet --mtbf edge=3600 --mttr edge=60
+
+  hybridsched simulate --cluster c.yaml --workload w.parquet --plugin my_scheds
+  --policy my-policy
+"""
+
+
+@app.command(epilog=SIMULATE_EXAMPLES)
 def simulate(
     cluster: Annotated[Path, typer.Option(help="Cluster file (.yaml/.json).")],
     workload: Annotated[Path, typer.Option(help="Workload file (.parquet/.csv).")],
@@ -56,14 +107,17 @@ def simulate(
         float, typer.Option(help="Batching interval in seconds; 0 decides each task on arrival.")
     ] = 0.0,
     queue: Annotated[str, typer.Option(help="Queue discipline: fifo or priority.")] = "fifo",
-    seed: Annotated[int, typer.Option(help="Seed of the policy's randomness.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the policy's randomness, >= 0.")] = 0,
     policy_arg: Annotated[
         list[str] | None, typer.Option(help="Policy argument KEY=VALUE (repeatable).")
     ] = None,
     out: Annotated[
-        Path, typer.Option(help="Output folder for tasks.parquet and summary.json.")
+        Path,
+        typer.Option(
+            help="Output folder: tasks, summary.json (with per-node totals), the timeline."
+        ),
     ] = Path("out"),
-    csv: Annotated[bool, typer.Option(help="Write tasks.csv instead of tasks.parquet.")] = False,
+    csv: Annotated[bool, typer.Option(help="Write CSV tables instead of Parquet.")] = False,
     failures: Annotated[
         Path | None,
         typer.Option(
@@ -89,15 +143,38 @@ def simulate(
         float, typer.Option(help="CV of a lognormal factor (mean 1) on each transfer's latency.")
     ] = 0.0,
     shared_links: Annotated[
-        bool, typer.Option(help="Share each node's ingress bandwidth fairly among its transfers.")
+        bool,
+        typer.Option(help="Share each node's ingress bandwidth fairly among its transfers."),
     ] = False,
+    timeline: Annotated[
+        bool,
+        typer.Option(
+            "--timeline",
+            help="Also write per-node utilization, queue and power over time "
+            "(timeline.parquet) and plot them (timeline.png).",
+        ),
+    ] = False,
+    timeline_step: Annotated[
+        float,
+        typer.Option(help="Timeline sampling step, s; 0: the makespan / 200."),
+    ] = 0.0,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bar on stderr (default: on a terminal, once a run takes over 1 s).",
+            show_default=False,
+        ),
+    ] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Simulate a workload on a cluster under one scheduler; write tasks and summary.
 
     Failures, estimate noise and network options are off by default (docs/OPTIONS.md);
     with all of them off the run is the exact base model.
     """
-    from hybridsched.io import read_cluster, read_workload
+    from hybridsched.io import check_writable, read_cluster, read_workload
+    from hybridsched.model import MAX_TIME_S
     from hybridsched.policies import make_policy, parse_policy_args
     from hybridsched.results import write_result
     from hybridsched.sim import SimConfig
@@ -105,7 +182,10 @@ def simulate(
     from hybridsched.sim.options import SimOptions, parse_tier_values, read_failures
 
     try:
+        check_seed(seed)
+        check_number(timeline_step, "--timeline-step", low=0)
         config = SimConfig(decision_interval=decision_interval, queue=queue)
+        check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
         options = SimOptions(
             mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),
             mttr_s=None if mttr is None else parse_tier_values(mttr, "--mttr"),
@@ -113,26 +193,115 @@ def simulate(
             latency_jitter=latency_jitter,
             shared_links=shared_links,
         )
+        load_plugins(plugin)
         pol = make_policy(policy, parse_policy_args(policy_arg))
-        if out.exists() and not out.is_dir():
-            fail(f"--out {out}: exists and is not a folder")
+        check_writable(out)
         c = read_cluster(cluster)
         w = read_workload(workload, cluster=c)
         if failures is not None:
             options = replace(options, failures=read_failures(failures, cluster=c))
+        bar = ProgressBar(len(w), f"{policy} on {w.n_tasks:,} tasks", force=progress)
         t = time.perf_counter()
-        result = simulate_with_options(c, w, pol, config, options, seed)
+        try:
+            result = simulate_with_options(c, w, with_progress(pol, bar), config, options, seed)
+        finally:
+            bar.close()
         wall = time.perf_counter() - t
         extra = {"cluster": str(cluster), "workload": str(workload), "seed": seed}
         if options.active:
             extra["options"] = options.to_dict()
-        write_result(result, out, csv=csv, extra=extra)
+        written = write_result(
+            result,
+            out,
+            csv=csv,
+            extra=extra,
+            cluster=c,
+            timeline_step=timeline_step if timeline else None,
+        )
     except HybridSchedError as exc:
         fail(str(exc))
+    except MemoryError:
+        fail("out of memory while simulating: use a smaller workload or cluster")
     show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")
-    console.print(
-        f"wrote {out / ('tasks.csv' if csv else 'tasks.parquet')} and {out / 'summary.json'}"
-    )
+    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr, started lazily: at once when ``force`` is True,
+    never when it is False, else once a run has taken :attr:`DELAY_S` on a terminal."""
+
+    DELAY_S = 1.0
+
+    def __init__(self, total: int, label: str, force: bool | None = None) -> None:
+        self.total = total
+        self.label = label
+        self.force = force
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self.done = 0
+
+    def __call__(self, done: int) -> None:
+        """Record that ``done`` tasks of :attr:`total` are decided."""
+        self.done = done
+        if self.force is False:
+            return
+        now = time.perf_counter()
+        if now - self._last < 0.1 and done < self.total:
+            return  # at most ten redraws a second: a callback per task must stay cheap
+        self._last = now
+        if self._bar is None:
+            if not (self.force or (err_console.is_terminal and now - self.t0 >= self.DELAY_S)):
+                return
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=err_console.is_terminal,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        self._bar.update(self._task, completed=done)
+
+    def close(self) -> None:
+        """Stop the bar (if it was shown)."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+            self._bar.stop()
+            self._bar = None
+
+
+class _Counting:
+    """A policy that reports ``progress(tasks decided so far)`` after each decision.
+
+    Everything else (``name``, ``reset``, a compiled run loop) is the wrapped
+    policy's, so results do not change; a compiled loop decides everything in
+    one call and reports once, at the end.
+    """
+
+    def __init__(self, policy: Any, progress: Any) -> None:
+        self._policy = policy
+        self._progress = progress
+        self._done = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._policy, name)
+
+    def assign(self, tasks: Any, view: Any) -> Any:
+        """The wrapped policy's decision, then the progress report."""
+        nodes = self._policy.assign(tasks, view)
+        self._done += len(tasks.index)
+        self._progress(self._done)
+        return nodes
+
+
+def with_progress(policy: Any, progress: Any) -> Any:
+    """``policy`` reporting ``progress(decided)`` after each of its decisions."""
+    return _Counting(policy, progress)
 
 
 def show_summary(summary: dict, title: str) -> None:
@@ -141,6 +310,8 @@ def show_summary(summary: dict, title: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in summary.items():
+        if isinstance(value, list):
+            continue  # per-node records: summary.json has them, the table would be too long
         if isinstance(value, dict):
             value = ", ".join(f"p{k}: {v:.4g}" for k, v in value.items())
         elif isinstance(value, float):
@@ -149,16 +320,31 @@ def show_summary(summary: dict, title: str) -> None:
     console.print(table)
 
 
-@app.command()
-def policies() -> None:
-    """List the schedulers with one line each."""
-    from hybridsched.policies import available_policies
+POLICIES_EXAMPLES = """
+[bold]Examples[/]
 
+  hybridsched policies
+
+  hybridsched policies --plugin my_scheds   [dim](with my_scheds' own; docs/PLUGINS.md)[/]
+"""
+
+
+@app.command(epilog=POLICIES_EXAMPLES)
+def policies(plugin: PluginOption = None) -> None:
+    """List the schedulers with one line each."""
+    from hybridsched.policies import LISTING_NOTES, available_policies
+
+    try:
+        load_plugins(plugin)
+        listing = available_policies()
+    except HybridSchedError as exc:
+        fail(str(exc))
     table = Table(show_header=True, header_style="bold")
     table.add_column("policy")
     table.add_column("what it does")
-    for name, line in available_policies().items():
-        table.add_row(name, line)
+    for name, line in listing.items():
+        note = LISTING_NOTES.get(name)
+        table.add_row(name, line + (f" [yellow]Note: {note}.[/]" if note else ""))
     console.print(table)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.app import TidyGroup, app, console, fail
 from hybridsched.errors import HybridSchedError
 from hybridsched.io import TABLE_SUFFIXES, read_cluster, write_table
 
@@ -24,6 +24,7 @@ trace_app = typer.Typer(
     name="trace",
     help="Import public trace formats as workloads (see docs/TRACES.md).",
     no_args_is_help=True,
+    cls=TidyGroup,
 )
 
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -40,7 +41,19 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return out
 
 
-@trace_app.command("import")
+IMPORT_EXAMPLES = """
+[bold]Examples[/]
+
+  hybridsched trace import batch_task.csv --format alibaba-2018 --out w.parquet
+  --cluster c.yaml --target-load 0.8
+
+  hybridsched trace import calls.csv -f generic -m arrival=ts -m work=cpu_s -o w.csv
+
+  hybridsched trace formats   [dim](the formats, their columns and --param constants)[/]
+"""
+
+
+@trace_app.command("import", epilog=IMPORT_EXAMPLES)
 def import_command(
     files: Annotated[list[Path], typer.Argument(help="Trace file(s), read in this order.")],
     fmt: Annotated[
@@ -147,7 +160,7 @@ def report_table(report: ImportReport) -> Table:
     return table
 
 
-@trace_app.command("formats")
+@trace_app.command("formats", epilog="[bold]Example[/]\n\n  hybridsched trace formats")
 def formats_command() -> None:
     """List the trace formats and their mapping constants (--param)."""
     from hybridsched.workload.traces import FORMATS

@@ -18,6 +18,18 @@ from hybridsched.policies.base import (
     register,
 )
 
+# plugins (entry points, $HYBRIDSCHED_PLUGINS) load lazily, with the built-in policies
+add_policy_module("hybridsched.policies.plugins")
+
+LISTING_NOTES: dict[str, str] = {
+    "rl": "with the shipped checkpoint it places every task exactly as mct does "
+    "(same nodes, same results): choose mct for speed, or train your own checkpoint",
+}
+"""Notes the ``policies`` listing and the README add to a policy's one-line description.
+
+Kept true by ``tests/test_cli.py::test_rl_listing_note_matches_behaviour``.
+"""
+
 
 def get_policy(name: str, **args: object) -> object:
     """Build the policy registered as ``name`` (see :func:`make_policy`)."""
@@ -25,6 +37,7 @@ def get_policy(name: str, **args: object) -> object:
 
 
 __all__ = [
+    "LISTING_NOTES",
     "KernelPolicy",
     "add_policy_module",
     "available_policies",

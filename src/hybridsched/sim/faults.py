@@ -1072,7 +1072,12 @@ def summarize_options(
     out["finished"] = int(np.count_nonzero(done))
     out["rejected"] = int(n - np.count_nonzero(done))
     out["retries"] = int(np.sum(retries))
-    out["availability"] = up_core_s / capacity_s if capacity_s > 0 else 1.0
+    if capacity_s > 0:
+        out["availability"] = up_core_s / capacity_s
+    else:  # no span (nothing finished): the share of cores up at t0, not a blanket 1.0
+        down_at_t0 = np.zeros(n_nodes, dtype=bool)
+        down_at_t0[outage_node[(outage_down <= t0) & (t0 < outage_up)]] = True
+        out["availability"] = float(np.sum(cluster.cores[~down_at_t0]) / np.sum(cluster.cores))
     out["outages"] = int(outage_node.size)
     out["wasted_core_s"] = float(np.sum(wasted))
     return out

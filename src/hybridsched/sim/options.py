@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hybridsched.errors import ConfigError, ValidationError
-from hybridsched.model import Cluster, Workload
+from hybridsched.model import MAX_TIME_S, Cluster, Workload
 
 ALL_TIERS = "*"
 """Key of a per-tier value that applies to every tier (a bare number on the CLI)."""
@@ -98,7 +98,7 @@ class FailureTrace:
         for k, v in enumerate(columns["node"]):
             if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == "":
                 raise ValidationError(
-                    f"{source}: row {k + 1}, column node: must be a node name, got {v!r}"
+                    f"{source}: row {k + 1}, column node: must be a node name, got {_plain(v)}"
                 )
             name = str(v).strip()
             if known is not None and name not in known:
@@ -113,15 +113,20 @@ class FailureTrace:
         down = _numbers(columns["down_s"], "down_s", source, empty=None)
         up = _numbers(columns["up_s"], "up_s", source, empty=np.inf)
         for k in range(n):
-            if not (np.isfinite(down[k]) and down[k] >= 0):
+            if not (np.isfinite(down[k]) and 0 <= down[k] <= MAX_TIME_S):
                 raise ValidationError(
-                    f"{source}: row {k + 1}, column down_s: must be a finite number >= 0, "
-                    f"got {down[k]!r}"
+                    f"{source}: row {k + 1}, column down_s: must be a finite number of seconds "
+                    f">= 0 and <= {MAX_TIME_S:g}, got {_plain(down[k])}"
                 )
             if not up[k] > down[k]:
                 raise ValidationError(
-                    f"{source}: row {k + 1}, column up_s: must be > down_s ({down[k]!r}) or "
-                    f"empty (never comes back), got {up[k]!r}"
+                    f"{source}: row {k + 1}, column up_s: must be > down_s ({_plain(down[k])}) or "
+                    f"empty (never comes back), got {_plain(up[k])}"
+                )
+            if not (up[k] <= MAX_TIME_S or up[k] == np.inf):
+                raise ValidationError(
+                    f"{source}: row {k + 1}, column up_s: must be at most {MAX_TIME_S:g} seconds "
+                    f"or empty (never comes back), got {_plain(up[k])}"
                 )
         # per node, in time order: refuse overlaps, merge outages that touch
         rows_of: dict[str, list[int]] = {}
@@ -175,6 +180,11 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _plain(v: Any) -> str:
+    """A number as a user wrote it (``5.0``, not ``np.float64(5.0)``)."""
+    return repr(v.item()) if isinstance(v, np.generic) else repr(v)
+
+
 def _numbers(raw: Any, name: str, source: str, empty: float | None) -> np.ndarray:
     """Column ``name`` as float64; empty cells become ``empty`` (``None``: refused)."""
     arr = np.asarray(raw)
@@ -194,7 +204,7 @@ def _numbers(raw: Any, name: str, source: str, empty: float | None) -> np.ndarra
                 out[k] = float(v)
             except (TypeError, ValueError):
                 raise ValidationError(
-                    f"{source}: row {k + 1}, column {name}: must be a number, got {v!r}"
+                    f"{source}: row {k + 1}, column {name}: must be a number, got {_plain(v)}"
                 ) from None
             blank[k] = np.isnan(out[k])
     if blank.any():
@@ -277,16 +287,27 @@ def _tier_map(value: Any, name: str) -> tuple[tuple[str, float], ...] | None:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
         if not ok:
             raise ConfigError(
-                f"options.{name}[{tier!r}]: must be a finite number of seconds > 0, got {v!r}"
+                f"options.{name}[{tier!r}]: must be a finite number of seconds > 0, got {_plain(v)}"
             )
         out.append((str(tier), float(v)))
     return tuple(sorted(out))
 
 
+MAX_CV = 100.0
+"""Largest accepted coefficient of variation: beyond, lognormal draws overflow float64."""
+
+
 def _cv(value: Any, name: str) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0:
-        raise ConfigError(f"options.{name}: must be a finite number >= 0 (a CV), got {value!r}")
+        raise ConfigError(
+            f"options.{name}: must be a finite number >= 0 (a CV), got {_plain(value)}"
+        )
+    if value > MAX_CV:
+        raise ConfigError(
+            f"options.{name}: must be at most {MAX_CV:g} (a CV; larger draws overflow), "
+            f"got {_plain(value)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -473,7 +494,7 @@ def estimate_work(
             k = int(np.argmax(bad))
             raise ValidationError(
                 f"workload: row {k + 1}, column {WORK_EST_COLUMN}: must be a finite number > 0, "
-                f"got {est[k]!r}"
+                f"got {_plain(est[k])}"
             )
         return est, f"column {WORK_EST_COLUMN}"
     est = workload.work_gi * lognormal_factors(rng, cv, len(workload))

@@ -18,7 +18,15 @@ Observation (a ``Dict``):
   energy, idle power, recent assignments, deadline slack, priority).
 * ``action_mask`` ``(N,)`` int8: 1 where the node has memory for the task.
 
-Action: ``Discrete(N)``, a node index. An infeasible node is, with
+Node order (``node_order``): with ``rank`` (the default) the rows of ``nodes``,
+the mask and the actions list the nodes by MCT's estimated completion, best
+first, infeasible last (ties by index); action 0 is MCT's choice. A given row
+then means the same thing at every step, whatever the node's index, which is
+what lets a stock agent (SB3's ``MultiInputPolicy``, an MLP over the flattened
+observation) learn on a 100-node cluster; ``index`` lists them in cluster
+order (action = node index). ``info["node"]`` is always the node index.
+
+Action: ``Discrete(N)``, a position in that order. An infeasible one is, with
 ``invalid_action="random"`` (default, so that an agent without masking still
 trains), replaced by a random feasible node and charged ``invalid_penalty``;
 with ``"raise"`` it raises :class:`~hybridsched.errors.PolicyError`.
@@ -26,9 +34,10 @@ with ``"raise"`` it raises :class:`~hybridsched.errors.PolicyError`.
 
 Reward: minus the cost the cluster accrues until the next decision
 (:func:`hybridsched.train.objective.accrue`; weights in ``objective``), divided
-by ``reward_scale``; the episode's rewards sum to minus its objective (plus any
-invalid-action penalties). ``info`` carries ``mct_action`` (the node MCT would
-choose) and, at the end, the run's ``summary`` and ``objective``.
+by ``reward_scale``; the episode's rewards sum to minus its objective divided
+by ``reward_scale`` (plus any invalid-action penalties). ``info`` carries
+``mct_action`` (the action that picks MCT's node: 0 in ``rank`` order) and, at
+the end, the run's ``summary`` and ``objective``.
 """
 
 from __future__ import annotations
@@ -49,6 +58,11 @@ TASK_FEATURES = 8
 """Length of the ``task`` part of the observation."""
 
 INVALID_ACTIONS = ("random", "raise")
+NODE_ORDERS = ("rank", "index")
+REWARDS = ("task", "accrued")
+DEFAULT_REWARD_SCALE = 10.0
+"""Default divisor of the rewards: a decision then costs about 0.2 (MCT) to 1 (random)
+on the scenario presets, a scale stock agents' value functions learn without tuning."""
 
 
 class IoTCloudEnv(gym.Env):
@@ -62,9 +76,18 @@ class IoTCloudEnv(gym.Env):
         queue: queue discipline at the nodes, ``fifo`` or ``priority``.
         objective: weights (an :class:`~hybridsched.train.objective.Objective` or a
             mapping with ``response``, ``miss``, ``energy``).
-        reward_scale: rewards are divided by this (> 0).
+        reward_scale: rewards are divided by this (> 0); default
+            :data:`DEFAULT_REWARD_SCALE`.
         invalid_action: ``random`` or ``raise`` (see the module docstring).
-        invalid_penalty: reward charged for an infeasible action (``random`` only).
+        invalid_penalty: reward charged for an infeasible action (``random`` only),
+            in reward units (after the scale).
+        node_order: ``rank`` (default): the ``nodes`` rows, the mask and the actions
+            list the nodes by MCT's estimated completion, best first (action 0 is
+            MCT's choice, infeasible nodes last); ``index``: in cluster order (the
+            action is the node index).
+        reward: ``task`` (default): each decision is charged its own task's predicted
+            cost, known at once; ``accrued``: what the cluster accrues until the
+            next decision. Both sum to the episode's objective (module docstring).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium's convention)
@@ -77,9 +100,11 @@ class IoTCloudEnv(gym.Env):
         decision_interval: float = 0.0,
         queue: str = "fifo",
         objective: Objective | dict[str, Any] | None = None,
-        reward_scale: float = 1.0,
+        reward_scale: float = DEFAULT_REWARD_SCALE,
         invalid_action: str = "random",
         invalid_penalty: float = 1.0,
+        node_order: str = "rank",
+        reward: str = "task",
     ) -> None:
         sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
         self.scenario = sc
@@ -89,13 +114,23 @@ class IoTCloudEnv(gym.Env):
         self.objective = (
             objective if isinstance(objective, Objective) else Objective.from_dict(objective)
         )
-        if not reward_scale > 0:
-            raise ConfigError(f"reward_scale: must be > 0, got {reward_scale!r}")
+        if not (isinstance(reward_scale, (int, float)) and 0 < reward_scale < np.inf):
+            raise ConfigError(
+                f"reward_scale: must be a finite number > 0, got {_plain(reward_scale)}"
+            )
         if invalid_action not in INVALID_ACTIONS:
             raise ConfigError(
                 f"invalid_action: must be one of {', '.join(INVALID_ACTIONS)}, got "
                 f"{invalid_action!r}"
             )
+        if node_order not in NODE_ORDERS:
+            raise ConfigError(
+                f"node_order: must be one of {', '.join(NODE_ORDERS)}, got {node_order!r}"
+            )
+        self.node_order = node_order
+        if reward not in REWARDS:
+            raise ConfigError(f"reward: must be one of {', '.join(REWARDS)}, got {reward!r}")
+        self.reward = reward
         self.reward_scale = float(reward_scale)
         self.invalid_action = invalid_action
         self.invalid_penalty = float(invalid_penalty)
@@ -114,6 +149,7 @@ class IoTCloudEnv(gym.Env):
         self.engine: Engine | None = None
         self._obs: dict[str, np.ndarray] | None = None
         self._mask = np.zeros(n, dtype=np.bool_)
+        self._order = np.arange(n)
         self._best = 0
         self._t = 0.0
         self._lo = 0
@@ -141,6 +177,7 @@ class IoTCloudEnv(gym.Env):
         self._idle_w = float(np.sum(c.power_idle_w))
         self._w_miss = np.asarray(self.objective.miss, dtype=np.float64)
         self._pending = np.zeros(self.engine.n_tasks, dtype=np.bool_)
+        self._charged = 0.0
         self._t = float(self.engine.state.arrival[0])
         self._lo = 0
         batch = self.engine.next_batch()
@@ -157,13 +194,15 @@ class IoTCloudEnv(gym.Env):
         penalty = 0.0
         if not (0 <= a < self.n_nodes and self._mask[a]):
             if self.invalid_action == "raise":
-                raise PolicyError(f"action {action!r}: node is infeasible or out of range")
+                raise PolicyError(f"action {_plain(action)}: node is infeasible or out of range")
             feasible = np.flatnonzero(self._mask)
             a = int(feasible[self.np_random.integers(feasible.shape[0])])
             penalty = self.invalid_penalty
             info["invalid_action"] = True
+        a = int(self._order[a])  # the node index
         info["node"] = a
         eng = self.engine
+        predicted = self._task_cost(a)
         eng.commit([a])
         batch = eng.next_batch()
         if batch is None:
@@ -172,11 +211,18 @@ class IoTCloudEnv(gym.Env):
             cost = self._accrue(t_end)
             info["summary"] = result.summary
             info["objective"] = self.objective.total(result.summary, result.tasks)
+            if self.reward == "task":
+                # the last decision settles the rest: idle energy, and where a
+                # prediction was off (priority queues), the difference
+                cost = info["objective"] - self._charged
             self._obs = _zero_obs(self._obs)
             self._mask[:] = False
             terminated = True
         else:
             cost = self._accrue(eng.now)
+            if self.reward == "task":
+                cost = predicted
+                self._charged += predicted
             self._observe(*batch)
             info["mct_action"] = self._best
             terminated = False
@@ -188,6 +234,19 @@ class IoTCloudEnv(gym.Env):
         return self._mask.copy()
 
     # -------------------------------------------------------------- helpers
+
+    def _task_cost(self, node: int) -> float:
+        """The pending task's cost on ``node`` as predicted now: response, deadline
+        penalty, dynamic energy (exact under FIFO queues with exact work)."""
+        tasks, view = self._pending_view
+        finish = float(view.est_finish_s[0, node])
+        o = self.objective
+        cost = o.response * (finish - float(tasks.arrival_s[0]))
+        if finish > float(tasks.deadline_abs_s[0]):
+            cost += float(self._w_miss[min(int(tasks.priority[0]), 2)])
+        if o.energy:
+            cost += o.energy * 1e-3 * float(self._dynpow[node] * view.exec_s[0, node])
+        return cost
 
     def _accrue(self, t1: float) -> float:
         o = self.objective
@@ -207,11 +266,22 @@ class IoTCloudEnv(gym.Env):
         return float(cost)
 
     def _observe(self, tasks: TaskBatch, view: ClusterView) -> None:
+        self._pending_view = (tasks, view)
         nodes = pair_features(tasks, view)[0]
         feasible = view.feasible[0]
-        self._mask = feasible.copy()
         ef = np.where(feasible, view.est_finish_s[0], np.inf)
-        self._best = int(np.argmin(ef))
+        best = int(np.argmin(ef))
+        if self.node_order == "rank":
+            # best estimate first, ties by index, infeasible last: the same node
+            # features mean the same position, whatever the node's index
+            order = np.lexsort((np.arange(ef.shape[0]), ef))
+            self._order = order
+            nodes = nodes[order]
+            feasible = feasible[order]
+            self._best = 0
+        else:
+            self._best = best
+        self._mask = feasible.copy()
         dl = tasks.deadline_abs_s[0] - tasks.arrival_s[0]
         p = int(tasks.priority[0])
         task = np.array(
@@ -223,11 +293,15 @@ class IoTCloudEnv(gym.Env):
                 p == 1,
                 p >= 2,
                 np.log1p(dl) if np.isfinite(dl) else 0.0,
-                np.log1p(ef[self._best] - view.time),
+                np.log1p(ef[best] - view.time),
             ],
             dtype=np.float32,
         )
         self._obs = {"task": task, "nodes": nodes, "action_mask": feasible.astype(np.int8)}
+
+
+def _plain(v: Any) -> str:
+    return repr(v.item()) if isinstance(v, np.generic) else repr(v)
 
 
 def _zero_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

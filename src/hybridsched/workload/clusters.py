@@ -25,6 +25,7 @@ import numpy as np
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
+from hybridsched.model import _show as _plain
 
 __all__ = [
     "CLOUD",
@@ -162,7 +163,7 @@ class ClusterParams:
         for name in ("n_edge", "n_fog", "n_cloud", "n_regions"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"ClusterParams.{name}: must be an integer >= 0, got {v!r}")
+                raise ConfigError(f"ClusterParams.{name}: must be an integer >= 0, got {_plain(v)}")
         if self.n_regions < 1:
             raise ConfigError(f"ClusterParams.n_regions: must be >= 1, got {self.n_regions!r}")
         if self.n_nodes < 1:

@@ -57,7 +57,7 @@ def _unit(owner: str, name: str, v: object, closed: bool) -> None:
     ok = _finite(v) and 0 <= v and (v <= 1 if closed else v < 1)  # type: ignore[operator]
     if not ok:
         rule = "[0, 1]" if closed else "[0, 1)"
-        raise ConfigError(f"{owner}.{name}: must be a number in {rule}, got {v!r}")
+        raise ConfigError(f"{owner}.{name}: must be a number in {rule}, got {_plain(v)}")
 
 
 def _probs(owner: str, name: str, p: tuple[float, ...], n: int, what: str) -> None:
@@ -70,7 +70,7 @@ def _probs(owner: str, name: str, p: tuple[float, ...], n: int, what: str) -> No
     if not ok:
         raise ConfigError(
             f"{owner}.{name}: must be {n} probabilities (one per {what}) >= 0 summing to 1, "
-            f"got {p!r}"
+            f"got {_plain(p)}"
         )
 
 
@@ -95,11 +95,15 @@ class KindProfile:
         for name in ("data_median_mb", "work_median_gi"):
             v = getattr(self, name)
             if not _finite(v) or v <= 0:
-                raise ConfigError(f"KindProfile.{name}: must be a finite number > 0, got {v!r}")
+                raise ConfigError(
+                    f"KindProfile.{name}: must be a finite number > 0, got {_plain(v)}"
+                )
         for name in ("data_sigma", "work_sigma", "memory_base_mb", "memory_per_data"):
             v = getattr(self, name)
             if not _finite(v) or v < 0:
-                raise ConfigError(f"KindProfile.{name}: must be a finite number >= 0, got {v!r}")
+                raise ConfigError(
+                    f"KindProfile.{name}: must be a finite number >= 0, got {_plain(v)}"
+                )
 
 
 DEFAULT_KINDS: tuple[KindProfile, ...] = (
@@ -168,11 +172,11 @@ class WorkloadParams:
         for name in ("period_sigma", "jitter", "region_skew", "deadline_jitter"):
             v = getattr(self, name)
             if not _finite(v) or v < 0:
-                raise ConfigError(f"{w}.{name}: must be a finite number >= 0, got {v!r}")
+                raise ConfigError(f"{w}.{name}: must be a finite number >= 0, got {_plain(v)}")
         for name in ("burst_decay", "n_cycles"):
             v = getattr(self, name)
             if not _finite(v) or v <= 0:
-                raise ConfigError(f"{w}.{name}: must be a finite number > 0, got {v!r}")
+                raise ConfigError(f"{w}.{name}: must be a finite number > 0, got {_plain(v)}")
         if not _finite(self.work_data_corr) or abs(self.work_data_corr) > 1:
             raise ConfigError(
                 f"{w}.work_data_corr: must be in [-1, 1], got {self.work_data_corr!r}"
@@ -198,11 +202,26 @@ class WorkloadParams:
         _probs(w, "event_priority_probs", self.event_priority_probs, n_prio, "priorities")
 
 
+MAX_TASKS = 50_000_000
+"""Most tasks one generated workload may have (about 4 GB of columns)."""
+LOAD_RANGE = (1e-6, 1e6)
+"""Accepted target loads: far outside, arrival times overflow the model's time bound."""
+
+
 def validate_n_tasks(n_tasks: object) -> int:
-    """Return ``n_tasks`` as an int, or raise :class:`ConfigError` unless it is an integer >= 1."""
+    """Return ``n_tasks`` as an int, or raise :class:`ConfigError` unless it is an integer
+    from 1 to :data:`MAX_TASKS`."""
     if isinstance(n_tasks, bool) or not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1:
-        raise ConfigError(f"n_tasks: must be an integer >= 1, got {n_tasks!r}")
+        raise ConfigError(f"n_tasks: must be an integer >= 1, got {_plain(n_tasks)}")
+    if n_tasks > MAX_TASKS:
+        raise ConfigError(
+            f"n_tasks: must be at most {MAX_TASKS:,} (about 4 GB of columns), got {int(n_tasks):,}"
+        )
     return int(n_tasks)
+
+
+def _plain(v: object) -> str:
+    return repr(v.item()) if isinstance(v, np.generic) else repr(v)
 
 
 def validate_load(load: object) -> float:
@@ -216,7 +235,12 @@ def validate_load(load: object) -> float:
     if not ok:
         raise ConfigError(
             "load: must be a finite number > 0 (mean offered work per second / cluster "
-            f"capacity), got {load!r}"
+            f"capacity), got {_plain(load)}"
+        )
+    if not LOAD_RANGE[0] <= float(load) <= LOAD_RANGE[1]:
+        raise ConfigError(
+            f"load: must be from {LOAD_RANGE[0]:g} to {LOAD_RANGE[1]:g} (beyond, arrival times "
+            f"leave the model's bounds), got {float(load):g}"
         )
     return float(load)
 
