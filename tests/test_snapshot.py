@@ -9,8 +9,8 @@ from builders import make_cluster
 from hybridsched.errors import ConfigError
 from hybridsched.policies import available_policies, make_policy
 from hybridsched.sim import ClusterView, Engine, NodeSnapshot, TaskBatch
-from hybridsched.sim.faults import FaultEngine
 from hybridsched.sim.options import FailureTrace, SimOptions
+from hybridsched.sim.options_engine import OptionsEngine
 from hybridsched.workload import generate
 
 EXACT = (
@@ -91,7 +91,7 @@ def test_view_from_snapshot_agrees_with_a_down_node() -> None:
     names = cluster.node_names
     t0, t1 = float(workload.arrival_s[60]), float(workload.arrival_s[200])
     trace = FailureTrace.build({"node": [names[0], names[3]], "down_s": [t0, t0], "up_s": [t1, t1]})
-    engine = FaultEngine(cluster, workload, None, SimOptions(failures=trace), seed=0)
+    engine = OptionsEngine(cluster, workload, None, SimOptions(failures=trace), seed=0)
     mct = make_policy("mct")
     mct.reset(cluster, np.random.default_rng(0))
     rng = np.random.default_rng(3)

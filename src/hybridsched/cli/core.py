@@ -101,7 +101,7 @@ def simulate(
     from hybridsched.policies import make_policy, parse_policy_args
     from hybridsched.results import write_result
     from hybridsched.sim import SimConfig
-    from hybridsched.sim.faults import simulate_with_options
+    from hybridsched.sim import simulate as run_simulation
     from hybridsched.sim.options import SimOptions, parse_tier_values, read_failures
 
     try:
@@ -121,7 +121,7 @@ def simulate(
         if failures is not None:
             options = replace(options, failures=read_failures(failures, cluster=c))
         t = time.perf_counter()
-        result = simulate_with_options(c, w, pol, config, options, seed)
+        result = run_simulation(c, w, pol, config=config, options=options, seed=seed)
         wall = time.perf_counter() - t
         extra = {"cluster": str(cluster), "workload": str(workload), "seed": seed}
         if options.active:

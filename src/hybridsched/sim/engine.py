@@ -26,7 +26,8 @@ from hybridsched.errors import ConfigError, PolicyError, SimulationError
 from hybridsched.model import Cluster, Workload
 from hybridsched.sim import core
 from hybridsched.sim.metrics import summarize
-from hybridsched.sim.state import CoreState, build_state
+from hybridsched.sim.options import SimOptions
+from hybridsched.sim.state import CoreState, build_state, compile_state
 from hybridsched.sim.view import (
     ClusterView,
     CompiledRun,
@@ -136,6 +137,17 @@ class Engine:
         self.cstate = core.compile_state(self.state)
         """The compiled handle over the same arrays, for kernels."""
         self._finished: SimResult | None = None
+        self._seen: tuple[CoreState, Any] | None = None  # what views read, when not the state
+
+    def hide_true_work(self) -> None:
+        """Views (and compiled policies through them) see estimated work in place of the true.
+
+        They then read a copy of the state's handle whose ``work`` is ``work_est``
+        and whose ``dur`` is hidden; the simulator still runs the true work.
+        """
+        st = self.state
+        seen = st._replace(work=st.work_est, dur=np.full_like(st.dur, np.nan))
+        self._seen = (seen, compile_state(seen))
 
     # ------------------------------------------------------------------ state
 
@@ -213,8 +225,9 @@ class Engine:
         return tasks, self._view(tasks)
 
     def _view(self, tasks: TaskBatch) -> ClusterView:
+        arrays, handle = self._seen or (self.state, self.cstate)
         return ClusterView._over(
-            self.state, self.cstate, self.now, self.cluster, tasks, queue=self.config.queue
+            arrays, handle, self.now, self.cluster, tasks, queue=self.config.queue
         )
 
     def snapshot(self) -> NodeSnapshot:
@@ -366,12 +379,32 @@ def simulate(
     workload: Workload,
     policy: Policy,
     *,
+    options: SimOptions | None = None,
     decision_interval: float = 0.0,
     queue: str = "fifo",
     seed: int | np.random.Generator | None = 0,
     config: SimConfig | None = None,
 ) -> SimResult:
-    """Simulate ``workload`` on ``cluster`` under ``policy`` (see :class:`Engine`)."""
+    """Simulate ``workload`` on ``cluster`` under ``policy``: the one entry point.
+
+    With ``options`` off (``None`` or nothing set) this is the exact base model
+    (:class:`Engine`; the fused compiled loop of heuristics that have one). With
+    failures, estimate noise, jitter or shared links on, see
+    :mod:`hybridsched.sim.options_engine`; the result then has the option
+    columns and keys (:class:`~hybridsched.sim.options_engine.OptionsResult`).
+
+    Args:
+        options: conditions beyond the base model (docs/OPTIONS.md).
+        decision_interval, queue: shortcuts for ``config``.
+        seed: the policy's randomness; the options draw from independent children.
+        config: run options (batching interval, queue, work estimates).
+    """
     if config is None:
         config = SimConfig(decision_interval=decision_interval, queue=queue)
+    if options is not None and options.active:
+        from hybridsched.sim.options_engine import simulate_options
+
+        if isinstance(seed, np.random.Generator):
+            raise ConfigError("seed: must be an integer or None when options are on")
+        return simulate_options(cluster, workload, policy, config, options, seed)
     return Engine(cluster, workload, config).run(policy, seed)

@@ -11,11 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba.core import types
-from numba.experimental import structref
 
 from hybridsched.model import Cluster
-from hybridsched.sim.layout import Field, define_builder, numba_fields, tuple_class
+from hybridsched.sim.layout import Field, declare
 
 CORE_FIELDS: tuple[Field, ...] = (
     # --- nodes (static) ---
@@ -69,25 +67,17 @@ CORE_FIELDS: tuple[Field, ...] = (
 )
 """The one declaration of the simulator's state: ``(name, numba type, meaning)``."""
 
-CoreState = tuple_class("CoreState", CORE_FIELDS, __name__)
+CoreState, STATE_TYPE, _make_state = declare(
+    CORE_FIELDS,
+    tuple_name="CoreState",
+    type_name="_StateType",
+    proxy_name="_StateProxy",
+    builder_name="_make_state",
+    module_globals=globals(),
+)
 
 
-@structref.register
-class _StateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-class _StateProxy(structref.StructRefProxy):
-    """Opaque handle to the compiled state (use the CoreState arrays from Python)."""
-
-
-structref.define_boxing(_StateType, _StateProxy)
-STATE_TYPE = _StateType(numba_fields(CORE_FIELDS))
-_make_state = define_builder("_make_state", "STATE_TYPE", CORE_FIELDS, globals())
-
-
-def compile_state(arrays: Any) -> _StateProxy:
+def compile_state(arrays: Any) -> Any:
     """The compiled handle over the same arrays (no copy): cheap to pass to kernels.
 
     A handle is one pointer, whereas a tuple of arrays costs a reference-count

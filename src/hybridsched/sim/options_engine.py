@@ -1,10 +1,10 @@
-"""The simulator with options: node failures, estimate noise, shared links and jitter.
+"""The engine with options: node failures, estimate noise, shared links and jitter.
 
-:func:`simulate_with_options` is the entry point. With every option off it is
-:func:`hybridsched.sim.simulate` (the base model, the fused compiled loop).
+:func:`hybridsched.sim.simulate` with ``options=`` is the entry point; with every
+option off it is the base model (the fused compiled loop).
 Estimate noise alone runs the base engine too, with
 :attr:`SimConfig.work_estimate`. Failures and the network need
-:class:`FaultEngine`, a subclass of :class:`~hybridsched.sim.engine.Engine`
+:class:`OptionsEngine`, a subclass of :class:`~hybridsched.sim.engine.Engine`
 with the same surface (``next_batch``, ``commit``, ``run``, ``finish``) that
 always calls the policy's ``assign``, batch by batch.
 
@@ -28,10 +28,8 @@ The model (``docs/OPTIONS.md`` has the full text):
 * **Jitter.** Each transfer's latency is multiplied by a lognormal factor with
   mean 1. The schedulers' view keeps nominal transfer times.
 
-Compiled kernels (numba) work on the base engine's :class:`~hybridsched.sim.core.CoreState`
-plus a :class:`FaultArrays` of their own: an indexed event heap (one live event
-per task and per link, so displaced tasks leave nothing stale behind) and the
-per-node link state. Node events are rare and handled in Python.
+The compiled kernels are in :mod:`hybridsched.sim.fault_kernels`; node events
+are rare and handled here, in Python.
 """
 
 from __future__ import annotations
@@ -39,19 +37,25 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections import namedtuple
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
-from numba import njit
-from numba.core import types
-from numba.experimental import structref
 
 from hybridsched.errors import ConfigError, PolicyError, SimulationError
 from hybridsched.model import Cluster, Workload
-from hybridsched.sim import core
-from hybridsched.sim.engine import Engine, SimConfig, SimResult, simulate
+from hybridsched.sim.engine import Engine, SimConfig, SimResult
+from hybridsched.sim.fault_kernels import (
+    K_ACTIVE,
+    P_DONE,
+    P_REJECTED,
+    FaultArrays,
+    advance,
+    check_and_commit,
+    compile_faults,
+    node_down,
+    node_up,
+)
+from hybridsched.sim.metrics import summarize
 from hybridsched.sim.options import (
     WORK_EST_COLUMN,
     SimOptions,
@@ -59,529 +63,18 @@ from hybridsched.sim.options import (
     lognormal_factors,
     option_seeds,
 )
+from hybridsched.sim.state import compile_state
 from hybridsched.sim.view import ClusterView, Policy, TaskBatch
 
 log = logging.getLogger(__name__)
-
-# task phases (FaultArrays.phase)
-P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
-P_LATENCY = 1  # in its latency; its event: the data enters the shared link
-P_LINK = 2  # data in the shared link (the link's event finishes it)
-P_TRANSIT = 3  # in transfer; its event: ready
-P_WAITING = 4  # ready, in the node's waiting queue
-P_RUNNING = 5  # on a core; its event: finish
-P_DONE = 6
-P_REJECTED = 7
-
-# FaultArrays.counters
-K_HEAP = 0  # events in the heap
-K_ACTIVE = 1  # tasks on a node (assigned, not finished)
-K_SHARED = 2  # 1: shared links
-
-LINK_TOL = 1e-9
-"""A transfer with less than this fraction of its data left when its link's
-earliest one finishes is finished too (rounding of the shared-rate updates)."""
-
-FaultArrays = namedtuple(
-    "FaultArrays",
-    [
-        "ev_time",  # float64[n + N] time of each event id (task i: i, link j: n + j)
-        "hp_id",  # int64[n + N] binary heap of event ids
-        "hp_pos",  # int64[n + N] heap position of each id, -1 when absent
-        "phase",  # int64[n]
-        "rem",  # float64[n] data left in the link, MB
-        "lnext",  # int64[n] link member list
-        "lprev",  # int64[n]
-        "lhead",  # int64[N]
-        "lcount",  # int64[N] transfers in the link
-        "lrate",  # float64[N] current rate of each, MB/s
-        "lt",  # float64[N] time of the last update of the link
-        "down",  # bool[N]
-        "mem",  # float64[N] true memory (CoreState.memory is -1 while down)
-        "wasted",  # float64[N] core-seconds of killed runs
-        "counters",  # int64[4]
-    ],
-)
-
-_FAULT_FIELDS = (
-    ("ev_time", types.float64[::1]),
-    ("hp_id", types.int64[::1]),
-    ("hp_pos", types.int64[::1]),
-    ("phase", types.int64[::1]),
-    ("rem", types.float64[::1]),
-    ("lnext", types.int64[::1]),
-    ("lprev", types.int64[::1]),
-    ("lhead", types.int64[::1]),
-    ("lcount", types.int64[::1]),
-    ("lrate", types.float64[::1]),
-    ("lt", types.float64[::1]),
-    ("down", types.boolean[::1]),
-    ("mem", types.float64[::1]),
-    ("wasted", types.float64[::1]),
-    ("counters", types.int64[::1]),
-)
-
-
-@structref.register
-class _FaultType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-class _FaultProxy(structref.StructRefProxy):
-    """Opaque handle to the compiled fault state."""
-
-
-structref.define_boxing(_FaultType, _FaultProxy)
-FAULT_TYPE = _FaultType(_FAULT_FIELDS)
-
-
-@njit(cache=True)
-def _make_fault_state(
-    ev_time, hp_id, hp_pos, phase, rem, lnext, lprev, lhead, lcount, lrate, lt, down, mem,
-    wasted, counters,
-):  # fmt: skip
-    fs = structref.new(FAULT_TYPE)
-    fs.ev_time = ev_time
-    fs.hp_id = hp_id
-    fs.hp_pos = hp_pos
-    fs.phase = phase
-    fs.rem = rem
-    fs.lnext = lnext
-    fs.lprev = lprev
-    fs.lhead = lhead
-    fs.lcount = lcount
-    fs.lrate = lrate
-    fs.lt = lt
-    fs.down = down
-    fs.mem = mem
-    fs.wasted = wasted
-    fs.counters = counters
-    return fs
-
-
-# ----------------------------------------------------------------------------
-# indexed event heap: (time, id), one entry per id at most
-# ----------------------------------------------------------------------------
-
-
-@njit(cache=True, inline="always")
-def _lt(fs, a, b):
-    ta = fs.ev_time[a]
-    tb = fs.ev_time[b]
-    return ta < tb or (ta == tb and a < b)
-
-
-@njit(cache=True)
-def _sift_up(fs, k):
-    h = fs.hp_id
-    pos = fs.hp_pos
-    x = h[k]
-    while k > 0:
-        p = (k - 1) >> 1
-        y = h[p]
-        if not _lt(fs, x, y):
-            break
-        h[k] = y
-        pos[y] = k
-        k = p
-    h[k] = x
-    pos[x] = k
-
-
-@njit(cache=True)
-def _sift_down(fs, k):
-    h = fs.hp_id
-    pos = fs.hp_pos
-    m = fs.counters[K_HEAP]
-    x = h[k]
-    while True:
-        c = 2 * k + 1
-        if c >= m:
-            break
-        if c + 1 < m and _lt(fs, h[c + 1], h[c]):
-            c += 1
-        if not _lt(fs, h[c], x):
-            break
-        h[k] = h[c]
-        pos[h[k]] = k
-        k = c
-    h[k] = x
-    pos[x] = k
-
-
-@njit(cache=True)
-def _hp_set(fs, e, t):
-    """Schedule event ``e`` at ``t`` (insert, or move it when already scheduled)."""
-    k = fs.hp_pos[e]
-    if k < 0:
-        m = fs.counters[K_HEAP]
-        fs.counters[K_HEAP] = m + 1
-        fs.hp_id[m] = e
-        fs.hp_pos[e] = m
-        fs.ev_time[e] = t
-        _sift_up(fs, m)
-    else:
-        old = fs.ev_time[e]
-        fs.ev_time[e] = t
-        if t < old:
-            _sift_up(fs, k)
-        else:
-            _sift_down(fs, k)
-
-
-@njit(cache=True)
-def _hp_remove(fs, e):
-    k = fs.hp_pos[e]
-    if k < 0:
-        return
-    m = fs.counters[K_HEAP] - 1
-    fs.counters[K_HEAP] = m
-    fs.hp_pos[e] = -1
-    if k == m:
-        return
-    last = fs.hp_id[m]
-    fs.hp_id[k] = last
-    fs.hp_pos[last] = k
-    _sift_up(fs, k)
-    _sift_down(fs, fs.hp_pos[last])
-
-
-# ----------------------------------------------------------------------------
-# shared ingress links (processor sharing, equal shares)
-# ----------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _link_update(fs, j, t):
-    """Bring the data left of every transfer in link ``j`` to time ``t``."""
-    if fs.lcount[j] > 0 and t > fs.lt[j]:
-        x = (t - fs.lt[j]) * fs.lrate[j]
-        f = fs.lhead[j]
-        while f >= 0:
-            fs.rem[f] -= x
-            f = fs.lnext[f]
-    fs.lt[j] = t
-
-
-@njit(cache=True)
-def _link_reschedule(st, fs, j, t):
-    n = fs.phase.shape[0]
-    k = fs.lcount[j]
-    if k == 0:
-        _hp_remove(fs, n + j)
-        return
-    fs.lrate[j] = st.bandwidth[j] / k
-    m = np.inf
-    f = fs.lhead[j]
-    while f >= 0:
-        if fs.rem[f] < m:
-            m = fs.rem[f]
-        f = fs.lnext[f]
-    _hp_set(fs, n + j, t + m / fs.lrate[j])
-
-
-@njit(cache=True)
-def _link_remove(fs, j, f):
-    p = fs.lprev[f]
-    q = fs.lnext[f]
-    if p >= 0:
-        fs.lnext[p] = q
-    else:
-        fs.lhead[j] = q
-    if q >= 0:
-        fs.lprev[q] = p
-    fs.lcount[j] -= 1
-
-
-@njit(cache=True)
-def _link_enter(st, fs, i, j, t):
-    _link_update(fs, j, t)
-    h = fs.lhead[j]
-    fs.lprev[i] = -1
-    fs.lnext[i] = h
-    if h >= 0:
-        fs.lprev[h] = i
-    fs.lhead[j] = i
-    fs.lcount[j] += 1
-    fs.rem[i] = st.data[i]
-    fs.phase[i] = P_LINK
-    _link_reschedule(st, fs, j, t)
-
-
-@njit(cache=True)
-def _make_ready(st, fs, i, j, t):
-    st.ready[i] = t
-    fs.phase[i] = P_WAITING
-    st.wleft[i] = -1
-    st.wright[i] = -1
-    st.wroot[j] = core._merge(st, st.wroot[j], i)
-
-
-@njit(cache=True)
-def _link_event(st, fs, j, t):
-    """The earliest transfer(s) of link ``j`` finish at ``t``."""
-    _link_update(fs, j, t)
-    first = -1
-    m = np.inf
-    f = fs.lhead[j]
-    while f >= 0:
-        if fs.rem[f] < m:
-            m = fs.rem[f]
-            first = f
-        f = fs.lnext[f]
-    f = fs.lhead[j]
-    while f >= 0:
-        nxt = fs.lnext[f]
-        if f == first or fs.rem[f] <= LINK_TOL * st.data[f]:
-            _link_remove(fs, j, f)
-            fs.rem[f] = 0.0
-            _make_ready(st, fs, f, j, t)
-        f = nxt
-    _link_reschedule(st, fs, j, t)
-
-
-# ----------------------------------------------------------------------------
-# the event loop
-# ----------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def _dispatch(st, fs, j, t):
-    if fs.down[j]:
-        return
-    while st.n_free[j] > 0 and st.wroot[j] >= 0:
-        i = st.wroot[j]
-        st.wroot[j] = core._merge(st, st.wleft[i], st.wright[i])
-        k = st.n_free[j] - 1
-        st.n_free[j] = k
-        s = st.free_slots[j, k]
-        st.slot_task[j, s] = i
-        st.slot_of[i] = s
-        st.start[i] = t
-        f = t + st.dur[i]
-        st.finish[i] = f
-        st.busy_s[j] += st.dur[i]
-        st.n_queued[j] -= 1
-        st.queued_work[j] -= st.work_est[i] / st.speed[j]
-        core._unlink(st, i, j)
-        fs.phase[i] = P_RUNNING
-        _hp_set(fs, i, f)
-
-
-@njit(cache=True)
-def advance(st, fs, until):
-    """Process every instant strictly before ``until`` (task events, then dispatch)."""
-    n = fs.phase.shape[0]
-    n_dirty = 0
-    while fs.counters[K_HEAP] > 0 and fs.ev_time[fs.hp_id[0]] < until:
-        t = fs.ev_time[fs.hp_id[0]]
-        while fs.counters[K_HEAP] > 0 and fs.ev_time[fs.hp_id[0]] == t:
-            e = fs.hp_id[0]
-            _hp_remove(fs, e)
-            if e >= n:
-                j = e - n
-                _link_event(st, fs, j, t)
-            else:
-                j = st.node[e]
-                ph = fs.phase[e]
-                if ph == P_RUNNING:
-                    s = st.slot_of[e]
-                    st.slot_task[j, s] = -1
-                    st.free_slots[j, st.n_free[j]] = s
-                    st.n_free[j] += 1
-                    fs.phase[e] = P_DONE
-                    fs.counters[K_ACTIVE] -= 1
-                elif ph == P_TRANSIT:
-                    _make_ready(st, fs, e, j, t)
-                else:  # P_LATENCY
-                    _link_enter(st, fs, e, j, t)
-            if not st.is_dirty[j]:
-                st.is_dirty[j] = True
-                st.dirty[n_dirty] = j
-                n_dirty += 1
-        for k in range(n_dirty):
-            j = st.dirty[k]
-            st.is_dirty[j] = False
-            _dispatch(st, fs, j, t)
-        n_dirty = 0
-
-
-@njit(cache=True)
-def commit_many(st, fs, idx, nodes, d, lat_factor):
-    """Assign tasks ``idx[k]`` to ``nodes[k]`` at ``d``; latencies x ``lat_factor[k]``.
-
-    Bookkeeping is :func:`hybridsched.sim.core.commit`'s (the projection uses the
-    nominal ready time, what a scheduler would estimate); the transfer is timed
-    with the jittered latency, through the shared link when it is on.
-    """
-    shared = fs.counters[K_SHARED] == 1
-    for k in range(idx.shape[0]):
-        i = idx[k]
-        j = nodes[k]
-        st.node[i] = j
-        st.decision[i] = d
-        lat = st.latency[j, st.region[i]]
-        r = d + lat + st.data[i] / st.bandwidth[j]
-        st.ready[i] = r
-        st.start[i] = np.nan
-        st.finish[i] = np.nan
-        st.dur[i] = st.work[i] / st.speed[j]
-        dur_est = st.work_est[i] / st.speed[j]
-        h = st.qhead[j]
-        st.qprev[i] = -1
-        st.qnext[i] = h
-        if h >= 0:
-            st.qprev[h] = i
-        st.qhead[j] = i
-        st.n_queued[j] += 1
-        st.queued_work[j] += dur_est
-        st.proj_min[j] = core.project(st.proj[j], r, dur_est)
-        st.recent[j] = st.recent[j] * np.exp(-(d - st.recent_t[j]) / core.RECENT_TAU_S) + 1.0
-        st.recent_t[j] = d
-        st.counters[core.C_COMMITTED] += 1
-        fs.counters[K_ACTIVE] += 1
-        s = d + lat * lat_factor[k]
-        if shared and st.data[i] > 0:
-            fs.phase[i] = P_LATENCY
-            _hp_set(fs, i, s)
-        else:
-            fs.phase[i] = P_TRANSIT
-            _hp_set(fs, i, s + st.data[i] / st.bandwidth[j])
-
-
-@njit(cache=True)
-def check_and_commit(st, fs, idx, nodes, d, lat_factor):
-    """:func:`commit_many` when every assignment is valid, else nothing.
-
-    Returns:
-        ``(0, -1)`` when committed, else ``(code, k)`` for the first bad entry,
-        code 1: index out of range, 2: node down, 3: too little memory.
-    """
-    n_nodes = st.cores.shape[0]
-    for k in range(idx.shape[0]):
-        j = nodes[k]
-        if j < 0 or j >= n_nodes:
-            return 1, k
-        if fs.down[j]:
-            return 2, k
-        if st.mem_req[idx[k]] > st.memory[j]:
-            return 3, k
-    commit_many(st, fs, idx, nodes, d, lat_factor)
-    return 0, -1
-
-
-@njit(cache=True)
-def node_down(st, fs, j, t):
-    """Node ``j`` fails at ``t``: kill and displace its tasks.
-
-    Returns:
-        (displaced task indices, their decision times, their start times (NaN
-        when not started)). Tasks finishing exactly at ``t`` are not killed.
-    """
-    cap = st.cores[j] + st.n_queued[j]
-    out = np.empty(cap, dtype=np.int64)
-    dec = np.empty(cap)
-    started = np.empty(cap)
-    m = 0
-    for s in range(st.cores[j]):
-        i = st.slot_task[j, s]
-        if i >= 0 and st.finish[i] > t:
-            fs.wasted[j] += t - st.start[i]
-            st.busy_s[j] -= st.finish[i] - t
-            st.slot_task[j, s] = -1
-            st.free_slots[j, st.n_free[j]] = s
-            st.n_free[j] += 1
-            _hp_remove(fs, i)
-            out[m] = i
-            dec[m] = st.decision[i]
-            started[m] = st.start[i]
-            m += 1
-    i = st.qhead[j]
-    while i >= 0:
-        _hp_remove(fs, i)
-        out[m] = i
-        dec[m] = st.decision[i]
-        started[m] = np.nan
-        m += 1
-        i = st.qnext[i]
-    st.qhead[j] = -1
-    st.wroot[j] = -1
-    st.n_queued[j] = 0
-    st.queued_work[j] = 0.0
-    fs.lhead[j] = -1
-    fs.lcount[j] = 0
-    _hp_remove(fs, fs.phase.shape[0] + j)
-    for q in range(m):
-        i = out[q]
-        fs.phase[i] = P_IDLE
-        st.node[i] = -1
-        st.decision[i] = np.nan
-        st.ready[i] = np.nan
-        st.dur[i] = np.nan
-        st.start[i] = np.nan
-        st.finish[i] = np.nan
-        st.slot_of[i] = -1
-    fs.counters[K_ACTIVE] -= m
-    fs.down[j] = True
-    st.memory[j] = -1.0  # no task fits: the compiled rules skip the node
-    for c in range(st.cores[j]):
-        st.proj[j, c] = np.inf
-    st.proj_min[j] = np.inf
-    return out[:m], dec[:m], started[:m]
-
-
-@njit(cache=True)
-def node_up(st, fs, j, t):
-    """Node ``j`` is back at ``t``, idle."""
-    fs.down[j] = False
-    st.memory[j] = fs.mem[j]
-    for c in range(st.cores[j]):
-        st.proj[j, c] = t
-    st.proj_min[j] = t
-
 
 # ----------------------------------------------------------------------------
 # the engine
 # ----------------------------------------------------------------------------
 
 
-class _Observed:
-    """What a view reads from an engine, with the true work hidden (estimates only)."""
-
-    def __init__(self, engine: Engine) -> None:
-        st = engine.state
-        self._engine = engine
-        self.cluster = engine.cluster
-        # same dynamic arrays, but true work and durations replaced by estimates
-        self.state = st._replace(work=st.work_est, dur=np.full_like(st.dur, np.nan))
-        self.cstate = core.compile_state(self.state)
-
-    @property
-    def now(self) -> float:
-        return self._engine.now
-
-
-class _EstimateEngine(Engine):
-    """The base engine whose views hide the true work (estimate noise on, nothing else)."""
-
-    def __init__(self, cluster: Cluster, workload: Workload, config: SimConfig) -> None:
-        super().__init__(cluster, workload, config)
-        self._observed = _Observed(self)
-
-    def _current(self) -> tuple[TaskBatch, ClusterView]:
-        end = int(self._batch_start[self._batch + 1])
-        tasks = self._task_batch(np.arange(self._pos, end, dtype=np.int64))
-        return tasks, self._view(tasks)
-
-    def _view(self, tasks: TaskBatch) -> ClusterView:
-        o = self._observed
-        q = self.config.queue
-        return ClusterView._over(o.state, o.cstate, self.now, self.cluster, tasks, queue=q)
-
-
 @dataclass(frozen=True, eq=False)
-class FaultResult(SimResult):
+class OptionsResult(SimResult):
     """A run with options: per-task results, summary, and what the failures did."""
 
     outages: dict[str, np.ndarray] = field(default_factory=dict)
@@ -591,7 +84,7 @@ class FaultResult(SimResult):
     (NaN when it had not started), end_s (the failure)."""
 
 
-class FaultEngine(Engine):
+class OptionsEngine(Engine):
     """The engine with failures, shared links and latency jitter (see the module doc).
 
     Same surface as :class:`Engine`; the policy is always called through ``assign``.
@@ -626,7 +119,7 @@ class FaultEngine(Engine):
         st = self.state
         for a in (st.decision, st.ready, st.dur, st.start, st.finish):
             a.fill(np.nan)  # a rejected task keeps them: it never ran
-        self.cstate = core.compile_state(self.state)
+        self.cstate = compile_state(self.state)
         self.farrays = FaultArrays(
             ev_time=np.zeros(n + n_nodes),
             hp_id=np.zeros(n + n_nodes, dtype=np.int64),
@@ -644,9 +137,9 @@ class FaultEngine(Engine):
             wasted=np.zeros(n_nodes),
             counters=np.array([0, 0, int(bool(options.shared_links)), 0], dtype=np.int64),
         )
-        self.fstate = _make_fault_state(*self.farrays)
-        hide = self.config.work_estimate is not None
-        self._observed: Any = _Observed(self) if hide else self
+        self.fstate = compile_faults(self.farrays)
+        if self.config.work_estimate is not None:
+            self.hide_true_work()
         self._unavailable = self.farrays.down.view()
         self._unavailable.setflags(write=False)
 
@@ -853,11 +346,11 @@ class FaultEngine(Engine):
         return tasks, self._view(tasks)
 
     def _view(self, tasks: TaskBatch) -> ClusterView:
-        o = self._observed
+        arrays, handle = self._seen or (self.state, self.cstate)
         down = self._unavailable
         return ClusterView._over(
-            o.state,
-            o.cstate,
+            arrays,
+            handle,
             self._now,
             self.cluster,
             tasks,
@@ -914,7 +407,7 @@ class FaultEngine(Engine):
             self.commit(nodes)
         return self.finish(policy_name=policy.name)
 
-    def finish(self, policy_name: str = "") -> FaultResult:
+    def finish(self, policy_name: str = "") -> OptionsResult:
         """Simulate to the end (nothing may be left to decide) and summarise."""
         if self._finished is not None:
             return self._finished  # type: ignore[return-value]
@@ -959,7 +452,7 @@ class FaultEngine(Engine):
             tasks["work_est_gi"] = st.work_est[inv]
         out = np.asarray(self._outages, dtype=np.float64).reshape(-1, 3)
         onode = out[:, 0].astype(np.int64)
-        summary = summarize_options(
+        summary = summarize(
             self.cluster,
             arrival=arrival,
             finish=finish,
@@ -980,7 +473,7 @@ class FaultEngine(Engine):
         summary["queue"] = self.config.queue
         att = np.asarray([a[:2] for a in self._attempts], dtype=np.int64).reshape(-1, 2)
         att_t = np.asarray([a[2:] for a in self._attempts], dtype=np.float64).reshape(-1, 3)
-        self._finished = FaultResult(
+        self._finished = OptionsResult(
             tasks=tasks,
             summary=summary,
             outages={
@@ -1001,83 +494,6 @@ class FaultEngine(Engine):
         return self._finished  # type: ignore[return-value]
 
 
-# ----------------------------------------------------------------------------
-# summary and entry point
-# ----------------------------------------------------------------------------
-
-
-def summarize_options(
-    cluster: Cluster,
-    *,
-    arrival: np.ndarray,
-    finish: np.ndarray,
-    abs_deadline: np.ndarray,
-    node: np.ndarray,
-    dur: np.ndarray,
-    priority: np.ndarray,
-    done: np.ndarray,
-    retries: np.ndarray,
-    wasted: np.ndarray,
-    outage_node: np.ndarray,
-    outage_down: np.ndarray,
-    outage_up: np.ndarray,
-) -> dict[str, Any]:
-    """Summary figures of a run with options; SPEC.md's formulas where they apply.
-
-    Response percentiles are over finished tasks; ``deadline_miss_rate`` is over
-    all tasks (a rejected task misses). ``T`` is the last finish. Busy core-seconds
-    include killed runs (``wasted_core_s``). A down node draws no power, so
-    ``energy_j = sum_j(idle_j * up_j + (max_j - idle_j) * busy_j / cores_j)`` with
-    ``up_j`` its time up in ``[t0, T]``. ``utilization`` keeps SPEC's capacity
-    ``sum(cores) * (T - t0)``; ``availability`` is the share of that capacity on
-    nodes that were up. With no outage and nothing rejected every figure is the
-    base model's.
-    """
-    n = arrival.shape[0]
-    n_nodes = cluster.n_nodes
-    t0 = float(arrival.min())
-    horizon_end = float(finish[done].max()) if done.any() else t0
-    span = horizon_end - t0
-    down_s = np.zeros(n_nodes)
-    if outage_node.size:
-        lo = np.maximum(outage_down, t0)
-        hi = np.minimum(outage_up, horizon_end)
-        np.add.at(down_s, outage_node, np.maximum(hi - lo, 0.0))
-    busy = np.bincount(node[done], weights=dur[done], minlength=n_nodes) + wasted
-    dynamic = (cluster.power_max_w - cluster.power_idle_w) * busy / cluster.cores
-    energy = float(np.sum(cluster.power_idle_w * (span - down_s) + dynamic))
-    capacity_s = float(np.sum(cluster.cores)) * span
-    missed = ~(finish <= abs_deadline)
-    response = (finish - arrival)[done]
-    if response.size:
-        p50, p95, p99 = np.percentile(response, [50.0, 95.0, 99.0])
-        mean = float(np.mean(response))
-    else:
-        p50 = p95 = p99 = mean = float("nan")
-    up_core_s = float(np.sum(cluster.cores * (span - down_s)))
-    out: dict[str, Any] = {
-        "tasks": int(n),
-        "mean_response_s": mean,
-        "p50_response_s": float(p50),
-        "p95_response_s": float(p95),
-        "p99_response_s": float(p99),
-        "deadline_miss_rate": float(np.mean(missed)),
-        "makespan_s": span,
-        "energy_j": energy,
-        "utilization": float(np.sum(busy) / capacity_s) if capacity_s > 0 else 0.0,
-    }
-    out["deadline_miss_rate_by_priority"] = {
-        str(int(p)): float(np.mean(missed[priority == p])) for p in np.unique(priority)
-    }
-    out["finished"] = int(np.count_nonzero(done))
-    out["rejected"] = int(n - np.count_nonzero(done))
-    out["retries"] = int(np.sum(retries))
-    out["availability"] = up_core_s / capacity_s if capacity_s > 0 else 1.0
-    out["outages"] = int(outage_node.size)
-    out["wasted_core_s"] = float(np.sum(wasted))
-    return out
-
-
 def _with_option_columns(result: SimResult, options: SimOptions) -> SimResult:
     """Add the columns and keys of a run with options to a base-engine result."""
     tasks = dict(result.tasks)
@@ -1090,30 +506,25 @@ def _with_option_columns(result: SimResult, options: SimOptions) -> SimResult:
     summary.update(
         finished=n, rejected=0, retries=0, availability=1.0, outages=0, wasted_core_s=0.0
     )
-    return FaultResult(tasks=tasks, summary=summary)
+    return OptionsResult(tasks=tasks, summary=summary)
 
 
-def simulate_with_options(
+def simulate_options(
     cluster: Cluster,
     workload: Workload,
     policy: Policy,
-    config: SimConfig | None = None,
-    options: SimOptions | None = None,
+    config: SimConfig,
+    options: SimOptions,
     seed: int | None = 0,
 ) -> SimResult:
-    """Simulate with faults, estimate noise and network options (see the module doc).
+    """Simulate with options on (see the module doc); :func:`hybridsched.sim.simulate` calls it.
 
-    With every option off this is :func:`~hybridsched.sim.simulate`, bit for bit.
     The policy draws from ``numpy.random.default_rng(seed)`` as in the base model;
     the options draw from independent children of ``SeedSequence(seed)``.
 
     Raises:
         ConfigError: ``config.work_estimate`` set together with ``estimate_cv``.
     """
-    config = SimConfig() if config is None else config
-    options = SimOptions() if options is None else options
-    if not options.active:
-        return simulate(cluster, workload, policy, config=config, seed=seed)
     seeds = option_seeds(seed)
     source = "exact"
     if options.estimates_on:
@@ -1127,10 +538,12 @@ def simulate_with_options(
             log.warning("estimate_cv=%g is not used: the workload has %s", cv, WORK_EST_COLUMN)
         config = replace(config, work_estimate=est)
     if options.needs_engine:
-        engine: Engine = FaultEngine(cluster, workload, config, options, seed=seed)
+        engine: Engine = OptionsEngine(cluster, workload, config, options, seed=seed)
         result = engine.run(policy, np.random.default_rng(seed))
     else:
-        engine = _EstimateEngine(cluster, workload, config)
+        # estimate noise alone: the base engine (fused loop included), views hide true work
+        engine = Engine(cluster, workload, config)
+        engine.hide_true_work()
         result = _with_option_columns(engine.run(policy, np.random.default_rng(seed)), options)
         inv = np.empty_like(engine.order)
         inv[engine.order] = np.arange(engine.order.shape[0])
