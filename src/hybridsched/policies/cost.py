@@ -80,14 +80,7 @@ PROBLEM_FIELDS: tuple[Field, ...] = (
 )
 """The one declaration of a batch problem: ``(name, numba type, meaning)``."""
 
-Problem, PROBLEM_TYPE, _make_handle = declare(
-    PROBLEM_FIELDS,
-    tuple_name="Problem",
-    type_name="_ProblemType",
-    proxy_name="_ProblemHandle",
-    builder_name="_make_handle",
-    module_globals=globals(),
-)
+Problem, PROBLEM_TYPE, _make_problem = declare(PROBLEM_FIELDS, "Problem", "Problem", globals())
 """The arrays of one batch problem (see :func:`build_problem`), for compiled code."""
 
 
@@ -98,7 +91,7 @@ def compile_problem(p: Problem) -> Any:
     tuple costs a reference-count update per array on every call between
     compiled functions (measured: the colony ran 3x slower on the tuple).
     """
-    return _make_handle(p)
+    return _make_problem(p)
 
 
 @dataclass(frozen=True)

@@ -53,19 +53,12 @@ FAULT_FIELDS: tuple[Field, ...] = (
 )
 """The one declaration of the failure and network state: ``(name, numba type, meaning)``."""
 
-FaultArrays, FAULT_TYPE, _make_fault_state = declare(
-    FAULT_FIELDS,
-    tuple_name="FaultArrays",
-    type_name="_FaultType",
-    proxy_name="_FaultProxy",
-    builder_name="_make_fault_state",
-    module_globals=globals(),
-)
+FaultArrays, FAULT_TYPE, _make_fault = declare(FAULT_FIELDS, "FaultArrays", "Fault", globals())
 
 
 def compile_faults(arrays: Any) -> Any:
     """The compiled handle over the same arrays (no copy)."""
-    return _make_fault_state(arrays)
+    return _make_fault(arrays)
 
 
 # ----------------------------------------------------------------------------
@@ -191,26 +184,14 @@ def _link_reschedule(st, fs, j, t):
 
 @njit(cache=True)
 def _link_remove(fs, j, f):
-    p = fs.lprev[f]
-    q = fs.lnext[f]
-    if p >= 0:
-        fs.lnext[p] = q
-    else:
-        fs.lhead[j] = q
-    if q >= 0:
-        fs.lprev[q] = p
+    core.list_unlink(fs.lnext, fs.lprev, fs.lhead, f, j)
     fs.lcount[j] -= 1
 
 
 @njit(cache=True)
 def _link_enter(st, fs, i, j, t):
     _link_update(fs, j, t)
-    h = fs.lhead[j]
-    fs.lprev[i] = -1
-    fs.lnext[i] = h
-    if h >= 0:
-        fs.lprev[h] = i
-    fs.lhead[j] = i
+    core.list_push(fs.lnext, fs.lprev, fs.lhead, i, j)
     fs.lcount[j] += 1
     fs.rem[i] = st.data[i]
     fs.phase[i] = P_LINK
@@ -259,20 +240,7 @@ def _dispatch(st, fs, j, t):
     if fs.down[j]:
         return
     while st.n_free[j] > 0 and st.wroot[j] >= 0:
-        i = st.wroot[j]
-        st.wroot[j] = core._merge(st, st.wleft[i], st.wright[i])
-        k = st.n_free[j] - 1
-        st.n_free[j] = k
-        s = st.free_slots[j, k]
-        st.slot_task[j, s] = i
-        st.slot_of[i] = s
-        st.start[i] = t
-        f = t + st.dur[i]
-        st.finish[i] = f
-        st.busy_s[j] += st.dur[i]
-        st.n_queued[j] -= 1
-        st.queued_work[j] -= st.work_est[i] / st.speed[j]
-        core._unlink(st, i, j)
+        i, f = core.start_next(st, j, t)
         fs.phase[i] = P_RUNNING
         _hp_set(fs, i, f)
 
@@ -327,27 +295,11 @@ def commit_many(st, fs, idx, nodes, d, lat_factor):
     for k in range(idx.shape[0]):
         i = idx[k]
         j = nodes[k]
-        st.node[i] = j
-        st.decision[i] = d
         lat = st.latency[j, st.region[i]]
         r = d + lat + st.data[i] / st.bandwidth[j]
-        st.ready[i] = r
         st.start[i] = np.nan
         st.finish[i] = np.nan
-        st.dur[i] = st.work[i] / st.speed[j]
-        dur_est = st.work_est[i] / st.speed[j]
-        h = st.qhead[j]
-        st.qprev[i] = -1
-        st.qnext[i] = h
-        if h >= 0:
-            st.qprev[h] = i
-        st.qhead[j] = i
-        st.n_queued[j] += 1
-        st.queued_work[j] += dur_est
-        st.proj_min[j] = core.project(st.proj[j], r, dur_est)
-        st.recent[j] = st.recent[j] * np.exp(-(d - st.recent_t[j]) / core.RECENT_TAU_S) + 1.0
-        st.recent_t[j] = d
-        st.counters[core.C_COMMITTED] += 1
+        core.book(st, i, j, d, r)
         fs.counters[K_ACTIVE] += 1
         s = d + lat * lat_factor[k]
         if shared and st.data[i] > 0:

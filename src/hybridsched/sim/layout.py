@@ -71,30 +71,22 @@ def _unliteral_fields(self: Any, fields: Any) -> tuple[tuple[str, types.Type], .
 
 
 def declare(
-    table: tuple[Field, ...],
-    *,
-    tuple_name: str,
-    type_name: str,
-    proxy_name: str,
-    builder_name: str,
-    module_globals: dict[str, Any],
+    table: tuple[Field, ...], tuple_name: str, stem: str, module_globals: dict[str, Any]
 ) -> tuple[type, types.StructRef, Any]:
     """Everything of one compiled structure, from its table, defined in the declaring module.
 
-    Defines there (under the given names, so that numba's cache finds them) the
-    ``StructRef`` type class and its opaque Python proxy, an instance of the type
-    (``_<TUPLE>_STRUCT``), and the compiled builder (see :func:`define_builder`).
+    Defines there, so that numba's cache finds them by module and name: the
+    ``StructRef`` type class ``_<stem>Type``, its opaque Python proxy
+    ``_<stem>Proxy``, the type instance ``_<TUPLE_NAME>_STRUCT`` and the compiled
+    builder ``_make_<stem lower>`` (see :func:`define_builder`).
 
     Returns:
         ``(named tuple class, StructRef type instance, builder)``.
     """
     module = module_globals["__name__"]
-    type_cls = type(type_name, (types.StructRef,), {"preprocess_fields": _unliteral_fields})
-    proxy_cls = type(
-        proxy_name,
-        (structref.StructRefProxy,),
-        {"__doc__": f"Opaque compiled handle of a :class:`{tuple_name}`."},
-    )
+    type_cls = type(f"_{stem}Type", (types.StructRef,), {"preprocess_fields": _unliteral_fields})
+    doc = f"Opaque compiled handle of a :class:`{tuple_name}`."
+    proxy_cls = type(f"_{stem}Proxy", (structref.StructRefProxy,), {"__doc__": doc})
     for cls in (type_cls, proxy_cls):
         cls.__module__ = module
         module_globals[cls.__name__] = cls
@@ -103,5 +95,5 @@ def declare(
     instance = type_cls(numba_fields(table))
     instance_name = f"_{tuple_name.upper()}_STRUCT"
     module_globals[instance_name] = instance
-    builder = define_builder(builder_name, instance_name, table, module_globals)
+    builder = define_builder(f"_make_{stem.lower()}", instance_name, table, module_globals)
     return tuple_class(tuple_name, table, module), instance, builder

@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import heapq
 import logging
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hybridsched.errors import ConfigError, PolicyError, SimulationError
 from hybridsched.model import Cluster, Workload
-from hybridsched.sim.engine import Engine, SimConfig, SimResult
+from hybridsched.sim.engine import Engine, SimConfig, SimResult, _node_indices
 from hybridsched.sim.fault_kernels import (
     K_ACTIVE,
     P_DONE,
@@ -55,7 +54,6 @@ from hybridsched.sim.fault_kernels import (
     node_down,
     node_up,
 )
-from hybridsched.sim.metrics import summarize
 from hybridsched.sim.options import (
     WORK_EST_COLUMN,
     SimOptions,
@@ -87,7 +85,8 @@ class OptionsResult(SimResult):
 class OptionsEngine(Engine):
     """The engine with failures, shared links and latency jitter (see the module doc).
 
-    Same surface as :class:`Engine`; the policy is always called through ``assign``.
+    Same surface as :class:`Engine`; the policy is always called through ``assign``
+    (``fused`` is off).
     Batches hold the tasks decided at one instant: new arrivals and tasks sent
     back by a failure, in decision order (arrival, then task_id); with
     ``decision_interval = 0`` one task at a time.
@@ -99,6 +98,8 @@ class OptionsEngine(Engine):
         seed: seed of the option randomness (generated outages, jitter), see
             :func:`~hybridsched.sim.options.option_seeds`.
     """
+
+    fused = False
 
     def __init__(
         self,
@@ -367,16 +368,8 @@ class OptionsEngine(Engine):
         """
         if self._cur.size == 0:
             raise SimulationError("commit: no open decision; call next_batch() first")
-        nodes_arr = np.atleast_1d(np.asarray(nodes))
+        nodes_arr = _node_indices(nodes, self._cur.size)
         k = nodes_arr.shape[0]
-        if nodes_arr.ndim != 1 or k == 0 or k > self._cur.size:
-            raise PolicyError(
-                f"commit: expected 1 to {self._cur.size} node indices for this batch, "
-                f"got shape {nodes_arr.shape}"
-            )
-        if nodes_arr.dtype.kind not in "iu":
-            raise PolicyError(f"commit: node indices must be integers, got dtype {nodes_arr.dtype}")
-        nodes_arr = nodes_arr.astype(np.int64, copy=False)
         idx = self._cur[:k]
         factor = self._jitter(k) if self.options.latency_jitter > 0 else self._ones[:k]
         code, q = check_and_commit(self.cstate, self.fstate, idx, nodes_arr, self._now, factor)
@@ -392,20 +385,6 @@ class OptionsEngine(Engine):
         self._todo_pos += k
 
     # --------------------------------------------------------------- running
-
-    def run(self, policy: Policy, rng: np.random.Generator | int | None = 0) -> SimResult:
-        """Run the whole simulation with ``policy`` (``assign`` only) and return the result."""
-        if self._batch >= 0:
-            raise SimulationError("run: this engine has already started; build a new one")
-        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        policy.reset(self.cluster, gen)
-        while (batch := self.next_batch()) is not None:
-            tasks, view = batch
-            t = time.perf_counter()
-            nodes = policy.assign(tasks, view)
-            self.scheduler_seconds += time.perf_counter() - t
-            self.commit(nodes)
-        return self.finish(policy_name=policy.name)
 
     def finish(self, policy_name: str = "") -> OptionsResult:
         """Simulate to the end (nothing may be left to decide) and summarise."""
@@ -424,42 +403,22 @@ class OptionsEngine(Engine):
             raise SimulationError("finish: some tasks neither finished nor were rejected")
         names = np.asarray(self.cluster.node_names, dtype=object)
         node = st.node[inv]
-        named = np.where(node >= 0, names[np.maximum(node, 0)], None)
-        arrival = st.arrival[inv]
-        finish = st.finish[inv]
-        abs_deadline = st.abs_deadline[inv]
         reason = np.full(len(inv), "", dtype=object)
         for i, text in self._reason.items():
             reason[int(self.order[i])] = text
-        tasks = {
-            "task_id": st.task_id[inv],
-            "node": named,
-            "node_index": node,
-            "arrival_s": arrival,
-            "decision_s": st.decision[inv],
-            "ready_s": st.ready[inv],
-            "start_s": st.start[inv],
-            "finish_s": finish,
-            "response_s": finish - arrival,
-            "met_deadline": finish <= abs_deadline,
-            "priority": st.priority[inv],
-            "status": np.where(done, "finished", "rejected").astype(object),
-            "retries": self._retries[inv],
-            "rejected_s": self._rejected_at[inv],
-            "reason": reason,
-        }
+        tasks = self._task_columns(inv, np.where(node >= 0, names[np.maximum(node, 0)], None))
+        tasks["status"] = np.where(done, "finished", "rejected").astype(object)
+        tasks["retries"] = self._retries[inv]
+        tasks["rejected_s"] = self._rejected_at[inv]
+        tasks["reason"] = reason
         if self.config.work_estimate is not None:
             tasks["work_est_gi"] = st.work_est[inv]
         out = np.asarray(self._outages, dtype=np.float64).reshape(-1, 3)
         onode = out[:, 0].astype(np.int64)
-        summary = summarize(
-            self.cluster,
-            arrival=arrival,
-            finish=finish,
-            abs_deadline=abs_deadline,
-            node=node,
-            dur=st.dur[inv],
-            priority=st.priority[inv],
+        summary = self._summary(
+            inv,
+            tasks,
+            policy_name,
             done=done,
             retries=self._retries,
             wasted=fa.wasted,
@@ -467,10 +426,6 @@ class OptionsEngine(Engine):
             outage_down=out[:, 1],
             outage_up=out[:, 2],
         )
-        summary["scheduler_seconds"] = self.scheduler_seconds
-        summary["policy"] = policy_name
-        summary["decision_interval_s"] = float(self.config.decision_interval)
-        summary["queue"] = self.config.queue
         att = np.asarray([a[:2] for a in self._attempts], dtype=np.int64).reshape(-1, 2)
         att_t = np.asarray([a[2:] for a in self._attempts], dtype=np.float64).reshape(-1, 3)
         self._finished = OptionsResult(

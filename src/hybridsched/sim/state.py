@@ -67,14 +67,7 @@ CORE_FIELDS: tuple[Field, ...] = (
 )
 """The one declaration of the simulator's state: ``(name, numba type, meaning)``."""
 
-CoreState, STATE_TYPE, _make_state = declare(
-    CORE_FIELDS,
-    tuple_name="CoreState",
-    type_name="_StateType",
-    proxy_name="_StateProxy",
-    builder_name="_make_state",
-    module_globals=globals(),
-)
+CoreState, STATE_TYPE, _make_state = declare(CORE_FIELDS, "CoreState", "State", globals())
 
 
 def compile_state(arrays: Any) -> Any:

@@ -350,11 +350,11 @@ class ClusterView:
             )
         if b and (int(tasks.region.max()) >= cluster.n_regions or int(tasks.region.min()) < 0):
             raise ConfigError(f"tasks.region: out of range 0..{cluster.n_regions - 1}")
-        arrays = _snapshot_state(cluster, tasks, snapshot, queue)
+        arrays, handle = _snapshot_state(cluster, tasks, snapshot, queue)
         down = ~snapshot.up
         return cls._over(
             arrays,
-            compile_state(arrays),
+            handle,
             snapshot.time,
             cluster,
             tasks,
@@ -546,7 +546,9 @@ def _state_snapshot(st: Any, time: float, up: np.ndarray, recent: np.ndarray) ->
     )
 
 
-def _snapshot_state(cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queue: str) -> Any:
+def _snapshot_state(
+    cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queue: str
+) -> tuple[Any, Any]:
     """A compiled state holding the batch (``0..B-1``), the queued and the running tasks."""
     b = len(tasks)
     q = snap.queued_node.shape[0]
@@ -593,24 +595,8 @@ def _snapshot_state(cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queu
         for j in range(cluster.n_nodes):
             busy = np.sort(fin[snap.running_node == j])
             st.proj[j, : busy.shape[0]] = busy
-    for k in range(q):
-        i = b + k
-        j = int(snap.queued_node[k])
-        st.node[i] = j
-        st.decision[i] = t
-        st.ready[i] = snap.queued_ready_s[k]
-        dur = st.work_est[i] / st.speed[j]
-        st.dur[i] = dur
-        h = st.qhead[j]
-        st.qprev[i] = -1
-        st.qnext[i] = h
-        if h >= 0:
-            st.qprev[h] = i
-        st.qhead[j] = i
-        st.n_queued[j] += 1
-        st.queued_work[j] += dur
-        if derive:
-            core.project(st.proj[j], st.ready[i], dur)
+    handle = compile_state(st)
+    core.place_queued(handle, b, snap.queued_node, t, snap.queued_ready_s, derive)
     if not derive:
         st.proj[:] = snap.core_free_s
     st.proj[down] = np.inf
@@ -619,7 +605,7 @@ def _snapshot_state(cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queu
         st.recent[:] = snap.recent_assignments
     st.recent_t[:] = t
     st.counters[core.C_COMMITTED] = q + r
-    return st
+    return st, handle
 
 
 @runtime_checkable
