@@ -200,3 +200,59 @@ def test_snapshot_input_errors() -> None:
     empty = ClusterView.from_snapshot(cluster, tasks, NodeSnapshot.empty(3, 2.0))
     np.testing.assert_array_equal(empty.available_s, [2.0, 2.0, 2.0])
     assert empty.unavailable is None
+
+
+def test_fused_loop_gets_a_compiled_run_not_the_engine() -> None:
+    from hybridsched.sim import CompiledRun, simulate
+
+    cluster, workload = generate("iot-small", 200, 0.8, seed=1)
+    seen: list[object] = []
+
+    class Spy:
+        name = "spy"
+
+        def __init__(self) -> None:
+            self.inner = make_policy("mct")
+
+        def reset(self, c: object, rng: np.random.Generator) -> None:
+            self.inner.reset(c, rng)
+
+        def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+            return self.inner.assign(tasks, view)
+
+        def run_compiled(self, run: CompiledRun) -> bool:
+            seen.append(run)
+            return self.inner.run_compiled(run)
+
+    fused = simulate(cluster, workload, Spy())
+    assert len(seen) == 1 and isinstance(seen[0], CompiledRun)
+    assert seen[0].n_tasks == 200 and not hasattr(seen[0], "cluster")
+    # the fused loop and the batch-by-batch path give the same schedule
+    plain = simulate(cluster, workload, Spy().inner.__class__())
+    step = Engine(cluster, workload)
+    pol = make_policy("mct")
+    pol.reset(cluster, np.random.default_rng(0))
+    while (batch := step.next_batch()) is not None:
+        step.commit(pol.assign(*batch))
+    stepped = step.finish()
+    for res in (plain, stepped):
+        np.testing.assert_array_equal(fused.tasks["finish_s"], res.tasks["finish_s"])
+
+
+def test_compiled_state_is_declared_once() -> None:
+    from hybridsched.policies import cost
+    from hybridsched.sim import fault_kernels, state
+
+    for table, tup, struct in (
+        (state.CORE_FIELDS, state.CoreState, state.STATE_TYPE),
+        (fault_kernels.FAULT_FIELDS, fault_kernels.FaultArrays, fault_kernels.FAULT_TYPE),
+        (cost.PROBLEM_FIELDS, cost.Problem, cost.PROBLEM_TYPE),
+    ):
+        names = tuple(name for name, _, _ in table)
+        assert tup._fields == names
+        assert tuple(struct.field_dict) == names
+        assert all(meaning for _, _, meaning in table)
+    cluster, workload = generate("iot-small", 50, 0.8, seed=1)
+    engine = Engine(cluster, workload)
+    assert engine.state.cores.dtype == np.int64 and engine.state.is_dirty.dtype == np.bool_
+    assert "memory" in state.CoreState.memory.__doc__
