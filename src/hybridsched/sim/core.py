@@ -212,6 +212,33 @@ def _dispatch(st, j, t):
         _ev_push(st, f, 2 * i + 1)
 
 
+@njit(cache=True, inline="always")
+def release_core(st, i, j):
+    """Task ``i`` leaves its core of node ``j``."""
+    s = st.slot_of[i]
+    st.slot_task[j, s] = -1
+    st.free_slots[j, st.n_free[j]] = s
+    st.n_free[j] += 1
+
+
+@njit(cache=True, inline="always")
+def join_waiting(st, i, j):
+    """Task ``i`` (ready) joins node ``j``'s waiting queue."""
+    st.wleft[i] = -1
+    st.wright[i] = -1
+    st.wroot[j] = _merge(st, st.wroot[j], i)
+
+
+@njit(cache=True, inline="always")
+def mark_dirty(st, j, n_dirty):
+    """Note node ``j`` as touched in this instant; returns the new count."""
+    if not st.is_dirty[j]:
+        st.is_dirty[j] = True
+        st.dirty[n_dirty] = j
+        n_dirty += 1
+    return n_dirty
+
+
 @njit(cache=True)
 def advance(st, until):
     """Process every instant strictly before ``until`` (events, then dispatch)."""
@@ -223,18 +250,10 @@ def advance(st, until):
             i = code >> 1
             j = st.node[i]
             if code & 1:
-                s = st.slot_of[i]
-                st.slot_task[j, s] = -1
-                st.free_slots[j, st.n_free[j]] = s
-                st.n_free[j] += 1
+                release_core(st, i, j)
             else:
-                st.wleft[i] = -1
-                st.wright[i] = -1
-                st.wroot[j] = _merge(st, st.wroot[j], i)
-            if not st.is_dirty[j]:
-                st.is_dirty[j] = True
-                st.dirty[n_dirty] = j
-                n_dirty += 1
+                join_waiting(st, i, j)
+            n_dirty = mark_dirty(st, j, n_dirty)
         for k in range(n_dirty):
             j = st.dirty[k]
             st.is_dirty[j] = False

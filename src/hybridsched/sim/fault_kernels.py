@@ -202,9 +202,7 @@ def _link_enter(st, fs, i, j, t):
 def _make_ready(st, fs, i, j, t):
     st.ready[i] = t
     fs.phase[i] = P_WAITING
-    st.wleft[i] = -1
-    st.wright[i] = -1
-    st.wroot[j] = core._merge(st, st.wroot[j], i)
+    core.join_waiting(st, i, j)
 
 
 @njit(cache=True)
@@ -262,20 +260,14 @@ def advance(st, fs, until):
                 j = st.node[e]
                 ph = fs.phase[e]
                 if ph == P_RUNNING:
-                    s = st.slot_of[e]
-                    st.slot_task[j, s] = -1
-                    st.free_slots[j, st.n_free[j]] = s
-                    st.n_free[j] += 1
+                    core.release_core(st, e, j)
                     fs.phase[e] = P_DONE
                     fs.counters[K_ACTIVE] -= 1
                 elif ph == P_TRANSIT:
                     _make_ready(st, fs, e, j, t)
                 else:  # P_LATENCY
                     _link_enter(st, fs, e, j, t)
-            if not st.is_dirty[j]:
-                st.is_dirty[j] = True
-                st.dirty[n_dirty] = j
-                n_dirty += 1
+            n_dirty = core.mark_dirty(st, j, n_dirty)
         for k in range(n_dirty):
             j = st.dirty[k]
             st.is_dirty[j] = False
