@@ -38,45 +38,47 @@ from numba import njit
 
 from hybridsched.errors import ConfigError
 from hybridsched.sim import core
-from hybridsched.sim.layout import Field, declare
+from hybridsched.sim.layout import declare, parse_fields
 from hybridsched.sim.view import ClusterView, TaskBatch
 
-PROBLEM_FIELDS: tuple[Field, ...] = (
-    # --- scalars ---
-    ("d", "float64", "decision time, s"),
-    ("h0", "float64", "predicted horizon (last finish of the work already assigned), >= d, s"),
-    ("idle_w", "float64", "sum of the nodes' idle power, W"),
-    ("w_response", "float64", "cost per second of response"),
-    ("w_energy", "float64", "cost per J"),
-    ("w_displaced", "float64", "factor on the cost caused to tasks already queued"),
-    ("inv_b", "float64", "1 / B: costs are means over the batch"),
-    # --- nodes ---
-    ("cores", "int64[::1]", "cores per node"),
-    ("cf", "float64[:, ::1]", "when each core is free, ascending (d when idle; inf beyond cores)"),
-    ("n_idle", "int64[::1]", "cores free at d"),
-    ("run_last", "float64[::1]", "last finish of the running tasks (>= d)"),
-    # --- tasks queued (assigned, not started), grouped by node ---
-    ("q_off", "int64[::1]", "offsets into the q_* arrays, N + 1"),
-    ("q_ready", "float64[::1]", "ready time of each queued task, s"),
-    ("q_key0", "float64[::1]", "queue key 0"),
-    ("q_key1", "float64[::1]", "queue key 1"),
-    ("q_tid", "int64[::1]", "task id"),
-    ("q_dur", "float64[::1]", "estimated execution time, s"),
-    ("q_dl", "float64[::1]", "absolute deadline, s"),
-    ("q_mw", "float64[::1]", "cost of a missed deadline"),
-    ("q_f0", "float64[::1]", "predicted finish without the batch, s"),
-    ("q_index", "int64[::1]", "index of each queued task in the view's compiled state"),
-    # --- the batch ---
-    ("ready", "float64[:, ::1]", "ready time on each node, (B, N), s"),
-    ("dur", "float64[:, ::1]", "execution time on each node, (B, N), s"),
-    ("dyn_j", "float64[:, ::1]", "dynamic energy on each node, (B, N), J"),
-    ("key0", "float64[::1]", "queue key 0 per task"),
-    ("key1", "float64[::1]", "queue key 1 per task"),
-    ("tid", "int64[::1]", "task id"),
-    ("arrival", "float64[::1]", "arrival time, s"),
-    ("dl", "float64[::1]", "absolute deadline, s"),
-    ("mw", "float64[::1]", "cost of a missed deadline"),
-    ("ww", "float64[::1]", "extra cost per second of predicted waiting for a core"),
+PROBLEM_FIELDS = parse_fields(
+    """
+# scalars
+d            float64          decision time, s
+h0           float64          predicted horizon (last finish of the work already assigned), >= d, s
+idle_w       float64          sum of the nodes' idle power, W
+w_response   float64          cost per second of response
+w_energy     float64          cost per J
+w_displaced  float64          factor on the cost caused to tasks already queued
+inv_b        float64          1 / B: costs are means over the batch
+# nodes
+cores        int64[::1]       cores per node
+cf           float64[:,::1]   when each core is free, ascending (d when idle; inf beyond cores)
+n_idle       int64[::1]       cores free at d
+run_last     float64[::1]     last finish of the running tasks (>= d)
+# tasks queued (assigned, not started), grouped by node
+q_off        int64[::1]       offsets into the q_* arrays, N + 1
+q_ready      float64[::1]     ready time of each queued task, s
+q_key0       float64[::1]     queue key 0
+q_key1       float64[::1]     queue key 1
+q_tid        int64[::1]       task id
+q_dur        float64[::1]     estimated execution time, s
+q_dl         float64[::1]     absolute deadline, s
+q_mw         float64[::1]     cost of a missed deadline
+q_f0         float64[::1]     predicted finish without the batch, s
+q_index      int64[::1]       index of each queued task in the view's compiled state
+# the batch
+ready        float64[:,::1]   ready time on each node, (B, N), s
+dur          float64[:,::1]   execution time on each node, (B, N), s
+dyn_j        float64[:,::1]   dynamic energy on each node, (B, N), J
+key0         float64[::1]     queue key 0 per task
+key1         float64[::1]     queue key 1 per task
+tid          int64[::1]       task id
+arrival      float64[::1]     arrival time, s
+dl           float64[::1]     absolute deadline, s
+mw           float64[::1]     cost of a missed deadline
+ww           float64[::1]     extra cost per second of predicted waiting for a core
+"""
 )
 """The one declaration of a batch problem: ``(name, numba type, meaning)``."""
 

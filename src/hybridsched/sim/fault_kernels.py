@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from hybridsched.sim import core
-from hybridsched.sim.layout import Field, declare
+from hybridsched.sim.layout import declare, parse_fields
 
 P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
 P_LATENCY = 1  # in its latency; its event: the data enters the shared link
@@ -34,22 +34,24 @@ K_SHARED = 2  # 1: shared links
 LINK_TOL = 1e-9
 """A transfer with less than this fraction of its data left when its link's
 earliest one finishes is finished too (rounding of the shared-rate updates)."""
-FAULT_FIELDS: tuple[Field, ...] = (
-    ("ev_time", "float64[::1]", "time of each event id (task i: i, link j: n + j), n + N"),
-    ("hp_id", "int64[::1]", "binary heap of event ids, n + N"),
-    ("hp_pos", "int64[::1]", "heap position of each id, -1 when absent, n + N"),
-    ("phase", "int64[::1]", "phase of each task (P_*)"),
-    ("rem", "float64[::1]", "data left in the link per task, MB"),
-    ("lnext", "int64[::1]", "next in the link's member list, per task"),
-    ("lprev", "int64[::1]", "previous in the link's member list, per task"),
-    ("lhead", "int64[::1]", "head of each node's link member list"),
-    ("lcount", "int64[::1]", "transfers in each node's link"),
-    ("lrate", "float64[::1]", "current rate of each transfer of the link, MB/s"),
-    ("lt", "float64[::1]", "time of the last update of the link, s"),
-    ("down", "boolean[::1]", "the node is down"),
-    ("mem", "float64[::1]", "true memory per node (CoreState.memory is -1 while down), MB"),
-    ("wasted", "float64[::1]", "core-seconds of killed runs per node"),
-    ("counters", "int64[::1]", "events in the heap, tasks on a node, shared links on, spare"),
+FAULT_FIELDS = parse_fields(
+    """
+ev_time   float64[::1]  time of each event id (task i: i, link j: n + j), n + N
+hp_id     int64[::1]    binary heap of event ids, n + N
+hp_pos    int64[::1]    heap position of each id, -1 when absent, n + N
+phase     int64[::1]    phase of each task (P_*)
+rem       float64[::1]  data left in the link per task, MB
+lnext     int64[::1]    next in the link's member list, per task
+lprev     int64[::1]    previous in the link's member list, per task
+lhead     int64[::1]    head of each node's link member list
+lcount    int64[::1]    transfers in each node's link
+lrate     float64[::1]  current rate of each transfer of the link, MB/s
+lt        float64[::1]  time of the last update of the link, s
+down      boolean[::1]  the node is down
+mem       float64[::1]  true memory per node (CoreState.memory is -1 while down), MB
+wasted    float64[::1]  core-seconds of killed runs per node
+counters  int64[::1]    events in the heap, tasks on a node, shared links on, spare
+"""
 )
 """The one declaration of the failure and network state: ``(name, numba type, meaning)``."""
 

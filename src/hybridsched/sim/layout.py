@@ -23,7 +23,23 @@ from numba.core import types
 from numba.experimental import structref
 
 Field = tuple[str, str, str]
-"""``(name, numba type, meaning)``; the type is written as in numba, e.g. ``float64[::1]``."""
+"""``(name, numba type, meaning)``; the type as numba writes it, without spaces
+(``float64[:,::1]``)."""
+
+
+def parse_fields(text: str) -> tuple[Field, ...]:
+    """A table from text, one field a line: ``name  numba-type  meaning``.
+
+    Blank lines and lines starting with ``#`` (section titles) are skipped; the
+    meaning is the rest of the line.
+    """
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, typ, meaning = line.split(maxsplit=2)
+            out.append((name, typ, meaning))
+    return tuple(out)
 
 
 def numba_fields(table: tuple[Field, ...]) -> tuple[tuple[str, types.Type], ...]:

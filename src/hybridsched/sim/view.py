@@ -261,6 +261,16 @@ class NodeSnapshot:
             )
 
 
+def _field(name: str, doc: str) -> cached_property:
+    """An accessor: a read-only view of the compiled state's array ``name``."""
+
+    def get(self: ClusterView) -> np.ndarray:
+        return _ro(getattr(self._arr, name))
+
+    get.__doc__ = doc
+    return cached_property(get)
+
+
 class ClusterView:
     """A read-only view of the cluster at a decision time: all a policy sees.
 
@@ -384,15 +394,14 @@ class ClusterView:
         """Number of nodes ``N``."""
         return self.cluster.n_nodes
 
-    @cached_property
-    def core_free_s(self) -> np.ndarray:
-        """Projected time each core becomes free, ``(N, C)``, s (``inf`` pads, down nodes)."""
-        return _ro(self._arr.proj)
-
-    @cached_property
-    def core_free_min_s(self) -> np.ndarray:
-        """Earliest projected core-free time per node (``-inf``: never used), s."""
-        return _ro(self._arr.proj_min)
+    core_free_s = _field(
+        "proj",
+        "Projected time each core becomes free, ``(N, C)``, s (``inf``: beyond a node's "
+        "cores, and on a down node).",
+    )
+    core_free_min_s = _field(
+        "proj_min", "Earliest projected core-free time per node (``-inf``: never used), s."
+    )
 
     @cached_property
     def busy_cores(self) -> np.ndarray:
@@ -400,25 +409,14 @@ class ClusterView:
         st = self._arr
         return _ro(st.cores - st.n_free)
 
-    @cached_property
-    def queued_tasks(self) -> np.ndarray:
-        """Tasks assigned but not started, per node."""
-        return _ro(self._arr.n_queued)
-
-    @cached_property
-    def queued_work_s(self) -> np.ndarray:
-        """Estimated core-seconds assigned but not started, per node."""
-        return _ro(self._arr.queued_work)
-
-    @cached_property
-    def recent_count(self) -> np.ndarray:
-        """Decayed assignment count per node as of :attr:`recent_time_s`."""
-        return _ro(self._arr.recent)
-
-    @cached_property
-    def recent_time_s(self) -> np.ndarray:
-        """When :attr:`recent_count` was last updated, per node, s."""
-        return _ro(self._arr.recent_t)
+    queued_tasks = _field("n_queued", "Tasks assigned but not started, per node.")
+    queued_work_s = _field(
+        "queued_work", "Estimated core-seconds assigned but not started, per node."
+    )
+    recent_count = _field(
+        "recent", "Decayed assignment count per node as of :attr:`recent_time_s`."
+    )
+    recent_time_s = _field("recent_t", "When :attr:`recent_count` was last updated, per node, s.")
 
     @property
     def unavailable(self) -> np.ndarray | None:
