@@ -7,7 +7,7 @@ second and the cost relative to the base run:
 * ``base``: no option; the fused compiled loop (``run_compiled``).
 * ``base, assign``: no option, but the base engine driven batch by batch
   through ``assign`` -- the floor of any run that cannot use the fused loop.
-* ``options engine, idle``: :class:`~hybridsched.sim.faults.FaultEngine` with
+* ``options engine, idle``: :class:`~hybridsched.sim.options_engine.OptionsEngine` with
   failures on and an empty trace (its own event loop, nothing happening).
 * one row per option: ``--estimate-cv``, ``--mtbf/--mttr``, ``--latency-jitter``,
   ``--shared-links``; then all of them together.
@@ -39,8 +39,8 @@ from rich.table import Table
 
 from hybridsched.policies import make_policy
 from hybridsched.sim import Engine, SimConfig, SimResult, simulate
-from hybridsched.sim.faults import FaultEngine, simulate_with_options
 from hybridsched.sim.options import FailureTrace, SimOptions
+from hybridsched.sim.options_engine import OptionsEngine
 from hybridsched.workload import generate
 
 FULL = 1_000_000
@@ -82,7 +82,9 @@ def main() -> None:
         return make_policy(args.policy)
 
     def with_options(options: SimOptions) -> Callable[[], SimResult]:
-        return lambda: simulate_with_options(cluster, workload, pol(), cfg, options, args.seed)
+        return lambda: simulate(
+            cluster, workload, pol(), config=cfg, options=options, seed=args.seed
+        )
 
     def base_assign() -> SimResult:
         eng = Engine(cluster, workload, cfg)
@@ -94,7 +96,7 @@ def main() -> None:
 
     def idle_engine() -> SimResult:
         options = SimOptions(failures=FailureTrace.build({"node": [], "down_s": [], "up_s": []}))
-        return FaultEngine(cluster, workload, cfg, options, seed=args.seed).run(pol(), args.seed)
+        return OptionsEngine(cluster, workload, cfg, options, seed=args.seed).run(pol(), args.seed)
 
     rows = [
         Row("base", lambda: simulate(cluster, workload, pol(), config=cfg, seed=args.seed), False),
@@ -122,7 +124,7 @@ def main() -> None:
     small = workload.subset(np.arange(min(2000, len(workload))))
     simulate(cluster, small, pol(), config=cfg)
     opts = SimOptions(mtbf_s=MTBF, mttr_s=MTTR, latency_jitter=0.3, shared_links=True)
-    simulate_with_options(cluster, small, pol(), cfg, opts)
+    simulate(cluster, small, pol(), config=cfg, options=opts)
 
     scale = FULL / len(workload) if args.extrapolate else 1.0
     table = Table(title=f"cost of the simulator options ({args.policy}, delta {args.delta:g} s)")

@@ -1,4 +1,4 @@
-"""Failures, estimate noise and network options (hybridsched.sim.faults / options).
+"""Failures, estimate noise and network options (hybridsched.sim.options_engine / options).
 
 Hand-computed cases use binary-exact times (halves, quarters) so that schedule times
 can be compared with ``==``; the derivations are in the comments. The conservation
@@ -22,7 +22,6 @@ from hybridsched.errors import ConfigError, PolicyError, ValidationError
 from hybridsched.model import Cluster, Workload
 from hybridsched.policies import available_policies, make_policy, policy_params
 from hybridsched.sim import Engine, SimConfig, simulate
-from hybridsched.sim.faults import FaultEngine, FaultResult, simulate_with_options
 from hybridsched.sim.options import (
     FailureTrace,
     SimOptions,
@@ -30,6 +29,7 @@ from hybridsched.sim.options import (
     parse_tier_values,
     read_failures,
 )
+from hybridsched.sim.options_engine import OptionsEngine, OptionsResult
 from hybridsched.workload import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -95,11 +95,13 @@ def test_options_off_is_the_base_model_bit_for_bit(
     cfg = SimConfig(decision_interval=delta, queue=queue)
     base = simulate(c, w, make_policy(policy), config=cfg, seed=3)
     for options in (SimOptions(), SimOptions(latency_jitter=0.0, shared_links=False)):
-        res = simulate_with_options(c, w, make_policy(policy), cfg, options, seed=3)
+        res = simulate(c, w, make_policy(policy), config=cfg, options=options, seed=3)
         same_tasks(base.tasks, res.tasks)
         same_summary(base.summary, res.summary)
     # estimates on but exact (cv 0): the base engine, the same numbers
-    res = simulate_with_options(c, w, make_policy(policy), cfg, SimOptions(estimate_cv=0.0), 3)
+    res = simulate(
+        c, w, make_policy(policy), config=cfg, options=SimOptions(estimate_cv=0.0), seed=3
+    )
     same_tasks(base.tasks, {k: res.tasks[k] for k in base.tasks})
     same_summary(base.summary, res.summary)
     assert res.summary["retries"] == 0 and res.summary["availability"] == 1.0
@@ -124,7 +126,7 @@ def test_fault_engine_with_nothing_happening_is_the_base_model(
         SimOptions(failures=trace()),  # an empty trace
         SimOptions(mtbf_s=1e15, mttr_s=1.0),  # a failure long after the end
     ):
-        res = FaultEngine(c, w, cfg, options, seed=1).run(make_policy(policy), 5)
+        res = OptionsEngine(c, w, cfg, options, seed=1).run(make_policy(policy), 5)
         same_tasks(base.tasks, {k: res.tasks[k] for k in base.tasks})
         same_summary(base.summary, res.summary)
         assert res.summary["outages"] == 0
@@ -165,8 +167,8 @@ def _hand_failure() -> tuple[Cluster, Workload, SimOptions]:
 
 def test_hand_computed_failure() -> None:
     c, w, options = _hand_failure()
-    res = simulate_with_options(c, w, make_policy("mct"), SimConfig(), options, seed=0)
-    assert isinstance(res, FaultResult)
+    res = simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=0)
+    assert isinstance(res, OptionsResult)
     t = by_id(res)
     a, b = t[0], t[1]
     assert (a["node"], a["decision_s"], a["ready_s"], a["start_s"], a["finish_s"]) == (
@@ -196,7 +198,7 @@ def test_hand_computed_failure() -> None:
 def test_hand_computed_failure_with_batches() -> None:
     c, w, options = _hand_failure()
     cfg = SimConfig(decision_interval=1.5)
-    t = by_id(simulate_with_options(c, w, make_policy("mct"), cfg, options, seed=0))
+    t = by_id(simulate(c, w, make_policy("mct"), config=cfg, options=options, seed=0))
     assert (t[1]["node"], t[1]["decision_s"], t[1]["start_s"], t[1]["finish_s"]) == (
         "n1",
         1.5,
@@ -228,7 +230,7 @@ def test_waiting_for_a_node_and_rejection() -> None:
         ]
     )
     options = SimOptions(failures=trace(("big", 0.0, 4.0), ("big", 6.0, INF)))
-    res = simulate_with_options(c, w, make_policy("mct"), SimConfig(), options, seed=0)
+    res = simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=0)
     t = by_id(res)
     assert (t[0]["node"], t[0]["decision_s"], t[0]["start_s"], t[0]["retries"]) == (
         "big",
@@ -260,14 +262,14 @@ def test_shared_link_hand_case() -> None:
         ]
     )
     on = SimOptions(shared_links=True)
-    t = by_id(simulate_with_options(c, w, make_policy("mct"), SimConfig(), on, seed=0))
+    t = by_id(simulate(c, w, make_policy("mct"), config=SimConfig(), options=on, seed=0))
     assert (t[0]["ready_s"], t[0]["start_s"], t[0]["finish_s"]) == (3.0, 3.0, 4.0)
     assert (t[1]["ready_s"], t[1]["start_s"], t[1]["finish_s"]) == (4.0, 4.0, 5.0)
     off = by_id(simulate(c, w, make_policy("mct")))
     assert (off[0]["ready_s"], off[1]["ready_s"]) == (2.0, 3.0)
 
     w3 = make_workload([{"task_id": k, "arrival_s": 0.0, "data_mb": 1.0} for k in range(3)])
-    t3 = by_id(simulate_with_options(c, w3, make_policy("mct"), SimConfig(), on, seed=0))
+    t3 = by_id(simulate(c, w3, make_policy("mct"), config=SimConfig(), options=on, seed=0))
     assert [t3[k]["ready_s"] for k in range(3)] == [3.0, 3.0, 3.0]
     assert sorted(t3[k]["start_s"] for k in range(3)) == [3.0, 3.0, 4.0]
 
@@ -280,8 +282,8 @@ def test_shared_link_without_overlap_is_the_base_model() -> None:
     ]
     w = make_workload(rows)
     base = simulate(c, w, make_policy("mct"))
-    res = simulate_with_options(
-        c, w, make_policy("mct"), SimConfig(), SimOptions(shared_links=True), seed=0
+    res = simulate(
+        c, w, make_policy("mct"), config=SimConfig(), options=SimOptions(shared_links=True), seed=0
     )
     same_tasks(base.tasks, {k: res.tasks[k] for k in base.tasks})
     same_summary(base.summary, res.summary)
@@ -291,13 +293,13 @@ def test_latency_jitter_is_lognormal_with_mean_one_and_seeded() -> None:
     c = make_cluster([{"latency_s": [1.0], "cores": 64}])
     w = make_workload([{"task_id": k, "arrival_s": k * 0.25} for k in range(4000)])
     options = SimOptions(latency_jitter=0.3)
-    res = simulate_with_options(c, w, make_policy("mct"), SimConfig(), options, seed=11)
+    res = simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=11)
     factor = res.tasks["ready_s"] - res.tasks["decision_s"]  # latency 1, no data
     assert factor.mean() == pytest.approx(1.0, abs=0.03)
     assert factor.std() / factor.mean() == pytest.approx(0.3, abs=0.03)
-    again = simulate_with_options(c, w, make_policy("mct"), SimConfig(), options, seed=11)
+    again = simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=11)
     assert np.array_equal(again.tasks["ready_s"], res.tasks["ready_s"])
-    other = simulate_with_options(c, w, make_policy("mct"), SimConfig(), options, seed=12)
+    other = simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=12)
     assert not np.array_equal(other.tasks["ready_s"], res.tasks["ready_s"])
     assert lognormal_factors(np.random.default_rng(0), 0.0, 3).tolist() == [1.0, 1.0, 1.0]
 
@@ -336,7 +338,7 @@ def test_estimate_noise_changes_decisions_not_true_durations(
     c, w = small
     exact = simulate(c, w, make_policy("mct"), seed=0)
     options = SimOptions(estimate_cv=0.5, shared_links=network)
-    res = simulate_with_options(c, w, make_policy("mct"), SimConfig(), options, seed=0)
+    res = simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=0)
     assert res.summary["estimates"] == "lognormal cv=0.5"
     est = res.tasks["work_est_gi"]
     assert not np.allclose(est, w.work_gi)
@@ -346,7 +348,7 @@ def test_estimate_noise_changes_decisions_not_true_durations(
     assert np.array_equal(res.tasks["finish_s"], res.tasks["start_s"] + w.work_gi / speed)
     # the schedulers saw the estimates only, also through the view's arrays
     probe = Probe()
-    simulate_with_options(c, w.subset(np.arange(300)), probe, SimConfig(), options, seed=0)
+    simulate(c, w.subset(np.arange(300)), probe, config=SimConfig(), options=options, seed=0)
     seen = np.concatenate(probe.seen_work)
     assert np.array_equal(seen, np.concatenate(probe.seen_arrays))
     sub = w.subset(np.arange(300))
@@ -360,8 +362,8 @@ def test_work_est_column_is_what_schedulers_see() -> None:
     rows = [{"task_id": k, "arrival_s": 0.5 * k, "work_gi": 2.0} for k in range(6)]
     est = [8.0, 0.5, 8.0, 0.5, 8.0, 0.5]
     w = make_workload(rows, work_est_gi=est)
-    res = simulate_with_options(
-        c, w, make_policy("mct"), SimConfig(), SimOptions(estimate_cv=0.0), seed=0
+    res = simulate(
+        c, w, make_policy("mct"), config=SimConfig(), options=SimOptions(estimate_cv=0.0), seed=0
     )
     assert res.summary["estimates"] == "column work_est_gi"
     assert res.tasks["work_est_gi"].tolist() == est
@@ -370,7 +372,7 @@ def test_work_est_column_is_what_schedulers_see() -> None:
     )
     bad = make_workload(rows, work_est_gi=[1.0, 1.0, -1.0, 1.0, 1.0, 1.0])
     with pytest.raises(ValidationError, match="row 3, column work_est_gi"):
-        simulate_with_options(c, bad, make_policy("mct"), None, SimOptions(estimate_cv=0.0))
+        simulate(c, bad, make_policy("mct"), config=None, options=SimOptions(estimate_cv=0.0))
 
 
 # ------------------------------------------------------------- conservation
@@ -425,7 +427,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-def check_conservation(c: Cluster, w: Workload, tr: FailureTrace, res: FaultResult) -> None:
+def check_conservation(c: Cluster, w: Workload, tr: FailureTrace, res: OptionsResult) -> None:
     t = res.tasks
     n = len(w)
     # every task exactly once, finished xor rejected
@@ -496,9 +498,9 @@ def test_conservation_under_random_failures(sc: dict[str, Any]) -> None:
     def policy() -> Any:
         return Probe() if sc["policy"] == "probe" else make_policy(sc["policy"])
 
-    res = simulate_with_options(c, w, policy(), cfg, options, seed=4)
+    res = simulate(c, w, policy(), config=cfg, options=options, seed=4)
     check_conservation(c, w, tr, res)
-    again = simulate_with_options(c, w, policy(), cfg, options, seed=4)
+    again = simulate(c, w, policy(), config=cfg, options=options, seed=4)
     same_tasks(
         {k: v for k, v in res.tasks.items() if v.dtype.kind != "O"},
         {k: v for k, v in again.tasks.items() if v.dtype.kind != "O"},
@@ -509,7 +511,7 @@ def test_generated_failures_are_seeded_and_conserve(small: tuple[Cluster, Worklo
     c, w = small
     options = SimOptions(mtbf_s={"edge": 20.0, "fog": 40.0}, mttr_s={"edge": 5.0, "fog": 5.0})
     runs = [
-        simulate_with_options(c, w, make_policy("mct"), SimConfig(), options, seed=s)
+        simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=s)
         for s in (1, 1, 2)
     ]
     assert np.array_equal(runs[0].outages["down_s"], runs[1].outages["down_s"])
@@ -536,7 +538,7 @@ def test_generated_failures_are_seeded_and_conserve(small: tuple[Cluster, Worklo
 def test_down_nodes_are_masked_and_refused() -> None:
     c, w, options = _hand_failure()
     probe = Probe()
-    simulate_with_options(c, w, probe, SimConfig(), options, seed=0)
+    simulate(c, w, probe, config=SimConfig(), options=options, seed=0)
     assert [(tm, m.tolist()) for tm, m in probe.down_seen] == [
         (0.0, [False, False]),
         (1.0, [False, False]),
@@ -548,7 +550,7 @@ def test_down_nodes_are_masked_and_refused() -> None:
             return np.zeros(len(tasks), dtype=np.int64)
 
     with pytest.raises(PolicyError, match="node 'n0' is down at 2"):
-        simulate_with_options(c, w, Stubborn(), SimConfig(), options, seed=0)
+        simulate(c, w, Stubborn(), config=SimConfig(), options=options, seed=0)
 
 
 def _build(name: str, tmp_path: Path) -> Any:
@@ -576,7 +578,7 @@ def test_colony_and_learned_policies_run_under_every_option(name: str, tmp_path:
     )
     for delta in (0.0, 0.5):
         cfg = SimConfig(decision_interval=delta)
-        res = simulate_with_options(c, w, _build(name, tmp_path), cfg, options, seed=0)
+        res = simulate(c, w, _build(name, tmp_path), config=cfg, options=options, seed=0)
         assert res.summary["outages"] > 0 and res.summary["retries"] > 0
         outages = {k: res.outages[k] for k in ("down_s", "up_s")}
         tr = FailureTrace.build({"node": res.outages["node"].tolist(), **outages})

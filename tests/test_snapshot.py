@@ -9,8 +9,8 @@ from builders import make_cluster
 from hybridsched.errors import ConfigError
 from hybridsched.policies import available_policies, make_policy
 from hybridsched.sim import ClusterView, Engine, NodeSnapshot, TaskBatch
-from hybridsched.sim.faults import FaultEngine
 from hybridsched.sim.options import FailureTrace, SimOptions
+from hybridsched.sim.options_engine import OptionsEngine
 from hybridsched.workload import generate
 
 EXACT = (
@@ -91,7 +91,7 @@ def test_view_from_snapshot_agrees_with_a_down_node() -> None:
     names = cluster.node_names
     t0, t1 = float(workload.arrival_s[60]), float(workload.arrival_s[200])
     trace = FailureTrace.build({"node": [names[0], names[3]], "down_s": [t0, t0], "up_s": [t1, t1]})
-    engine = FaultEngine(cluster, workload, None, SimOptions(failures=trace), seed=0)
+    engine = OptionsEngine(cluster, workload, None, SimOptions(failures=trace), seed=0)
     mct = make_policy("mct")
     mct.reset(cluster, np.random.default_rng(0))
     rng = np.random.default_rng(3)
@@ -200,3 +200,59 @@ def test_snapshot_input_errors() -> None:
     empty = ClusterView.from_snapshot(cluster, tasks, NodeSnapshot.empty(3, 2.0))
     np.testing.assert_array_equal(empty.available_s, [2.0, 2.0, 2.0])
     assert empty.unavailable is None
+
+
+def test_fused_loop_gets_a_compiled_run_not_the_engine() -> None:
+    from hybridsched.sim import CompiledRun, simulate
+
+    cluster, workload = generate("iot-small", 200, 0.8, seed=1)
+    seen: list[object] = []
+
+    class Spy:
+        name = "spy"
+
+        def __init__(self) -> None:
+            self.inner = make_policy("mct")
+
+        def reset(self, c: object, rng: np.random.Generator) -> None:
+            self.inner.reset(c, rng)
+
+        def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+            return self.inner.assign(tasks, view)
+
+        def run_compiled(self, run: CompiledRun) -> bool:
+            seen.append(run)
+            return self.inner.run_compiled(run)
+
+    fused = simulate(cluster, workload, Spy())
+    assert len(seen) == 1 and isinstance(seen[0], CompiledRun)
+    assert seen[0].n_tasks == 200 and not hasattr(seen[0], "cluster")
+    # the fused loop and the batch-by-batch path give the same schedule
+    plain = simulate(cluster, workload, Spy().inner.__class__())
+    step = Engine(cluster, workload)
+    pol = make_policy("mct")
+    pol.reset(cluster, np.random.default_rng(0))
+    while (batch := step.next_batch()) is not None:
+        step.commit(pol.assign(*batch))
+    stepped = step.finish()
+    for res in (plain, stepped):
+        np.testing.assert_array_equal(fused.tasks["finish_s"], res.tasks["finish_s"])
+
+
+def test_compiled_state_is_declared_once() -> None:
+    from hybridsched.policies import cost
+    from hybridsched.sim import fault_kernels, state
+
+    for table, tup, struct in (
+        (state.CORE_FIELDS, state.CoreState, state.STATE_TYPE),
+        (fault_kernels.FAULT_FIELDS, fault_kernels.FaultArrays, fault_kernels.FAULT_TYPE),
+        (cost.PROBLEM_FIELDS, cost.Problem, cost.PROBLEM_TYPE),
+    ):
+        names = tuple(name for name, _, _ in table)
+        assert tup._fields == names
+        assert tuple(struct.field_dict) == names
+        assert all(meaning for _, _, meaning in table)
+    cluster, workload = generate("iot-small", 50, 0.8, seed=1)
+    engine = Engine(cluster, workload)
+    assert engine.state.cores.dtype == np.int64 and engine.state.is_dirty.dtype == np.bool_
+    assert "memory" in state.CoreState.memory.__doc__

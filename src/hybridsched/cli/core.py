@@ -178,7 +178,7 @@ def simulate(
     from hybridsched.policies import make_policy, parse_policy_args
     from hybridsched.results import write_result
     from hybridsched.sim import SimConfig
-    from hybridsched.sim.faults import simulate_with_options
+    from hybridsched.sim import simulate as run_simulation
     from hybridsched.sim.options import SimOptions, parse_tier_values, read_failures
 
     try:
@@ -203,7 +203,9 @@ def simulate(
         bar = ProgressBar(len(w), f"{policy} on {w.n_tasks:,} tasks", force=progress)
         t = time.perf_counter()
         try:
-            result = simulate_with_options(c, w, with_progress(pol, bar), config, options, seed)
+            result = run_simulation(
+                c, w, with_progress(pol, bar), config=config, options=options, seed=seed
+            )
         finally:
             bar.close()
         wall = time.perf_counter() - t

@@ -30,161 +30,70 @@ faster, its handle from :func:`compile_problem`. The Python helpers
 
 from __future__ import annotations
 
-from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numba import njit
-from numba.core import types
-from numba.experimental import structref
 
 from hybridsched.errors import ConfigError
 from hybridsched.sim import core
+from hybridsched.sim.layout import declare, parse_fields
 from hybridsched.sim.view import ClusterView, TaskBatch
 
-Problem = namedtuple(
-    "Problem",
-    [
-        # --- scalars ---
-        "d",  # decision time, s
-        "h0",  # predicted horizon (last finish of the work already assigned), >= d, s
-        "idle_w",  # sum of the nodes' idle power, W
-        "w_response",  # cost per second of response
-        "w_energy",  # cost per J
-        "w_displaced",  # factor on the cost caused to tasks already queued
-        "inv_b",  # 1 / B: costs are means over the batch
-        # --- nodes ---
-        "cores",  # int64[N]
-        "cf",  # float64[N, C] when each core is free, ascending (d when idle; inf beyond cores)
-        "n_idle",  # int64[N] cores free at d
-        "run_last",  # float64[N] last finish of the running tasks (>= d)
-        # --- tasks queued (assigned, not started), grouped by node ---
-        "q_off",  # int64[N + 1] offsets into the q_* arrays
-        "q_ready",  # float64[Q]
-        "q_key0",  # float64[Q]
-        "q_key1",  # float64[Q]
-        "q_tid",  # int64[Q]
-        "q_dur",  # float64[Q] estimated execution time, s
-        "q_dl",  # float64[Q] absolute deadline, s
-        "q_mw",  # float64[Q] cost of a missed deadline
-        "q_f0",  # float64[Q] predicted finish without the batch, s
-        "q_index",  # int64[Q] engine index of each queued task
-        # --- the batch ---
-        "ready",  # float64[B, N] ready time on each node, s
-        "dur",  # float64[B, N] execution time on each node, s
-        "dyn_j",  # float64[B, N] dynamic energy on each node, J
-        "key0",  # float64[B]
-        "key1",  # float64[B]
-        "tid",  # int64[B]
-        "arrival",  # float64[B]
-        "dl",  # float64[B] absolute deadline
-        "mw",  # float64[B] cost of a missed deadline
-        "ww",  # float64[B] extra cost per second of predicted waiting for a core
-    ],
+PROBLEM_FIELDS = parse_fields(
+    """
+# scalars
+d            float64          decision time, s
+h0           float64          predicted horizon (last finish of the work already assigned), >= d, s
+idle_w       float64          sum of the nodes' idle power, W
+w_response   float64          cost per second of response
+w_energy     float64          cost per J
+w_displaced  float64          factor on the cost caused to tasks already queued
+inv_b        float64          1 / B: costs are means over the batch
+# nodes
+cores        int64[::1]       cores per node
+cf           float64[:,::1]   when each core is free, ascending (d when idle; inf beyond cores)
+n_idle       int64[::1]       cores free at d
+run_last     float64[::1]     last finish of the running tasks (>= d)
+# tasks queued (assigned, not started), grouped by node
+q_off        int64[::1]       offsets into the q_* arrays, N + 1
+q_ready      float64[::1]     ready time of each queued task, s
+q_key0       float64[::1]     queue key 0
+q_key1       float64[::1]     queue key 1
+q_tid        int64[::1]       task id
+q_dur        float64[::1]     estimated execution time, s
+q_dl         float64[::1]     absolute deadline, s
+q_mw         float64[::1]     cost of a missed deadline
+q_f0         float64[::1]     predicted finish without the batch, s
+q_index      int64[::1]       index of each queued task in the view's compiled state
+# the batch
+ready        float64[:,::1]   ready time on each node, (B, N), s
+dur          float64[:,::1]   execution time on each node, (B, N), s
+dyn_j        float64[:,::1]   dynamic energy on each node, (B, N), J
+key0         float64[::1]     queue key 0 per task
+key1         float64[::1]     queue key 1 per task
+tid          int64[::1]       task id
+arrival      float64[::1]     arrival time, s
+dl           float64[::1]     absolute deadline, s
+mw           float64[::1]     cost of a missed deadline
+ww           float64[::1]     extra cost per second of predicted waiting for a core
+"""
 )
+"""The one declaration of a batch problem: ``(name, numba type, meaning)``."""
+
+Problem, PROBLEM_TYPE, _make_problem = declare(PROBLEM_FIELDS, "Problem", "Problem", globals())
 """The arrays of one batch problem (see :func:`build_problem`), for compiled code."""
 
 
-_F1 = types.float64[::1]
-_F2 = types.float64[:, ::1]
-_I1 = types.int64[::1]
-
-
-@structref.register
-class _ProblemType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-class _ProblemHandle(structref.StructRefProxy):
-    """Opaque compiled handle of a :class:`Problem` (see :func:`compile_problem`)."""
-
-
-structref.define_boxing(_ProblemType, _ProblemHandle)
-
-PROBLEM_TYPE = _ProblemType(
-    (
-        ("d", types.float64),
-        ("h0", types.float64),
-        ("idle_w", types.float64),
-        ("w_response", types.float64),
-        ("w_energy", types.float64),
-        ("w_displaced", types.float64),
-        ("inv_b", types.float64),
-        ("cores", _I1),
-        ("cf", _F2),
-        ("n_idle", _I1),
-        ("run_last", _F1),
-        ("q_off", _I1),
-        ("q_ready", _F1),
-        ("q_key0", _F1),
-        ("q_key1", _F1),
-        ("q_tid", _I1),
-        ("q_dur", _F1),
-        ("q_dl", _F1),
-        ("q_mw", _F1),
-        ("q_f0", _F1),
-        ("q_index", _I1),
-        ("ready", _F2),
-        ("dur", _F2),
-        ("dyn_j", _F2),
-        ("key0", _F1),
-        ("key1", _F1),
-        ("tid", _I1),
-        ("arrival", _F1),
-        ("dl", _F1),
-        ("mw", _F1),
-        ("ww", _F1),
-    )
-)
-
-
-@njit(cache=True)
-def _make_handle(p):
-    h = structref.new(PROBLEM_TYPE)
-    h.d = p.d
-    h.h0 = p.h0
-    h.idle_w = p.idle_w
-    h.w_response = p.w_response
-    h.w_energy = p.w_energy
-    h.w_displaced = p.w_displaced
-    h.inv_b = p.inv_b
-    h.cores = p.cores
-    h.cf = p.cf
-    h.n_idle = p.n_idle
-    h.run_last = p.run_last
-    h.q_off = p.q_off
-    h.q_ready = p.q_ready
-    h.q_key0 = p.q_key0
-    h.q_key1 = p.q_key1
-    h.q_tid = p.q_tid
-    h.q_dur = p.q_dur
-    h.q_dl = p.q_dl
-    h.q_mw = p.q_mw
-    h.q_f0 = p.q_f0
-    h.q_index = p.q_index
-    h.ready = p.ready
-    h.dur = p.dur
-    h.dyn_j = p.dyn_j
-    h.key0 = p.key0
-    h.key1 = p.key1
-    h.tid = p.tid
-    h.arrival = p.arrival
-    h.dl = p.dl
-    h.mw = p.mw
-    h.ww = p.ww
-    return h
-
-
-def compile_problem(p: Problem) -> _ProblemHandle:
+def compile_problem(p: Problem) -> Any:
     """The compiled handle over the same arrays (no copy), for kernels.
 
     Compiled functions take either; the handle is one pointer, whereas the
     tuple costs a reference-count update per array on every call between
     compiled functions (measured: the colony ran 3x slower on the tuple).
     """
-    return _make_handle(p)
+    return _make_problem(p)
 
 
 @dataclass(frozen=True)

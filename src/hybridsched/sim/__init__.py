@@ -1,9 +1,13 @@
-"""The simulator: engine (event loop, queue disciplines), view and policy protocol, metrics."""
+"""The simulator: one entry point (:func:`simulate`), the engine, the view a policy sees, metrics.
+
+See docs/VIEW.md for the view and docs/OPTIONS.md for the options.
+"""
 
 from __future__ import annotations
 
 from hybridsched.sim.engine import QUEUES, Engine, SimConfig, SimResult, simulate
 from hybridsched.sim.metrics import SUMMARY_KEYS, summarize
+from hybridsched.sim.options import SimOptions
 from hybridsched.sim.view import ClusterView, CompiledRun, NodeSnapshot, Policy, TaskBatch
 
 __all__ = [
@@ -15,6 +19,7 @@ __all__ = [
     "NodeSnapshot",
     "Policy",
     "SimConfig",
+    "SimOptions",
     "SimResult",
     "TaskBatch",
     "simulate",

@@ -148,37 +148,95 @@ def _merge(st, a, b):
 # ----------------------------------------------------------------------------
 
 
+@njit(cache=True, inline="always")
+def list_push(nxt, prv, head, i, j):
+    """Push ``i`` at the front of list ``j`` (doubly linked through ``nxt``/``prv``)."""
+    h = head[j]
+    prv[i] = -1
+    nxt[i] = h
+    if h >= 0:
+        prv[h] = i
+    head[j] = i
+
+
+@njit(cache=True, inline="always")
+def list_unlink(nxt, prv, head, i, j):
+    """Take ``i`` out of list ``j`` (doubly linked through ``nxt``/``prv``)."""
+    p = prv[i]
+    q = nxt[i]
+    if p >= 0:
+        nxt[p] = q
+    else:
+        head[j] = q
+    if q >= 0:
+        prv[q] = p
+
+
 @njit(cache=True)
 def _unlink(st, i, j):
-    p = st.qprev[i]
-    q = st.qnext[i]
-    if p >= 0:
-        st.qnext[p] = q
-    else:
-        st.qhead[j] = q
-    if q >= 0:
-        st.qprev[q] = p
+    list_unlink(st.qnext, st.qprev, st.qhead, i, j)
+
+
+@njit(cache=True, inline="always")
+def start_next(st, j, t):
+    """Start node ``j``'s first waiting task on a free core at ``t``.
+
+    Shared by every event loop (the base one here, the one with options in
+    :mod:`hybridsched.sim.fault_kernels`); the caller schedules the finish.
+
+    Returns:
+        the task and its finish time.
+    """
+    i = st.wroot[j]
+    st.wroot[j] = _merge(st, st.wleft[i], st.wright[i])
+    k = st.n_free[j] - 1
+    st.n_free[j] = k
+    s = st.free_slots[j, k]
+    st.slot_task[j, s] = i
+    st.slot_of[i] = s
+    st.start[i] = t
+    f = t + st.dur[i]
+    st.finish[i] = f
+    st.busy_s[j] += st.dur[i]
+    st.n_queued[j] -= 1
+    st.queued_work[j] -= st.work_est[i] / st.speed[j]
+    _unlink(st, i, j)
+    return i, f
 
 
 @njit(cache=True)
 def _dispatch(st, j, t):
     while st.n_free[j] > 0 and st.wroot[j] >= 0:
-        i = st.wroot[j]
-        st.wroot[j] = _merge(st, st.wleft[i], st.wright[i])
-        k = st.n_free[j] - 1
-        st.n_free[j] = k
-        s = st.free_slots[j, k]
-        st.slot_task[j, s] = i
-        st.slot_of[i] = s
-        st.start[i] = t
-        f = t + st.dur[i]
-        st.finish[i] = f
-        st.busy_s[j] += st.dur[i]
-        st.n_queued[j] -= 1
-        st.queued_work[j] -= st.work_est[i] / st.speed[j]
-        _unlink(st, i, j)
+        i, f = start_next(st, j, t)
         st.counters[C_DISPATCHED] += 1
         _ev_push(st, f, 2 * i + 1)
+
+
+@njit(cache=True, inline="always")
+def release_core(st, i, j):
+    """Task ``i`` leaves its core of node ``j``."""
+    s = st.slot_of[i]
+    st.slot_task[j, s] = -1
+    st.free_slots[j, st.n_free[j]] = s
+    st.n_free[j] += 1
+
+
+@njit(cache=True, inline="always")
+def join_waiting(st, i, j):
+    """Task ``i`` (ready) joins node ``j``'s waiting queue."""
+    st.wleft[i] = -1
+    st.wright[i] = -1
+    st.wroot[j] = _merge(st, st.wroot[j], i)
+
+
+@njit(cache=True, inline="always")
+def mark_dirty(st, j, n_dirty):
+    """Note node ``j`` as touched in this instant; returns the new count."""
+    if not st.is_dirty[j]:
+        st.is_dirty[j] = True
+        st.dirty[n_dirty] = j
+        n_dirty += 1
+    return n_dirty
 
 
 @njit(cache=True)
@@ -192,18 +250,10 @@ def advance(st, until):
             i = code >> 1
             j = st.node[i]
             if code & 1:
-                s = st.slot_of[i]
-                st.slot_task[j, s] = -1
-                st.free_slots[j, st.n_free[j]] = s
-                st.n_free[j] += 1
+                release_core(st, i, j)
             else:
-                st.wleft[i] = -1
-                st.wright[i] = -1
-                st.wroot[j] = _merge(st, st.wroot[j], i)
-            if not st.is_dirty[j]:
-                st.is_dirty[j] = True
-                st.dirty[n_dirty] = j
-                n_dirty += 1
+                join_waiting(st, i, j)
+            n_dirty = mark_dirty(st, j, n_dirty)
         for k in range(n_dirty):
             j = st.dirty[k]
             st.is_dirty[j] = False
@@ -234,31 +284,57 @@ def project(proj, ready, dur):
     return best
 
 
-@njit(cache=True)
-def commit(st, i, j, d):
-    """Assign task ``i`` to node ``j`` at decision time ``d``."""
+@njit(cache=True, inline="always")
+def enqueue(st, i, j, d, r, dur_est):
+    """Put task ``i`` on node ``j``'s unstarted list (decided at ``d``, ready at ``r``)."""
     st.node[i] = j
     st.decision[i] = d
-    r = d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
     st.ready[i] = r
-    dur = st.work[i] / st.speed[j]
-    st.dur[i] = dur
-    dur_est = st.work_est[i] / st.speed[j]
-    # unstarted list (push front)
-    h = st.qhead[j]
-    st.qprev[i] = -1
-    st.qnext[i] = h
-    if h >= 0:
-        st.qprev[h] = i
-    st.qhead[j] = i
+    list_push(st.qnext, st.qprev, st.qhead, i, j)  # the list runs from the last assigned
     st.n_queued[j] += 1
     st.queued_work[j] += dur_est
+
+
+@njit(cache=True, inline="always")
+def book(st, i, j, d, r):
+    """The bookkeeping of an assignment: list, projection, recent count, true duration.
+
+    Shared by every commit (here and in :mod:`hybridsched.sim.fault_kernels`);
+    ``r`` is the nominal ready time, what a scheduler would estimate.
+    """
+    st.dur[i] = st.work[i] / st.speed[j]
+    dur_est = st.work_est[i] / st.speed[j]
+    enqueue(st, i, j, d, r, dur_est)
     st.proj_min[j] = project(st.proj[j], r, dur_est)
     # decayed recent-assignment count
     st.recent[j] = st.recent[j] * np.exp(-(d - st.recent_t[j]) / RECENT_TAU_S) + 1.0
     st.recent_t[j] = d
     st.counters[C_COMMITTED] += 1
+
+
+@njit(cache=True)
+def commit(st, i, j, d):
+    """Assign task ``i`` to node ``j`` at decision time ``d``."""
+    r = d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
+    book(st, i, j, d, r)
     _ev_push(st, r, 2 * i)
+
+
+@njit(cache=True)
+def place_queued(st, first, nodes, d, ready, project_them):
+    """Put tasks ``first, first + 1, ...`` on ``nodes`` as assigned, not started (snapshots).
+
+    Their durations are the estimates; with ``project_them`` they are also
+    list-scheduled onto the projection, in order.
+    """
+    for k in range(nodes.shape[0]):
+        i = first + k
+        j = nodes[k]
+        dur = st.work_est[i] / st.speed[j]
+        st.dur[i] = dur
+        enqueue(st, i, j, d, ready[k], dur)
+        if project_them:
+            project(st.proj[j], ready[k], dur)
 
 
 @njit(cache=True)

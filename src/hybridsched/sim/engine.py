@@ -1,4 +1,4 @@
-"""The simulator: decision batches, policy calls and the exact base model of SPEC.md.
+"""The simulator: decision batches, policy calls and the exact base model of docs/MODEL.md.
 
 The surface is small, like SimPy's ``Environment``::
 
@@ -8,7 +8,11 @@ The surface is small, like SimPy's ``Environment``::
         engine.commit(policy.assign(tasks, view))
     result = engine.finish()
 
-or simply ``simulate(cluster, workload, policy)``. ``now`` is the current
+or simply ``simulate(cluster, workload, policy)``, the one entry point (the CLI,
+the experiments and the benchmarks use it; ``options=`` turns on failures,
+estimate noise, jitter or shared links, run by
+:class:`~hybridsched.sim.options_engine.OptionsEngine`, a subclass with the
+same surface). ``now`` is the current
 decision time; :meth:`Engine.commit` may also take part of a batch at a time
 (one task per call, as a Gymnasium environment does), each part seeing the
 effect of the ones before it.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,7 +30,8 @@ from hybridsched.errors import ConfigError, PolicyError, SimulationError
 from hybridsched.model import Cluster, Workload
 from hybridsched.sim import core
 from hybridsched.sim.metrics import summarize
-from hybridsched.sim.state import CoreState, build_state
+from hybridsched.sim.options import SimOptions
+from hybridsched.sim.state import CoreState, build_state, compile_state
 from hybridsched.sim.view import (
     ClusterView,
     CompiledRun,
@@ -36,6 +41,23 @@ from hybridsched.sim.view import (
 )
 
 QUEUES = ("fifo", "priority")
+
+
+def _node_indices(nodes: np.ndarray | list[int] | int, most: int) -> np.ndarray:
+    """``nodes`` as int64, checked: 1 to ``most`` of them, integers.
+
+    Raises:
+        PolicyError: naming the shape or the dtype.
+    """
+    arr = np.atleast_1d(np.asarray(nodes))
+    k = arr.shape[0]
+    if arr.ndim != 1 or k == 0 or k > most:
+        raise PolicyError(
+            f"commit: expected 1 to {most} node indices for this batch, got shape {arr.shape}"
+        )
+    if arr.dtype.kind not in "iu":
+        raise PolicyError(f"commit: node indices must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -65,17 +87,25 @@ class SimResult:
     """Columns of tasks.parquet: task_id, node (name), node_index, decision_s, ready_s,
     start_s, finish_s, response_s, met_deadline, priority."""
     summary: dict[str, Any]
-    """The keys of summary.json (SPEC.md) and a few more."""
+    """The keys of summary.json (docs/MODEL.md) and a few more."""
 
 
 class Engine:
     """Discrete-event simulator of the base model, driven batch by batch.
+
+    Subclasses add conditions beyond the base model
+    (:class:`~hybridsched.sim.options_engine.OptionsEngine`) by overriding the
+    stepping (``next_batch``, ``commit``, ``now``, ``done``) and ``finish``;
+    ``run``, the view, the snapshot and the summary are this class's.
 
     Args:
         cluster: the validated cluster.
         workload: the validated workload (regions and memory must fit the cluster).
         config: run options; keyword shortcuts ``decision_interval`` and ``queue``.
     """
+
+    fused: ClassVar[bool] = True
+    """``run`` offers the policy's fused compiled loop (``run_compiled``)."""
 
     def __init__(
         self,
@@ -136,6 +166,17 @@ class Engine:
         self.cstate = core.compile_state(self.state)
         """The compiled handle over the same arrays, for kernels."""
         self._finished: SimResult | None = None
+        self._seen: tuple[CoreState, Any] | None = None  # what views read, when not the state
+
+    def hide_true_work(self) -> None:
+        """Views (and compiled policies through them) see estimated work in place of the true.
+
+        They then read a copy of the state's handle whose ``work`` is ``work_est``
+        and whose ``dur`` is hidden; the simulator still runs the true work.
+        """
+        st = self.state
+        seen = st._replace(work=st.work_est, dur=np.full_like(st.dur, np.nan))
+        self._seen = (seen, compile_state(seen))
 
     # ------------------------------------------------------------------ state
 
@@ -213,8 +254,9 @@ class Engine:
         return tasks, self._view(tasks)
 
     def _view(self, tasks: TaskBatch) -> ClusterView:
+        arrays, handle = self._seen or (self.state, self.cstate)
         return ClusterView._over(
-            self.state, self.cstate, self.now, self.cluster, tasks, queue=self.config.queue
+            arrays, handle, self.now, self.cluster, tasks, queue=self.config.queue
         )
 
     def snapshot(self) -> NodeSnapshot:
@@ -251,16 +293,8 @@ class Engine:
         if self._batch < 0 or self.done:
             raise SimulationError("commit: no open decision; call next_batch() first")
         end = int(self._batch_start[self._batch + 1])
-        nodes_arr = np.atleast_1d(np.asarray(nodes))
+        nodes_arr = _node_indices(nodes, end - self._pos)
         k = nodes_arr.shape[0]
-        if nodes_arr.ndim != 1 or k == 0 or self._pos + k > end:
-            raise PolicyError(
-                f"commit: expected 1 to {end - self._pos} node indices for this batch, "
-                f"got shape {nodes_arr.shape}"
-            )
-        if nodes_arr.dtype.kind not in "iu":
-            raise PolicyError(f"commit: node indices must be integers, got dtype {nodes_arr.dtype}")
-        nodes_arr = nodes_arr.astype(np.int64)
         idx = np.arange(self._pos, self._pos + k, dtype=np.int64)
         self._check_assignment(idx, nodes_arr)
         core.commit_many(self.cstate, idx, nodes_arr, self.now)
@@ -292,7 +326,7 @@ class Engine:
             raise SimulationError("run: this engine has already started; build a new one")
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         policy.reset(self.cluster, gen)
-        compiled = getattr(policy, "run_compiled", None)
+        compiled = getattr(policy, "run_compiled", None) if self.fused else None
         if compiled is not None:
             t = time.perf_counter()
             dec, starts = self.batch_bounds()
@@ -326,39 +360,49 @@ class Engine:
         else:
             inv = np.empty_like(self.order)
             inv[self.order] = np.arange(self.order.shape[0])
-        names = np.asarray(self.cluster.node_names)
-        node = st.node[inv]
+        tasks = self._task_columns(inv, np.asarray(self.cluster.node_names)[st.node[inv]])
+        self._finished = SimResult(tasks=tasks, summary=self._summary(inv, tasks, policy_name))
+        return self._finished
+
+    def _task_columns(self, inv: Any, node_names: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns of tasks.parquet every run has, in workload row order (``inv``)."""
+        st = self.state
         arrival = st.arrival[inv]
         finish = st.finish[inv]
-        abs_deadline = st.abs_deadline[inv]
-        tasks = {
+        return {
             "task_id": st.task_id[inv],
-            "node": names[node],
-            "node_index": node,
+            "node": node_names,
+            "node_index": st.node[inv],
             "arrival_s": arrival,
             "decision_s": st.decision[inv],
             "ready_s": st.ready[inv],
             "start_s": st.start[inv],
             "finish_s": finish,
             "response_s": finish - arrival,
-            "met_deadline": finish <= abs_deadline,
+            "met_deadline": finish <= st.abs_deadline[inv],
             "priority": st.priority[inv],
         }
+
+    def _summary(
+        self, inv: Any, tasks: dict[str, np.ndarray], policy_name: str, **options: Any
+    ) -> dict[str, Any]:
+        """The run's summary (:func:`~hybridsched.sim.metrics.summarize`, ``options`` passed on)."""
+        st = self.state
         summary = summarize(
             self.cluster,
-            arrival=arrival,
-            finish=finish,
-            abs_deadline=abs_deadline,
-            node=node,
+            arrival=tasks["arrival_s"],
+            finish=tasks["finish_s"],
+            abs_deadline=st.abs_deadline[inv],
+            node=st.node[inv],
             dur=st.dur[inv],
-            priority=st.priority[inv],
+            priority=tasks["priority"],
+            **options,
         )
         summary["scheduler_seconds"] = self.scheduler_seconds
         summary["policy"] = policy_name
         summary["decision_interval_s"] = float(self.config.decision_interval)
         summary["queue"] = self.config.queue
-        self._finished = SimResult(tasks=tasks, summary=summary)
-        return self._finished
+        return summary
 
 
 def simulate(
@@ -366,12 +410,32 @@ def simulate(
     workload: Workload,
     policy: Policy,
     *,
+    options: SimOptions | None = None,
     decision_interval: float = 0.0,
     queue: str = "fifo",
     seed: int | np.random.Generator | None = 0,
     config: SimConfig | None = None,
 ) -> SimResult:
-    """Simulate ``workload`` on ``cluster`` under ``policy`` (see :class:`Engine`)."""
+    """Simulate ``workload`` on ``cluster`` under ``policy``: the one entry point.
+
+    With ``options`` off (``None`` or nothing set) this is the exact base model
+    (:class:`Engine`; the fused compiled loop of heuristics that have one). With
+    failures, estimate noise, jitter or shared links on, see
+    :mod:`hybridsched.sim.options_engine`; the result then has the option
+    columns and keys (:class:`~hybridsched.sim.options_engine.OptionsResult`).
+
+    Args:
+        options: conditions beyond the base model (docs/OPTIONS.md).
+        decision_interval, queue: shortcuts for ``config``.
+        seed: the policy's randomness; the options draw from independent children.
+        config: run options (batching interval, queue, work estimates).
+    """
     if config is None:
         config = SimConfig(decision_interval=decision_interval, queue=queue)
+    if options is not None and options.active:
+        from hybridsched.sim.options_engine import simulate_options
+
+        if isinstance(seed, np.random.Generator):
+            raise ConfigError("seed: must be an integer or None when options are on")
+        return simulate_options(cluster, workload, policy, config, options, seed)
     return Engine(cluster, workload, config).run(policy, seed)

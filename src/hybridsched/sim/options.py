@@ -1,8 +1,8 @@
 """Options beyond the base model: node failures, estimate noise and a congested network.
 
 Every option is off by default; with all of them off the simulator is the exact
-base model of SPEC.md (:func:`hybridsched.sim.faults.simulate_with_options`
-then simply calls :func:`hybridsched.sim.simulate`). See ``docs/OPTIONS.md``.
+base model of docs/MODEL.md (:func:`hybridsched.sim.simulate` with ``options=``
+then runs the base engine). See ``docs/OPTIONS.md``.
 
 * :class:`SimOptions`: the typed, validated options of one run.
 * :class:`FailureTrace` and :func:`read_failures`: explicit node outages from a

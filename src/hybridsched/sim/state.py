@@ -11,83 +11,68 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba.core import types
-from numba.experimental import structref
 
 from hybridsched.model import Cluster
-from hybridsched.sim.layout import Field, define_builder, numba_fields, tuple_class
+from hybridsched.sim.layout import declare, parse_fields
 
-CORE_FIELDS: tuple[Field, ...] = (
-    # --- nodes (static) ---
-    ("cores", "int64[::1]", "cores per node"),
-    ("speed", "float64[::1]", "GI/s per core"),
-    ("memory", "float64[::1]", "memory, MB; -1 while the node is down (no task fits)"),
-    ("bandwidth", "float64[::1]", "ingress bandwidth, MB/s"),
-    ("latency", "float64[:, ::1]", "latency from each region, s, (N, R)"),
-    # --- tasks (static, decision order) ---
-    ("arrival", "float64[::1]", "arrival time, s"),
-    ("region", "int64[::1]", "source region"),
-    ("data", "float64[::1]", "input data, MB"),
-    ("work", "float64[::1]", "true work, GI (what the simulator runs)"),
-    ("work_est", "float64[::1]", "estimated work, GI (what schedulers see)"),
-    ("mem_req", "float64[::1]", "memory needed, MB"),
-    ("abs_deadline", "float64[::1]", "arrival + deadline, s; inf when none"),
-    ("priority", "int64[::1]", "priority class, 0 most urgent"),
-    ("task_id", "int64[::1]", "task id from the workload"),
-    ("key0", "float64[::1]", "queue key 0 (priority, or 0 for fifo)"),
-    ("key1", "float64[::1]", "queue key 1 (absolute deadline, or 0 for fifo)"),
-    # --- tasks (dynamic) ---
-    ("node", "int64[::1]", "assigned node, -1 before the decision"),
-    ("decision", "float64[::1]", "decision time, s"),
-    ("ready", "float64[::1]", "time the data is at the node, s"),
-    ("dur", "float64[::1]", "true execution time on the assigned node, s"),
-    ("start", "float64[::1]", "start time, s"),
-    ("finish", "float64[::1]", "finish time, s"),
-    ("wleft", "int64[::1]", "skew-heap left child (waiting queue)"),
-    ("wright", "int64[::1]", "skew-heap right child"),
-    ("qnext", "int64[::1]", "next in the node's unstarted list"),
-    ("qprev", "int64[::1]", "previous in the node's unstarted list"),
-    ("slot_of", "int64[::1]", "core slot of a running task"),
-    # --- nodes (dynamic) ---
-    ("wroot", "int64[::1]", "root of the waiting skew heap, -1 when empty"),
-    ("qhead", "int64[::1]", "head of the unstarted list (last assigned), -1 when empty"),
-    ("n_free", "int64[::1]", "free cores"),
-    ("free_slots", "int64[:, ::1]", "stack of free slot indices, (N, C)"),
-    ("slot_task", "int64[:, ::1]", "running task per slot, -1 when idle, (N, C)"),
-    ("n_queued", "int64[::1]", "tasks assigned, not started"),
-    ("queued_work", "float64[::1]", "estimated core-seconds assigned, not started"),
-    ("proj", "float64[:, ::1]", "projected core-free times, inf pads missing cores, (N, C)"),
-    ("proj_min", "float64[::1]", "earliest projected core-free time"),
-    ("recent", "float64[::1]", "decayed count of recent assignments"),
-    ("recent_t", "float64[::1]", "time of the last update of recent, s"),
-    ("busy_s", "float64[::1]", "core-seconds of started work"),
-    # --- global ---
-    ("ev", "float64[::1]", "event heap, pairs (time, code) side by side, 2n"),
-    ("dirty", "int64[::1]", "nodes touched in the current instant"),
-    ("is_dirty", "boolean[::1]", "node touched in the current instant"),
-    ("counters", "int64[::1]", "events in the heap, tasks started, tasks assigned, spare"),
+CORE_FIELDS = parse_fields(
+    """
+# nodes (static)
+cores         int64[::1]       cores per node
+speed         float64[::1]     GI/s per core
+memory        float64[::1]     memory, MB; -1 while the node is down (no task fits)
+bandwidth     float64[::1]     ingress bandwidth, MB/s
+latency       float64[:,::1]   latency from each region, s, (N, R)
+# tasks (static, decision order)
+arrival       float64[::1]     arrival time, s
+region        int64[::1]       source region
+data          float64[::1]     input data, MB
+work          float64[::1]     true work, GI (what the simulator runs)
+work_est      float64[::1]     estimated work, GI (what schedulers see)
+mem_req       float64[::1]     memory needed, MB
+abs_deadline  float64[::1]     arrival + deadline, s; inf when none
+priority      int64[::1]       priority class, 0 most urgent
+task_id       int64[::1]       task id from the workload
+key0          float64[::1]     queue key 0 (priority, or 0 for fifo)
+key1          float64[::1]     queue key 1 (absolute deadline, or 0 for fifo)
+# tasks (dynamic)
+node          int64[::1]       assigned node, -1 before the decision
+decision      float64[::1]     decision time, s
+ready         float64[::1]     time the data is at the node, s
+dur           float64[::1]     true execution time on the assigned node, s
+start         float64[::1]     start time, s
+finish        float64[::1]     finish time, s
+wleft         int64[::1]       skew-heap left child (waiting queue)
+wright        int64[::1]       skew-heap right child
+qnext         int64[::1]       next in the node's unstarted list
+qprev         int64[::1]       previous in the node's unstarted list
+slot_of       int64[::1]       core slot of a running task
+# nodes (dynamic)
+wroot         int64[::1]       root of the waiting skew heap, -1 when empty
+qhead         int64[::1]       head of the unstarted list (last assigned), -1 when empty
+n_free        int64[::1]       free cores
+free_slots    int64[:,::1]     stack of free slot indices, (N, C)
+slot_task     int64[:,::1]     running task per slot, -1 when idle, (N, C)
+n_queued      int64[::1]       tasks assigned, not started
+queued_work   float64[::1]     estimated core-seconds assigned, not started
+proj          float64[:,::1]   projected core-free times, inf pads missing cores, (N, C)
+proj_min      float64[::1]     earliest projected core-free time
+recent        float64[::1]     decayed count of recent assignments
+recent_t      float64[::1]     time of the last update of recent, s
+busy_s        float64[::1]     core-seconds of started work
+# global
+ev            float64[::1]     event heap, pairs (time, code) side by side, 2n
+dirty         int64[::1]       nodes touched in the current instant
+is_dirty      boolean[::1]     node touched in the current instant
+counters      int64[::1]       events in the heap, tasks started, tasks assigned, spare
+"""
 )
 """The one declaration of the simulator's state: ``(name, numba type, meaning)``."""
 
-CoreState = tuple_class("CoreState", CORE_FIELDS, __name__)
+CoreState, STATE_TYPE, _make_state = declare(CORE_FIELDS, "CoreState", "State", globals())
 
 
-@structref.register
-class _StateType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-class _StateProxy(structref.StructRefProxy):
-    """Opaque handle to the compiled state (use the CoreState arrays from Python)."""
-
-
-structref.define_boxing(_StateType, _StateProxy)
-STATE_TYPE = _StateType(numba_fields(CORE_FIELDS))
-_make_state = define_builder("_make_state", "STATE_TYPE", CORE_FIELDS, globals())
-
-
-def compile_state(arrays: Any) -> _StateProxy:
+def compile_state(arrays: Any) -> Any:
     """The compiled handle over the same arrays (no copy): cheap to pass to kernels.
 
     A handle is one pointer, whereas a tuple of arrays costs a reference-count

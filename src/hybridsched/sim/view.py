@@ -261,6 +261,16 @@ class NodeSnapshot:
             )
 
 
+def _field(name: str, doc: str) -> cached_property:
+    """An accessor: a read-only view of the compiled state's array ``name``."""
+
+    def get(self: ClusterView) -> np.ndarray:
+        return _ro(getattr(self._arr, name))
+
+    get.__doc__ = doc
+    return cached_property(get)
+
+
 class ClusterView:
     """A read-only view of the cluster at a decision time: all a policy sees.
 
@@ -350,11 +360,11 @@ class ClusterView:
             )
         if b and (int(tasks.region.max()) >= cluster.n_regions or int(tasks.region.min()) < 0):
             raise ConfigError(f"tasks.region: out of range 0..{cluster.n_regions - 1}")
-        arrays = _snapshot_state(cluster, tasks, snapshot, queue)
+        arrays, handle = _snapshot_state(cluster, tasks, snapshot, queue)
         down = ~snapshot.up
         return cls._over(
             arrays,
-            compile_state(arrays),
+            handle,
             snapshot.time,
             cluster,
             tasks,
@@ -384,15 +394,14 @@ class ClusterView:
         """Number of nodes ``N``."""
         return self.cluster.n_nodes
 
-    @cached_property
-    def core_free_s(self) -> np.ndarray:
-        """Projected time each core becomes free, ``(N, C)``, s (``inf`` pads, down nodes)."""
-        return _ro(self._arr.proj)
-
-    @cached_property
-    def core_free_min_s(self) -> np.ndarray:
-        """Earliest projected core-free time per node (``-inf``: never used), s."""
-        return _ro(self._arr.proj_min)
+    core_free_s = _field(
+        "proj",
+        "Projected time each core becomes free, ``(N, C)``, s (``inf``: beyond a node's "
+        "cores, and on a down node).",
+    )
+    core_free_min_s = _field(
+        "proj_min", "Earliest projected core-free time per node (``-inf``: never used), s."
+    )
 
     @cached_property
     def busy_cores(self) -> np.ndarray:
@@ -400,25 +409,14 @@ class ClusterView:
         st = self._arr
         return _ro(st.cores - st.n_free)
 
-    @cached_property
-    def queued_tasks(self) -> np.ndarray:
-        """Tasks assigned but not started, per node."""
-        return _ro(self._arr.n_queued)
-
-    @cached_property
-    def queued_work_s(self) -> np.ndarray:
-        """Estimated core-seconds assigned but not started, per node."""
-        return _ro(self._arr.queued_work)
-
-    @cached_property
-    def recent_count(self) -> np.ndarray:
-        """Decayed assignment count per node as of :attr:`recent_time_s`."""
-        return _ro(self._arr.recent)
-
-    @cached_property
-    def recent_time_s(self) -> np.ndarray:
-        """When :attr:`recent_count` was last updated, per node, s."""
-        return _ro(self._arr.recent_t)
+    queued_tasks = _field("n_queued", "Tasks assigned but not started, per node.")
+    queued_work_s = _field(
+        "queued_work", "Estimated core-seconds assigned but not started, per node."
+    )
+    recent_count = _field(
+        "recent", "Decayed assignment count per node as of :attr:`recent_time_s`."
+    )
+    recent_time_s = _field("recent_t", "When :attr:`recent_count` was last updated, per node, s.")
 
     @property
     def unavailable(self) -> np.ndarray | None:
@@ -546,7 +544,9 @@ def _state_snapshot(st: Any, time: float, up: np.ndarray, recent: np.ndarray) ->
     )
 
 
-def _snapshot_state(cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queue: str) -> Any:
+def _snapshot_state(
+    cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queue: str
+) -> tuple[Any, Any]:
     """A compiled state holding the batch (``0..B-1``), the queued and the running tasks."""
     b = len(tasks)
     q = snap.queued_node.shape[0]
@@ -593,24 +593,8 @@ def _snapshot_state(cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queu
         for j in range(cluster.n_nodes):
             busy = np.sort(fin[snap.running_node == j])
             st.proj[j, : busy.shape[0]] = busy
-    for k in range(q):
-        i = b + k
-        j = int(snap.queued_node[k])
-        st.node[i] = j
-        st.decision[i] = t
-        st.ready[i] = snap.queued_ready_s[k]
-        dur = st.work_est[i] / st.speed[j]
-        st.dur[i] = dur
-        h = st.qhead[j]
-        st.qprev[i] = -1
-        st.qnext[i] = h
-        if h >= 0:
-            st.qprev[h] = i
-        st.qhead[j] = i
-        st.n_queued[j] += 1
-        st.queued_work[j] += dur
-        if derive:
-            core.project(st.proj[j], st.ready[i], dur)
+    handle = compile_state(st)
+    core.place_queued(handle, b, snap.queued_node, t, snap.queued_ready_s, derive)
     if not derive:
         st.proj[:] = snap.core_free_s
     st.proj[down] = np.inf
@@ -619,7 +603,7 @@ def _snapshot_state(cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queu
         st.recent[:] = snap.recent_assignments
     st.recent_t[:] = t
     st.counters[core.C_COMMITTED] = q + r
-    return st
+    return st, handle
 
 
 @runtime_checkable
