@@ -17,7 +17,6 @@ import numpy as np
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
-from hybridsched.policies import kernels
 from hybridsched.sim.view import ClusterView, TaskBatch
 
 _REGISTRY: dict[str, type] = {}
@@ -233,3 +232,7 @@ class KernelPolicy:
             engine.cstate, dec, starts, self.rule, u, self._dynpow, self._inv, self._rr
         )
         return True
+
+
+# Last: the rule modules that kernels imports subclass KernelPolicy (defined above).
+from hybridsched.policies import kernels  # noqa: E402

@@ -6,8 +6,27 @@ lowest score wins. Ignores speed, data transfer and task size.
 
 from __future__ import annotations
 
+import numpy as np
+from numba import njit
+
 from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
+
+
+@njit(cache=True)
+def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
+    """The feasible node with the fewest queued and running tasks per core."""
+    best = np.inf
+    arg = -1
+    for j in range(st.cores.shape[0]):
+        if st.mem_req[i] > st.memory[j]:
+            continue
+        busy = st.cores[j] - st.n_free[j]
+        s = (nq[j] + busy) / st.cores[j]
+        if s < best:
+            best = s
+            arg = j
+    return arg, rr
 
 
 @register
