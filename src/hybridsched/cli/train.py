@@ -9,6 +9,7 @@ ignored. The old spelling ``train --policy X`` is refused with the new one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -128,33 +129,13 @@ def train_rl(
     from hybridsched.train.objective import Objective
     from hybridsched.train.trainer import Trainer
 
-    try:
-        if resume is not None:
-            trainer = _resume(ctx, Trainer, resume, max_updates)
-        else:
-            config = TrainConfig(
-                scenario=scenario,
-                load=load,
-                n_tasks=tasks,
-                decision_interval=decision_interval,
-                queue=queue,
-                objective=Objective(response=w_response, miss=_miss(w_miss), energy=w_energy),
-                seed=seed,
-                minutes=minutes,
-                max_updates=max_updates,
-                n_envs=envs,
-                rollout_steps=steps,
-                init=init,
-                eval_seeds=eval_seeds,
-                eval_tasks=eval_tasks,
-                eval_every_s=eval_every,
-                threads=threads,
-            )
-            config.spec().build(0)  # check scenario, load and options before training
-            trainer = Trainer(config, out)
-        p = _run(ctx, trainer, minutes, "training")
-    except (HybridSchedError, ValueError) as exc:
-        fail(str(exc))
+    def config(**common: Any) -> TrainConfig:
+        objective = Objective(response=w_response, miss=_miss(w_miss), energy=w_energy)
+        return TrainConfig(
+            **common, objective=objective, n_envs=envs, rollout_steps=steps, init=init
+        )
+
+    trainer, p = _start(ctx, Trainer, config, "training")
     _report(
         f"rl training in {trainer.out}",
         [
@@ -197,30 +178,10 @@ def train_hybrid(
     """Train the hybrid's network through the ant colony by REINFORCE (the `hybrid` policy)."""
     from hybridsched.train.hybrid_trainer import HybridTrainer
 
-    try:
-        if resume is not None:
-            trainer = _resume(ctx, HybridTrainer, resume, max_updates)
-        else:
-            config = HybridTrainConfig(
-                scenario=scenario,
-                load=load,
-                n_tasks=tasks,
-                decision_interval=decision_interval,
-                queue=queue,
-                seed=seed,
-                minutes=minutes,
-                max_updates=max_updates,
-                init=init,
-                eval_seeds=eval_seeds,
-                eval_tasks=eval_tasks,
-                eval_every_s=eval_every,
-                threads=threads,
-            )
-            config.spec().build(0)  # check scenario, load and options before training
-            trainer = HybridTrainer(config, out)
-        p = _run(ctx, trainer, minutes, "training hybrid")
-    except (HybridSchedError, ValueError) as exc:
-        fail(str(exc))
+    def config(**common: Any) -> HybridTrainConfig:
+        return HybridTrainConfig(**common, init=init)
+
+    trainer, p = _start(ctx, HybridTrainer, config, "training hybrid")
     _report(
         f"hybrid training in {trainer.out}",
         [
@@ -246,6 +207,41 @@ def _miss(text: str) -> tuple[float, ...]:
             f"(priority 0, 1, 2+), got {text!r}"
         )
     return miss
+
+
+# the options both commands take, by their config field (the rest are each command's own)
+_COMMON = {
+    "scenario": "scenario",
+    "load": "load",
+    "tasks": "n_tasks",
+    "decision_interval": "decision_interval",
+    "queue": "queue",
+    "seed": "seed",
+    "minutes": "minutes",
+    "max_updates": "max_updates",
+    "eval_seeds": "eval_seeds",
+    "eval_tasks": "eval_tasks",
+    "eval_every": "eval_every_s",
+    "threads": "threads",
+}
+
+
+def _start(
+    ctx: typer.Context, trainer_class: Any, config: Callable[..., Any], label: str
+) -> tuple[Any, Any]:
+    """Build (or, with --resume, rebuild) the run and train it; the trainer and its progress."""
+    params = ctx.params
+    try:
+        if params["resume"] is not None:
+            trainer = _resume(ctx, trainer_class, params["resume"], params["max_updates"])
+        else:
+            c = config(**{field: params[option] for option, field in _COMMON.items()})
+            c.spec().build(0)  # check scenario, load and options before training
+            trainer = trainer_class(c, params["out"])
+        return trainer, _run(ctx, trainer, params["minutes"], label)
+    except (HybridSchedError, ValueError) as exc:
+        fail(str(exc))
+        raise  # unreachable: fail exits
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

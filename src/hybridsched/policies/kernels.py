@@ -56,6 +56,18 @@ def ready(st, i, j, d, inv):
 
 
 @njit(cache=True)
+def argmin(scores):
+    """The first index of the smallest score, -1 when all are ``inf`` (infeasible)."""
+    best = np.inf
+    arg = -1
+    for j in range(scores.shape[0]):
+        if scores[j] < best:
+            best = scores[j]
+            arg = j
+    return arg
+
+
+@njit(cache=True)
 def best_two(st, i, d, proj_min, inv):
     """Best and second-best estimated finish of task ``i`` and the best node."""
     best = np.inf

@@ -16,17 +16,11 @@ from hybridsched.policies.base import KernelPolicy, register
 @njit(cache=True)
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """The feasible node with the fewest queued and running tasks per core."""
-    best = np.inf
-    arg = -1
-    for j in range(st.cores.shape[0]):
-        if st.mem_req[i] > st.memory[j]:
-            continue
+    for j in range(scratch.shape[0]):
         busy = st.cores[j] - st.n_free[j]
-        s = (nq[j] + busy) / st.cores[j]
-        if s < best:
-            best = s
-            arg = j
-    return arg, rr
+        load = (nq[j] + busy) / st.cores[j]
+        scratch[j] = load if st.mem_req[i] <= st.memory[j] else np.inf
+    return kernels.argmin(scratch), rr
 
 
 @register

@@ -31,13 +31,7 @@ def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     for j in range(n):
         f = max(d + lat[j] + data * inv_bw[j], proj_min[j]) + work * inv_sp[j]
         scratch[j] = f if need <= memory[j] else np.inf
-    best = np.inf
-    arg = -1
-    for j in range(n):
-        if scratch[j] < best:
-            best = scratch[j]
-            arg = j
-    return arg, rr
+    return kernels.argmin(scratch), rr
 
 
 @register

@@ -16,16 +16,9 @@ from hybridsched.policies.base import KernelPolicy, register
 @njit(cache=True)
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """The feasible node with the smallest ``max(now, earliest free core)``."""
-    best = np.inf
-    arg = -1
-    for j in range(st.cores.shape[0]):
-        if st.mem_req[i] > st.memory[j]:
-            continue
-        s = max(d, proj_min[j])
-        if s < best:
-            best = s
-            arg = j
-    return arg, rr
+    for j in range(scratch.shape[0]):
+        scratch[j] = max(d, proj_min[j]) if st.mem_req[i] <= st.memory[j] else np.inf
+    return kernels.argmin(scratch), rr
 
 
 @register

@@ -20,19 +20,37 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; written to ``config.json`` and into checkpoints."""
+class EpisodeConfig:
+    """The instances a run trains on: a scenario at a load, and the simulator's options."""
 
     scenario: str = "iot-default"
     """Scenario preset the episodes are drawn from."""
     load: float = 0.8
     """Offered work / cluster capacity."""
     n_tasks: int = 2000
-    """Tasks per training episode."""
+    """Tasks per training episode (one workload)."""
     decision_interval: float = 0.0
     """Batching interval, s (0: one decision per arrival)."""
     queue: str = "fifo"
     """Queue discipline at the nodes."""
+
+    def spec(self, n_tasks: int | None = None) -> InstanceSpec:
+        """The instances of this run (``n_tasks`` per episode unless given)."""
+        from hybridsched.train.rollout import InstanceSpec
+
+        return InstanceSpec(
+            self.scenario,
+            self.load,
+            self.n_tasks if n_tasks is None else n_tasks,
+            self.decision_interval,
+            self.queue,
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig(EpisodeConfig):
+    """Everything a training run needs; written to ``config.json`` and into checkpoints."""
+
     objective: Objective = field(default_factory=Objective)
     """Weights of response time, deadline misses by priority and energy."""
     seed: int = 0
@@ -95,18 +113,6 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"train config: seed must be an integer >= 0, got {self.seed!r}")
 
-    def spec(self, n_tasks: int | None = None) -> InstanceSpec:
-        """The instances of this run (``n_tasks`` per episode unless given)."""
-        from hybridsched.train.rollout import InstanceSpec
-
-        return InstanceSpec(
-            self.scenario,
-            self.load,
-            self.n_tasks if n_tasks is None else n_tasks,
-            self.decision_interval,
-            self.queue,
-        )
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping (inverse of :meth:`from_dict`)."""
         d = asdict(self)
@@ -130,17 +136,16 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class HybridTrainConfig:
-    """Everything a hybrid training run needs; written to ``config.json`` and checkpoints."""
+class HybridTrainConfig(EpisodeConfig):
+    """Everything a hybrid training run needs; written to ``config.json`` and checkpoints.
 
-    scenario: str = "iot-default"
-    """Scenario preset of the workloads."""
+    The episodes are the collection runs (MCT decides; their batches are the snapshots).
+    """
+
     load: float = 0.9
     """Offered work / cluster capacity."""
-    n_tasks: int = 2000
-    """Tasks per collection run."""
     decision_interval: float = 0.5
-    """Batching interval, s."""
+    """Batching interval, s; > 0 (the hybrid decides batches)."""
     queue: str = "priority"
     """Queue discipline at the nodes."""
     seed: int = 0
@@ -201,18 +206,6 @@ class HybridTrainConfig:
                 "hybrid train config: decision_interval must be > 0 (the hybrid decides "
                 f"batches; at 0 every batch is one task), got {self.decision_interval!r}"
             )
-
-    def spec(self, n_tasks: int | None = None) -> InstanceSpec:
-        """The instances of this run (``n_tasks`` per run unless given)."""
-        from hybridsched.train.rollout import InstanceSpec
-
-        return InstanceSpec(
-            self.scenario,
-            self.load,
-            self.n_tasks if n_tasks is None else n_tasks,
-            self.decision_interval,
-            self.queue,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping."""
