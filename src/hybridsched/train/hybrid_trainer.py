@@ -299,6 +299,14 @@ class HybridTrainer(TrainingRun):
     last_val = property(lambda self: self.progress.last_val, doc="Latest validation, s.")
     train_cost = property(lambda self: self.progress.train_cost, doc="Latest mean ant cost.")
 
+    @classmethod
+    def upgrade_state(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """A ``state.pt`` from before the scaffold: its figures at the top, three generators."""
+        if "progress" in meta:
+            return meta
+        keys = ("updates", "elapsed_s", "best", "mct")
+        return {**meta, "progress": {k: meta[k] for k in keys}, "rng": meta["rng"][1:]}
+
     def generators(self) -> list[np.random.Generator]:
         """Ant draws and snapshot picks (the collection's generator restarts from the seed)."""
         return [self.sample_rng, self.pick_rng]

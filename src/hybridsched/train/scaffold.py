@@ -239,6 +239,11 @@ class TrainingRun:
     def load_extra_state(self, meta: Mapping[str, Any]) -> None:
         """Restore what :meth:`extra_state` saved."""
 
+    @classmethod
+    def upgrade_state(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """``state.pt``'s metadata in the current layout (a trainer converts older ones)."""
+        return meta
+
     # ------------------------------------------------------------ save / resume
 
     def save_state(self) -> None:
@@ -270,7 +275,7 @@ class TrainingRun:
         if not path.is_file():
             raise ConfigError(f"--resume {out}: no state.pt there (not a training folder?)")
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta = json.loads(blob["meta"])
+        meta = cls.upgrade_state(json.loads(blob["meta"]))
         run = cls(cls.config_class.from_dict(meta["config"]), Path(out))
         run.model.load_state_dict(blob["model"])
         run.optim.load_state_dict(blob["optim"])
