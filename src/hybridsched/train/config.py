@@ -13,10 +13,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from hybridsched.errors import ConfigError
-from hybridsched.train.objective import Objective
 
 if TYPE_CHECKING:
+    from hybridsched.train.objective import Objective
     from hybridsched.train.rollout import InstanceSpec
+
+
+def _objective() -> Objective:
+    # imported on use: the objective's compiled kernels pull in numba, which the
+    # CLI's start-up (it reads these defaults) does not need
+    from hybridsched.train.objective import Objective
+
+    return Objective()
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class EpisodeConfig:
 class TrainConfig(EpisodeConfig):
     """Everything a training run needs; written to ``config.json`` and into checkpoints."""
 
-    objective: Objective = field(default_factory=Objective)
+    objective: Objective = field(default_factory=_objective)
     """Weights of response time, deadline misses by priority and energy."""
     seed: int = 0
     """Root seed of the run."""
@@ -130,6 +138,8 @@ class TrainConfig(EpisodeConfig):
                 f"known: {', '.join(sorted(known))}"
             )
         data = dict(data)
+        from hybridsched.train.objective import Objective
+
         if "objective" in data and not isinstance(data["objective"], Objective):
             data["objective"] = Objective.from_dict(data["objective"])
         return cls(**data)
