@@ -14,7 +14,7 @@ from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """Least dynamic energy among nodes meeting the deadline (ties: earlier finish), else MCT."""
     best = np.inf

@@ -18,7 +18,10 @@ batch with a rule and is the one loop they share; a policy calls it from
 ``assign`` (tentative updates on copies of the projection) or, through
 :func:`run_fused`, inside a fully compiled simulation loop (real commits);
 both give identical schedules. The rule codes below select the rule's
-function: a branch on a value that is the same for the whole run.
+function: a branch on a value that is the same for the whole run. The
+single-task rules are compiled inline (``inline="always"``) into the loop, as
+they were when all rules were one function: a call per task measured about
+5 % slower on 1M tasks.
 
 numba's cache tracks only the file of the function it compiled: after editing
 a rule's module, clear the cache (``__pycache__/*.nbi``) of this one.
@@ -55,7 +58,7 @@ def ready(st, i, j, d, inv):
     return d + inv[2 + st.region[i], j] + st.data[i] * inv[0, j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def argmin(scores):
     """The first index of the smallest score, -1 when all are ``inf`` (infeasible)."""
     best = np.inf

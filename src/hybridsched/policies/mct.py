@@ -13,7 +13,7 @@ from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """MCT's node for task ``i``: a branch-free pass (vectorised), then the argmin.
 

@@ -13,7 +13,7 @@ from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """The feasible node with the smallest ``max(now, earliest free core)``."""
     for j in range(scratch.shape[0]):

@@ -12,7 +12,7 @@ from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """The feasible node that the uniform draw ``u`` in [0, 1) picks, in index order."""
     n = st.cores.shape[0]

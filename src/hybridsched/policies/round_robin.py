@@ -11,7 +11,7 @@ from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """The first feasible node from the pointer ``rr`` on; returns ``(node, new rr)``."""
     n = st.cores.shape[0]
