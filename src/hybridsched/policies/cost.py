@@ -453,7 +453,6 @@ def predict(p: Problem, nodes: np.ndarray) -> dict[str, Any]:
 
 
 __all__ = [
-    "PROBLEM_TYPE",
     "CostFields",
     "CostWeights",
     "Problem",
