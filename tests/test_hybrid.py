@@ -240,7 +240,6 @@ def test_train_command_for_hybrid(tmp_path: Path) -> None:
     out = tmp_path / "h"
     args = [
         "train",
-        "--policy",
         "hybrid",
         "--tasks",
         "150",
@@ -260,8 +259,6 @@ def test_train_command_for_hybrid(tmp_path: Path) -> None:
     assert {"best.pt", "last.pt", "state.pt", "curve.csv", "curve.png"} <= {
         p.name for p in out.iterdir()
     }
-    res = CliRunner().invoke(
-        app, ["train", "--policy", "hybrid", "--resume", str(out), "--minutes", "0"]
-    )
+    res = CliRunner().invoke(app, ["train", "hybrid", "--resume", str(out), "--minutes", "0"])
     assert res.exit_code == 0, res.output
     assert HybridTrainer.resume(out).updates == 1

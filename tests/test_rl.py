@@ -163,7 +163,7 @@ def test_cli_train_and_resume(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
     args = [
-        "train", "--policy", "rl", "--scenario", "iot-small", "--load", "0.8",
+        "train", "rl", "--scenario", "iot-small", "--load", "0.8",
         "--minutes", "0.02", "--out", str(out), "--tasks", "100", "--envs", "8",
         "--steps", "8", "--eval-seeds", "1", "--eval-tasks", "100",
     ]  # fmt: skip
@@ -174,11 +174,11 @@ def test_cli_train_and_resume(tmp_path):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["scenario"] == "iot-small" and config["n_envs"] == 8
-    res = runner.invoke(app, ["train", "--resume", str(out), "--minutes", "0.01"])
+    res = runner.invoke(app, ["train", "rl", "--resume", str(out), "--minutes", "0.01"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "--policy", "mct", "--out", str(tmp_path / "x")])
+    res = runner.invoke(app, ["train", "mct", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2
     assert "not trainable" in res.output
-    res = runner.invoke(app, ["train", "--scenario", "nope", "--out", str(tmp_path / "y")])
+    res = runner.invoke(app, ["train", "rl", "--scenario", "nope", "--out", str(tmp_path / "y")])
     assert res.exit_code == 2
     assert "unknown scenario" in res.output

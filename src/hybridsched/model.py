@@ -28,6 +28,10 @@ WORKLOAD_COLUMNS: tuple[str, ...] = (
 )
 """The workload columns of SPEC.md, in their canonical order."""
 
+PRIORITY_CLASSES = 3
+"""Priority classes the schedulers and objectives tell apart: 0, 1 and 2, where
+class 2 also takes every priority above 2 (a workload may use any integer >= 0)."""
+
 NODE_FIELDS: tuple[str, ...] = (
     "name",
     "cores",

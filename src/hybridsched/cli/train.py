@@ -1,223 +1,300 @@
-"""The ``train`` command: train the learned scheduler, with a progress bar."""
+"""The ``train`` commands: ``train rl`` and ``train hybrid``, with a progress bar.
+
+Each subcommand takes only the options that apply to its trainer, with the
+defaults of its config (:mod:`hybridsched.train.config`). ``--resume DIR``
+continues the run in ``DIR`` with that run's own config: only ``--minutes``
+and ``--max-updates`` may be given with it; any other option is refused, never
+ignored. The old spelling ``train --policy X`` is refused with the new one.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from hybridsched.cli.app import app, console, fail
 from hybridsched.errors import HybridSchedError
+from hybridsched.model import PRIORITY_CLASSES
+from hybridsched.train.config import HybridTrainConfig, TrainConfig
 
-TRAINABLE = ("rl", "hybrid")
+TRAINABLE = ("hybrid", "rl")
 
 
-@app.command()
-def train(
-    policy: Annotated[str, typer.Option(help="What to train: rl or hybrid.")] = "rl",
-    scenario: Annotated[str, typer.Option(help="Scenario preset of the episodes.")] = "iot-default",
-    load: Annotated[float, typer.Option(help="Offered work / cluster capacity.")] = 0.8,
-    minutes: Annotated[float, typer.Option(help="Wall-clock budget, minutes.")] = 10.0,
-    out: Annotated[Path, typer.Option(help="Run folder (checkpoints, curve).")] = Path("runs/rl"),
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue the run in this folder (its config is used).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Root seed of the run.")] = 0,
-    tasks: Annotated[int, typer.Option(help="Tasks per training episode.")] = 2000,
-    envs: Annotated[int, typer.Option(help="Simulator copies stepped together.")] = 256,
-    steps: Annotated[int, typer.Option(help="Decisions per copy per update.")] = 16,
+class _TrainGroup(TyperGroup):
+    """``train``: refuses the old ``--policy`` spelling and untrainable names with a message."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        for k, a in enumerate(args):
+            if a == "--policy" or a.startswith("--policy="):
+                name = (
+                    a.split("=", 1)[1] if "=" in a else (args[k + 1] if k + 1 < len(args) else "")
+                )
+                if name not in TRAINABLE:
+                    fail(f"train: {name!r} is not trainable; trainable policies: rl, hybrid")
+                fail(
+                    f"train --policy {name}: the policy is now a subcommand; "
+                    f"use `hybridsched train {name} ...` (see `hybridsched train {name} --help`)"
+                )
+            if not a.startswith("-"):
+                break
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: typer.Context, args: list[str]
+    ) -> tuple[str | None, Any, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            fail(f"train {name}: {name!r} is not trainable; trainable policies: rl, hybrid")
+        return super().resolve_command(ctx, args)
+
+
+train_app = typer.Typer(
+    cls=_TrainGroup,
+    no_args_is_help=True,
+    help="Train a learned scheduler (rl or hybrid); writes checkpoints and a learning curve.",
+)
+app.add_typer(train_app, name="train")
+
+
+def _defaults(config: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(config) if not callable(f.default_factory)}
+
+
+_RL = _defaults(TrainConfig)
+_HY = _defaults(HybridTrainConfig)
+
+# options both trainers take (each subcommand gives its own default)
+Scenario = Annotated[str, typer.Option(help="Scenario preset of the episodes.")]
+Load = Annotated[float, typer.Option(help="Offered work / cluster capacity.")]
+Minutes = Annotated[float, typer.Option(help="Wall-clock budget, minutes.")]
+Out = Annotated[Path, typer.Option(help="Run folder (checkpoints, curve).")]
+Resume = Annotated[
+    Path | None,
+    typer.Option(
+        help="Continue the run in this folder with its own config "
+        "(only --minutes and --max-updates may be given with it)."
+    ),
+]
+Seed = Annotated[int, typer.Option(help="Root seed of the run.")]
+Tasks = Annotated[int, typer.Option(help="Tasks per training episode.")]
+Interval = Annotated[float, typer.Option(help="Batching interval, s.")]
+Queue = Annotated[str, typer.Option(help="Queue discipline: fifo or priority.")]
+EvalSeeds = Annotated[int, typer.Option(help="Held-out validation seeds.")]
+EvalTasks = Annotated[int, typer.Option(help="Tasks per validation episode.")]
+EvalEvery = Annotated[float, typer.Option(help="Seconds between evaluations.")]
+MaxUpdates = Annotated[int, typer.Option(help="Stop after N updates (0: time only).")]
+Threads = Annotated[int, typer.Option(help="Torch threads.")]
+
+_WITH_RESUME = ("resume", "minutes", "max_updates")
+
+
+@train_app.command("rl")
+def train_rl(
+    ctx: typer.Context,
+    scenario: Scenario = _RL["scenario"],
+    load: Load = _RL["load"],
+    minutes: Minutes = _RL["minutes"],
+    out: Out = Path("runs/rl"),
+    resume: Resume = None,
+    seed: Seed = _RL["seed"],
+    tasks: Tasks = _RL["n_tasks"],
+    envs: Annotated[int, typer.Option(help="Simulator copies stepped together.")] = _RL["n_envs"],
+    steps: Annotated[int, typer.Option(help="Decisions per copy per update.")] = _RL[
+        "rollout_steps"
+    ],
     init: Annotated[
         str, typer.Option(help="Initial policy: zero (uniform, learn from scratch) or mct.")
-    ] = "zero",
-    decision_interval: Annotated[float, typer.Option(help="Batching interval, s.")] = 0.0,
-    queue: Annotated[str, typer.Option(help="Queue discipline: fifo or priority.")] = "fifo",
+    ] = _RL["init"],
+    decision_interval: Interval = _RL["decision_interval"],
+    queue: Queue = _RL["queue"],
     w_response: Annotated[float, typer.Option(help="Objective weight per s of response.")] = 1.0,
     w_miss: Annotated[
         str, typer.Option(help="Penalty per missed deadline, priority 0,1,2+ (e.g. 5,2,1).")
     ] = "0,0,0",
     w_energy: Annotated[float, typer.Option(help="Objective weight per kJ.")] = 0.0,
-    eval_seeds: Annotated[int, typer.Option(help="Held-out validation seeds.")] = 4,
-    eval_tasks: Annotated[int, typer.Option(help="Tasks per validation episode.")] = 5000,
-    eval_every: Annotated[float, typer.Option(help="Seconds between evaluations.")] = 30.0,
-    max_updates: Annotated[int, typer.Option(help="Stop after N updates (0: time only).")] = 0,
+    eval_seeds: EvalSeeds = _RL["eval_seeds"],
+    eval_tasks: EvalTasks = _RL["eval_tasks"],
+    eval_every: EvalEvery = _RL["eval_every_s"],
+    max_updates: MaxUpdates = _RL["max_updates"],
+    threads: Threads = _RL["threads"],
 ) -> None:
-    """Train a learned scheduler by policy gradient; write checkpoints and a learning curve."""
-    if policy not in TRAINABLE:
-        fail(f"--policy {policy!r}: not trainable; trainable policies: {', '.join(TRAINABLE)}")
-    if not math.isfinite(minutes) or minutes < 0:
-        fail(f"--minutes: must be a number >= 0, got {minutes}")
-    if policy == "hybrid":
-        hybrid_out = Path("runs/hybrid") if out == Path("runs/rl") else out
-        _train_hybrid(
-            scenario,
-            load,
-            minutes,
-            hybrid_out,
-            resume,
-            seed,
-            tasks,
-            eval_seeds,
-            eval_tasks,
-            eval_every,
-            max_updates,
-            decision_interval,
-            queue,
-        )
-        return
+    """Train the pair-scoring network by PPO (the `rl` policy)."""
     from hybridsched.train.objective import Objective
-    from hybridsched.train.trainer import TrainConfig, Trainer
+    from hybridsched.train.trainer import Trainer
 
+    def config(**common: Any) -> TrainConfig:
+        objective = Objective(response=w_response, miss=_miss(w_miss), energy=w_energy)
+        return TrainConfig(
+            **common, objective=objective, n_envs=envs, rollout_steps=steps, init=init
+        )
+
+    trainer, p = _start(ctx, Trainer, config, "training")
+    _report(
+        f"rl training in {trainer.out}",
+        [
+            ("updates", f"{p.updates:,}"),
+            ("decisions", f"{p.decisions:,}"),
+            ("decisions/s (env + policy, rollouts)", f"{p.rollout_rate:,.0f}"),
+            ("decisions/s (rollouts + PPO updates)", f"{p.training_rate:,.0f}"),
+            ("decisions/s (overall, evaluation included)", f"{p.overall_rate:,.0f}"),
+            ("validation objective per task, best", f"{p.best_objective:.4f}"),
+            ("validation objective per task, MCT", f"{p.mct_objective:.4f}"),
+        ],
+        trainer.out,
+        "rl",
+    )
+
+
+@train_app.command("hybrid")
+def train_hybrid(
+    ctx: typer.Context,
+    scenario: Scenario = _HY["scenario"],
+    load: Load = _HY["load"],
+    minutes: Minutes = _HY["minutes"],
+    out: Out = Path("runs/hybrid"),
+    resume: Resume = None,
+    seed: Seed = _HY["seed"],
+    tasks: Tasks = _HY["n_tasks"],
+    decision_interval: Annotated[
+        float, typer.Option(help="Batching interval, s; > 0 (the hybrid decides batches).")
+    ] = _HY["decision_interval"],
+    queue: Queue = _HY["queue"],
+    init: Annotated[
+        str, typer.Option(help="Initial weights (a checkpoint); empty: the shipped rl network.")
+    ] = _HY["init"],
+    eval_seeds: EvalSeeds = _HY["eval_seeds"],
+    eval_tasks: EvalTasks = _HY["eval_tasks"],
+    eval_every: EvalEvery = _HY["eval_every_s"],
+    max_updates: MaxUpdates = _HY["max_updates"],
+    threads: Threads = _HY["threads"],
+) -> None:
+    """Train the hybrid's network through the ant colony by REINFORCE (the `hybrid` policy)."""
+    from hybridsched.train.hybrid_trainer import HybridTrainer
+
+    def config(**common: Any) -> HybridTrainConfig:
+        return HybridTrainConfig(**common, init=init)
+
+    trainer, p = _start(ctx, HybridTrainer, config, "training hybrid")
+    _report(
+        f"hybrid training in {trainer.out}",
+        [
+            ("updates", f"{p.updates:,}"),
+            ("validation mean response, best (s)", f"{p.best:.4f}"),
+            ("validation mean response, MCT (s)", f"{p.mct:.4f}"),
+        ],
+        trainer.out,
+        "hybrid",
+    )
+
+
+def _miss(text: str) -> tuple[float, ...]:
     try:
-        if resume is not None:
-            trainer = Trainer.resume(resume)
-            run_dir = resume
+        miss = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        miss = ()
+    if len(miss) == 1:
+        miss = miss * PRIORITY_CLASSES
+    if len(miss) != PRIORITY_CLASSES:
+        fail(
+            f"--w-miss: expected one number or {PRIORITY_CLASSES} comma-separated numbers "
+            f"(priority 0, 1, 2+), got {text!r}"
+        )
+    return miss
+
+
+# the options both commands take, by their config field (the rest are each command's own)
+_COMMON = {
+    "scenario": "scenario",
+    "load": "load",
+    "tasks": "n_tasks",
+    "decision_interval": "decision_interval",
+    "queue": "queue",
+    "seed": "seed",
+    "minutes": "minutes",
+    "max_updates": "max_updates",
+    "eval_seeds": "eval_seeds",
+    "eval_tasks": "eval_tasks",
+    "eval_every": "eval_every_s",
+    "threads": "threads",
+}
+
+
+def _start(
+    ctx: typer.Context, trainer_class: Any, config: Callable[..., Any], label: str
+) -> tuple[Any, Any]:
+    """Build (or, with --resume, rebuild) the run and train it; the trainer and its progress."""
+    params = ctx.params
+    try:
+        if params["resume"] is not None:
+            trainer = _resume(ctx, trainer_class, params["resume"], params["max_updates"])
         else:
-            miss = tuple(float(v) for v in w_miss.split(","))
-            if len(miss) == 1:
-                miss = miss * 3
-            config = TrainConfig(
-                scenario=scenario,
-                load=load,
-                n_tasks=tasks,
-                decision_interval=decision_interval,
-                queue=queue,
-                objective=Objective(response=w_response, miss=miss, energy=w_energy),
-                seed=seed,
-                minutes=minutes,
-                max_updates=max_updates,
-                n_envs=envs,
-                rollout_steps=steps,
-                init=init,
-                eval_seeds=eval_seeds,
-                eval_tasks=eval_tasks,
-                eval_every_s=eval_every,
-            )
-            config.spec().build(0)  # check scenario, load and options before training
-            trainer = Trainer(config, out)
-            run_dir = out
-        budget = 60.0 * minutes
-        with Progress(
-            TextColumn("[bold]training[/]"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-        ) as bar:
-            task = bar.add_task("starting", total=max(budget, 1e-9))
-
-            def show(p) -> None:
-                bar.update(
-                    task,
-                    completed=min(p.session_s, budget),
-                    description=(
-                        f"upd {p.updates}  {p.rollout_rate:,.0f} dec/s  "
-                        f"val {p.val_objective:.4f}  best {p.best_objective:.4f}  "
-                        f"MCT {p.mct_objective:.4f}"
-                    ),
-                )
-
-            p = trainer.run(minutes, show)
+            c = config(**{field: params[option] for option, field in _COMMON.items()})
+            c.spec().build(0)  # check scenario, load and options before training
+            trainer = trainer_class(c, params["out"])
+        return trainer, _run(ctx, trainer, params["minutes"], label)
     except (HybridSchedError, ValueError) as exc:
         fail(str(exc))
-    table = Table(title=f"rl training in {run_dir}", show_header=True, header_style="bold")
+        raise  # unreachable: fail exits
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    # by name: typer carries its own copy of click, so click's enum is not the one it uses
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _resume(ctx: typer.Context, trainer_class: Any, folder: Path, max_updates: int) -> Any:
+    """The run saved in ``folder``; options that would change its config are refused."""
+    refused = [n for n in ctx.params if n not in _WITH_RESUME and _given(ctx, n)]
+    if refused:
+        names = ", ".join("--" + n.replace("_", "-") for n in refused)
+        fail(
+            f"--resume {folder}: the run continues with its own config, so {names} cannot "
+            "apply; only --minutes and --max-updates may be given with --resume"
+        )
+    trainer = trainer_class.resume(folder)
+    if _given(ctx, "max_updates"):
+        trainer.config = replace(trainer.config, max_updates=max_updates)
+    return trainer
+
+
+def _run(ctx: typer.Context, trainer: Any, minutes: float, label: str) -> Any:
+    """Run ``trainer`` under a progress bar; with --resume and no --minutes, its config's."""
+    if ctx.params.get("resume") is not None and not _given(ctx, "minutes"):
+        minutes = trainer.config.minutes
+    budget = 60.0 * minutes
+    with Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as bar:
+        task = bar.add_task("starting", total=max(budget, 1e-9))
+
+        def show(p: Any) -> None:
+            bar.update(task, completed=min(p.session_s, budget), description=p.status())
+
+        trainer.run(minutes, show)
+    return trainer.progress
+
+
+def _report(title: str, rows: list[tuple[str, str]], out: Path, policy: str) -> None:
+    table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    rows = [
-        ("updates", f"{p.updates:,}"),
-        ("decisions", f"{p.decisions:,}"),
-        ("decisions/s (env + policy, rollouts)", f"{p.rollout_rate:,.0f}"),
-        ("decisions/s (rollouts + PPO updates)", f"{p.training_rate:,.0f}"),
-        ("decisions/s (overall, evaluation included)", f"{p.overall_rate:,.0f}"),
-        ("validation objective per task, best", f"{p.best_objective:.4f}"),
-        ("validation objective per task, MCT", f"{p.mct_objective:.4f}"),
-    ]
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
     console.print(
-        f"wrote {run_dir / 'best.pt'} (use --policy rl --policy-arg checkpoint=...), "
-        f"{run_dir / 'curve.csv'}, {run_dir / 'curve.png'}"
-    )
-
-
-def _train_hybrid(
-    scenario: str,
-    load: float,
-    minutes: float,
-    out: Path,
-    resume: Path | None,
-    seed: int,
-    tasks: int,
-    eval_seeds: int,
-    eval_tasks: int,
-    eval_every: float,
-    max_updates: int,
-    decision_interval: float,
-    queue: str,
-) -> None:
-    """``train --policy hybrid``: REINFORCE through the colony (hybrid_trainer)."""
-    from hybridsched.train.hybrid_trainer import HybridTrainConfig, HybridTrainer
-
-    try:
-        if resume is not None:
-            trainer = HybridTrainer.resume(resume)
-            out = resume
-        else:
-            config = HybridTrainConfig(
-                scenario=scenario,
-                load=load,
-                n_tasks=tasks,
-                # the hybrid decides batches: 0 (per arrival) gives the colony nothing to do
-                decision_interval=decision_interval if decision_interval > 0 else 0.5,
-                queue=queue,
-                seed=seed,
-                minutes=minutes,
-                max_updates=max_updates,
-                eval_seeds=eval_seeds,
-                eval_tasks=eval_tasks,
-                eval_every_s=eval_every,
-            )
-            trainer = HybridTrainer(config, out)
-        budget = 60.0 * minutes
-        with Progress(
-            TextColumn("[bold]training hybrid[/]"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-        ) as bar:
-            task = bar.add_task("collecting batches", total=max(budget, 1e-9))
-
-            def show(tr: HybridTrainer, session_s: float) -> None:
-                bar.update(
-                    task,
-                    completed=session_s,
-                    description=(
-                        f"upd {tr.updates}  ant cost {tr.train_cost:.3f}  "
-                        f"val {tr.last_val:.4f} s  best {tr.best:.4f} s  MCT {tr.mct:.4f} s"
-                    ),
-                )
-
-            trainer.run(minutes, show)
-    except (HybridSchedError, ValueError) as exc:
-        fail(str(exc))
-    table = Table(title=f"hybrid training in {out}", show_header=True, header_style="bold")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for k, v in (
-        ("updates", f"{trainer.updates:,}"),
-        ("validation mean response, best (s)", f"{trainer.best:.4f}"),
-        ("validation mean response, MCT (s)", f"{trainer.mct:.4f}"),
-    ):
-        table.add_row(k, v)
-    console.print(table)
-    console.print(
-        f"wrote {out / 'best.pt'} (use --policy hybrid --policy-arg checkpoint=...), "
+        f"wrote {out / 'best.pt'} (use --policy {policy} --policy-arg checkpoint=...), "
         f"{out / 'curve.csv'}, {out / 'curve.png'}"
     )

@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hybridsched.model import Cluster
+from hybridsched.model import PRIORITY_CLASSES, Cluster
 from hybridsched.sim import core
 from hybridsched.sim.view import ClusterView, TaskBatch
 
@@ -67,6 +67,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "slack",
     "meets_deadline",
     "task_scale",
+    # one-hot of the priority class (PRIORITY_CLASSES of them, the last one "or above")
     "priority_0",
     "priority_1",
     "priority_2plus",
@@ -130,7 +131,7 @@ def pair_features(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
     span = np.where(has_dl, deadline - arrival, 1.0)
     slack = np.where(has_dl, np.clip((deadline - d - ef) / span, -1.0, 1.0), 1.0)
     meets = np.where(has_dl, (d + ef) <= deadline, True)
-    prio = tasks.priority[:, None]
+    cls = np.minimum(tasks.priority[:, None], PRIORITY_CLASSES - 1)
     shape = ef.shape
     cols = [
         _squash((ef - m) / m),
@@ -148,9 +149,7 @@ def pair_features(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
         slack,
         meets.astype(np.float64),
         np.broadcast_to(np.log1p(m), shape),
-        np.broadcast_to((prio == 0).astype(np.float64), shape),
-        np.broadcast_to((prio == 1).astype(np.float64), shape),
-        np.broadcast_to((prio >= 2).astype(np.float64), shape),
+        *(np.broadcast_to((cls == k).astype(np.float64), shape) for k in range(PRIORITY_CLASSES)),
     ]
     out = np.stack(cols, axis=2).astype(np.float32)
     out[~feasible] = 0.0
@@ -224,7 +223,7 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
     dl = st.abs_deadline[i]
     has_dl = np.isfinite(dl)
     span = dl - st.arrival[i] if has_dl else 1.0
-    p = st.priority[i]
+    p = min(st.priority[i], PRIORITY_CLASSES - 1)
     scale = np.log1p(m)
     for j in range(n):
         row = out[j]
@@ -265,9 +264,8 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
             row[12] = 1.0
             row[13] = 1.0
         row[14] = scale
-        row[15] = 1.0 if p == 0 else 0.0
-        row[16] = 1.0 if p == 1 else 0.0
-        row[17] = 1.0 if p >= 2 else 0.0
+        for k in range(PRIORITY_CLASSES):
+            row[15 + k] = 1.0 if p == k else 0.0
     return best
 
 

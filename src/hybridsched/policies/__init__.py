@@ -1,8 +1,8 @@
 """Schedulers: a registry of policies selectable by name.
 
-The classic heuristics live one per module and share compiled rules
-(:mod:`hybridsched.policies.kernels`); the colony, the exact oracle and the
-learned policies register themselves the same way.
+The classic heuristics live one per module, each with its rule as a compiled
+function, and share one batch loop (:mod:`hybridsched.policies.kernels`); the
+colony, the exact oracle and the learned policies register themselves the same way.
 """
 
 from __future__ import annotations

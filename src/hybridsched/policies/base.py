@@ -17,7 +17,6 @@ import numpy as np
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
-from hybridsched.policies import kernels
 from hybridsched.sim.view import ClusterView, CompiledRun, TaskBatch
 
 _REGISTRY: dict[str, type] = {}
@@ -232,3 +231,7 @@ class KernelPolicy:
             run.state, dec, starts, self.rule, u, self._dynpow, self._inv, self._rr
         )
         return True
+
+
+# Last: the rule modules that kernels imports subclass KernelPolicy (defined above).
+from hybridsched.policies import kernels  # noqa: E402

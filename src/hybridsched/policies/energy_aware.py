@@ -7,8 +7,38 @@ deadline, the least energy wins (ties: earlier finish); when none meets it, MCT.
 
 from __future__ import annotations
 
+import numpy as np
+from numba import njit
+
 from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
+
+
+@njit(cache=True, inline="always")
+def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
+    """Least dynamic energy among nodes meeting the deadline (ties: earlier finish), else MCT."""
+    best = np.inf
+    arg = -1
+    met_arg = -1
+    met_best = np.inf
+    met_fin = np.inf
+    for j in range(st.cores.shape[0]):
+        if st.mem_req[i] > st.memory[j]:
+            continue
+        ex = st.work_est[i] * inv[1, j]
+        f = max(kernels.ready(st, i, j, d, inv), proj_min[j]) + ex
+        if f <= st.abs_deadline[i]:
+            e = dynpow[j] * ex
+            if e < met_best or (e == met_best and f < met_fin):
+                met_best = e
+                met_fin = f
+                met_arg = j
+        if f < best:
+            best = f
+            arg = j
+    if met_arg >= 0:
+        return met_arg, rr
+    return arg, rr
 
 
 @register

@@ -42,7 +42,7 @@ from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
 from hybridsched.model import Cluster
 from hybridsched.policies import cost
 from hybridsched.policies.base import register
-from hybridsched.policies.colony import Colony, ColonyParams, ColonyResult
+from hybridsched.policies.colony import Colony, ColonyResult, colony_args
 from hybridsched.policies.cost import CostFields
 from hybridsched.sim.view import ClusterView, TaskBatch
 
@@ -52,7 +52,6 @@ DEFAULT_CHECKPOINT = _CKPT_DIR / "hybrid-default.pt"
 FALLBACK_CHECKPOINT = _CKPT_DIR / "rl-default.pt"
 """Used when no hybrid checkpoint is shipped: the ``rl`` network."""
 
-_D = ColonyParams()
 LOGIT_FLOOR = -50.0
 """Lowest tempered logit kept (relative to the task's best), so eta never underflows to 0."""
 
@@ -134,9 +133,24 @@ def deadline_repair(p, ws, nodes, feasible, order, passes):
     return moves
 
 
+_COLONY_ARGS = colony_args(
+    "ants",
+    "iterations",
+    "alpha",
+    "beta",
+    "rho",
+    "candidates",
+    "local_search",
+    "memory",
+    "memory_rho",
+    "seeds",
+)
+"""The colony parameters the hybrid takes as arguments (the others keep their defaults)."""
+
+
 @register
 @dataclass
-class Hybrid(CostFields):
+class Hybrid(_COLONY_ARGS, CostFields):
     """Learned eta + MAX-MIN ant colony, deadline-aware, pheromone across batches."""
 
     name: ClassVar[str] = "hybrid"
@@ -147,27 +161,6 @@ class Hybrid(CostFields):
     )
     temperature: float = field(
         default=1.0, metadata={"help": "eta = exp(logit / temperature), > 0"}
-    )
-    ants: int = field(default=_D.ants, metadata={"help": "ants per iteration"})
-    iterations: int = field(default=_D.iterations, metadata={"help": "iterations per batch"})
-    alpha: float = field(default=_D.alpha, metadata={"help": "exponent of the pheromone"})
-    beta: float = field(default=_D.beta, metadata={"help": "exponent of the desirability"})
-    rho: float = field(default=_D.rho, metadata={"help": "evaporation rate, in (0, 1]"})
-    candidates: int = field(
-        default=_D.candidates, metadata={"help": "candidate nodes per task (most desirable)"}
-    )
-    local_search: int = field(
-        default=_D.local_search, metadata={"help": "local-search sweeps (0: off)"}
-    )
-    memory: float = field(
-        default=_D.memory, metadata={"help": "weight of the cross-batch trail in [0, 1]"}
-    )
-    memory_rho: float = field(
-        default=_D.memory_rho, metadata={"help": "evaporation rate of the cross-batch trail"}
-    )
-    seeds: str = field(
-        default=",".join(_D.seeds),
-        metadata={"help": "comma-separated policies whose assignments seed the colony"},
     )
     deadline_aware: bool = field(
         default=True,
@@ -180,28 +173,13 @@ class Hybrid(CostFields):
 
         if not (self.temperature > 0 and np.isfinite(self.temperature)):
             raise ConfigError(f"hybrid temperature: must be > 0, got {self.temperature!r}")
-        seeds = tuple(s.strip() for s in self.seeds.split(",") if s.strip())
-        if self.name in seeds:
-            raise ConfigError("hybrid seeds: cannot seed the colony with itself")
+        self.params = self.colony_params()
         if self.checkpoint:
             path = Path(self.checkpoint)
         else:
             path = DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else FALLBACK_CHECKPOINT
         self.model, self.config = load_checkpoint(path)
         self.path = path
-        self.params = ColonyParams(
-            ants=self.ants,
-            iterations=self.iterations,
-            alpha=self.alpha,
-            beta=self.beta,
-            rho=self.rho,
-            candidates=self.candidates,
-            local_search=self.local_search,
-            order="priority",
-            memory=self.memory,
-            memory_rho=self.memory_rho,
-            seeds=seeds,
-        )
         self.colony = Colony(self.params, self.cost_weights(), self._heuristic)
         self._eta = np.zeros((0, 0))
         self._static = np.zeros((0, 4))

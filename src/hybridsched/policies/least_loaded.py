@@ -6,8 +6,21 @@ lowest score wins. Ignores speed, data transfer and task size.
 
 from __future__ import annotations
 
+import numpy as np
+from numba import njit
+
 from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
+
+
+@njit(cache=True, inline="always")
+def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
+    """The feasible node with the fewest queued and running tasks per core."""
+    for j in range(scratch.shape[0]):
+        busy = st.cores[j] - st.n_free[j]
+        load = (nq[j] + busy) / st.cores[j]
+        scratch[j] = load if st.mem_req[i] <= st.memory[j] else np.inf
+    return kernels.argmin(scratch), rr
 
 
 @register

@@ -6,8 +6,19 @@ Each task goes to the node expected to have a core free soonest
 
 from __future__ import annotations
 
+import numpy as np
+from numba import njit
+
 from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
+
+
+@njit(cache=True, inline="always")
+def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
+    """The feasible node with the smallest ``max(now, earliest free core)``."""
+    for j in range(scratch.shape[0]):
+        scratch[j] = max(d, proj_min[j]) if st.mem_req[i] <= st.memory[j] else np.inf
+    return kernels.argmin(scratch), rr
 
 
 @register

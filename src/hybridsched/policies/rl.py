@@ -6,7 +6,7 @@ node (``greedy``, the default) or to one drawn from the masked softmax with the
 run's generator. The tasks of a batch are placed one at a time, each seeing the
 tentative placement of the ones before it, as the heuristics do.
 
-The weights come from a checkpoint written by ``hybridsched train --policy rl``
+The weights come from a checkpoint written by ``hybridsched train rl``
 (``checkpoint=PATH``: a ``.pt`` file or a training folder, whose ``best.pt`` is
 read); without one, the small default shipped in ``hybridsched/checkpoints``
 (see docs/RL.md for how it was trained). torch is imported when the policy is

@@ -6,8 +6,18 @@ finish time is placed first, on its best node; repeat.
 
 from __future__ import annotations
 
+import numpy as np
+from numba import njit
+
 from hybridsched.policies import kernels
 from hybridsched.policies.base import KernelPolicy, register
+
+
+@njit(cache=True)
+def score(best, second):
+    """The batch task with the highest score goes first: here the largest
+    ``second best - best`` (a task with a single feasible node suffers most)."""
+    return second - best if second < np.inf else np.inf
 
 
 @register

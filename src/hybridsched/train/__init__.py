@@ -21,6 +21,8 @@ def register_env() -> None:
         gymnasium.register(id=ENV_ID, entry_point=ENV_ENTRY_POINT)
 
 
-register_env()
+# Not called here: importing gymnasium costs about 0.25 s, and the CLI reads the
+# training configs of this package at start-up; ``import hybridsched`` already
+# registers the environment as soon as gymnasium is imported.
 
 __all__ = ["ENV_ENTRY_POINT", "ENV_ID", "register_env"]

@@ -15,18 +15,16 @@ decision-batch snapshots from simulated runs (MCT decides, every batch of at
 least two tasks is kept with probability ``keep``), then loops *sample K ants
 on a few snapshots -> one gradient step -> (every so often) evaluate the hybrid
 on held-out seeds and checkpoint*. The network starts from the shipped ``rl``
-weights. Writes ``config.json``, ``best.pt``, ``last.pt``, ``state.pt``,
-``curve.csv`` and ``curve.png``.
+weights. The loop, checkpoints, curve and save/resume are the shared
+:mod:`hybridsched.train.scaffold`; the snapshots are a function of the seed
+(collected again on resume, the same), so a resumed run reaches the same
+weights as one never stopped. Writes ``config.json``, ``best.pt``,
+``last.pt``, ``state.pt``, ``curve.csv`` and ``curve.png``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,90 +34,18 @@ import torch
 from hybridsched import __version__
 from hybridsched.errors import ConfigError
 from hybridsched.learn.features import FEATURE_NAMES, pair_features
-from hybridsched.learn.network import NEG, PairScorer, load_checkpoint, save_checkpoint
+from hybridsched.learn.network import NEG, PairScorer, load_checkpoint
 from hybridsched.policies import cost as costmod
 from hybridsched.policies.hybrid import FALLBACK_CHECKPOINT
 from hybridsched.sim.view import ClusterView, TaskBatch
-
-log = logging.getLogger(__name__)
-
-TRAIN_SEED_BASE = 1_000_000
-"""Training workloads use seeds >= this; validation seeds lie below."""
-VALIDATION_SEED_BASE = 10_000
-"""First validation seed."""
-
-
-@dataclass(frozen=True)
-class HybridTrainConfig:
-    """Everything a hybrid training run needs; written to ``config.json`` and checkpoints."""
-
-    scenario: str = "iot-default"
-    """Scenario preset of the workloads."""
-    load: float = 0.9
-    """Offered work / cluster capacity."""
-    n_tasks: int = 2000
-    """Tasks per collection run."""
-    decision_interval: float = 0.5
-    """Batching interval, s."""
-    queue: str = "priority"
-    """Queue discipline at the nodes."""
-    seed: int = 0
-    """Root seed."""
-    minutes: float = 5.0
-    """Wall-clock budget, minutes."""
-    max_updates: int = 0
-    """Stop after this many updates (0: time only)."""
-    collect_runs: int = 4
-    """Simulated runs the snapshots are collected from."""
-    keep: float = 0.5
-    """Probability of keeping a decision batch (of >= 2 tasks) as a snapshot."""
-    ants: int = 16
-    """Ants sampled per snapshot per update."""
-    snapshots_per_update: int = 4
-    """Snapshots per gradient step."""
-    candidates: int = 8
-    """Candidate nodes per task (highest scores)."""
-    alpha: float = 1.0
-    """Pheromone exponent (tau is the constant 1 in training)."""
-    beta: float = 2.0
-    """Desirability exponent."""
-    temperature: float = 1.0
-    """eta = exp(logit / temperature)."""
-    lr: float = 3e-4
-    """Adam learning rate."""
-    max_grad_norm: float = 1.0
-    """Gradient norm clip."""
-    init: str = ""
-    """Initial weights (checkpoint path); empty: the shipped rl network."""
-    eval_seeds: int = 2
-    """Validation seeds."""
-    eval_tasks: int = 1500
-    """Tasks per validation run."""
-    eval_every_s: float = 60.0
-    """Seconds between evaluations (one also at the start and the end)."""
-
-    def __post_init__(self) -> None:
-        for name in ("n_tasks", "collect_runs", "ants", "snapshots_per_update", "candidates"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"hybrid train config: {name} must be an integer >= 1, got {v!r}")
-        if self.ants < 2:
-            raise ConfigError(f"hybrid train config: ants must be >= 2, got {self.ants}")
-        if not 0 < self.keep <= 1:
-            raise ConfigError(f"hybrid train config: keep must be in (0, 1], got {self.keep}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able mapping."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HybridTrainConfig:
-        """Build from a mapping; unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"hybrid train config: unknown key(s) {', '.join(sorted(unknown))}")
-        return cls(**data)
+from hybridsched.train import scaffold
+from hybridsched.train.config import HybridTrainConfig
+from hybridsched.train.scaffold import (
+    TRAIN_SEED_BASE,
+    VALIDATION_SEED_BASE,
+    TrainingRun,
+    validation_seeds,
+)
 
 
 @dataclass
@@ -321,8 +247,33 @@ CURVE_COLUMNS = (
 )
 
 
-class HybridTrainer:
+@dataclass
+class HybridProgress(scaffold.Progress):
+    """Where a hybrid run stands; handed to the progress callback after every update."""
+
+    train_cost: float = float("nan")
+    """Mean ant cost of the latest update's snapshots."""
+    last_val: float = float("nan")
+    """Latest validation mean response, s."""
+    best: float = float("inf")
+    """Best validation mean response so far, s."""
+    mct: float = float("nan")
+    """MCT's validation mean response, s (the reference)."""
+
+    def status(self) -> str:
+        """One line for a progress bar."""
+        return (
+            f"upd {self.updates}  ant cost {self.train_cost:.3f}  "
+            f"val {self.last_val:.4f} s  best {self.best:.4f} s  MCT {self.mct:.4f} s"
+        )
+
+
+class HybridTrainer(TrainingRun):
     """One hybrid training run in folder ``out``."""
+
+    config_class = HybridTrainConfig
+    progress_class = HybridProgress
+    curve_columns = CURVE_COLUMNS
 
     def __init__(self, config: HybridTrainConfig, out: Path) -> None:
         self.config = config
@@ -332,16 +283,32 @@ class HybridTrainer:
         self.model, self.init_config = load_checkpoint(config.init or FALLBACK_CHECKPOINT)
         self.model.train()
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        # not in state.pt: the snapshots are collected again on resume, with the same draws
         self.collect_rng = np.random.default_rng(collect_ss)
         self.sample_rng = np.random.default_rng(sample_ss)
         self.pick_rng = np.random.default_rng(pick_ss)
-        self.updates = 0
-        self.elapsed_s = 0.0
-        self.best = float("inf")
-        self.mct = float("nan")
-        self.last_val = float("nan")
-        self.train_cost = float("nan")
+        self.progress = HybridProgress()
         self.snaps: list[Snapshot] = []
+
+    # the figures, as attributes (what the CLI and callers read)
+    updates = property(lambda self: self.progress.updates, doc="Updates so far.")
+    elapsed_s = property(lambda self: self.progress.elapsed_s, doc="Seconds of training.")
+    best = property(lambda self: self.progress.best, doc="Best validation mean response, s.")
+    mct = property(lambda self: self.progress.mct, doc="MCT's validation mean response, s.")
+    last_val = property(lambda self: self.progress.last_val, doc="Latest validation, s.")
+    train_cost = property(lambda self: self.progress.train_cost, doc="Latest mean ant cost.")
+
+    @classmethod
+    def upgrade_state(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """A ``state.pt`` from before the scaffold: its figures at the top, three generators."""
+        if "progress" in meta:
+            return meta
+        keys = ("updates", "elapsed_s", "best", "mct")
+        return {**meta, "progress": {k: meta[k] for k in keys}, "rng": meta["rng"][1:]}
+
+    def generators(self) -> list[np.random.Generator]:
+        """Ant draws and snapshot picks (the collection's generator restarts from the seed)."""
+        return [self.sample_rng, self.pick_rng]
 
     def resolved_config(self) -> dict[str, Any]:
         """The config as run, with what training resolved."""
@@ -351,53 +318,14 @@ class HybridTrainer:
             "version": __version__,
             "feature_names": list(FEATURE_NAMES),
             "validation_seeds": self.validation_seeds(),
-            "updates": self.updates,
-            "best_val_mean_response_s": self.best,
-            "mct_val_mean_response_s": self.mct,
+            "updates": self.progress.updates,
+            "best_val_mean_response_s": self.progress.best,
+            "mct_val_mean_response_s": self.progress.mct,
         }
 
     def validation_seeds(self) -> list[int]:
         """Held-out seeds."""
-        return [VALIDATION_SEED_BASE + k for k in range(self.config.eval_seeds)]
-
-    def save_state(self) -> None:
-        """Write ``last.pt`` and ``state.pt`` (for ``--resume``)."""
-        save_checkpoint(self.out / "last.pt", self.model, self.resolved_config())
-        meta = {
-            "config": self.config.to_dict(),
-            "updates": self.updates,
-            "elapsed_s": self.elapsed_s,
-            "best": self.best,
-            "mct": self.mct,
-            "rng": [
-                g.bit_generator.state for g in (self.collect_rng, self.sample_rng, self.pick_rng)
-            ],
-        }
-        blob = {
-            "model": self.model.state_dict(),
-            "optim": self.optim.state_dict(),
-            "meta": json.dumps(meta),
-        }
-        tmp = self.out / "state.pt.tmp"
-        torch.save(blob, tmp)
-        tmp.replace(self.out / "state.pt")
-
-    @classmethod
-    def resume(cls, out: Path) -> HybridTrainer:
-        """Rebuild a trainer from ``out/state.pt``."""
-        path = Path(out) / "state.pt"
-        if not path.is_file():
-            raise ConfigError(f"--resume {out}: no state.pt there (not a training folder?)")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta = json.loads(blob["meta"])
-        tr = cls(HybridTrainConfig.from_dict(meta["config"]), Path(out))
-        tr.model.load_state_dict(blob["model"])
-        tr.optim.load_state_dict(blob["optim"])
-        tr.updates, tr.elapsed_s = int(meta["updates"]), float(meta["elapsed_s"])
-        tr.best, tr.mct = float(meta["best"]), float(meta["mct"])
-        for g, s in zip((tr.collect_rng, tr.sample_rng, tr.pick_rng), meta["rng"], strict=True):
-            g.bit_generator.state = s
-        return tr
+        return validation_seeds(self.config.eval_seeds)
 
     def evaluate(self, policy: str = "hybrid") -> float:
         """Mean response, s, over the validation seeds (the hybrid with the current network)."""
@@ -424,107 +352,89 @@ class HybridTrainer:
             n += res.summary["tasks"]
         return total / n
 
-    def _evaluate_and_keep(self) -> None:
+    def prepare(self) -> None:
+        """Collect the snapshots (once per trainer) and MCT's validation mean response."""
+        c = self.config
+        if not self.snaps:
+            seeds = [
+                int(s)
+                for s in self.collect_rng.integers(TRAIN_SEED_BASE, 2**31 - 1, c.collect_runs)
+            ]
+            self.snaps = collect(c, seeds, self.collect_rng)
+            if not self.snaps:
+                raise ConfigError("hybrid training: no decision batch of >= 2 tasks was collected")
+        if self.progress.mct != self.progress.mct:
+            self.progress.mct = self.evaluate("mct")
+
+    def update(self) -> None:
+        """One REINFORCE step on a few snapshots."""
+        c = self.config
+        pick = self.pick_rng.choice(
+            len(self.snaps), min(c.snapshots_per_update, len(self.snaps)), replace=False
+        )
+        loss, cost = reinforce_loss(self.model, [self.snaps[i] for i in pick], c, self.sample_rng)
+        self.optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+        self.optim.step()
+        self.progress.train_cost = cost
+
+    def validate(self) -> tuple[float, None]:
+        """The hybrid's mean response on the validation seeds, s."""
         self.model.eval()
         with torch.no_grad():
             val = self.evaluate()
         self.model.train()
-        self.last_val = val
-        if val < self.best:
-            self.best = val
-            save_checkpoint(self.out / "best.pt", self.model, self.resolved_config())
-        new = not (self.out / "curve.csv").is_file()
-        with (self.out / "curve.csv").open("a", newline="") as fh:
-            w = csv.writer(fh)
-            if new:
-                w.writerow(CURVE_COLUMNS)
-            w.writerow(
-                [f"{self.elapsed_s:.1f}", self.updates, self.train_cost, val, self.mct, self.best]
+        return val, None
+
+    def record_score(self, score: float) -> bool:
+        """Keep the validation mean response; True when it is the best so far."""
+        p = self.progress
+        p.last_val = score
+        best = score < p.best
+        if best:
+            p.best = score
+        return best
+
+    def curve_row(self, details: None) -> dict[str, Any]:
+        """The curve row of the latest evaluation."""
+        p = self.progress
+        return dict(
+            zip(
+                CURVE_COLUMNS,
+                [f"{p.elapsed_s:.1f}", p.updates, p.train_cost, p.last_val, p.mct, p.best],
+                strict=True,
             )
-        self.save_state()
+        )
+
+    def plot(self) -> None:
+        """Redraw ``curve.png``."""
         plot_curve(self.out / "curve.csv", self.out / "curve.png")
 
     def run(
-        self,
-        minutes: float | None = None,
-        progress: Callable[[HybridTrainer, float], None] | None = None,
+        self, minutes: float | None = None, progress: scaffold.ProgressCallback | None = None
     ) -> HybridTrainer:
         """Train for ``minutes`` (default: the config's) of wall-clock time."""
-        c = self.config
-        # one thread: the tensors are small, and 2 shared cores oversubscribe badly
-        torch.set_num_threads(1)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
-        budget = 60.0 * (c.minutes if minutes is None else minutes)
-        t0 = time.perf_counter()
-        e0 = self.elapsed_s
-        seeds = [
-            int(s) for s in self.collect_rng.integers(TRAIN_SEED_BASE, 2**31 - 1, c.collect_runs)
-        ]
-        self.snaps = collect(c, seeds, self.collect_rng)
-        if not self.snaps:
-            raise ConfigError("hybrid training: no decision batch of >= 2 tasks was collected")
-        if self.mct != self.mct:
-            self.mct = self.evaluate("mct")
-        self._evaluate_and_keep()
-        last_eval = time.perf_counter()
-        while True:
-            session = time.perf_counter() - t0
-            if session >= budget or (c.max_updates and self.updates >= c.max_updates):
-                break
-            pick = self.pick_rng.choice(
-                len(self.snaps), min(c.snapshots_per_update, len(self.snaps)), replace=False
-            )
-            loss, cost = reinforce_loss(
-                self.model, [self.snaps[i] for i in pick], c, self.sample_rng
-            )
-            self.optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
-            self.optim.step()
-            self.updates += 1
-            self.train_cost = cost
-            self.elapsed_s = e0 + time.perf_counter() - t0
-            if time.perf_counter() - last_eval >= c.eval_every_s:
-                self._evaluate_and_keep()
-                last_eval = time.perf_counter()
-            if progress:
-                progress(self, min(time.perf_counter() - t0, budget))
-        self.elapsed_s = e0 + time.perf_counter() - t0
-        self._evaluate_and_keep()
+        super().run(minutes, progress)
         return self
 
 
 def plot_curve(csv_path: Path, png_path: Path) -> None:
     """Plot validation mean response (and MCT's) against training time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with csv_path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return
-    t = [float(r["elapsed_s"]) / 60 for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    ax.plot(
-        t, [float(r["val_mean_response_s"]) for r in rows], marker="o", label="hybrid (validation)"
+    scaffold.plot_curve(
+        csv_path,
+        png_path,
+        series=[("val_mean_response_s", "hybrid (validation)")],
+        reference=("mct_mean_response_s", "MCT (validation)"),
+        ylabel="mean response, s",
+        title="hybridsched hybrid: learning curve",
     )
-    ax.axhline(
-        float(rows[-1]["mct_mean_response_s"]), color="k", ls="--", lw=1, label="MCT (validation)"
-    )
-    ax.set_xlabel("training time, min")
-    ax.set_ylabel("mean response, s")
-    ax.set_title("hybridsched hybrid: learning curve")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
 
 
 __all__ = [
+    "TRAIN_SEED_BASE",
+    "VALIDATION_SEED_BASE",
+    "HybridProgress",
     "HybridTrainConfig",
     "HybridTrainer",
     "Snapshot",

@@ -25,7 +25,9 @@ import numpy as np
 from numba import njit
 
 from hybridsched.errors import ConfigError
-from hybridsched.model import Cluster
+from hybridsched.model import PRIORITY_CLASSES, Cluster
+
+_LAST_CLASS = PRIORITY_CLASSES - 1
 
 
 @dataclass(frozen=True)
@@ -34,20 +36,20 @@ class Objective:
 
     response: float = 1.0
     """Weight per second of task response time."""
-    miss: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Penalty per missed deadline for priority 0, 1 and >= 2."""
+    miss: tuple[float, ...] = (0.0,) * PRIORITY_CLASSES
+    """Penalty per missed deadline for each priority class: 0, 1 and >= 2."""
     energy: float = 0.0
     """Weight per kJ of cluster energy (idle and dynamic)."""
 
     def __post_init__(self) -> None:
         vals = [self.response, self.energy, *self.miss] if isinstance(self.miss, tuple) else []
-        if len(self.miss) != 3 or not all(
+        if len(self.miss) != PRIORITY_CLASSES or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
             for v in vals
         ):
             raise ConfigError(
-                "objective: response and energy must be numbers >= 0 and miss a tuple of 3 "
-                f"numbers >= 0 (priority 0, 1, >=2), got {self!r}"
+                "objective: response and energy must be numbers >= 0 and miss a tuple of "
+                f"{PRIORITY_CLASSES} numbers >= 0 (priority 0, 1, >=2), got {self!r}"
             )
 
     @classmethod
@@ -63,7 +65,7 @@ class Objective:
         if "miss" in data:
             miss = data["miss"]
             if isinstance(miss, (int, float)):
-                miss = (miss, miss, miss)
+                miss = (miss,) * PRIORITY_CLASSES
             data["miss"] = tuple(float(v) for v in miss)
         return cls(**data)
 
@@ -75,7 +77,7 @@ class Objective:
 
     def miss_weights(self, priority: np.ndarray) -> np.ndarray:
         """The miss penalty of each task, by its priority."""
-        return np.asarray(self.miss, dtype=np.float64)[np.minimum(priority, 2)]
+        return np.asarray(self.miss, dtype=np.float64)[np.minimum(priority, _LAST_CLASS)]
 
     def task_costs(
         self,
@@ -150,7 +152,7 @@ def accrue(st, t0, t1, lo, dynpow, idle_w, w_resp, w_miss, w_energy, pending):
             cost += w_resp * (hi_t - lo_t)
         dl = st.abs_deadline[i]
         if t0 <= dl < t1 and f > dl:
-            cost += w_miss[min(st.priority[i], 2)]
+            cost += w_miss[min(st.priority[i], _LAST_CLASS)]
         if w_energy > 0 and started:
             s = max(st.start[i], t0)
             e = min(f, t1)

@@ -19,8 +19,10 @@ arrivals.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit, typed
@@ -169,7 +171,48 @@ class VecSim:
         self._decs = typed.List([c.dec for c in self.copies])
         self._statics = typed.List([c.static for c in self.copies])
         self._finished: dict[int, tuple[np.ndarray, dict]] = {}
+        self._taken = np.zeros((e, int(self._n.max())), dtype=np.int64)
+        """The nodes each copy chose so far in its episode (for :meth:`episode_state`)."""
         self._step(np.zeros(e, dtype=np.int64), np.zeros(e, dtype=np.bool_))
+
+    def episode_state(self) -> dict[str, Any]:
+        """Each copy's episode so far, JSON-able: what :meth:`resume` needs to rebuild it."""
+        return {
+            "seeds": [c.seed for c in self.copies],
+            "episodes": [c.episode for c in self.copies],
+            "next_episode": self._episodes,
+            "taken": [self._taken[i, : self.k[i]].tolist() for i in range(self.n_envs)],
+        }
+
+    @classmethod
+    def resume(
+        cls,
+        spec: InstanceSpec,
+        seeds: Iterator[int],
+        state: Mapping[str, Any],
+        objective: Objective | None = None,
+    ) -> VecSim:
+        """Rebuild copies from :meth:`episode_state` by replaying their decisions.
+
+        The simulator is deterministic: the same seeds and the same decisions
+        give the same states, so a resumed run continues exactly where the
+        saved one stood. Later episodes draw their seeds from ``seeds``.
+        """
+        vs = cls(spec, len(state["seeds"]), itertools.chain(state["seeds"], seeds), objective)
+        for c, ep in zip(vs.copies, state["episodes"], strict=True):
+            c.episode = int(ep)
+        vs._episodes = int(state["next_episode"])
+        taken = state["taken"]
+        depth = max((len(t) for t in taken), default=0)
+        plan = np.zeros((vs.n_envs, max(depth, 1)), dtype=np.int64)
+        lengths = np.array([len(t) for t in taken], dtype=np.int64)
+        for i, t in enumerate(taken):
+            plan[i, : len(t)] = t
+        for t in range(depth):
+            act = lengths > t
+            vs._taken[act, t] = plan[act, t]
+            vs._step(np.ascontiguousarray(plan[:, t]), act)
+        return vs
 
     @property
     def n_envs(self) -> int:
@@ -209,6 +252,7 @@ class VecSim:
         if bad.any():
             k = int(rows[np.argmax(bad)])
             raise ConfigError(f"copy {k}: node {int(actions[k])} is infeasible or out of range")
+        self._taken[rows, self.k[rows]] = actions[rows]
         self._step(actions, act)
         ended = [self._end_episode(int(i)) for i in np.flatnonzero(act & (self.k >= self._n))]
         if ended and self.restart:
@@ -249,6 +293,9 @@ class VecSim:
         self._decs[i] = new.dec
         self._statics[i] = new.static
         self._n[i] = new.dec.shape[0]
+        if self._n[i] > self._taken.shape[1]:
+            grow = self._n[i] - self._taken.shape[1]
+            self._taken = np.pad(self._taken, ((0, 0), (0, grow)))
         self.k[i] = 0
         return c.episode, summary
 

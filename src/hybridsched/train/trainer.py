@@ -22,17 +22,18 @@ time budget is spent.
 
 Seeds: ``TrainConfig.seed`` is spawned into the network init, the action
 sampling, the minibatch order and the training episodes' seeds; with the same
-config (and the same number of updates) training is bit-for-bit repeatable.
+config (and the same number of updates) training is bit-for-bit repeatable,
+across a stop and ``--resume`` too: the loop, checkpoints, curve and
+save/resume are the shared :mod:`hybridsched.train.scaffold`, and ``state.pt``
+also keeps the simulator copies' episodes (their seeds and decisions so far,
+replayed on resume).
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,140 +41,24 @@ import numpy as np
 import torch
 
 from hybridsched import __version__
-from hybridsched.errors import ConfigError
 from hybridsched.learn.features import FEATURE_NAMES, N_FEATURES
-from hybridsched.learn.network import PairScorer, masked_logits, save_checkpoint
-from hybridsched.train.objective import Objective
-from hybridsched.train.rollout import InstanceSpec, VecSim, run_greedy
-
-log = logging.getLogger(__name__)
-
-TRAIN_SEED_BASE = 1_000_000
-"""Training episodes use seeds >= this; validation and benchmark seeds lie below."""
-VALIDATION_SEED_BASE = 10_000
-"""First validation seed (held out from training; benchmarks use 20_000 on)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; written to ``config.json`` and into checkpoints."""
-
-    scenario: str = "iot-default"
-    """Scenario preset the episodes are drawn from."""
-    load: float = 0.8
-    """Offered work / cluster capacity."""
-    n_tasks: int = 2000
-    """Tasks per training episode."""
-    decision_interval: float = 0.0
-    """Batching interval, s (0: one decision per arrival)."""
-    queue: str = "fifo"
-    """Queue discipline at the nodes."""
-    objective: Objective = field(default_factory=Objective)
-    """Weights of response time, deadline misses by priority and energy."""
-    seed: int = 0
-    """Root seed of the run."""
-    minutes: float = 10.0
-    """Wall-clock budget, minutes (evaluation included)."""
-    max_updates: int = 0
-    """Stop after this many updates (0: only the time budget counts)."""
-    n_envs: int = 256
-    """Simulator copies stepped together."""
-    rollout_steps: int = 16
-    """Decisions per copy per update."""
-    candidates: int = 16
-    """Best-scoring nodes per decision kept for the update and the baseline."""
-    hidden: int = 32
-    """Width of the pair network."""
-    init: str = "zero"
-    """Initial policy: ``zero`` (uniform) or ``mct`` (greedy starts as MCT)."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    gamma: float = 0.9
-    """Discount per decision."""
-    gae_lambda: float = 0.9
-    """GAE lambda."""
-    clip: float = 0.2
-    """PPO ratio clip."""
-    epochs: int = 2
-    """Passes over each rollout."""
-    minibatch: int = 1024
-    """Decisions per gradient step."""
-    ent_coef: float = 0.0
-    """Entropy bonus."""
-    vf_coef: float = 0.5
-    """Value-loss weight."""
-    max_grad_norm: float = 0.5
-    """Gradient norm clip."""
-    eval_seeds: int = 4
-    """Number of validation seeds."""
-    eval_tasks: int = 5000
-    """Tasks per validation episode."""
-    eval_every_s: float = 30.0
-    """Seconds of training between evaluations (one also at the start and the end)."""
-    threads: int = 1
-    """Torch threads (1 is fastest on 2 shared cores)."""
-
-    def __post_init__(self) -> None:
-        positive = ("n_tasks", "n_envs", "rollout_steps", "candidates", "hidden", "epochs")
-        for name in positive:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"train config: {name} must be an integer >= 1, got {v!r}")
-        for name in ("minibatch", "eval_seeds", "eval_tasks", "threads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"train config: {name} must be an integer >= 1, got {v!r}")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ConfigError(f"train config: gamma and gae_lambda must be in [0, 1], got {self}")
-        if self.minutes < 0 or self.lr <= 0 or self.clip <= 0:
-            raise ConfigError("train config: minutes >= 0, lr > 0 and clip > 0 are required")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"train config: seed must be an integer >= 0, got {self.seed!r}")
-
-    def spec(self, n_tasks: int | None = None) -> InstanceSpec:
-        """The instances of this run (``n_tasks`` per episode unless given)."""
-        return InstanceSpec(
-            self.scenario,
-            self.load,
-            self.n_tasks if n_tasks is None else n_tasks,
-            self.decision_interval,
-            self.queue,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able mapping (inverse of :meth:`from_dict`)."""
-        d = asdict(self)
-        d["objective"] = self.objective.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys are refused, listing the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(
-                f"train config: unknown key(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        data = dict(data)
-        if "objective" in data and not isinstance(data["objective"], Objective):
-            data["objective"] = Objective.from_dict(data["objective"])
-        return cls(**data)
+from hybridsched.learn.network import PairScorer, masked_logits
+from hybridsched.train import scaffold
+from hybridsched.train.config import TrainConfig
+from hybridsched.train.rollout import VecSim, run_greedy
+from hybridsched.train.scaffold import (
+    TRAIN_SEED_BASE,
+    VALIDATION_SEED_BASE,
+    TrainingRun,
+    training_seeds,
+    validation_seeds,
+)
 
 
 @dataclass
-class Progress:
+class Progress(scaffold.Progress):
     """Where a run stands; handed to the progress callback after every update."""
 
-    elapsed_s: float = 0.0
-    """Wall-clock seconds of training, this session and earlier ones."""
-    budget_s: float = 0.0
-    """This session's wall-clock budget, s."""
-    session_s: float = 0.0
-    """Seconds spent in this session."""
-    updates: int = 0
-    """PPO updates so far."""
     decisions: int = 0
     """Decisions taken in rollouts so far."""
     rollout_s: float = 0.0
@@ -188,6 +73,14 @@ class Progress:
     """MCT's validation objective per task (the reference)."""
     train_objective: float = float("nan")
     """Objective per task of the latest finished training episodes (sampled policy)."""
+
+    def status(self) -> str:
+        """One line for a progress bar."""
+        return (
+            f"upd {self.updates}  {self.rollout_rate:,.0f} dec/s  "
+            f"val {self.val_objective:.4f}  best {self.best_objective:.4f}  "
+            f"MCT {self.mct_objective:.4f}"
+        )
 
     @property
     def rollout_rate(self) -> float:
@@ -221,11 +114,6 @@ CURVE_COLUMNS = (
 )
 
 
-def validation_seeds(n: int) -> list[int]:
-    """The held-out seeds training evaluates on."""
-    return [VALIDATION_SEED_BASE + k for k in range(n)]
-
-
 def greedy_actor(model: PairScorer) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """``act(obs, mask, best) -> nodes``: the argmax of the masked scores (for ``run_greedy``)."""
 
@@ -237,8 +125,12 @@ def greedy_actor(model: PairScorer) -> Callable[[np.ndarray, np.ndarray, np.ndar
     return act
 
 
-class Trainer:
+class Trainer(TrainingRun):
     """One training run in folder ``out`` (see the module docstring)."""
+
+    config_class = TrainConfig
+    progress_class = Progress
+    curve_columns = CURVE_COLUMNS
 
     def __init__(self, config: TrainConfig, out: Path) -> None:
         self.config = config
@@ -255,9 +147,14 @@ class Trainer:
         self.progress = Progress()
         self.reward_scale = 0.0
         self.vs: VecSim | None = None
+        self._saved_copies: dict[str, Any] | None = None
         self._train_costs: list[float] = []
 
     # ------------------------------------------------------------ state
+
+    def generators(self) -> Sequence[np.random.Generator]:
+        """Action sampling, minibatch order and episode seeds."""
+        return (self.sample_rng, self.order_rng, self.episode_rng)
 
     def resolved_config(self) -> dict[str, Any]:
         """The config as run, with what training resolved (for checkpoints)."""
@@ -273,53 +170,21 @@ class Trainer:
             "decisions": self.progress.decisions,
         }
 
-    def save_state(self) -> None:
-        """Write ``last.pt`` (weights + config) and ``state.pt`` (what resuming needs)."""
-        save_checkpoint(self.out / "last.pt", self.model, self.resolved_config())
-        prog = asdict(self.progress)
-        blob = {
-            "model": self.model.state_dict(),
-            "optim": self.optim.state_dict(),
-            "meta": json.dumps(
-                {
-                    "config": self.config.to_dict(),
-                    "progress": prog,
-                    "reward_scale": self.reward_scale,
-                    "rng": [
-                        g.bit_generator.state
-                        for g in (self.sample_rng, self.order_rng, self.episode_rng)
-                    ],
-                }
-            ),
+    def extra_state(self) -> dict[str, Any]:
+        """The reward scale, the simulator copies' episodes and the latest episode costs."""
+        return {
+            "reward_scale": self.reward_scale,
+            "copies": self.vs.episode_state() if self.vs is not None else None,
+            "train_costs": self._train_costs[-self.config.n_envs :],
         }
-        tmp = self.out / "state.pt.tmp"
-        torch.save(blob, tmp)
-        tmp.replace(self.out / "state.pt")
 
-    @classmethod
-    def resume(cls, out: Path) -> Trainer:
-        """Rebuild a trainer from ``out/state.pt``."""
-        path = Path(out) / "state.pt"
-        if not path.is_file():
-            raise ConfigError(f"--resume {out}: no state.pt there (not a training folder?)")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta = json.loads(blob["meta"])
-        trainer = cls(TrainConfig.from_dict(meta["config"]), Path(out))
-        trainer.model.load_state_dict(blob["model"])
-        trainer.optim.load_state_dict(blob["optim"])
-        trainer.progress = Progress(**meta["progress"])
-        trainer.reward_scale = float(meta["reward_scale"])
-        for g, state in zip(
-            (trainer.sample_rng, trainer.order_rng, trainer.episode_rng), meta["rng"], strict=True
-        ):
-            g.bit_generator.state = state
-        return trainer
+    def load_extra_state(self, meta: Mapping[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved (older runs saved no copies)."""
+        self.reward_scale = float(meta["reward_scale"])
+        self._saved_copies = meta.get("copies")
+        self._train_costs = [float(v) for v in meta.get("train_costs", [])]
 
     # ------------------------------------------------------------ running
-
-    def _episode_seeds(self):
-        while True:
-            yield int(self.episode_rng.integers(TRAIN_SEED_BASE, 2**31 - 1))
 
     def evaluate(self) -> list[dict]:
         """Summaries of the greedy policy on the validation seeds."""
@@ -344,15 +209,35 @@ class Trainer:
         if self.reward_scale <= 0:
             self.reward_scale = max(self.progress.mct_objective, 1e-9)
 
-    def _evaluate_and_keep(self) -> dict[str, Any]:
+    def prepare(self) -> None:
+        """MCT's validation objective (the reward scale), then the simulator copies."""
+        c = self.config
+        self._reference()
+        seeds = training_seeds(self.episode_rng)
+        if self._saved_copies is not None:
+            self.vs = VecSim.resume(c.spec(), seeds, self._saved_copies, c.objective)
+            self._saved_copies = None
+        else:
+            self.vs = VecSim(c.spec(), c.n_envs, seeds, c.objective)
+
+    def validate(self) -> tuple[float, list[dict]]:
+        """The greedy policy's objective per task on the validation seeds."""
         res = self.evaluate()
+        return _per_task(res), res
+
+    def record_score(self, score: float) -> bool:
+        """Keep the validation objective; True when it is the best so far."""
         p = self.progress
-        p.val_objective = _per_task(res)
-        best = p.val_objective < p.best_objective
+        p.val_objective = score
+        best = score < p.best_objective
         if best:
-            p.best_objective = p.val_objective
-            save_checkpoint(self.out / "best.pt", self.model, self.resolved_config())
-        row = {
+            p.best_objective = score
+        return best
+
+    def curve_row(self, details: list[dict]) -> dict[str, Any]:
+        """The curve row of the latest evaluation."""
+        p = self.progress
+        return {
             "elapsed_s": round(p.elapsed_s, 3),
             "updates": p.updates,
             "decisions": p.decisions,
@@ -361,76 +246,21 @@ class Trainer:
             "overall_decisions_per_s": round(p.overall_rate, 1),
             "train_objective": p.train_objective,
             "val_objective": p.val_objective,
-            "val_mean_response_s": float(np.mean([r["mean_response_s"] for r in res])),
+            "val_mean_response_s": float(np.mean([r["mean_response_s"] for r in details])),
             "mct_objective": p.mct_objective,
             "best_objective": p.best_objective,
         }
-        path = self.out / "curve.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        self.save_state()
-        log.info(
-            "update %d: validation %.4f (MCT %.4f)", p.updates, p.val_objective, p.mct_objective
-        )
-        return row
 
-    def run(
-        self, minutes: float | None = None, progress: Callable[[Progress], None] | None = None
-    ) -> Progress:
-        """Train for ``minutes`` (default: the config's) and return where the run stands."""
-        c = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        budget = 60.0 * (c.minutes if minutes is None else minutes)
-        (self.out / "config.json").write_text(json.dumps(self.resolved_config(), indent=2) + "\n")
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(c.threads)
-        try:
-            return self._loop(budget, progress)
-        finally:
-            torch.set_num_threads(old_threads)
-
-    def _loop(self, budget: float, progress: Callable[[Progress], None] | None) -> Progress:
-        c = self.config
-        p = self.progress
-        p.budget_s = budget
-        start = time.perf_counter()
-        base_elapsed = p.elapsed_s
-
-        def tick() -> None:
-            p.session_s = time.perf_counter() - start
-            p.elapsed_s = base_elapsed + p.session_s
-
-        self._reference()
-        if p.updates == 0:
-            self._evaluate_and_keep()
-        last_eval = time.perf_counter()
-        self.vs = VecSim(c.spec(), c.n_envs, self._episode_seeds(), c.objective)
-        while True:
-            tick()
-            if p.session_s >= budget or (c.max_updates and p.updates >= c.max_updates):
-                break
-            batch = self._rollout()
-            t_update = time.perf_counter()
-            self._update(batch)
-            p.update_s += time.perf_counter() - t_update
-            p.updates += 1
-            tick()
-            if time.perf_counter() - last_eval >= c.eval_every_s:
-                self._evaluate_and_keep()
-                last_eval = time.perf_counter()
-            if progress is not None:
-                progress(p)
-        tick()
-        self._evaluate_and_keep()
-        (self.out / "config.json").write_text(json.dumps(self.resolved_config(), indent=2) + "\n")
+    def plot(self) -> None:
+        """Redraw ``curve.png``."""
         plot_curve(self.out / "curve.csv", self.out / "curve.png")
-        if progress is not None:
-            progress(p)
-        return p
+
+    def update(self) -> None:
+        """One rollout of every copy, then one PPO update on it."""
+        batch = self._rollout()
+        t_update = time.perf_counter()
+        self._update(batch)
+        self.progress.update_s += time.perf_counter() - t_update
 
     def _rollout(self) -> dict[str, Any]:
         c = self.config
@@ -550,29 +380,18 @@ def _per_task(summaries: list[dict]) -> float:
 
 def plot_curve(csv_path: Path, png_path: Path) -> None:
     """Plot the learning curve of ``curve.csv`` (validation and training objective vs time)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with csv_path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return
-    t = [float(r["elapsed_s"]) / 60 for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    ax.plot(t, [float(r["val_objective"]) for r in rows], marker="o", label="validation (greedy)")
-    ax.plot(t, [float(r["train_objective"]) for r in rows], alpha=0.6, label="training (sampled)")
-    ax.axhline(float(rows[-1]["mct_objective"]), color="k", ls="--", lw=1, label="MCT (validation)")
-    ax.set_yscale("log")  # the untrained policy is orders of magnitude worse
-    ax.set_xlabel("training time, min")
-    ax.set_ylabel("objective per task (mean response, s, by default)")
-    ax.set_title("hybridsched rl: learning curve")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
+    scaffold.plot_curve(
+        csv_path,
+        png_path,
+        series=[
+            ("val_objective", "validation (greedy)"),
+            ("train_objective", "training (sampled)"),
+        ],
+        reference=("mct_objective", "MCT (validation)"),
+        ylabel="objective per task (mean response, s, by default)",
+        title="hybridsched rl: learning curve",
+        log_scale=True,  # the untrained policy is orders of magnitude worse
+    )
 
 
 def train(
@@ -605,4 +424,13 @@ def train(
     return trainer
 
 
-__all__ = ["Progress", "TrainConfig", "Trainer", "plot_curve", "train"]
+__all__ = [
+    "TRAIN_SEED_BASE",
+    "VALIDATION_SEED_BASE",
+    "Progress",
+    "TrainConfig",
+    "Trainer",
+    "plot_curve",
+    "train",
+    "validation_seeds",
+]

@@ -1,0 +1,226 @@
+"""Local search of the ant colony: moves and swaps on one batch assignment.
+
+First-improvement moves (a task to another of its candidate nodes) and swaps
+(two tasks on different nodes exchange them), each evaluated exactly on the
+two nodes it changes (:func:`hybridsched.policies.cost_kernels.node_cost`, with
+the per-(node, task set) memo) and the horizon; don't-look bits keep the work
+near the last change, and a cheap bound (:func:`own_cost_bound`) skips moves
+that cannot pay. Used by :func:`hybridsched.policies.ants.run_mmas`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from hybridsched.policies import cost_kernels as costmod
+
+
+@njit(cache=True)
+def _members(sol, j, skip, add, members):
+    """Tasks of ``sol`` on node ``j``, without ``skip`` and with ``add`` (-1: none)."""
+    nm = 0
+    for t in range(sol.shape[0]):
+        if sol[t] == j and t != skip:
+            members[nm] = t
+            nm += 1
+    if add >= 0:
+        members[nm] = add
+        nm += 1
+    return nm
+
+
+@njit(cache=True)
+def _node_cost(p, ws, sol, j, skip, add, members):
+    nm = _members(sol, j, skip, add, members)
+    zkey, mkey, mval, count = ws[8], ws[9], ws[10], ws[11]
+    h1, h2 = costmod.memo_key(zkey, j, members, nm)
+    found, s = costmod.memo_get(mkey, h1, h2)
+    if found:
+        return mval[s, 0], mval[s, 1]
+    c, last = costmod.node_cost(p, j, members, nm, ws)
+    costmod.memo_put(mkey, mval, count, s, h1, h2, c, last)
+    return c, last
+
+
+@njit(cache=True)
+def _horizon(p, nlast, a, la, b, lb):
+    """Horizon cost with node ``a``'s last finish ``la`` and ``b``'s ``lb`` replaced."""
+    last = p.h0
+    for j in range(nlast.shape[0]):
+        if j != a and j != b:
+            last = max(last, nlast[j])
+    return costmod.horizon_cost(p, max(last, max(la, lb)))
+
+
+@njit(cache=True)
+def _wake_on(sol, x, active):
+    """Mark for local search the tasks on node ``x`` (it gained a task: they may leave)."""
+    for t in range(sol.shape[0]):
+        if sol[t] == x:
+            active[t] = True
+
+
+@njit(cache=True)
+def _wake_near(sol, x, by_off, by_node, active):
+    """Mark the tasks on node ``x`` and those with ``x`` as a candidate (it lost a task)."""
+    _wake_on(sol, x, active)
+    for k in range(by_off[x], by_off[x + 1]):
+        active[by_node[k]] = True
+
+
+@njit(cache=True)
+def wake_differences(sol, ref, by_off, by_node, active):
+    """Mark the tasks near where ``sol`` differs from ``ref`` (a local optimum)."""
+    active[:] = False
+    for t in range(sol.shape[0]):
+        if sol[t] != ref[t]:
+            _wake_on(sol, sol[t], active)
+            _wake_near(sol, ref[t], by_off, by_node, active)
+
+
+@njit(cache=True)
+def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by_off, by_node):
+    """First-improvement moves and swaps on ``sol`` (in place), with don't-look bits.
+
+    Only tasks marked in ``active`` are examined; an accepted change marks the
+    tasks on the two nodes it touched, and those that have a node that lost a
+    task as a candidate.
+    A move sends a task to another of its candidates; a swap (when ``swaps``)
+    exchanges the nodes of two tasks, each a candidate of the other. Each
+    change is evaluated on the two nodes it touches (and the horizon). A move
+    is not tried when the task's cost alone on the new node, ``lb`` (see
+    :func:`own_cost_bound`), is no less than what leaving its node saves
+    (horizon included).
+
+    Returns:
+        ``(cost, evaluations)``: the new cost and the number of changes tried.
+    """
+    n = p.cores.shape[0]
+    b = sol.shape[0]
+    # a typed -1, not a literal: literal arguments make numba compile a variant per value
+    none = np.int64(-1)
+    use_lb = lb.shape[0] > 0
+    ncost = np.zeros(n)
+    nlast = np.empty(n)
+    for j in range(n):
+        nlast[j] = costmod._last0(p, j)
+    used = np.zeros(n, dtype=np.bool_)
+    for t in range(b):
+        used[sol[t]] = True
+    for j in range(n):
+        if used[j]:
+            ncost[j], nlast[j] = _node_cost(p, ws, sol, j, none, none, members)
+    body = ncost.sum()
+    cur = body + _horizon(p, nlast, none, 0.0, none, 0.0)
+    tol = 1e-12 * max(1.0, abs(cur))
+    evals = 0
+    looked = np.zeros(b, dtype=np.bool_)
+    for _ in range(sweeps):
+        if not active.any():
+            break
+        looked[:] = active
+        for t in range(b):
+            if not active[t]:
+                continue
+            active[t] = False
+            a = sol[t]
+            ca, la = _node_cost(p, ws, sol, a, t, none, members)
+            gain = cur - (body - ncost[a] + ca + _horizon(p, nlast, a, la, none, 0.0))
+            for c in range(ncand[t]):
+                j = cand[t, c]
+                if j == a or (use_lb and lb[t, c] >= gain):
+                    continue
+                evals += 1
+                cj, lj = _node_cost(p, ws, sol, j, none, t, members)
+                new_body = body - ncost[a] - ncost[j] + ca + cj
+                new = new_body + _horizon(p, nlast, a, la, j, lj)
+                if new < cur - tol:
+                    sol[t] = j
+                    ncost[a], nlast[a], ncost[j], nlast[j] = ca, la, cj, lj
+                    body = new_body
+                    cur = new
+                    _wake_near(sol, a, by_off, by_node, active)
+                    _wake_on(sol, j, active)
+                    active[t] = False
+                    looked[t] = True
+                    a = j
+                    ca, la = _node_cost(p, ws, sol, a, t, none, members)
+                    gain = cur - (body - ncost[a] + ca + _horizon(p, nlast, a, la, none, 0.0))
+        if not swaps:
+            continue
+        for t1 in range(b):
+            for t2 in range(t1 + 1, b):
+                a = sol[t1]
+                j = sol[t2]
+                if a == j or not (looked[t1] or looked[t2]):
+                    continue
+                ok1 = False
+                for c in range(ncand[t1]):
+                    ok1 = ok1 or cand[t1, c] == j
+                ok2 = False
+                for c in range(ncand[t2]):
+                    ok2 = ok2 or cand[t2, c] == a
+                if not (ok1 and ok2):
+                    continue
+                evals += 1
+                # a loses t1 and gains t2, j the reverse
+                sol[t1] = j
+                ca, la = _node_cost(p, ws, sol, a, none, t2, members)
+                sol[t1] = a
+                sol[t2] = a
+                cj, lj = _node_cost(p, ws, sol, j, none, t1, members)
+                sol[t2] = j
+                new_body = body - ncost[a] - ncost[j] + ca + cj
+                new = new_body + _horizon(p, nlast, a, la, j, lj)
+                if new < cur - tol:
+                    sol[t1] = j
+                    sol[t2] = a
+                    ncost[a], nlast[a], ncost[j], nlast[j] = ca, la, cj, lj
+                    body = new_body
+                    cur = new
+                    _wake_near(sol, a, by_off, by_node, active)
+                    _wake_near(sol, j, by_off, by_node, active)
+    return cur, evals
+
+
+@njit(cache=True)
+def own_cost_bound(p, cand, ncand):
+    """Per candidate, the cost of the task on that node if nothing else were there.
+
+    It starts at ``max(ready, earliest free core)``; the delay it would cause
+    to others and the horizon are left out. A filter for the local search.
+    """
+    b, k = cand.shape
+    lb = np.zeros((b, k))
+    for t in range(b):
+        for c in range(ncand[t]):
+            j = cand[t, c]
+            r = p.ready[t, j]
+            s = max(r, p.cf[j, 0])
+            f = s + p.dur[t, j]
+            v = p.w_response * (f - p.arrival[t]) + p.w_energy * p.dyn_j[t, j]
+            v += p.ww[t] * (s - r)
+            if f > p.dl[t]:
+                v += p.mw[t]
+            lb[t, c] = v * p.inv_b
+    return lb
+
+
+@njit(cache=True)
+def _by_node(cand, ncand, n):
+    """For each node, the tasks that have it as a candidate (CSR: offsets, tasks)."""
+    off = np.zeros(n + 1, dtype=np.int64)
+    for t in range(cand.shape[0]):
+        for c in range(ncand[t]):
+            off[cand[t, c] + 1] += 1
+    for j in range(n):
+        off[j + 1] += off[j]
+    fill = off[:-1].copy()
+    out = np.empty(off[n], dtype=np.int64)
+    for t in range(cand.shape[0]):
+        for c in range(ncand[t]):
+            j = cand[t, c]
+            out[fill[j]] = t
+            fill[j] += 1
+    return off, out

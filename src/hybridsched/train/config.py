@@ -1,0 +1,231 @@
+"""The configurations of the training runs: everything a run needs, saved beside it.
+
+:class:`TrainConfig` for the ``rl`` trainer (:mod:`hybridsched.train.trainer`),
+:class:`HybridTrainConfig` for the ``hybrid`` trainer
+(:mod:`hybridsched.train.hybrid_trainer`). Validated on construction; their
+defaults are also the ``hybridsched train rl`` / ``train hybrid`` defaults.
+Kept apart from the trainers so that reading them needs no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from hybridsched.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hybridsched.train.objective import Objective
+    from hybridsched.train.rollout import InstanceSpec
+
+
+def _objective() -> Objective:
+    # imported on use: the objective's compiled kernels pull in numba, which the
+    # CLI's start-up (it reads these defaults) does not need
+    from hybridsched.train.objective import Objective
+
+    return Objective()
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """The instances a run trains on: a scenario at a load, and the simulator's options."""
+
+    scenario: str = "iot-default"
+    """Scenario preset the episodes are drawn from."""
+    load: float = 0.8
+    """Offered work / cluster capacity."""
+    n_tasks: int = 2000
+    """Tasks per training episode (one workload)."""
+    decision_interval: float = 0.0
+    """Batching interval, s (0: one decision per arrival)."""
+    queue: str = "fifo"
+    """Queue discipline at the nodes."""
+
+    def spec(self, n_tasks: int | None = None) -> InstanceSpec:
+        """The instances of this run (``n_tasks`` per episode unless given)."""
+        from hybridsched.train.rollout import InstanceSpec
+
+        return InstanceSpec(
+            self.scenario,
+            self.load,
+            self.n_tasks if n_tasks is None else n_tasks,
+            self.decision_interval,
+            self.queue,
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig(EpisodeConfig):
+    """Everything a training run needs; written to ``config.json`` and into checkpoints."""
+
+    objective: Objective = field(default_factory=_objective)
+    """Weights of response time, deadline misses by priority and energy."""
+    seed: int = 0
+    """Root seed of the run."""
+    minutes: float = 10.0
+    """Wall-clock budget, minutes (evaluation included)."""
+    max_updates: int = 0
+    """Stop after this many updates (0: only the time budget counts)."""
+    n_envs: int = 256
+    """Simulator copies stepped together."""
+    rollout_steps: int = 16
+    """Decisions per copy per update."""
+    candidates: int = 16
+    """Best-scoring nodes per decision kept for the update and the baseline."""
+    hidden: int = 32
+    """Width of the pair network."""
+    init: str = "zero"
+    """Initial policy: ``zero`` (uniform) or ``mct`` (greedy starts as MCT)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    gamma: float = 0.9
+    """Discount per decision."""
+    gae_lambda: float = 0.9
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO ratio clip."""
+    epochs: int = 2
+    """Passes over each rollout."""
+    minibatch: int = 1024
+    """Decisions per gradient step."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+    max_grad_norm: float = 0.5
+    """Gradient norm clip."""
+    eval_seeds: int = 4
+    """Number of validation seeds."""
+    eval_tasks: int = 5000
+    """Tasks per validation episode."""
+    eval_every_s: float = 30.0
+    """Seconds of training between evaluations (one also at the start and the end)."""
+    threads: int = 1
+    """Torch threads (1 is fastest on 2 shared cores)."""
+
+    def __post_init__(self) -> None:
+        positive = ("n_tasks", "n_envs", "rollout_steps", "candidates", "hidden", "epochs")
+        for name in positive:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"train config: {name} must be an integer >= 1, got {v!r}")
+        for name in ("minibatch", "eval_seeds", "eval_tasks", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"train config: {name} must be an integer >= 1, got {v!r}")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError(f"train config: gamma and gae_lambda must be in [0, 1], got {self}")
+        if self.minutes < 0 or self.lr <= 0 or self.clip <= 0:
+            raise ConfigError("train config: minutes >= 0, lr > 0 and clip > 0 are required")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"train config: seed must be an integer >= 0, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able mapping (inverse of :meth:`from_dict`)."""
+        d = asdict(self)
+        d["objective"] = self.objective.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys are refused, listing the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(
+                f"train config: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        data = dict(data)
+        from hybridsched.train.objective import Objective
+
+        if "objective" in data and not isinstance(data["objective"], Objective):
+            data["objective"] = Objective.from_dict(data["objective"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class HybridTrainConfig(EpisodeConfig):
+    """Everything a hybrid training run needs; written to ``config.json`` and checkpoints.
+
+    The episodes are the collection runs (MCT decides; their batches are the snapshots).
+    """
+
+    load: float = 0.9
+    """Offered work / cluster capacity."""
+    decision_interval: float = 0.5
+    """Batching interval, s; > 0 (the hybrid decides batches)."""
+    queue: str = "priority"
+    """Queue discipline at the nodes."""
+    seed: int = 0
+    """Root seed."""
+    minutes: float = 5.0
+    """Wall-clock budget, minutes."""
+    max_updates: int = 0
+    """Stop after this many updates (0: time only)."""
+    collect_runs: int = 4
+    """Simulated runs the snapshots are collected from."""
+    keep: float = 0.5
+    """Probability of keeping a decision batch (of >= 2 tasks) as a snapshot."""
+    ants: int = 16
+    """Ants sampled per snapshot per update."""
+    snapshots_per_update: int = 4
+    """Snapshots per gradient step."""
+    candidates: int = 8
+    """Candidate nodes per task (highest scores)."""
+    alpha: float = 1.0
+    """Pheromone exponent (tau is the constant 1 in training)."""
+    beta: float = 2.0
+    """Desirability exponent."""
+    temperature: float = 1.0
+    """eta = exp(logit / temperature)."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    max_grad_norm: float = 1.0
+    """Gradient norm clip."""
+    init: str = ""
+    """Initial weights (checkpoint path); empty: the shipped rl network."""
+    eval_seeds: int = 2
+    """Validation seeds."""
+    eval_tasks: int = 1500
+    """Tasks per validation run."""
+    eval_every_s: float = 60.0
+    """Seconds between evaluations (one also at the start and the end)."""
+    threads: int = 1
+    """Torch threads (1: the tensors are small, and 2 shared cores oversubscribe badly)."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "n_tasks",
+            "collect_runs",
+            "ants",
+            "snapshots_per_update",
+            "candidates",
+            "threads",
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"hybrid train config: {name} must be an integer >= 1, got {v!r}")
+        if self.ants < 2:
+            raise ConfigError(f"hybrid train config: ants must be >= 2, got {self.ants}")
+        if not 0 < self.keep <= 1:
+            raise ConfigError(f"hybrid train config: keep must be in (0, 1], got {self.keep}")
+        if not self.decision_interval > 0:
+            raise ConfigError(
+                "hybrid train config: decision_interval must be > 0 (the hybrid decides "
+                f"batches; at 0 every batch is one task), got {self.decision_interval!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able mapping."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HybridTrainConfig:
+        """Build from a mapping; unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"hybrid train config: unknown key(s) {', '.join(sorted(unknown))}")
+        return cls(**data)

@@ -1,0 +1,154 @@
+"""The training scaffold: resume reaches the same weights; the train commands refuse what
+does not apply; the colony's parameters are declared once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hybridsched.policies import policy_params
+from hybridsched.policies.colony import ColonyParams
+from hybridsched.train.hybrid_trainer import HybridTrainConfig, HybridTrainer
+from hybridsched.train.trainer import TrainConfig, Trainer
+
+# episodes of 12 tasks and 8 decisions per copy per update: copies finish and restart
+# episodes between the stop and the resume
+RL_TINY = TrainConfig(
+    scenario="iot-small",
+    load=0.8,
+    n_tasks=12,
+    n_envs=4,
+    rollout_steps=8,
+    candidates=4,
+    minibatch=16,
+    eval_seeds=1,
+    eval_tasks=50,
+    eval_every_s=1e9,
+    seed=3,
+)
+HYBRID_TINY = HybridTrainConfig(
+    n_tasks=150,
+    collect_runs=1,
+    eval_seeds=1,
+    eval_tasks=100,
+    eval_every_s=1e9,
+    ants=4,
+    seed=4,
+)
+
+
+def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_rl_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    whole = Trainer(replace(RL_TINY, max_updates=4), tmp_path / "whole")
+    whole.run(minutes=5.0)
+    Trainer(replace(RL_TINY, max_updates=2), tmp_path / "split").run(minutes=5.0)
+    resumed = Trainer.resume(tmp_path / "split")
+    assert resumed.progress.updates == 2
+    resumed.config = replace(resumed.config, max_updates=4)
+    resumed.run(minutes=5.0)
+    assert resumed.progress.updates == whole.progress.updates == 4
+    assert resumed.progress.decisions == whole.progress.decisions == 4 * 4 * 8
+    _assert_same_weights(resumed.model, whole.model)
+    # the optimiser's moments too: the next update would agree as well
+    ma = whole.optim.state_dict()["state"]
+    mb = resumed.optim.state_dict()["state"]
+    for k in ma:
+        assert torch.equal(ma[k]["exp_avg"], mb[k]["exp_avg"])
+    # and a different seed gives different weights (the check can fail)
+    other = Trainer(replace(RL_TINY, max_updates=4, seed=9), tmp_path / "other")
+    other.run(minutes=5.0)
+    assert not torch.equal(other.model.trunk[0].weight, whole.model.trunk[0].weight)
+
+
+def test_hybrid_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    whole = HybridTrainer(replace(HYBRID_TINY, max_updates=3), tmp_path / "whole")
+    whole.run(minutes=5.0)
+    HybridTrainer(replace(HYBRID_TINY, max_updates=1), tmp_path / "split").run(minutes=5.0)
+    resumed = HybridTrainer.resume(tmp_path / "split")
+    assert resumed.updates == 1
+    resumed.config = replace(resumed.config, max_updates=3)
+    resumed.run(minutes=5.0)
+    assert resumed.updates == whole.updates == 3
+    assert resumed.train_cost == whole.train_cost
+    _assert_same_weights(resumed.model, whole.model)
+
+
+def test_hybrid_config_refuses_a_zero_interval() -> None:
+    from hybridsched.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decision_interval must be > 0"):
+        HybridTrainConfig(decision_interval=0.0)
+
+
+@pytest.fixture(scope="module")
+def cli():
+    from hybridsched.cli.app import _register, app
+
+    _register()
+    runner = CliRunner()
+    return lambda args: runner.invoke(app, args)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        # options of the other trainer are not options of this one
+        (["train", "hybrid", "--envs", "8"], "No such option"),
+        (["train", "hybrid", "--steps", "8"], "No such option"),
+        (["train", "hybrid", "--w-miss", "5,2,1"], "No such option"),
+        (["train", "hybrid", "--w-response", "1"], "No such option"),
+        # the hybrid decides batches: 0 is refused, not turned into 0.5
+        (["train", "hybrid", "--decision-interval", "0"], "decision_interval must be > 0"),
+        (["train", "rl", "--w-miss", "5,2"], "--w-miss: expected one number or 3"),
+        # the old spelling names the new one
+        (["train", "--policy", "rl", "--minutes", "0"], "`hybridsched train rl ...`"),
+        (["train", "--policy=hybrid"], "`hybridsched train hybrid ...`"),
+        (["train", "--policy", "mct"], "not trainable"),
+        (["train", "sufferage"], "not trainable"),
+    ],
+)
+def test_train_refuses_what_does_not_apply(cli, tmp_path: Path, args, needle) -> None:
+    res = cli([*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_resume_refuses_options_that_would_change_the_run(cli, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    Trainer(replace(RL_TINY, max_updates=1), run).run(minutes=5.0)
+    before = (run / "state.pt").read_bytes()
+    for extra in (["--scenario", "iot-default"], ["--envs", "8"], ["--seed", "1"]):
+        res = cli(["train", "rl", "--resume", str(run), "--minutes", "0", *extra])
+        assert res.exit_code == 2, res.output
+        assert extra[0] in res.output and "--resume" in res.output
+    assert (run / "state.pt").read_bytes() == before
+    res = cli(["train", "rl", "--resume", str(run), "--max-updates", "2"])
+    assert res.exit_code == 0, res.output
+    assert Trainer.resume(run).progress.updates == 2
+
+
+def test_colony_parameters_are_declared_once() -> None:
+    """aco's and hybrid's arguments take their type, default and help from ColonyParams."""
+    aco = policy_params("aco")
+    hybrid = policy_params("hybrid")
+    for f in dataclasses.fields(ColonyParams):
+        default = ",".join(f.default) if f.name == "seeds" else f.default
+        assert aco[f.name][1:] == (default, f.metadata["help"]), f.name
+        if f.name in hybrid:
+            assert hybrid[f.name] == aco[f.name], f.name
+    assert set(hybrid) & {f.name for f in dataclasses.fields(ColonyParams)} == {
+        "ants", "iterations", "alpha", "beta", "rho", "candidates", "local_search",
+        "memory", "memory_rho", "seeds",
+    }  # fmt: skip
