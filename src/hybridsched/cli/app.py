@@ -29,7 +29,7 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-_COMMAND_MODULES = ("core", "compare", "trace", "train")
+_COMMAND_MODULES = ("core", "compare", "trace", "train", "tune")
 
 
 def _register() -> None:

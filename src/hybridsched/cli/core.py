@@ -60,6 +60,14 @@ def simulate(
     policy_arg: Annotated[
         list[str] | None, typer.Option(help="Policy argument KEY=VALUE (repeatable).")
     ] = None,
+    policy_args_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy-args",
+            help="YAML file of the policy's arguments (as `tune` writes it); "
+            "--policy-arg overrides it.",
+        ),
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Output folder for tasks.parquet and summary.json.")
     ] = Path("out"),
@@ -113,7 +121,13 @@ def simulate(
             latency_jitter=latency_jitter,
             shared_links=shared_links,
         )
-        pol = make_policy(policy, parse_policy_args(policy_arg))
+        args: dict[str, str] = {}
+        if policy_args_file is not None:
+            from hybridsched.policies.args import read_policy_args
+
+            args.update(read_policy_args(policy_args_file, policy)[1])
+        args.update(parse_policy_args(policy_arg))
+        pol = make_policy(policy, args)
         if out.exists() and not out.is_dir():
             fail(f"--out {out}: exists and is not a folder")
         c = read_cluster(cluster)
