@@ -249,9 +249,13 @@ def compare(
             with _progress(transient=True) as bar:
                 job = bar.add_task(f"{len(cfg.policies)} schedulers, {cfg.label}", total=None)
                 rows = run_compare(
-                    cfg, progress=lambda k, n: show(bar, job, k, n), store=store, backend=runner
+                    cfg,
+                    progress=lambda k, n: show(bar, job, k, n),
+                    store=store,
+                    # the local pool is run_compare's own default
+                    **({"backend": runner} if cfg.backend == "ray" else {}),
                 )
-            save_results(rows, cfg, out)
+            save_results(rows, cfg, out, record)
             report = write_report(out)
     except HybridSchedError as exc:
         fail(str(exc))

@@ -57,6 +57,7 @@ def run_suite(
     page = out / "RESULTS.md" if page is None else page
     own = backend is None
     runner = make_backend(base.backend, base.workers) if backend is None else backend
+    record = {"ray_nodes": runner.start()} if base.backend == "ray" else None
     try:
         for sc in scenarios:
             cfg = replace(base, scenario=sc)
@@ -65,7 +66,7 @@ def run_suite(
                 progress=(lambda k, n, sc=sc: progress(sc, k, n)) if progress else None,
                 backend=runner,
             )
-            save_results(rows, cfg, out / sc)
+            save_results(rows, cfg, out / sc, record)
             write_report(out / sc)
     finally:
         if own:
