@@ -145,8 +145,8 @@ class TuneConfig:
         )
 
 
-_IGNORED = ("workers", "backend")
-"""Settings that change no result: they may differ when a study is resumed."""
+_IGNORED = ("workers", "backend", "trials")
+"""Settings that may differ when a study is resumed (trials: the study may be extended)."""
 
 
 def sample_args(trial: Any, policy: str) -> dict[str, str]:
