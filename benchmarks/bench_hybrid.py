@@ -106,7 +106,9 @@ def paper_comparison(scenario: str, tasks: int, seeds: int, rows: list[dict]) ->
     return table
 
 
-def head_to_head(scenario: str, tasks: int, seeds: int, workers: int) -> tuple[Table, list]:
+def head_to_head(
+    scenario: str, tasks: int, seeds: int, workers: int, backend: str = "local"
+) -> tuple[Table, list]:
     """The hybrid against the best other scheduler per load, paired by seed."""
     cfg = CompareConfig(
         scenario=scenario,
@@ -118,6 +120,7 @@ def head_to_head(scenario: str, tasks: int, seeds: int, workers: int) -> tuple[T
         queue="priority",
         focus="hybrid",
         workers=workers,
+        backend=backend,
     )
     rows = run_compare(cfg)
     table = Table(title=f"{scenario}: hybrid vs the best other ({seeds} seeds x {tasks} tasks)")
@@ -172,12 +175,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--throughput-tasks", type=int, default=5000)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--backend", choices=("local", "ray"), default="local")
     args = ap.parse_args()
     console = Console(width=170)
     if not args.skip_throughput:
         console.print(throughput(args.throughput_tasks, 64))
     for sc in args.scenarios.split(","):
-        table, rows = head_to_head(sc.strip(), args.tasks, args.seeds, args.workers)
+        table, rows = head_to_head(sc.strip(), args.tasks, args.seeds, args.workers, args.backend)
         console.print(table)
         console.print(paper_comparison(sc.strip(), args.tasks, args.seeds, rows))
 

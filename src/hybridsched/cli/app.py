@@ -172,7 +172,7 @@ def load_plugins(specs: list[str] | None) -> None:
         remember(spec)
 
 
-_COMMAND_MODULES = ("core", "compare", "trace", "train", "service")
+_COMMAND_MODULES = ("core", "compare", "trace", "train", "tune", "service")
 
 
 def _register() -> None:

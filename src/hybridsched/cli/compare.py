@@ -69,7 +69,18 @@ _FIELDS = {
     "workload": "workload",
     "focus": "focus",
     "capacity_bound": "capacity_bound",
+    "backend": "backend",
 }
+
+_BACKEND_HELP = (
+    "Where the runs execute: local (this machine's process pool) or ray (a Ray cluster; "
+    'pip install -e ".[ray]"). Results are the same.'
+)
+_ADDRESS_HELP = (
+    "With --backend ray: the cluster's address (host:port or ray://host:port); "
+    "default: the RAY_ADDRESS environment variable, else a local Ray started for the run "
+    "with --workers CPUs."
+)
 
 
 @app.command(epilog=COMPARE_EXAMPLE)
@@ -159,6 +170,17 @@ def compare(
         bool, typer.Option("--ci", help="Show 95% CIs in the compact table too.")
     ] = False,
     plugin: PluginOption = None,
+    policy_args_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--policy-args",
+            help="YAML file of policy arguments (as `tune` writes: a `policy` key and the "
+            "arguments' names and values); repeatable; --policy-arg overrides it.",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[str, typer.Option(help=_BACKEND_HELP)] = "local",
+    ray_address: Annotated[str | None, typer.Option(help=_ADDRESS_HELP)] = None,
 ) -> None:
     """Run schedulers head to head on identical workloads: table, report, plots.
 
@@ -185,15 +207,38 @@ def compare(
         "workload": str(workload) if workload else None,
         "focus": focus,
         "capacity_bound": capacity_bound,
+        "backend": backend,
     }
     progress = {"done": 0, "total": 0}
+    runner = None
     try:
         load_plugins(plugin)
+        from hybridsched.experiments.backends import make_backend
+        from hybridsched.policies.args import read_policy_args
+
         given["policy_arg"] = _policy_args(policy_arg)
         explicit = {name for name in _FIELDS if _given(ctx, name)}
+        if policy_args_file:
+            # the files first, then --policy-arg on top, argument by argument
+            merged: dict[str, dict[str, str]] = {}
+            for f in policy_args_file:
+                name, args = read_policy_args(f)
+                merged.setdefault(name, {}).update(args)
+            for name, args in given["policy_arg"].items():
+                merged.setdefault(name, {}).update(args)
+            given["policy_arg"] = merged
+            explicit.add("policy_arg")
         cfg = _resolve_config(given, explicit, config, quick, out if resume else None)
         check_inputs(cfg)  # bad policies or files fail before the folder is touched
-        store = ResultsFolder.resume(out, cfg) if resume else ResultsFolder.create(out, cfg)
+        runner = make_backend(cfg.backend, cfg.workers, ray_address)
+        record: dict[str, Any] = {}
+        if cfg.backend == "ray":
+            record["ray_nodes"] = runner.start()
+        store = (
+            ResultsFolder.resume(out, cfg, record)
+            if resume
+            else ResultsFolder.create(out, cfg, record)
+        )
 
         def show(bar: Progress, job: Any, k: int, n: int) -> None:
             if progress["total"] == 0:
@@ -205,8 +250,14 @@ def compare(
         with _stop_on_sigterm():
             with _progress(transient=True) as bar:
                 job = bar.add_task(f"{len(cfg.policies)} schedulers, {cfg.label}", total=None)
-                rows = run_compare(cfg, progress=lambda k, n: show(bar, job, k, n), store=store)
-            save_results(rows, cfg, out)
+                rows = run_compare(
+                    cfg,
+                    progress=lambda k, n: show(bar, job, k, n),
+                    store=store,
+                    # the local pool is run_compare's own default
+                    **({"backend": runner} if cfg.backend == "ray" else {}),
+                )
+            save_results(rows, cfg, out, record)
             report = write_report(out)
     except HybridSchedError as exc:
         fail(str(exc))
@@ -223,6 +274,9 @@ def compare(
             markup=False,
         )
         raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
+    finally:
+        if runner is not None:
+            runner.close()
     import pandas as pd
 
     df = pd.DataFrame(rows)
@@ -264,8 +318,8 @@ def _resolve_config(
     if resume_from is not None:
         recorded = recorded_config(resume_from)
         if recorded is not None:
-            # the worker count is the machine's, not the experiment's
-            recorded = {k: v for k, v in recorded.items() if k != "workers"}
+            # the worker count and the backend are the machine's, not the experiment's
+            recorded = {k: v for k, v in recorded.items() if k not in ("workers", "backend")}
             values.update(experiment_values(recorded, str(resume_from / "config.json")))
     if config is not None:
         values.update(read_experiment(config))
@@ -496,16 +550,20 @@ def suite(
         Path | None,
         typer.Option(help="The Markdown page to write.", show_default="OUT/RESULTS.md"),
     ] = None,
+    backend: Annotated[str, typer.Option(help=_BACKEND_HELP)] = "local",
+    ray_address: Annotated[str | None, typer.Option(help=_ADDRESS_HELP)] = None,
 ) -> None:
     """The standard suite: scenarios x loads x seeds into one Markdown page with plots."""
     import sys
 
+    from hybridsched.experiments.backends import make_backend
     from hybridsched.experiments.compare import CompareConfig, default_policies
     from hybridsched.experiments.store import ResultsFolder
     from hybridsched.experiments.suite import LOADS, run_suite
     from hybridsched.sim import SimConfig
     from hybridsched.workload import get_scenario
 
+    runner = None
     try:
         SimConfig(decision_interval=decision_interval, queue=queue)
         names = tuple(s.strip() for s in scenarios.split(",") if s.strip())
@@ -523,8 +581,10 @@ def suite(
             else default_policies(),
             decision_interval=decision_interval,
             queue=queue,
+            backend=backend,
             **kwargs,
         )
+        runner = make_backend(base.backend, base.workers, ray_address)
         page = out / "RESULTS.md" if page is None else page
         # an unwritable folder fails now, not after hours of runs
         ResultsFolder(out).check_writable()
@@ -543,6 +603,7 @@ def suite(
                 page,
                 command,
                 progress=lambda sc, k, n: bar.update(jobs[sc], completed=k, total=n),
+                backend=runner,
             )
     except HybridSchedError as exc:
         fail(str(exc))
@@ -553,4 +614,7 @@ def suite(
             f"interrupted: the scenarios completed so far are in {out}/", highlight=False
         )
         raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
+    finally:
+        if runner is not None:
+            runner.close()
     console.print(f"wrote {path} (results in {out}/)")

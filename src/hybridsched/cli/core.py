@@ -111,6 +111,14 @@ def simulate(
     policy_arg: Annotated[
         list[str] | None, typer.Option(help="Policy argument KEY=VALUE (repeatable).")
     ] = None,
+    policy_args_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy-args",
+            help="YAML file of the policy's arguments (as `tune` writes it); "
+            "--policy-arg overrides it.",
+        ),
+    ] = None,
     out: Annotated[
         Path,
         typer.Option(
@@ -194,7 +202,13 @@ def simulate(
             shared_links=shared_links,
         )
         load_plugins(plugin)
-        pol = make_policy(policy, parse_policy_args(policy_arg))
+        args: dict[str, str] = {}
+        if policy_args_file is not None:
+            from hybridsched.policies.args import read_policy_args
+
+            args.update(read_policy_args(policy_args_file, policy)[1])
+        args.update(parse_policy_args(policy_arg))
+        pol = make_policy(policy, args)
         check_writable(out)
         c = read_cluster(cluster)
         w = read_workload(workload, cluster=c)

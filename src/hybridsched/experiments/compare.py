@@ -24,6 +24,7 @@ from hybridsched import __version__
 from hybridsched.errors import ConfigError
 
 if TYPE_CHECKING:
+    from hybridsched.experiments.backends import Backend
     from hybridsched.experiments.store import ResultsFolder
 
 HEURISTICS: tuple[str, ...] = (
@@ -80,7 +81,10 @@ class CompareConfig:
     queue: str = "priority"
     """Queue discipline at the nodes."""
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    """Worker processes."""
+    """Worker processes (with the ray backend: the CPUs of a local Ray started for the run)."""
+    backend: str = "local"
+    """Where the runs execute: ``local`` (the process pool) or ``ray``
+    (:mod:`hybridsched.experiments.backends`); it changes no result."""
     cluster: str | None = None
     """Cluster file, with ``workload`` instead of a scenario."""
     workload: str | None = None
@@ -100,6 +104,8 @@ class CompareConfig:
             raise ConfigError(f"seeds: must be >= 1, got {self.seeds}")
         if self.workers < 1:
             raise ConfigError(f"workers: must be >= 1, got {self.workers}")
+        if self.backend not in ("local", "ray"):
+            raise ConfigError(f"backend: expected local or ray, got {self.backend!r}")
         if not self.policies:
             raise ConfigError("policies: give at least one")
         if len(set(self.policies)) != len(self.policies):
@@ -152,12 +158,15 @@ def _inputs(cfg: CompareConfig, load: float, seed: int):
     return generate(cfg.scenario, cfg.tasks, load, seed)
 
 
-def _one_run(cfg: CompareConfig, load: float, seed: int, policy: str) -> dict[str, Any]:
+def _one_run(
+    cfg: CompareConfig, load: float, seed: int, policy: str, inputs: tuple | None = None
+) -> dict[str, Any]:
     from hybridsched.policies import make_policy
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.bounds import response_lower_bound
 
-    cluster, workload = _inputs(cfg, load, seed)
+    # inputs: the (cluster, workload) of (load, seed), when a backend shares them
+    cluster, workload = _inputs(cfg, load, seed) if inputs is None else inputs
     result = simulate(
         cluster,
         workload,
@@ -192,10 +201,12 @@ def _one_run(cfg: CompareConfig, load: float, seed: int, policy: str) -> dict[st
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
 
 
-def _capacity_bound(cfg: CompareConfig, load: float, seed: int) -> dict[str, Any]:
+def _capacity_bound(
+    cfg: CompareConfig, load: float, seed: int, inputs: tuple | None = None
+) -> dict[str, Any]:
     from hybridsched.sim.bounds import capacity_lower_bound
 
-    cluster, workload = _inputs(cfg, load, seed)
+    cluster, workload = _inputs(cfg, load, seed) if inputs is None else inputs
     value = float(capacity_lower_bound(cluster, workload, cfg.decision_interval))
     return {"load": load, "seed": seed, "capacity_bound_mean_response_s": value}
 
@@ -225,6 +236,7 @@ def run_compare(
     cfg: CompareConfig,
     progress: Callable[[int, int], None] | None = None,
     store: ResultsFolder | None = None,
+    backend: Backend | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (load, seed, policy); one row of metrics per run, in a stable order.
 
@@ -238,19 +250,29 @@ def run_compare(
             (``done`` counts the runs found in ``store``) and after each run.
         store: A results folder: each run is saved there as it ends, and runs
             already saved there are taken as they are instead of run again.
+        backend: Where the runs execute (default: the one ``cfg.backend`` names,
+            started for this call and closed after it). The rows do not depend
+            on it.
 
-    On KeyboardInterrupt the worker processes are stopped at once; the runs
-    saved in ``store`` so far stay there.
+    On KeyboardInterrupt the worker processes (or Ray tasks) are stopped at
+    once; the runs saved in ``store`` so far stay there.
     """
-    from hybridsched.experiments.pool import Job, run_jobs
+    from hybridsched.experiments.backends import Shared, make_backend
+    from hybridsched.experiments.pool import Job
 
     check_inputs(cfg)
     pairs = [(rho, s) for rho in cfg.run_loads() for s in range(cfg.seeds)]
     where = "the given workload" if cfg.from_files else "load {:g}"
+    # one workload per (load, seed), shared by its runs where the backend can share it
+    inputs = {(rho, s): Shared(f"{rho!r}/{s}", _inputs, (cfg, rho, s)) for rho, s in pairs}
     specs = [
         (
             run_key(rho, s, p),
-            Job(_one_run, (cfg, rho, s, p), f"{p} on {where.format(rho)}, seed {s}"),
+            Job(
+                _one_run,
+                (cfg, rho, s, p, inputs[rho, s]),
+                f"{p} on {where.format(rho)}, seed {s}",
+            ),
         )
         for rho, s in pairs
         for p in cfg.policies
@@ -261,7 +283,7 @@ def run_compare(
                 run_key(rho, s, None),
                 Job(
                     _capacity_bound,
-                    (cfg, rho, s),
+                    (cfg, rho, s, inputs[rho, s]),
                     f"the capacity bound of {where.format(rho)}, seed {s}",
                 ),
             )
@@ -282,11 +304,15 @@ def run_compare(
         if progress:
             progress(len(done), len(specs))
 
-    if cfg.workers == 1 or len(todo) <= 1:
-        for key, job in todo:
-            finish(key, job.fn(*job.args))
-    else:
-        run_jobs([job for _, job in todo], cfg.workers, lambda k, row: finish(todo[k][0], row))
+    own = backend is None and bool(todo)
+    if own:
+        backend = make_backend(cfg.backend, cfg.workers)
+    try:
+        if todo:
+            backend.run([job for _, job in todo], lambda k, row: finish(todo[k][0], row))
+    finally:
+        if own:
+            backend.close()
     results = [done[key] for key, _ in specs]
     rows = [r for r in results if "policy" in r]
     bounds = {
@@ -306,13 +332,15 @@ def _nan_key(x: float) -> float:
     return -1.0 if x != x else x
 
 
-def resolved_config(cfg: CompareConfig) -> dict[str, Any]:
-    """The configuration as recorded beside the results (with the package version)."""
+def resolved_config(cfg: CompareConfig, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The configuration as recorded beside the results (with the package version, and
+    ``record``: facts of the run, e.g. ``ray_nodes``, the Ray nodes alive at its start)."""
     out = asdict(cfg)
     out["loads"] = list(cfg.loads)
     out["policies"] = list(cfg.policies)
     out["version"] = __version__
     out["seeds_used"] = list(range(cfg.seeds))
+    out.update(record or {})
     return out
 
 
@@ -329,7 +357,7 @@ def config_from_dict(data: dict[str, Any]) -> CompareConfig:
     return CompareConfig(**kw)
 
 
-_RECORD_ONLY = ("version", "seeds_used")
+_RECORD_ONLY = ("version", "seeds_used", "ray_nodes")
 """Keys of config.json that describe a run and set nothing."""
 
 
@@ -372,7 +400,11 @@ def experiment_values(data: dict[str, Any], source: str) -> dict[str, Any]:
         def bad(rule: str, key: str = key, value: Any = value) -> ConfigError:
             return ConfigError(f"{source}: {key}: expected {rule}, got {value!r}")
 
-        if key in ("scenario", "queue"):
+        if key == "backend":
+            if value not in ("local", "ray"):
+                raise bad("local or ray")
+            out[key] = value
+        elif key in ("scenario", "queue"):
             if not isinstance(value, str):
                 raise bad("a string")
             out[key] = value

@@ -47,8 +47,17 @@ def shown(metric: str, value: float) -> float:
     return value * METRIC_SCALES.get(metric, 1.0)
 
 
-def save_results(rows: list[dict[str, Any]], cfg: CompareConfig, out: Path) -> None:
-    """Write config.json, results.parquet and results.csv (each atomically)."""
+def save_results(
+    rows: list[dict[str, Any]],
+    cfg: CompareConfig,
+    out: Path,
+    record: dict[str, Any] | None = None,
+) -> None:
+    """Write config.json, results.parquet and results.csv (each atomically).
+
+    ``record``: facts of the run for config.json (see
+    :func:`~hybridsched.experiments.compare.resolved_config`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -61,7 +70,7 @@ def save_results(rows: list[dict[str, Any]], cfg: CompareConfig, out: Path) -> N
         {k: np.asarray(v) for k, v in cols.items() if k != "response_quantiles"},
         out / "results.csv",
     )
-    write_json(resolved_config(cfg), out / "config.json")
+    write_json(resolved_config(cfg, record), out / "config.json")
 
 
 def load_results(out: Path) -> tuple[Any, CompareConfig]:

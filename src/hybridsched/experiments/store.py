@@ -39,7 +39,7 @@ OWNED_FILES: tuple[str, ...] = ("config.json", "results.parquet", "results.csv",
 PLOT_PREFIXES: tuple[str, ...] = ("cdf_", "bar_", "energy_vs_response_")
 """Names of the plots ``compare`` and ``report`` write under ``plots/``."""
 
-IGNORED_ON_RESUME: tuple[str, ...] = ("workers", "focus")
+IGNORED_ON_RESUME: tuple[str, ...] = ("workers", "focus", "backend", "ray_nodes")
 """Configuration keys that change no run's result: they may differ on ``--resume``."""
 
 
@@ -57,9 +57,15 @@ class ResultsFolder:
         """One JSON file per finished run."""
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], cfg: CompareConfig) -> ResultsFolder:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        cfg: CompareConfig,
+        record: dict[str, Any] | None = None,
+    ) -> ResultsFolder:
         """Start a fresh comparison in ``path``: check it is writable, delete the
-        files a previous comparison left there, and write ``config.json``.
+        files a previous comparison left there, and write ``config.json`` (with
+        ``record``: facts of the run such as ``ray_nodes``).
 
         Raises:
             OutputError: the folder cannot be created or written, or it has entries
@@ -68,26 +74,33 @@ class ResultsFolder:
         folder = cls(path)
         folder.check_writable()
         folder._clear()
-        folder._write_config(cfg)
+        folder._write_config(cfg, record)
         return folder
 
     @classmethod
-    def resume(cls, path: str | os.PathLike[str], cfg: CompareConfig) -> ResultsFolder:
+    def resume(
+        cls,
+        path: str | os.PathLike[str],
+        cfg: CompareConfig,
+        record: dict[str, Any] | None = None,
+    ) -> ResultsFolder:
         """Go on with the comparison in ``path``: its finished runs are kept.
+
+        ``record`` (as in :meth:`create`) is written into ``config.json`` with ``cfg``.
 
         A folder without ``config.json`` is started fresh (:meth:`create`).
 
         Raises:
             OutputError: the folder cannot be written.
             ConfigError: the folder's configuration differs from ``cfg`` in a key
-                that changes results (every key but ``workers`` and ``focus``);
+                that changes results (every key but those of ``IGNORED_ON_RESUME``);
                 the message names each such key with both values.
         """
         folder = cls(path)
         folder.check_writable()
         recorded = recorded_config(folder.path)
         if recorded is None:
-            return cls.create(path, cfg)
+            return cls.create(path, cfg, record)
         diffs = config_differences(recorded, cfg)
         if diffs:
             what = "; ".join(f"{k} (folder: {old!r}, now: {new!r})" for k, old, new in diffs)
@@ -97,7 +110,7 @@ class ResultsFolder:
                 "takes them from its config.json), give another --out, or leave out "
                 "--resume to start over (which deletes the folder's results)"
             )
-        folder._write_config(cfg)  # workers or focus may have changed
+        folder._write_config(cfg, record)  # workers, focus or the backend may have changed
         return folder
 
     def check_writable(self) -> None:
@@ -149,8 +162,9 @@ class ResultsFolder:
         self.runs.mkdir(exist_ok=True)
         _write_durably(self.runs / f"{name}.json", json.dumps(row))
 
-    def _write_config(self, cfg: CompareConfig) -> None:
-        _write_durably(self.path / "config.json", json.dumps(resolved_config(cfg), indent=2) + "\n")
+    def _write_config(self, cfg: CompareConfig, record: dict[str, Any] | None = None) -> None:
+        text = json.dumps(resolved_config(cfg, record), indent=2) + "\n"
+        _write_durably(self.path / "config.json", text)
 
     def _clear(self) -> None:
         entries = [e for e in self.path.iterdir() if not e.name.startswith(".")]

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hybridsched.experiments.compare import CompareConfig, run_compare
 from hybridsched.experiments.report import (
@@ -29,6 +30,9 @@ from hybridsched.experiments.report import (
 )
 from hybridsched.io import atomic_path
 
+if TYPE_CHECKING:
+    from hybridsched.experiments.backends import Backend
+
 SCENARIOS: tuple[str, ...] = ("iot-default", "iot-bursty", "iot-hetero", "iot-large")
 LOADS: tuple[float, ...] = (0.5, 0.7, 0.9)
 
@@ -40,19 +44,33 @@ def run_suite(
     page: Path | None,
     command: str,
     progress: Callable[[str, int, int], None] | None = None,
+    backend: Backend | None = None,
 ) -> Path:
     """Run ``base`` on each scenario, write per-scenario results and the summary page.
 
-    ``page`` defaults to ``out / "RESULTS.md"``.
+    ``page`` defaults to ``out / "RESULTS.md"``. ``backend``: where the runs
+    execute (default: the one ``base.backend`` names, started once for the
+    whole suite).
     """
+    from hybridsched.experiments.backends import make_backend
+
     page = out / "RESULTS.md" if page is None else page
-    for sc in scenarios:
-        cfg = replace(base, scenario=sc)
-        rows = run_compare(
-            cfg, progress=(lambda k, n, sc=sc: progress(sc, k, n)) if progress else None
-        )
-        save_results(rows, cfg, out / sc)
-        write_report(out / sc)
+    own = backend is None
+    runner = make_backend(base.backend, base.workers) if backend is None else backend
+    record = {"ray_nodes": runner.start()} if base.backend == "ray" else None
+    try:
+        for sc in scenarios:
+            cfg = replace(base, scenario=sc)
+            rows = run_compare(
+                cfg,
+                progress=(lambda k, n, sc=sc: progress(sc, k, n)) if progress else None,
+                backend=runner,
+            )
+            save_results(rows, cfg, out / sc, record)
+            write_report(out / sc)
+    finally:
+        if own:
+            runner.close()
     return write_page(scenarios, out, page, command)
 
 

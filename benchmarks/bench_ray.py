@@ -1,0 +1,112 @@
+"""The ray backend against the local pool: overhead, scaling with workers, identical rows.
+
+Runs the standard suite's sweep (every scenario x loads x seeds x policy; the
+page and plots, which cost both backends the same, are left out) on the local
+process pool and on a local Ray, with 1 and 2 workers, and reports wall times,
+runs per hour per worker, Ray's start-up time, and whether every row equals
+the local pool's (wall-clock columns aside). Then it projects the standard
+suite at ``--project-tasks`` tasks per run onto a cluster of ``--project-nodes``
+nodes from the measured per-task cost (docs/SCALE.md).
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/bench_ray.py [--tasks 300] [--seeds 1] \\
+        [--workers 1,2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import replace
+
+from hybridsched.experiments.backends import LocalBackend, RayBackend
+from hybridsched.experiments.compare import (
+    WALL_CLOCK_COLUMNS,
+    CompareConfig,
+    default_policies,
+    run_compare,
+)
+from hybridsched.experiments.suite import LOADS, SCENARIOS
+
+
+def sweep(base: CompareConfig, backend) -> tuple[float, list[dict]]:
+    """Wall time and rows of the suite's runs on ``backend``."""
+    t = time.perf_counter()
+    rows: list[dict] = []
+    for sc in SCENARIOS:
+        rows += run_compare(replace(base, scenario=sc), backend=backend)
+    return time.perf_counter() - t, rows
+
+
+def strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK_COLUMNS} for r in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, default=300)
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--project-tasks", type=int, default=1_000_000)
+    ap.add_argument("--project-seeds", type=int, default=10)
+    ap.add_argument("--project-nodes", type=int, default=100)
+    ap.add_argument("--project-cores", type=int, default=16)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    base = CompareConfig(
+        tasks=a.tasks, seeds=a.seeds, loads=LOADS, policies=default_policies(), workers=1
+    )
+    runs = len(SCENARIOS) * len(LOADS) * a.seeds * len(base.policies)
+    # compile and cache the kernels first: neither backend pays for it below
+    run_compare(replace(base, tasks=50, seeds=1, loads=(0.5,)), backend=LocalBackend(1))
+    out: dict = {"tasks": a.tasks, "seeds": a.seeds, "runs": runs, "cpus": os.cpu_count()}
+    reference = None
+    for w in (int(x) for x in a.workers.split(",")):
+        t_local, rows = sweep(replace(base, workers=w), LocalBackend(w))
+        reference = reference or strip(rows)
+        assert strip(rows) == reference
+        ray_backend = RayBackend(workers=w)
+        t0 = time.perf_counter()
+        ray_backend.start()
+        t_start = time.perf_counter() - t0
+        t_ray, rows = sweep(replace(base, workers=w, backend="ray"), ray_backend)
+        ray_backend.close()
+        same = strip(rows) == reference
+        out[f"workers{w}"] = {
+            "local_s": t_local,
+            "ray_s": t_ray,
+            "ray_start_s": t_start,
+            "overhead": t_ray / t_local - 1,
+            "overhead_with_start": (t_ray + t_start) / t_local - 1,
+            "local_runs_per_hour_per_worker": runs / t_local * 3600 / w,
+            "ray_runs_per_hour_per_worker": runs / t_ray * 3600 / w,
+            "identical_rows": same,
+        }
+        print(json.dumps({f"workers{w}": out[f"workers{w}"]}), flush=True)
+    # projection: the per-task cost of one worker, scaled to the projected run size
+    w1 = out.get("workers1") or next(v for k, v in out.items() if k.startswith("workers"))
+    per_task_s = w1["local_s"] / (runs * a.tasks)
+    p_runs = len(SCENARIOS) * len(LOADS) * a.project_seeds * len(base.policies)
+    p_run_s = per_task_s * a.project_tasks
+    slots = a.project_nodes * a.project_cores
+    waves = -(-p_runs // slots)
+    out["projection"] = {
+        "runs": p_runs,
+        "tasks_per_run": a.project_tasks,
+        "mean_run_s": p_run_s,
+        "one_worker_h": p_runs * p_run_s / 3600,
+        "cluster": f"{a.project_nodes} nodes x {a.project_cores} cores",
+        "cluster_h_ideal": p_runs * p_run_s / slots / 3600,
+        "cluster_waves": waves,
+    }
+    print(json.dumps({"projection": out["projection"]}), flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
