@@ -27,6 +27,14 @@ def _objective() -> Objective:
     return Objective()
 
 
+def _require_counts(config: object, what: str, names: tuple[str, ...]) -> None:
+    """Refuse the first of the fields ``names`` (in order) that is not an integer >= 1."""
+    for name in names:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{what}: {name} must be an integer >= 1, got {v!r}")
+
+
 @dataclass(frozen=True)
 class EpisodeConfig:
     """The instances a run trains on: a scenario at a load, and the simulator's options."""
@@ -105,15 +113,22 @@ class TrainConfig(EpisodeConfig):
     """Torch threads (1 is fastest on 2 shared cores)."""
 
     def __post_init__(self) -> None:
-        positive = ("n_tasks", "n_envs", "rollout_steps", "candidates", "hidden", "epochs")
-        for name in positive:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"train config: {name} must be an integer >= 1, got {v!r}")
-        for name in ("minibatch", "eval_seeds", "eval_tasks", "threads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"train config: {name} must be an integer >= 1, got {v!r}")
+        _require_counts(
+            self,
+            "train config",
+            (
+                "n_tasks",
+                "n_envs",
+                "rollout_steps",
+                "candidates",
+                "hidden",
+                "epochs",
+                "minibatch",
+                "eval_seeds",
+                "eval_tasks",
+                "threads",
+            ),
+        )
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError(f"train config: gamma and gae_lambda must be in [0, 1], got {self}")
         if self.minutes < 0 or self.lr <= 0 or self.clip <= 0:
@@ -196,17 +211,11 @@ class HybridTrainConfig(EpisodeConfig):
     """Torch threads (1: the tensors are small, and 2 shared cores oversubscribe badly)."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "n_tasks",
-            "collect_runs",
-            "ants",
-            "snapshots_per_update",
-            "candidates",
-            "threads",
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"hybrid train config: {name} must be an integer >= 1, got {v!r}")
+        _require_counts(
+            self,
+            "hybrid train config",
+            ("n_tasks", "collect_runs", "ants", "snapshots_per_update", "candidates", "threads"),
+        )
         if self.ants < 2:
             raise ConfigError(f"hybrid train config: ants must be >= 2, got {self.ants}")
         if not 0 < self.keep <= 1:

@@ -70,14 +70,14 @@ class Alibaba2018(CsvTraceFormat):
         "priority": Param(None, "one priority for every task (default: task_type - 1)", int),
     }
 
-    def rows_mismatch(self, rows: list[list[str]]) -> str | None:
-        ok = sum(_looks_like(r) for r in rows)
-        if not rows or 2 * ok < len(rows):
-            return (
-                "expected headerless rows of 9 fields: task_name, instance_num, job_name, "
-                "task_type, status, start_time, end_time, plan_cpu, plan_mem"
-            )
-        return None
+    def row_looks_right(self, fields: list[str]) -> bool:
+        return (
+            len(fields) == 9
+            and fields[1].isdigit()
+            and fields[5].lstrip("-").isdigit()
+            and (fields[6].lstrip("-").isdigit() or fields[6] == "")
+            and fields[4].isalpha()
+        )
 
     def process(self, chunk: Chunk, rows: RowFilter, ctx: Context) -> Records:
         p = ctx.params
@@ -108,13 +108,3 @@ class Alibaba2018(CsvTraceFormat):
             key=hash_strings(chunk.array("job_name").take(keep)),
             rows=keep,
         )
-
-
-def _looks_like(fields: list[str]) -> bool:
-    return (
-        len(fields) == 9
-        and fields[1].isdigit()
-        and fields[5].lstrip("-").isdigit()
-        and (fields[6].lstrip("-").isdigit() or fields[6] == "")
-        and fields[4].isalpha()
-    )

@@ -449,9 +449,22 @@ class CsvTraceFormat(TraceFormat):
             return None
         return self.rows_mismatch(head.rows())
 
+    fields_hint: ClassVar[str | None] = None
+    """Headerless formats: the fields as a mismatch message lists them (default: ``names``)."""
+
     def rows_mismatch(self, rows: list[list[str]]) -> str | None:
-        """For headerless formats: None when most sampled rows look right."""
+        """For headerless formats: None when most sampled rows pass :meth:`row_looks_right`."""
+        if self.names is None:
+            return None
+        ok = sum(self.row_looks_right(r) for r in rows)
+        if not rows or 2 * ok < len(rows):
+            fields = self.fields_hint or ", ".join(self.names)
+            return f"expected headerless rows of {len(self.names)} fields: {fields}"
         return None
+
+    def row_looks_right(self, fields: list[str]) -> bool:
+        """For headerless formats: whether one sampled row has this format's shape."""
+        return True
 
     def read_columns(self, head: FileHead, ctx: Context) -> dict[str, Kind]:
         """The columns to read from this file (optional ones it lacks left out)."""

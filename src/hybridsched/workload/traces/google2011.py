@@ -127,15 +127,21 @@ class Google2011(CsvTraceFormat):
         "priority": Param(None, "one priority for every task (default: by priority band)", int),
     }
 
-    def rows_mismatch(self, rows: list[list[str]]) -> str | None:
-        ok = sum(_looks_like(r) for r in rows)
-        if not rows or 2 * ok < len(rows):
-            return (
-                "expected headerless rows of 13 fields: time, missing_info, job_id, task_index, "
-                "machine_id, event_type (0-8), user, scheduling_class, priority, cpu_request, "
-                "memory_request, disk_request, different_machines"
-            )
-        return None
+    fields_hint = (
+        "time, missing_info, job_id, task_index, machine_id, event_type (0-8), user, "
+        "scheduling_class, priority, cpu_request, memory_request, disk_request, "
+        "different_machines"
+    )
+
+    def row_looks_right(self, fields: list[str]) -> bool:
+        return (
+            len(fields) == 13
+            and fields[0].isdigit()
+            and fields[2].isdigit()
+            and fields[3].isdigit()
+            and fields[5].isdigit()
+            and int(fields[5]) <= 8
+        )
 
     def read(self, files: Sequence[Path], ctx: Context) -> Iterator[Records]:
         carry = _Attempts.none()
@@ -311,14 +317,3 @@ def _mask(n: int, index: np.ndarray) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     out[index] = True
     return out
-
-
-def _looks_like(fields: list[str]) -> bool:
-    return (
-        len(fields) == 13
-        and fields[0].isdigit()
-        and fields[2].isdigit()
-        and fields[3].isdigit()
-        and fields[5].isdigit()
-        and int(fields[5]) <= 8
-    )
