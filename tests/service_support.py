@@ -90,8 +90,16 @@ def write_inputs(tmp: Path, cluster: Cluster, tokens: dict[str, str] | None = No
 class Server:
     """``hybridsched serve`` in a child process (SIGKILL-able)."""
 
-    def __init__(self, tmp: Path, db: str, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        db: str,
+        *args: str,
+        port: int | None = None,
+        pythonpath: tuple[Path, ...] = (),
+    ) -> None:
         self.tmp = tmp
+        self.pythonpath = pythonpath
         self.db = db
         self.args = args
         self.port = port or free_port()
@@ -101,7 +109,8 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> float:
         """Start and wait until /healthz answers 200; returns the seconds it took."""
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        path = os.pathsep.join(str(p) for p in (ROOT / "src", *self.pythonpath))
+        env = dict(os.environ, PYTHONPATH=path)
         cmd = [
             sys.executable, "-m", "hybridsched.cli", "serve",
             "--cluster", str(self.tmp / "cluster.yaml"),

@@ -45,6 +45,8 @@ class ServiceConfig:
     """Topic root: ``<root>/tasks`` in, ``<root>/status/<task_id>`` out."""
     seed: int = 0
     """Seed of the policy's randomness."""
+    policy_modules: tuple[str, ...] = ()
+    """Extra modules that register policies (imported by the decision process too)."""
 
     def __post_init__(self) -> None:
         def positive(name: str, v: float) -> None:
