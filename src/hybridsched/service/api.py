@@ -207,10 +207,16 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> Response:
-        """200 once the service is ready (state loaded, loops running), else 503."""
+        """200 once the service is ready (state loaded, loops running), else 503.
+
+        ``decider`` says whether the decision process has its policy compiled
+        (``ready``) or is still starting (``starting``): tasks are accepted
+        meanwhile and decided once it is ready.
+        """
+        dec = "ready" if svc.decider.ready else "starting"
         if svc.ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "starting"}, status_code=503)
+            return JSONResponse({"status": "ready", "decider": dec})
+        return JSONResponse({"status": "starting", "decider": dec}, status_code=503)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

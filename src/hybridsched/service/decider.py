@@ -162,6 +162,13 @@ class Decider:
         self._conn: Any = None
         self._lock = threading.Lock()
         self._closed = False
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """The child is up with its policy built and compiled."""
+        proc = self._proc
+        return self._ready and proc is not None and proc.is_alive() and not self._closed
 
     @property
     def pid(self) -> int | None:
@@ -174,6 +181,8 @@ class Decider:
             self._spawn()
 
     def _spawn(self) -> None:
+        if self._closed:
+            raise DeciderError("the decider is closed")
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
             target=_child,
@@ -192,11 +201,16 @@ class Decider:
         t0 = time.perf_counter()
         proc.start()
         child.close()  # only the child holds it now: its death closes our end
-        self._proc, self._conn = proc, parent
-        kind, detail = self._recv()
+        self._conn = parent
+        self._proc = proc
+        try:
+            kind, detail = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            kind, detail = "error", f"it died while starting ({exc or 'pipe closed'})"
         if kind != "ready":
             self._kill()
             raise DeciderError(f"policy {self.policy!r} failed to start: {detail}")
+        self._ready = True
         log.info(
             "event=decider_ready pid=%d policy=%s seconds=%.3f",
             proc.pid,
@@ -214,6 +228,7 @@ class Decider:
     def _kill(self) -> None:
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
+        self._ready = False
         if conn is not None:
             conn.close()
         if proc is not None:
