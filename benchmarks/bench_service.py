@@ -190,13 +190,22 @@ class Proc:
         self.p = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log, cwd=cwd)
 
     def rss_peak_mb(self) -> float:
+        """Peak resident memory of the process plus its children (the decision process)."""
+        pids = [self.p.pid]
         try:
-            for line in Path(f"/proc/{self.p.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+            kids = Path(f"/proc/{self.p.pid}/task/{self.p.pid}/children").read_text().split()
+            pids += [int(k) for k in kids]
         except OSError:
             pass
-        return float("nan")
+        total = 0.0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+            except OSError:
+                pass
+        return total or float("nan")
 
     def stop(self) -> None:
         if self.p.poll() is None:
@@ -209,7 +218,8 @@ class Proc:
 
 
 def start_server(tmp: Path, cluster: Cluster, db: str, policy: str, port: int,
-                 extra: tuple[str, ...] = ()) -> tuple[Proc, float]:  # fmt: skip
+                 extra: tuple[str, ...] = (),
+                 decider: bool = True) -> tuple[Proc, float]:  # fmt: skip
     write_cluster(cluster, tmp / "c.yaml")
     (tmp / "t.yaml").write_text(yaml.safe_dump(TOKENS))
     cmd = [sys.executable, "-m", "hybridsched.cli", "serve", "--cluster", str(tmp / "c.yaml"),
@@ -222,7 +232,9 @@ def start_server(tmp: Path, cluster: Cluster, db: str, policy: str, port: int,
         if srv.p.poll() is not None:
             raise RuntimeError((tmp / "serve.log").read_text())
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            r = httpx.get(url + "/healthz", timeout=1)
+            # with ``decider``: also wait until the decision process has compiled its policy
+            if r.status_code == 200 and (not decider or r.json().get("decider") == "ready"):
                 return srv, time.monotonic() - t0
         except httpx.HTTPError:
             pass
@@ -369,7 +381,9 @@ def bench_restart(n: int) -> None:
         conn.commit()
         store.close()
         port = free_port()
-        srv, ready_s = start_server(tmp, cluster, db, "mct", port, ("--log-level", "info"))
+        srv, ready_s = start_server(
+            tmp, cluster, db, "mct", port, ("--log-level", "info"), decider=False
+        )
         mem = srv.rss_peak_mb()
         srv.stop()
         log = (tmp / "serve.log").read_text()

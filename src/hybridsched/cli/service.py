@@ -59,7 +59,7 @@ def serve(
     ] = 10.0,
     max_retries: Annotated[int, typer.Option(help="Retries before a task is given up.")] = 3,
     max_batch: Annotated[
-        int, typer.Option(help="Most tasks per decision (bounds a slow policy's pause).")
+        int, typer.Option(help="Most tasks per decision (bounds one decision's time).")
     ] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the policy's randomness.")] = 0,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
