@@ -134,3 +134,48 @@ def test_decider_restarted_when_it_dies_and_killed_with_the_server(tmp: Path) ->
     finally:
         srv.kill()  # SIGKILL: the server cannot clean up; the child sees its pipe close
     _wait(lambda: not _pid_alive(second), "the decision process exits with the server", 30)
+
+
+def test_decider_decides_as_the_policy_in_process_for_a_fixed_seed() -> None:
+    from hybridsched.policies import make_policy
+    from hybridsched.service.decider import Decider, DeciderError, decide_batch
+    from hybridsched.service.view_adapter import NodeSnapshot
+
+    cluster = make_cluster([{"cores": 2}, {"cores": 1, "speed": 2.0}, {"cores": 4}])
+    rng = np.random.default_rng(11)
+    # a stochastic policy: the same seed must give the same draws in the child
+    dec = Decider(cluster, "random", {}, seed=3, queue="fifo")
+    dec.start()
+    try:
+        pol = make_policy("random")
+        pol.reset(cluster, np.random.default_rng(3))
+        seen = []
+        for b in range(4):
+            n = 5 + b
+            cols = {
+                "task_id": np.arange(10 * b, 10 * b + n, dtype=np.int64),
+                "arrival_s": np.full(n, float(b)),
+                "region": np.zeros(n, dtype=np.int64),
+                "data_mb": rng.uniform(0, 5, n),
+                "work_gi": rng.uniform(0.1, 2, n),
+                "memory_mb": np.zeros(n),
+                "deadline_abs_s": np.full(n, np.inf),
+                "priority": np.zeros(n, dtype=np.int64),
+            }
+            snap = NodeSnapshot.empty(cluster.n_nodes, float(b))
+            want_nodes, want_ready = decide_batch(pol, cluster, cols, snap, "fifo")
+            nodes, ready = dec.decide(cols, snap)
+            assert nodes.tolist() == want_nodes.tolist()
+            assert ready.tolist() == want_ready.tolist()
+            seen.extend(nodes.tolist())
+        assert len(set(seen)) > 1  # the draws did vary: the comparison was not trivial
+        # a bad batch is the policy's error, reported with its cause; the child lives on
+        bad = dict(cols, region=np.array([0, 0], dtype=np.int64))
+        with pytest.raises(DeciderError, match="failed"):
+            dec.decide(bad, NodeSnapshot.empty(cluster.n_nodes, 9.0))
+        pid = dec.pid
+        nodes, _ = dec.decide(cols, snap)
+        assert dec.pid == pid and len(nodes) == len(cols["task_id"])
+    finally:
+        dec.close()
+    assert not _pid_alive(pid)

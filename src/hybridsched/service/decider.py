@@ -15,17 +15,26 @@ batch; the batch it held stays pending. The fresh child starts from the seed
 again, so the policy's learned state is lost (logged as
 ``event=decider_restarted``). The child exits when the server's end of the pipe
 closes, so it does not outlive the server, even one killed with SIGKILL.
+
+The child is a fresh interpreter (``python -c``, not a fork: the server's threads
+and locks stay behind, and not multiprocessing's spawn, which would re-run the
+parent's main script), with the parent's ``sys.path``; the two ends talk over a
+socket pair wrapped in :class:`multiprocessing.connection.Connection`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Sequence
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -127,6 +136,19 @@ def _child(
             return
 
 
+def main(fd: int) -> None:
+    """Entry point of the child: serve decisions on the connection at file descriptor ``fd``."""
+    conn = Connection(fd)
+    try:
+        init = conn.recv()
+    except (EOFError, OSError):
+        return
+    _child(conn, *init)
+
+
+_CHILD = "import sys; from hybridsched.service.decider import main; main(int(sys.argv[1]))"
+
+
 class Decider:
     """The policy in a child process (see the module's doc); one batch at a time.
 
@@ -157,8 +179,7 @@ class Decider:
         self.restarts = 0
         self.last_policy_s = 0.0
         """Seconds the child spent in view + assign for the last batch (no IPC)."""
-        self._ctx = mp.get_context("spawn")
-        self._proc: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Any = None
         self._lock = threading.Lock()
         self._closed = False
@@ -168,7 +189,7 @@ class Decider:
     def ready(self) -> bool:
         """The child is up with its policy built and compiled."""
         proc = self._proc
-        return self._ready and proc is not None and proc.is_alive() and not self._closed
+        return self._ready and proc is not None and proc.poll() is None and not self._closed
 
     @property
     def pid(self) -> int | None:
@@ -183,26 +204,26 @@ class Decider:
     def _spawn(self) -> None:
         if self._closed:
             raise DeciderError("the decider is closed")
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_child,
-            args=(
-                child,
-                self.cluster,
-                self.policy,
-                self.args,
-                self.modules,
-                self.seed,
-                self.queue,
-            ),
-            name="hybridsched-decider",
-            daemon=True,
-        )
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         t0 = time.perf_counter()
-        proc.start()
-        child.close()  # only the child holds it now: its death closes our end
-        self._conn = parent
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env=env,
+            )
+        finally:
+            theirs.close()  # only the child holds it now: its death closes our end
+        self._conn = Connection(ours.detach())
         self._proc = proc
+        try:
+            self._conn.send(
+                (self.cluster, self.policy, self.args, self.modules, self.seed, self.queue)
+            )
+        except OSError as exc:
+            self._kill()
+            raise DeciderError(f"the decision process died while starting ({exc})") from None
         try:
             kind, detail = self._conn.recv()
         except (EOFError, OSError) as exc:
@@ -232,9 +253,9 @@ class Decider:
         if conn is not None:
             conn.close()
         if proc is not None:
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.kill()
-            proc.join(timeout=5)
+            proc.wait(timeout=5)
 
     def decide(
         self, cols: dict[str, np.ndarray], snap: NodeSnapshot
@@ -248,7 +269,7 @@ class Decider:
         with self._lock:
             if self._closed:
                 raise DeciderError("the decider is closed")
-            if self._proc is None or not self._proc.is_alive():
+            if self._proc is None or self._proc.poll() is not None:
                 if self._proc is not None:
                     self._kill()
                     self.restarts += 1
@@ -282,11 +303,14 @@ class Decider:
                     except (BrokenPipeError, OSError):
                         pass
                 if self._proc is not None:
-                    self._proc.join(timeout=2)
+                    try:
+                        self._proc.wait(timeout=2)
+                    except subprocess.TimeoutExpired:
+                        pass
                 self._kill()
             finally:
                 self._lock.release()
         else:
             proc = self._proc
-            if proc is not None and proc.is_alive():
+            if proc is not None and proc.poll() is None:
                 proc.kill()

@@ -156,8 +156,9 @@ class Service:
         t0 = time.perf_counter()
         try:
             self.decider.start()
-        except Exception:
-            log.exception("event=decider_start_failed")  # retried on the first batch
+        except Exception as exc:
+            if not self._stop.is_set():  # a stop during the start kills the child: no news
+                log.error("event=decider_start_failed error=%s", exc)  # retried per batch
         log.info("event=policy_warm seconds=%.3f", time.perf_counter() - t0)
         d = self.config.decision_interval
         last_tick = -math.inf
