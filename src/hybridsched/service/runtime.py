@@ -10,6 +10,7 @@ it would stop the event loop for as long as it decides.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import threading
@@ -139,14 +140,15 @@ class Service:
         # pending tasks whose decision instant has come, in decision order
         st = self.state
         d = self.config.decision_interval
-        ids = []
+        tasks = st.tasks
+        due = []
         for tid in st.pending:
-            rec = st.tasks[tid]
-            dec = math.ceil(rec.arrival_s / d) * d if d > 0 else rec.arrival_s
-            if dec <= now:
-                ids.append(tid)
-        ids.sort(key=lambda t: (st.tasks[t].arrival_s, t))
-        return ids[: self.config.max_batch]
+            a = tasks[tid].arrival_s
+            if (math.ceil(a / d) * d if d > 0 else a) <= now:
+                due.append((a, tid))
+        # the first max_batch in decision order: a partial sort (thousands may be pending
+        # while the loop holds the state's lock)
+        return [t for _, t in heapq.nsmallest(self.config.max_batch, due)]
 
     def _decide_loop(self) -> None:
         st = self.state
@@ -192,11 +194,17 @@ class Service:
         st = self.state
         c = self.cluster
         with st.lock:
-            ids = self._due(now)
-            if not ids:
-                return 0
-            snap = st.snapshot(now)
-            recs = [st.tasks[t] for t in ids]
+            if not st.node_up().any():
+                ids = []  # no node attached: nothing to decide, no need to look
+            else:
+                ids = self._due(now)
+                if not ids:
+                    return 0
+                snap = st.snapshot(now)
+                recs = [st.tasks[t] for t in ids]
+        if not ids:
+            time.sleep(0.05)  # keep them pending
+            return 0
         up = snap.up
         if not up.any():
             time.sleep(0.05)  # no node attached: keep them pending
