@@ -192,11 +192,12 @@ class Proc:
     def rss_peak_mb(self) -> float:
         """Peak resident memory of the process plus its children (the decision process)."""
         pids = [self.p.pid]
-        try:
-            kids = Path(f"/proc/{self.p.pid}/task/{self.p.pid}/children").read_text().split()
-            pids += [int(k) for k in kids]
-        except OSError:
-            pass
+        # children are listed per thread (the decision thread starts the decider)
+        for f in Path(f"/proc/{self.p.pid}/task").glob("*/children"):
+            try:
+                pids += [int(k) for k in f.read_text().split()]
+            except OSError:
+                pass
         total = 0.0
         for pid in pids:
             try:
