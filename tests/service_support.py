@@ -90,8 +90,16 @@ def write_inputs(tmp: Path, cluster: Cluster, tokens: dict[str, str] | None = No
 class Server:
     """``hybridsched serve`` in a child process (SIGKILL-able)."""
 
-    def __init__(self, tmp: Path, db: str, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        db: str,
+        *args: str,
+        port: int | None = None,
+        pythonpath: tuple[Path, ...] = (),
+    ) -> None:
         self.tmp = tmp
+        self.pythonpath = pythonpath
         self.db = db
         self.args = args
         self.port = port or free_port()
@@ -99,9 +107,11 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / f"serve-{self.port}.log"
 
-    def start(self, timeout: float = 60.0) -> float:
-        """Start and wait until /healthz answers 200; returns the seconds it took."""
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    def start(self, timeout: float = 60.0, decider: bool = True) -> float:
+        """Start and wait until /healthz answers 200 (and, with ``decider``, says the
+        decision process is ready); returns the seconds it took."""
+        path = os.pathsep.join(str(p) for p in (ROOT / "src", *self.pythonpath))
+        env = dict(os.environ, PYTHONPATH=path)
         cmd = [
             sys.executable, "-m", "hybridsched.cli", "serve",
             "--cluster", str(self.tmp / "cluster.yaml"),
@@ -115,7 +125,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited {self.proc.returncode}: {self.log.read_text()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                r = httpx.get(self.url + "/healthz", timeout=1.0)
+                if r.status_code == 200 and (not decider or r.json()["decider"] == "ready"):
                     return time.monotonic() - t0
             except httpx.HTTPError:
                 pass

@@ -318,3 +318,60 @@ def test_serve_refuses_bad_options_in_one_line(tmp: Path) -> None:
         assert res.exit_code == 2, (extra, res.output)
         assert msg in " ".join(res.output.split()), (extra, res.output)
         assert "Traceback" not in res.output
+
+
+def test_replay_rides_out_a_sigkill_of_the_server(tmp: Path) -> None:
+    import asyncio
+    import threading
+
+    from hybridsched.service.replay import Replay
+    from hybridsched.workload import generate
+
+    cluster, w = generate("iot-small", n_tasks=300, load=0.6, seed=3)
+    write_inputs(tmp, cluster)
+    srv = Server(tmp, f"sqlite:///{tmp / 'replay-kill.db'}", "--time-scale", "4",
+                 "--heartbeat-timeout", "60")  # fmt: skip
+    srv.start()
+    agent = Agent(srv.url, NODE_ALL, poll_s=0.05)
+    agent.run_in_thread()
+    rp = Replay(srv.url, "submit-token-0001", w, outage_s=120)
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["cols"] = asyncio.run(rp.run(timeout_s=180))
+        except BaseException as exc:  # re-raised by the test below
+            out["error"] = exc
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    killed_at = 0
+    try:
+        # kill once the service holds some of the workload but not all of it
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            r = httpx.get(srv.url + "/v1/cluster", headers=SUBMIT, timeout=10)
+            killed_at = sum(r.json()["counts"].values())
+            if killed_at >= 60:
+                break
+            time.sleep(0.02)
+        srv.kill()
+        srv.start()
+        th.join(240)
+        assert not th.is_alive(), "replay did not end"
+    finally:
+        agent.stop_thread()
+        srv.stop()
+    assert "error" not in out, out.get("error")
+    assert 60 <= killed_at < len(w)  # the kill fell inside the replay
+    cols = out["cols"]
+    assert list(cols["status"]) == ["finished"] * len(w)
+    assert agent.error is None
+    # every task ended once: one accepted finish per task (a finish whose answer was
+    # lost in the kill is answered 'duplicate' on retry), none refused, first lease
+    outs = agent.finish_outcomes
+    assert set(outs) == {int(t) for t in w.task_id}
+    assert all(o.count("ok") <= 1 and "refused" not in o for o in outs.values())
+    assert all(o.count("ok") == 1 or o[-1] == "duplicate" for o in outs.values())
+    assert set(cols["retries"].tolist()) == {0}
+    assert np.all(cols["finish_s"] >= cols["start_s"])

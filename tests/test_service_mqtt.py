@@ -16,7 +16,15 @@ import pytest
 
 from builders import make_cluster
 from hybridsched.service.agent import Agent
-from service_support import NODE_ALL, Server, free_port, require, wait_all_ended, write_inputs
+from service_support import (
+    NODE_ALL,
+    Server,
+    free_port,
+    pg_database,
+    require,
+    wait_all_ended,
+    write_inputs,
+)
 
 CLUSTER = make_cluster([{"cores": 2}, {"cores": 2}])
 
@@ -97,15 +105,24 @@ def _task(i: int) -> dict:
     return {"task_id": i, "region": 0, "data_mb": 0.0, "work_gi": 0.5}
 
 
-def test_mqtt_tasks_statuses_and_broker_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_mqtt_tasks_statuses_and_broker_restart(tmp_path: Path, store: str) -> None:
     require("127.0.0.1", 1883, "Mosquitto")  # the machine's broker proves mosquitto is there
+    if store == "postgresql":
+        with pg_database() as url:
+            _mqtt_run(tmp_path, url)
+    else:
+        _mqtt_run(tmp_path, f"sqlite:///{tmp_path / 'mqtt.db'}")
+
+
+def _mqtt_run(tmp_path: Path, db: str) -> None:
     write_inputs(tmp_path, CLUSTER)
     broker = Broker(tmp_path)
     broker.start()
     root = f"hs{uuid.uuid4().hex[:8]}"
     srv = Server(
         tmp_path,
-        f"sqlite:///{tmp_path / 'mqtt.db'}",
+        db,
         "--time-scale",
         "20",
         "--mqtt",

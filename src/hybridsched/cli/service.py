@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import time
@@ -58,12 +59,16 @@ def serve(
     ] = 10.0,
     max_retries: Annotated[int, typer.Option(help="Retries before a task is given up.")] = 3,
     max_batch: Annotated[
-        int, typer.Option(help="Most tasks per decision (bounds a slow policy's pause).")
+        int, typer.Option(help="Most tasks per decision (bounds one decision's time).")
     ] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the policy's randomness.")] = 0,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+    policy_module: Annotated[
+        list[str] | None,
+        typer.Option(hidden=True, help="Import this module (registers policies); tests."),
+    ] = None,
 ) -> None:
     """Run the live scheduler: HTTP API under /v1, decision loop, durable store.
 
@@ -72,7 +77,7 @@ def serve(
     import uvicorn
 
     from hybridsched.io import read_cluster
-    from hybridsched.policies import make_policy, parse_policy_args
+    from hybridsched.policies import add_policy_module, make_policy, parse_policy_args
     from hybridsched.service import ServiceConfig, create_app
     from hybridsched.service.auth import TokenTable, read_tokens
 
@@ -86,6 +91,13 @@ def serve(
                 "serve: --tokens FILE is required (a YAML mapping token -> role); "
                 "every /v1 call needs a token"
             )
+        modules = tuple(policy_module or ())
+        for m in modules:
+            add_policy_module(m)
+            try:
+                importlib.import_module(m)
+            except ImportError as exc:
+                fail(f"serve: --policy-module {m!r}: {exc}")
         args = parse_policy_args(policy_arg)
         make_policy(policy, args)  # unknown names and arguments fail here, listed
         c = read_cluster(cluster)
@@ -106,6 +118,7 @@ def serve(
             mqtt_url=mqtt,
             mqtt_topic_root=mqtt_topic_root,
             seed=seed,
+            policy_modules=modules,
         )
         from hybridsched.service.store import Store
 

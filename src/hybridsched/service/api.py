@@ -207,10 +207,16 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> Response:
-        """200 once the service is ready (state loaded, loops running), else 503."""
+        """200 once the service is ready (state loaded, loops running), else 503.
+
+        ``decider`` says whether the decision process has its policy compiled
+        (``ready``) or is still starting (``starting``): tasks are accepted
+        meanwhile and decided once it is ready.
+        """
+        dec = "ready" if svc.decider.ready else "starting"
         if svc.ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "starting"}, status_code=503)
+            return JSONResponse({"status": "ready", "decider": dec})
+        return JSONResponse({"status": "starting", "decider": dec}, status_code=503)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
@@ -223,7 +229,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
     async def submit(
         body: TaskIn | list[TaskIn],
         _p: Annotated[Principal, Depends(role("submit"))],
-    ) -> SubmitResponse:
+    ) -> Response:
         """Submit one task or a list; acknowledged once committed; idempotent on task_id."""
         t0 = time.perf_counter()
         items = body if isinstance(body, list) else [body]
@@ -240,8 +246,10 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
         res = await commit(ops.submit(rows, svc.clock.now()))
         svc.metrics.submitted.inc(sum(1 for r in res if not r[2]))
         svc.metrics.submit_seconds.observe(time.perf_counter() - t0)
-        return SubmitResponse(
-            results=[{"task_id": t, "status": s, "duplicate": d} for t, s, d in res]
+        # plain ints, strings and bools: encoded directly rather than built as models and
+        # validated again by FastAPI (the document still shows SubmitResponse)
+        return _json_response(
+            {"results": [{"task_id": t, "status": s, "duplicate": d} for t, s, d in res]}
         )
 
     async def find(ids: list[int]) -> list[TaskOut]:
@@ -368,9 +376,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
         )
 
     @app.post("/v1/agent/reports", response_model=ReportsOut, tags=["agents"], responses=err)
-    async def reports(
-        body: ReportsIn, p: Annotated[Principal, Depends(role("node"))]
-    ) -> ReportsOut:
+    async def reports(body: ReportsIn, p: Annotated[Principal, Depends(role("node"))]) -> Response:
         """Start, finish and failure reports, applied in one transaction.
 
         Each result says ``ok``, ``duplicate`` (already recorded; nothing changed) or
@@ -383,7 +389,9 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
                 raise HTTPException(404, f"node {r.node!r}: no such node in the cluster")
         rows = [r.model_dump() for r in body.reports]
         res = await commit(ops.report(allowed, rows))
-        return ReportsOut(results=[{"task_id": t, "outcome": o, "detail": d} for t, o, d in res])
+        return _json_response(
+            {"results": [{"task_id": t, "outcome": o, "detail": d} for t, o, d in res]}
+        )
 
     # ------------------------------------------------------------- cluster
 
@@ -410,6 +418,12 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
 
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
     return app
+
+
+def _json_response(content: dict[str, Any]) -> Response:
+    # what JSONResponse writes, for content of plain JSON types only
+    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body.encode(), media_type="application/json")
 
 
 def _jsonable(v: Any) -> Any:

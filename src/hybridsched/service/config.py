@@ -36,7 +36,7 @@ class ServiceConfig:
     """Retries (node loss, failure) before a task is rejected / failed."""
     max_batch: int = 256
     """Most tasks decided in one batch (more due tasks: several decisions at that instant).
-    Bounds the time a policy holds the interpreter: compiled code does not release it."""
+    Bounds how long one decision takes (the policy runs in the decision process)."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Largest request body accepted, bytes."""
     mqtt_url: str | None = None
@@ -45,6 +45,8 @@ class ServiceConfig:
     """Topic root: ``<root>/tasks`` in, ``<root>/status/<task_id>`` out."""
     seed: int = 0
     """Seed of the policy's randomness."""
+    policy_modules: tuple[str, ...] = ()
+    """Extra modules that register policies (imported by the decision process too)."""
 
     def __post_init__(self) -> None:
         def positive(name: str, v: float) -> None:

@@ -1,13 +1,16 @@
 """The running service: store, live state, the writer, the decision loop and the node monitor.
 
-The decision loop runs in its own thread (a colony or a network forward never
-blocks the event loop): every decision interval (or as soon as tasks are
-pending at interval 0) the pending tasks form a batch, the policy assigns it on
-a view of the live state, and one transaction records the assignments.
+The decision loop runs in its own thread: every decision interval (or as soon
+as tasks are pending at interval 0) the pending tasks form a batch, the policy
+assigns it on a view of the live state, and one transaction records the
+assignments. The policy itself runs in a child process (:mod:`.decider`):
+compiled policy code holds the interpreter lock, and in a thread of the server
+it would stop the event loop for as long as it decides.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import threading
@@ -16,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from hybridsched.policies import make_policy
 from hybridsched.service import ops
 from hybridsched.service.config import ServiceConfig
+from hybridsched.service.decider import Decider
 from hybridsched.service.metrics import Metrics
 from hybridsched.service.state import PENDING, LiveState, ModelClock, Transition, Writer
 from hybridsched.service.store import Store, redact
-from hybridsched.service.view_adapter import NodeSnapshot, build_view
 
 log = logging.getLogger("hybridsched.service")
 
@@ -44,8 +46,14 @@ class Service:
         self.writer = Writer(self.state)
         self.writer.on_commit = self.metrics.db_seconds.observe
         self.writer.listeners.append(self._count)
-        self.policy = make_policy(config.policy, config.policy_args)
-        self.policy.reset(config.cluster, np.random.default_rng(config.seed))
+        self.decider = Decider(
+            config.cluster,
+            config.policy,
+            config.policy_args,
+            config.seed,
+            config.queue,
+            config.policy_modules,
+        )
         self.clock = ModelClock(config.time_scale)
         self.ready = False
         self._stop = threading.Event()
@@ -90,33 +98,13 @@ class Service:
             time.perf_counter() - t0,
         )
 
-    def _warm_up(self) -> None:
-        # the first call compiles kernels (numba cache): do it before "ready", on a
-        # throwaway policy so that the real one's state (pheromone, counters) is untouched
-        c = self.cluster
-        j = int(np.argmax(c.memory_mb))
-        pol = make_policy(self.config.policy, self.config.policy_args)
-        pol.reset(c, np.random.default_rng(0))
-        snap = NodeSnapshot.empty(c.n_nodes, self.clock.now())
-        cols = {
-            "task_id": np.array([0], dtype=np.int64),
-            "arrival_s": np.array([snap.time]),
-            "region": np.array([0], dtype=np.int64),
-            "data_mb": np.array([1.0]),
-            "work_gi": np.array([float(c.speed[j])]),
-            "memory_mb": np.array([0.0]),
-            "deadline_abs_s": np.array([np.inf]),
-            "priority": np.array([0], dtype=np.int64),
-        }
-        tasks, view = build_view(c, cols, snap, queue=self.config.queue)
-        pol.assign(tasks, view)
-
     def stop(self) -> None:
         """Stop the threads, flush the writer, close the store."""
         self.ready = False
         self._stop.set()
         with self.state.lock:
             self.state.pending_changed.notify_all()
+        self.decider.close()  # a batch being decided is abandoned: it stays pending
         for th in self._threads:
             th.join(timeout=30)
         self.writer.stop()
@@ -152,24 +140,27 @@ class Service:
         # pending tasks whose decision instant has come, in decision order
         st = self.state
         d = self.config.decision_interval
-        ids = []
+        tasks = st.tasks
+        due = []
         for tid in st.pending:
-            rec = st.tasks[tid]
-            dec = math.ceil(rec.arrival_s / d) * d if d > 0 else rec.arrival_s
-            if dec <= now:
-                ids.append(tid)
-        ids.sort(key=lambda t: (st.tasks[t].arrival_s, t))
-        return ids[: self.config.max_batch]
+            a = tasks[tid].arrival_s
+            if (math.ceil(a / d) * d if d > 0 else a) <= now:
+                due.append((a, tid))
+        # the first max_batch in decision order: a partial sort (thousands may be pending
+        # while the loop holds the state's lock)
+        return [t for _, t in heapq.nsmallest(self.config.max_batch, due)]
 
     def _decide_loop(self) -> None:
         st = self.state
-        # compile (or load from numba's cache) before the first real decision; the
-        # service is ready meanwhile: submissions and reports are accepted and stored
+        # spawn the decision process, which compiles (or loads from numba's cache)
+        # before the first real decision; the service is ready meanwhile:
+        # submissions and reports are accepted and stored
         t0 = time.perf_counter()
         try:
-            self._warm_up()
-        except Exception:
-            log.exception("event=warm_up_failed")
+            self.decider.start()
+        except Exception as exc:
+            if not self._stop.is_set():  # a stop during the start kills the child: no news
+                log.error("event=decider_start_failed error=%s", exc)  # retried per batch
         log.info("event=policy_warm seconds=%.3f", time.perf_counter() - t0)
         d = self.config.decision_interval
         last_tick = -math.inf
@@ -192,8 +183,10 @@ class Service:
             try:
                 if self.decide_once(now) == 0 and d == 0:
                     self._stop.wait(0.002)  # only tasks of the future, or no node up
-            except Exception:  # a policy bug must not kill the loop; the batch stays pending
-                log.exception("event=decision_failed")
+            except Exception as exc:  # a policy bug must not kill the loop; the batch stays pending
+                if self._stop.is_set():
+                    break
+                log.error("event=decision_failed error=%s", exc)
                 self._stop.wait(0.5)
 
     def decide_once(self, now: float) -> int:
@@ -201,11 +194,17 @@ class Service:
         st = self.state
         c = self.cluster
         with st.lock:
-            ids = self._due(now)
-            if not ids:
-                return 0
-            snap = st.snapshot(now)
-            recs = [st.tasks[t] for t in ids]
+            if not st.node_up().any():
+                ids = []  # no node attached: nothing to decide, no need to look
+            else:
+                ids = self._due(now)
+                if not ids:
+                    return 0
+                snap = st.snapshot(now)
+                recs = [st.tasks[t] for t in ids]
+        if not ids:
+            time.sleep(0.05)  # keep them pending
+            return 0
         up = snap.up
         if not up.any():
             time.sleep(0.05)  # no node attached: keep them pending
@@ -230,15 +229,14 @@ class Service:
             "priority": np.array([r.priority for r in recs], dtype=np.int64),
         }
         t0 = time.perf_counter()
-        tasks, view = build_view(c, cols, snap, queue=self.config.queue)
-        nodes = np.asarray(self.policy.assign(tasks, view), dtype=np.int64)
+        # in the child process: this thread waits in a read that frees the interpreter
+        nodes, ready = self.decider.decide(cols, snap)
         dt = time.perf_counter() - t0
         self.metrics.decision_seconds.observe(dt)
         self.metrics.decisions.inc()
         ok = (nodes >= 0) & (nodes < c.n_nodes)
         safe = np.where(ok, nodes, 0)
         ok &= up[safe] & (cols["memory_mb"] <= c.memory_mb[safe])
-        ready = view.ready_s[np.arange(len(nodes)), safe]
         decisions = [
             (int(cols["task_id"][i]), int(nodes[i]), float(now), float(ready[i]))
             for i in np.flatnonzero(ok)
