@@ -164,8 +164,7 @@ def test_tokens_scopes_and_bad_requests(tmp: Path) -> None:
         assert c.post("/v1/tasks/99/cancel", headers=SUBMIT).status_code == 404
         # a good one goes to n0, the only node whose agent is attached; cancel it
         assert c.post("/v1/tasks", headers=SUBMIT, json=_task(12)).status_code == 200
-        time.sleep(0.3)
-        t12 = c.get("/v1/tasks/12", headers=SUBMIT).json()
+        t12 = _poll(lambda: c.get("/v1/tasks/12", headers=SUBMIT).json(), lambda t: t["node"])
         assert (t12["status"], t12["node"]) == ("assigned", "n0")
         r = c.post("/v1/tasks/12/cancel", headers=SUBMIT)
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
@@ -176,6 +175,16 @@ def test_tokens_scopes_and_bad_requests(tmp: Path) -> None:
     finally:
         srv.stop()
     assert "admin-token-0001" not in srv.log.read_text()
+
+
+def _poll(read, done, timeout: float = 60.0, every: float = 0.05):
+    """``read()`` until ``done(value)``; only a hang (``timeout`` s) fails the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
@@ -198,7 +207,11 @@ def _node_loss(tmp: Path, db: str) -> None:
         ids = list(range(6))
         # long tasks: 40 GI is 20 model s on n1, 1 s wall: still there when it dies
         _submit_until_acked(srv.url, [_task(i, work_gi=40.0) for i in ids])
-        time.sleep(0.3)
+
+        def nodes() -> list:
+            return [httpx.get(f"{srv.url}/v1/tasks/{t}", headers=ADMIN).json()["node"] for t in ids]
+
+        _poll(nodes, lambda got: all(got))  # every task decided before the agent dies
         doomed.stop_thread()
         on_n1 = [
             t
