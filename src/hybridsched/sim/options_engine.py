@@ -127,18 +127,20 @@ class FaultKernel(Kernel):
             lcount=np.zeros(n_nodes, dtype=np.int64),
             lrate=np.zeros(n_nodes),
             lt=np.zeros(n_nodes),
-            down=np.zeros(n_nodes, dtype=np.bool_),
             mem=np.array(engine.cluster.memory_mb, dtype=np.float64),
             wasted=np.zeros(n_nodes),
             counters=np.array([0, 0, int(bool(options.shared_links)), 0], dtype=np.int64),
         )
         self.fstate = compile_faults(self.farrays)
-        self.unavailable = self.farrays.down.view()
-        self.unavailable.setflags(write=False)
         self._jitter_rng = np.random.default_rng(jitter_seed)
         self._jit_buf = np.zeros(0)
         self._jit_pos = 0
         self._ones = np.ones(1 if engine.config.decision_interval == 0 else n)
+
+    @property
+    def unavailable(self) -> np.ndarray:  # type: ignore[override]
+        """The nodes that are down now (``~state.up``), for views."""
+        return ~self.engine.state.up
 
     def advance(self, until: float) -> None:
         """Simulate the task events of every instant before ``until``."""
@@ -303,7 +305,7 @@ class FailureHook(EngineHooks):
     def _update_bounds(self) -> None:
         """Largest memory on an up node, and on a node not down for good, MB."""
         fa = self.kernel.farrays
-        up = fa.mem[~fa.down]
+        up = fa.mem[self.engine.state.up]
         ever = fa.mem[~self._perm_down]
         self._up_mem = float(up.max()) if up.size else -np.inf
         self._ever_mem = float(ever.max()) if ever.size else -np.inf
