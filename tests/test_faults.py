@@ -720,6 +720,10 @@ def test_cli_simulate_with_options(tmp_path: Path) -> None:
     assert (summary["retries"], summary["rejected"]) == (1, 1)
     assert 0 < summary["availability"] < 1
     assert summary["run"]["options"]["shared_links"] is True
+    assert summary["run"]["options"]["max_retries"] == 100
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o4"), "--max-retries", "-1"])
+    assert res.exit_code == 2 and "--max-retries" in res.output, res.output
+    assert not (tmp_path / "o4").exists()
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o2"), "--csv"])
     assert res.exit_code == 0, res.output
     assert read_table(tmp_path / "o2" / "tasks.csv")["status"].tolist()[1] == "rejected"
