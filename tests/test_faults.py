@@ -214,6 +214,48 @@ def test_hand_computed_failure_with_batches() -> None:
     assert t[0]["retries"] == 1
 
 
+def test_retry_limit_rejects_the_task() -> None:
+    # the hand failure with max_retries = 0: task 0's one interruption (n0 down at 2)
+    # is over the limit, so it is rejected at 2 instead of being decided again
+    c, w, options = _hand_failure()
+    opts = SimOptions(failures=options.failures, max_retries=0)
+    res = simulate(c, w, make_policy("mct"), config=SimConfig(), options=opts, seed=0)
+    t = by_id(res)
+    assert (t[0]["status"], t[0]["retries"], t[0]["rejected_s"]) == ("rejected", 1, 2.0)
+    assert t[0]["reason"].startswith("retry limit: interrupted by failures 1 times")
+    assert t[0]["node_index"] == -1
+    assert (t[1]["status"], t[1]["finish_s"]) == ("finished", 2.0)
+    s = res.summary
+    assert (s["finished"], s["rejected"], s["retries"]) == (1, 1, 1)
+    # at the default (100) the same run finishes both: one retry is far from the limit
+    again = simulate(c, w, make_policy("mct"), config=SimConfig(), options=options, seed=0)
+    assert (again.summary["finished"], again.summary["rejected"]) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("mtbf", "mttr", "finished", "rejected"),
+    [
+        # failures much more frequent than tasks are long: once hung (retried forever)
+        (1.0, 1e5, 18, 2),
+        (0.01, 0.01, 0, 20),
+    ],
+)
+def test_failures_faster_than_tasks_end(
+    mtbf: float, mttr: float, finished: int, rejected: int
+) -> None:
+    c, w = generate("iot-default", 20, 0.8, seed=0)
+    opts = SimOptions(mtbf_s=mtbf, mttr_s=mttr)
+    res = simulate(c, w, make_policy("mct"), options=opts, seed=0)
+    status = res.tasks["status"]
+    assert ((status == "finished") | (status == "rejected")).all()
+    s = res.summary
+    assert (s["finished"], s["rejected"]) == (finished, rejected)
+    rej = status == "rejected"
+    assert (res.tasks["retries"][rej] == 101).all()
+    assert all(r.startswith("retry limit") for r in res.tasks["reason"][rej])
+    assert (res.tasks["retries"][~rej] <= 100).all()
+
+
 # big (1000 MB) and small (100 MB), 1 core each, speed 1.
 #   X (id 0, 500 MB) arrives at 1 while big is down on [0, 4): no up node fits, X waits
 #     (not a retry) and is decided when big is back, at 4: runs [4, 5).
@@ -612,6 +654,10 @@ def test_options_are_validated() -> None:
     assert opts.tier_rates(c)[0].tolist() == [9.0, 99.0]
     assert opts.tier_rates(c)[1].tolist() == [1.0, 2.0]
     assert not SimOptions().active and SimOptions(estimate_cv=0.0).active
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match=r"options\.max_retries: must be an integer >= 0"):
+            SimOptions(max_retries=bad)
+    assert not SimOptions(max_retries=3).active
 
 
 @pytest.mark.parametrize(
@@ -674,6 +720,10 @@ def test_cli_simulate_with_options(tmp_path: Path) -> None:
     assert (summary["retries"], summary["rejected"]) == (1, 1)
     assert 0 < summary["availability"] < 1
     assert summary["run"]["options"]["shared_links"] is True
+    assert summary["run"]["options"]["max_retries"] == 100
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o4"), "--max-retries", "-1"])
+    assert res.exit_code == 2 and "--max-retries" in res.output, res.output
+    assert not (tmp_path / "o4").exists()
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o2"), "--csv"])
     assert res.exit_code == 0, res.output
     assert read_table(tmp_path / "o2" / "tasks.csv")["status"].tolist()[1] == "rejected"

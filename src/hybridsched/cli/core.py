@@ -154,6 +154,12 @@ def simulate(
         bool,
         typer.Option(help="Share each node's ingress bandwidth fairly among its transfers."),
     ] = False,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            help="With failures: a task interrupted more than this many times is rejected."
+        ),
+    ] = 100,  # hybridsched.sim.options.DEFAULT_MAX_RETRIES (the CLI imports sim lazily)
     timeline: Annotated[
         bool,
         typer.Option(
@@ -192,6 +198,7 @@ def simulate(
     try:
         check_seed(seed)
         check_number(timeline_step, "--timeline-step", low=0)
+        check_number(max_retries, "--max-retries", low=0)
         config = SimConfig(decision_interval=decision_interval, queue=queue)
         check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
         options = SimOptions(
@@ -200,6 +207,7 @@ def simulate(
             estimate_cv=estimate_cv,
             latency_jitter=latency_jitter,
             shared_links=shared_links,
+            max_retries=max_retries,
         )
         load_plugins(plugin)
         args: dict[str, str] = {}

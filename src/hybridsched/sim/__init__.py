@@ -5,7 +5,15 @@ See docs/VIEW.md for the view and docs/OPTIONS.md for the options.
 
 from __future__ import annotations
 
-from hybridsched.sim.engine import QUEUES, Engine, SimConfig, SimResult, simulate
+from hybridsched.sim.engine import (
+    QUEUES,
+    Engine,
+    EngineHooks,
+    Kernel,
+    SimConfig,
+    SimResult,
+    simulate,
+)
 from hybridsched.sim.metrics import SUMMARY_KEYS, summarize
 from hybridsched.sim.options import SimOptions
 from hybridsched.sim.view import ClusterView, CompiledRun, NodeSnapshot, Policy, TaskBatch
@@ -16,6 +24,8 @@ __all__ = [
     "ClusterView",
     "CompiledRun",
     "Engine",
+    "EngineHooks",
+    "Kernel",
     "NodeSnapshot",
     "Policy",
     "SimConfig",

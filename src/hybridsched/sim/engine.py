@@ -10,19 +10,26 @@ The surface is small, like SimPy's ``Environment``::
 
 or simply ``simulate(cluster, workload, policy)``, the one entry point (the CLI,
 the experiments and the benchmarks use it; ``options=`` turns on failures,
-estimate noise, jitter or shared links, run by
-:class:`~hybridsched.sim.options_engine.OptionsEngine`, a subclass with the
-same surface). ``now`` is the current
+estimate noise, jitter or shared links). ``now`` is the current
 decision time; :meth:`Engine.commit` may also take part of a batch at a time
 (one task per call, as a Gymnasium environment does), each part seeing the
 effect of the ones before it.
+
+There is one loop, :class:`Engine`'s. What goes beyond the base model plugs
+into it: a :class:`Kernel` (how task events are simulated and assignments
+booked; the base model's, or :class:`~hybridsched.sim.options_engine.FaultKernel`
+with its indexed event heap, shared links and jitter) and
+:class:`EngineHooks` (behaviours with events of their own: node failures in
+:class:`~hybridsched.sim.options_engine.FailureHook`). With neither, the
+engine is the base model and offers policies their fused compiled loop.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -90,22 +97,108 @@ class SimResult:
     """The keys of summary.json (docs/MODEL.md) and a few more."""
 
 
-class Engine:
-    """Discrete-event simulator of the base model, driven batch by batch.
+class EngineHooks:
+    """An optional behaviour of the engine loop; every method here does nothing.
 
-    Subclasses add conditions beyond the base model
-    (:class:`~hybridsched.sim.options_engine.OptionsEngine`) by overriding the
-    stepping (``next_batch``, ``commit``, ``now``, ``done``) and ``finish``;
-    ``run``, the view, the snapshot and the summary are this class's.
+    The base model is :class:`Engine` with no hooks. A behaviour beyond it
+    (node failures today; time windows of node speed, latency or bandwidth
+    next) subclasses this and overrides what it needs. At each instant ``t``
+    the engine:
+
+    1. simulates the task events strictly before ``t`` (``engine.kernel.advance(t)``);
+    2. calls :meth:`before_instant` on each hook whose :meth:`next_event_time`
+       is ``t`` (its own events: a node failing or coming back, a window
+       opening) -- only while tasks remain to decide or are in the system;
+    3. gathers the tasks decided at ``t`` (the arrival batch of ``t`` and the
+       tasks sent back with :meth:`Engine.send_back`, in decision order) and
+       passes them through each hook's :meth:`triage`;
+    4. hands them to the policy; each :meth:`Engine.commit` books them through
+       the kernel, then calls :meth:`on_commit`.
+
+    At the end, :meth:`finish_columns`, :meth:`summary_extra` and
+    :meth:`result` add what the hook reports.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        """Called once by :meth:`Engine.add_hooks`, before the first decision."""
+        self.engine = engine
+
+    def next_event_time(self) -> float:
+        """Time of this hook's next own event, s (``inf``: none)."""
+        return np.inf
+
+    def before_instant(self, t: float) -> None:
+        """Apply this hook's events stamped ``t`` (task events before ``t`` are done)."""
+
+    def holds_tasks(self) -> bool:
+        """True while the hook keeps tasks out of the loop (they wait for its events)."""
+        return False
+
+    def triage(self, idx: np.ndarray, t: float) -> np.ndarray:
+        """The tasks of ``idx`` to decide now; the hook keeps or rejects the others."""
+        return idx
+
+    def on_commit(self, idx: np.ndarray, nodes: np.ndarray, t: float) -> None:
+        """Tasks ``idx`` were assigned to ``nodes`` at ``t``."""
+
+    def finish_columns(self, inv: Any, tasks: dict[str, np.ndarray]) -> None:
+        """Add or replace per-task columns (workload row order, ``inv``) in place."""
+
+    def summary_extra(self, inv: Any, tasks: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Keyword arguments for :func:`~hybridsched.sim.metrics.summarize`."""
+        return {}
+
+    def result(self, result: SimResult) -> SimResult:
+        """The run's result, possibly wrapped with what the hook recorded."""
+        return result
+
+
+class Kernel:
+    """How an engine simulates task events and books assignments: the base model's.
+
+    :meth:`advance` processes every instant strictly before ``until``;
+    :meth:`commit` books valid assignments (raising :class:`PolicyError` and
+    changing nothing otherwise). A kernel with more state (failures, shared
+    links, see :mod:`hybridsched.sim.options_engine`) replaces ``engine.kernel``.
+    """
+
+    unavailable: np.ndarray | None = None
+    """Read-only mask of the nodes that are down, for views; ``None``: all up."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def advance(self, until: float) -> None:
+        """Simulate the task events of every instant before ``until``."""
+        core.advance(self.engine.cstate, until)
+
+    def commit(self, idx: np.ndarray, nodes: np.ndarray, t: float) -> None:
+        """Assign tasks ``idx`` to ``nodes`` at ``t``, or raise and change nothing."""
+        self.engine._check_assignment(idx, nodes)
+        core.commit_many(self.engine.cstate, idx, nodes, t)
+
+    def active(self) -> bool:
+        """True while tasks are on nodes (assigned, not finished); only asked with hooks."""
+        st = self.engine.state
+        return bool(st.counters[core.C_COMMITTED] > st.counters[core.C_DISPATCHED]) or bool(
+            (st.n_free < st.cores).any()
+        )
+
+
+class Engine:
+    """Discrete-event simulator, driven decision by decision: one loop for every model.
+
+    The loop (``next_batch``, ``commit``, ``now``, ``done``, ``finish``) is this
+    class's. Optional behaviours plug in as :class:`EngineHooks`
+    (:meth:`add_hooks`) and as a :class:`Kernel` with more state; with none,
+    the engine is the base model of docs/MODEL.md and ``run`` offers policies
+    their fused compiled loop.
 
     Args:
         cluster: the validated cluster.
         workload: the validated workload (regions and memory must fit the cluster).
         config: run options; keyword shortcuts ``decision_interval`` and ``queue``.
     """
-
-    fused: ClassVar[bool] = True
-    """``run`` offers the policy's fused compiled loop (``run_compiled``)."""
 
     def __init__(
         self,
@@ -154,8 +247,6 @@ class Engine:
             starts = np.arange(arrival.shape[0])
         self._dec_time = dec
         self._batch_start = np.r_[starts, arrival.shape[0]].astype(np.int64)
-        self._batch = -1
-        self._pos = 0  # next uncommitted task of the current batch
         self.state = self._build_state(order, arrival)
         """The simulator's arrays (:class:`~hybridsched.sim.core.CoreState`)."""
         if config.work_estimate is not None:
@@ -165,8 +256,35 @@ class Engine:
             self.state = self.state._replace(work_est=np.ascontiguousarray(est[order]))
         self.cstate = core.compile_state(self.state)
         """The compiled handle over the same arrays, for kernels."""
+        self.kernel: Kernel = Kernel(self)
+        """Simulates task events and books assignments (see :class:`Kernel`)."""
+        self.hooks: tuple[EngineHooks, ...] = ()
+        """Optional behaviours of the loop, in call order."""
         self._finished: SimResult | None = None
         self._seen: tuple[CoreState, Any] | None = None  # what views read, when not the state
+
+        # the loop
+        self._arange = np.arange(self.n_tasks, dtype=np.int64)
+        self._next_arrival = 0  # next arrival batch
+        self._pending: list[tuple[float, int]] = []  # (decision time, task) sent back
+        self._todo = self._arange[:0]  # tasks to decide at the current instant
+        self._todo_pos = 0
+        self._cur = self._arange[:0]  # the open batch (undecided tasks of it)
+        self._now = -np.inf
+        self._over = False
+
+    def add_hooks(self, *hooks: EngineHooks) -> None:
+        """Plug ``hooks`` into the loop (before the first decision), calling their ``attach``."""
+        if self._now > -np.inf or self._over:
+            raise SimulationError("add_hooks: the run has started; add hooks before it")
+        self.hooks = self.hooks + hooks
+        for h in hooks:
+            h.attach(self)
+
+    @property
+    def fused(self) -> bool:
+        """``run`` offers the policy's fused compiled loop: the base model only."""
+        return not self.hooks and type(self.kernel) is Kernel
 
     def hide_true_work(self) -> None:
         """Views (and compiled policies through them) see estimated work in place of the true.
@@ -210,53 +328,111 @@ class Engine:
 
     @property
     def n_batches(self) -> int:
-        """Number of decision batches."""
+        """Number of arrival batches (decision times of new tasks)."""
         return int(self._batch_start.shape[0] - 1)
 
     @property
     def now(self) -> float:
-        """The current decision time (``-inf`` before the first batch), s."""
-        if self._batch < 0:
-            return -np.inf
-        if self._batch >= self.n_batches:
-            return np.inf
-        return float(self._dec_time[self._batch_start[self._batch]])
+        """The current decision time (``-inf`` before the first, ``inf`` when done), s."""
+        return np.inf if self._over else self._now
 
     @property
     def done(self) -> bool:
-        """True once every task is decided."""
-        return self._batch >= self.n_batches
+        """True once nothing is left to decide."""
+        return self._over
 
     def batch_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Decision times (per task) and batch start offsets, decision order."""
+        """Decision times (per task) and arrival batch start offsets, decision order."""
         return self._dec_time, self._batch_start
+
+    def send_back(self, i: int, t: float) -> None:
+        """Task ``i`` goes back to the scheduler at ``t`` (the next batch boundary when delta > 0).
+
+        For hooks: the engine decides it again with the tasks of that instant.
+        """
+        delta = float(self.config.decision_interval)
+        d = t if delta == 0 else float(np.ceil(t / delta) * delta)
+        heapq.heappush(self._pending, (d, i))
+
+    def _busy(self) -> bool:
+        """Tasks are still in the system (on nodes, or held by a hook)."""
+        return self.kernel.active() or any(h.holds_tasks() for h in self.hooks)
+
+    def _next_instant(self) -> bool:
+        """Advance to the next instant with tasks to decide; False when there is none."""
+        dec, starts, hooks = self._dec_time, self._batch_start, self.hooks
+        inf = np.inf
+        while True:
+            b = self._next_arrival
+            d_arr = float(dec[starts[b]]) if b < starts.shape[0] - 1 else inf
+            d = self._pending[0][0] if self._pending else inf
+            d = min(d, d_arr)
+            if hooks:
+                tn = min(h.next_event_time() for h in hooks)
+                if tn <= d and tn < inf and (d < inf or self._busy()):
+                    self.kernel.advance(tn)
+                    if d < inf or self._busy():  # else the run ended before this event
+                        for h in hooks:
+                            if h.next_event_time() == tn:
+                                h.before_instant(tn)
+                    continue
+            if d == inf:
+                self.kernel.advance(inf)
+                held = [h for h in hooks if h.holds_tasks()]
+                if held:  # pragma: no cover - a hook holding tasks has events to come
+                    raise SimulationError(f"{type(held[0]).__name__} holds tasks forever")
+                return False
+            self.kernel.advance(d)
+            if d_arr == d:
+                idx = self._arange[starts[b] : starts[b + 1]]
+                self._next_arrival += 1
+            else:
+                idx = self._arange[:0]
+            if self._pending and self._pending[0][0] == d:
+                back = []
+                while self._pending and self._pending[0][0] == d:
+                    back.append(heapq.heappop(self._pending)[1])
+                idx = np.sort(np.concatenate([idx, np.asarray(back, dtype=np.int64)]))
+            for h in hooks:
+                idx = h.triage(idx, d)
+            if idx.size:
+                self._now = d
+                self._todo = idx
+                self._todo_pos = 0
+                return True
 
     def next_batch(self) -> tuple[TaskBatch, ClusterView] | None:
         """Advance to the next decision and return its undecided tasks and the view.
 
-        Returns the remaining tasks of the current batch when it is only partly
-        committed; ``None`` when every task is decided.
+        Batches hold the tasks decided at one instant (new arrivals, and tasks
+        sent back by a hook), in decision order (arrival, then task_id); with
+        ``decision_interval = 0`` one task at a time. Returns the rest of the
+        open batch when it is only partly committed; ``None`` when nothing is
+        left to decide.
         """
-        if self._batch >= 0 and not self.done:
-            end = int(self._batch_start[self._batch + 1])
-            if self._pos < end:
-                return self._current()
-        self._batch += 1
-        if self.done:
+        if self._over:
             return None
-        self._pos = int(self._batch_start[self._batch])
-        core.advance(self.cstate, self.now)
-        return self._current()
-
-    def _current(self) -> tuple[TaskBatch, ClusterView]:
-        end = int(self._batch_start[self._batch + 1])
-        tasks = self._task_batch(np.arange(self._pos, end, dtype=np.int64))
+        if self._cur.size == 0:
+            if self._todo_pos >= self._todo.size and not self._next_instant():
+                self._over = True
+                return None
+            if self.config.decision_interval == 0:
+                self._cur = self._todo[self._todo_pos : self._todo_pos + 1]
+            else:
+                self._cur = self._todo[self._todo_pos :]
+        tasks = self._task_batch(self._cur)
         return tasks, self._view(tasks)
 
     def _view(self, tasks: TaskBatch) -> ClusterView:
         arrays, handle = self._seen or (self.state, self.cstate)
         return ClusterView._over(
-            arrays, handle, self.now, self.cluster, tasks, queue=self.config.queue
+            arrays,
+            handle,
+            self._now,
+            self.cluster,
+            tasks,
+            queue=self.config.queue,
+            unavailable=self.kernel.unavailable,
         )
 
     def snapshot(self) -> NodeSnapshot:
@@ -265,9 +441,9 @@ class Engine:
         ``ClusterView.from_snapshot(cluster, tasks, engine.snapshot())`` gives the
         engine's own view (see docs/VIEW.md).
         """
-        if self._batch < 0 or self.done:
+        if self._now == -np.inf or self._over:
             raise SimulationError("snapshot: no open decision; call next_batch() first")
-        return self._view(self._task_batch(np.zeros(0, dtype=np.int64))).snapshot()
+        return self._view(self._task_batch(self._arange[:0])).snapshot()
 
     def _task_batch(self, idx: np.ndarray) -> TaskBatch:
         st = self.state
@@ -284,21 +460,22 @@ class Engine:
         )
 
     def commit(self, nodes: np.ndarray | list[int] | int) -> None:
-        """Assign the next ``len(nodes)`` undecided tasks of the current batch.
+        """Assign the next ``len(nodes)`` undecided tasks of the open batch.
 
         Raises:
-            PolicyError: wrong length, a node index out of range, or a node
-                without memory for its task.
+            PolicyError: wrong length, a node index out of range, a node that
+                is down, or a node without memory for its task.
         """
-        if self._batch < 0 or self.done:
+        if self._cur.size == 0:
             raise SimulationError("commit: no open decision; call next_batch() first")
-        end = int(self._batch_start[self._batch + 1])
-        nodes_arr = _node_indices(nodes, end - self._pos)
+        nodes_arr = _node_indices(nodes, self._cur.size)
         k = nodes_arr.shape[0]
-        idx = np.arange(self._pos, self._pos + k, dtype=np.int64)
-        self._check_assignment(idx, nodes_arr)
-        core.commit_many(self.cstate, idx, nodes_arr, self.now)
-        self._pos += k
+        idx = self._cur[:k]
+        self.kernel.commit(idx, nodes_arr, self._now)
+        for h in self.hooks:
+            h.on_commit(idx, nodes_arr, self._now)
+        self._cur = self._cur[k:]
+        self._todo_pos += k
 
     def _check_assignment(self, idx: np.ndarray, nodes: np.ndarray) -> None:
         n_nodes = self.cluster.n_nodes
@@ -322,7 +499,7 @@ class Engine:
 
     def run(self, policy: Policy, rng: np.random.Generator | int | None = 0) -> SimResult:
         """Run the whole simulation with ``policy`` and return the result."""
-        if self._batch >= 0:
+        if self._now > -np.inf or self._over:
             raise SimulationError("run: this engine has already started; build a new one")
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         policy.reset(self.cluster, gen)
@@ -334,7 +511,8 @@ class Engine:
             if ran:
                 # the compiled loop interleaves simulation and decisions; count all of it
                 self.scheduler_seconds += time.perf_counter() - t
-                self._batch = self.n_batches
+                self._over = True
+                self._next_arrival = self.n_batches
                 return self.finish(policy_name=policy.name)
         while (batch := self.next_batch()) is not None:
             tasks, view = batch
@@ -345,34 +523,46 @@ class Engine:
         return self.finish(policy_name=policy.name)
 
     def finish(self, policy_name: str = "") -> SimResult:
-        """Simulate to the end (every task must be decided) and summarise."""
+        """Simulate to the end (nothing may be left to decide) and summarise."""
         if self._finished is not None:
             return self._finished
-        st = self.state
-        if st.counters[core.C_COMMITTED] != self.n_tasks:
-            raise SimulationError(
-                f"finish: {self.n_tasks - int(st.counters[core.C_COMMITTED])} tasks are undecided"
-            )
-        core.advance(st, np.inf)
-        self._batch = self.n_batches
+        if not self._over:
+            if self.fused:
+                # the base model may also be driven by compiled code on cstate directly
+                # (the RL rollouts): every task committed is then the end
+                left = self.n_tasks - int(self.state.counters[core.C_COMMITTED])
+                if left:
+                    raise SimulationError(f"finish: {left} tasks are undecided")
+            elif self._cur.size or self.next_batch() is not None:
+                raise SimulationError("finish: tasks are still undecided; commit them first")
+        self.kernel.advance(np.inf)
+        self._over = True
         if self._identity:
             inv = slice(None)
         else:
             inv = np.empty_like(self.order)
             inv[self.order] = np.arange(self.order.shape[0])
-        tasks = self._task_columns(inv, np.asarray(self.cluster.node_names)[st.node[inv]])
-        self._finished = SimResult(tasks=tasks, summary=self._summary(inv, tasks, policy_name))
-        return self._finished
+        tasks = self._task_columns(inv)
+        extra: dict[str, Any] = {}
+        for h in self.hooks:
+            h.finish_columns(inv, tasks)
+            extra.update(h.summary_extra(inv, tasks))
+        result = SimResult(tasks=tasks, summary=self._summary(inv, tasks, policy_name, **extra))
+        for h in self.hooks:
+            result = h.result(result)
+        self._finished = result
+        return result
 
-    def _task_columns(self, inv: Any, node_names: np.ndarray) -> dict[str, np.ndarray]:
+    def _task_columns(self, inv: Any) -> dict[str, np.ndarray]:
         """The columns of tasks.parquet every run has, in workload row order (``inv``)."""
         st = self.state
         arrival = st.arrival[inv]
         finish = st.finish[inv]
+        node = st.node[inv]
         return {
             "task_id": st.task_id[inv],
-            "node": node_names,
-            "node_index": st.node[inv],
+            "node": np.asarray(self.cluster.node_names)[node],
+            "node_index": node,
             "arrival_s": arrival,
             "decision_s": st.decision[inv],
             "ready_s": st.ready[inv],

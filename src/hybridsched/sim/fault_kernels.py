@@ -47,7 +47,6 @@ lhead     int64[::1]    head of each node's link member list
 lcount    int64[::1]    transfers in each node's link
 lrate     float64[::1]  current rate of each transfer of the link, MB/s
 lt        float64[::1]  time of the last update of the link, s
-down      boolean[::1]  the node is down
 mem       float64[::1]  true memory per node (CoreState.memory is -1 while down), MB
 wasted    float64[::1]  core-seconds of killed runs per node
 counters  int64[::1]    events in the heap, tasks on a node, shared links on, spare
@@ -237,7 +236,7 @@ def _link_event(st, fs, j, t):
 
 @njit(cache=True)
 def _dispatch(st, fs, j, t):
-    if fs.down[j]:
+    if not st.up[j]:
         return
     while st.n_free[j] > 0 and st.wroot[j] >= 0:
         i, f = core.start_next(st, j, t)
@@ -317,7 +316,7 @@ def check_and_commit(st, fs, idx, nodes, d, lat_factor):
         j = nodes[k]
         if j < 0 or j >= n_nodes:
             return 1, k
-        if fs.down[j]:
+        if not st.up[j]:
             return 2, k
         if st.mem_req[idx[k]] > st.memory[j]:
             return 3, k
@@ -377,8 +376,9 @@ def node_down(st, fs, j, t):
         st.finish[i] = np.nan
         st.slot_of[i] = -1
     fs.counters[K_ACTIVE] -= m
-    fs.down[j] = True
-    st.memory[j] = -1.0  # no task fits: the compiled rules skip the node
+    st.up[j] = False
+    # the compiled policy rules (hybridsched.policies) test memory, not up: no task fits
+    st.memory[j] = -1.0
     for c in range(st.cores[j]):
         st.proj[j, c] = np.inf
     st.proj_min[j] = np.inf
@@ -388,7 +388,7 @@ def node_down(st, fs, j, t):
 @njit(cache=True)
 def node_up(st, fs, j, t):
     """Node ``j`` is back at ``t``, idle."""
-    fs.down[j] = False
+    st.up[j] = True
     st.memory[j] = fs.mem[j]
     for c in range(st.cores[j]):
         st.proj[j, c] = t

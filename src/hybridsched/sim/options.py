@@ -32,6 +32,9 @@ ALL_TIERS = "*"
 WORK_EST_COLUMN = "work_est_gi"
 """Workload column that, when present, holds the schedulers' work estimates, GI."""
 
+DEFAULT_MAX_RETRIES = 100
+"""Default of :attr:`SimOptions.max_retries`."""
+
 FAILURE_COLUMNS: tuple[str, ...] = ("node", "down_s", "up_s")
 """The columns of a failures file."""
 
@@ -334,6 +337,10 @@ class SimOptions:
     """Coefficient of variation of a lognormal factor (mean 1) on each transfer's latency."""
     shared_links: bool = False
     """Each node's ingress bandwidth is shared fairly by the transfers in flight to it."""
+    max_retries: int = DEFAULT_MAX_RETRIES
+    """A task interrupted by failures more than this many times is rejected
+    (reason ``retry limit``): with failures much more frequent than tasks are
+    long, no attempt would ever finish. An integer >= 0; no option on its own."""
 
     def __post_init__(self) -> None:
         if self.failures is not None and not isinstance(self.failures, FailureTrace):
@@ -363,6 +370,9 @@ class SimOptions:
         if self.estimate_cv is not None:
             _cv(self.estimate_cv, "estimate_cv")
         _cv(self.latency_jitter, "latency_jitter")
+        r = self.max_retries
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0:
+            raise ConfigError(f"options.max_retries: must be an integer >= 0, got {_plain(r)}")
         if not isinstance(self.shared_links, (bool, np.bool_)):
             raise ConfigError(
                 f"options.shared_links: must be True or False, got {self.shared_links!r}"
@@ -433,6 +443,7 @@ class SimOptions:
             "estimate_cv": self.estimate_cv,
             "latency_jitter": float(self.latency_jitter),
             "shared_links": bool(self.shared_links),
+            **({"max_retries": int(self.max_retries)} if self.failures_on else {}),
         }
 
 

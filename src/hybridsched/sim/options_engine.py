@@ -4,9 +4,11 @@
 option off it is the base model (the fused compiled loop).
 Estimate noise alone runs the base engine too, with
 :attr:`SimConfig.work_estimate`. Failures and the network need
-:class:`OptionsEngine`, a subclass of :class:`~hybridsched.sim.engine.Engine`
-with the same surface (``next_batch``, ``commit``, ``run``, ``finish``) that
-always calls the policy's ``assign``, batch by batch.
+:class:`OptionsEngine`: :class:`~hybridsched.sim.engine.Engine`'s own loop with
+a :class:`FaultKernel` (indexed event heap, shared links, jitter) and a
+:class:`FailureHook` (node events, re-decisions, parking, rejections, the
+retry limit) plugged in; it always calls the policy's ``assign``, batch by
+batch.
 
 The model (``docs/OPTIONS.md`` has the full text):
 
@@ -37,12 +39,13 @@ from __future__ import annotations
 import heapq
 import logging
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from hybridsched.errors import ConfigError, PolicyError, SimulationError
 from hybridsched.model import Cluster, Workload
-from hybridsched.sim.engine import Engine, SimConfig, SimResult, _node_indices
+from hybridsched.sim.engine import Engine, EngineHooks, Kernel, SimConfig, SimResult
 from hybridsched.sim.fault_kernels import (
     K_ACTIVE,
     P_DONE,
@@ -62,9 +65,12 @@ from hybridsched.sim.options import (
     option_seeds,
 )
 from hybridsched.sim.state import compile_state
-from hybridsched.sim.view import ClusterView, Policy, TaskBatch
+from hybridsched.sim.view import Policy
 
 log = logging.getLogger(__name__)
+
+RETRY_LIMIT = "retry limit"
+"""Reason of a task rejected after more than ``SimOptions.max_retries`` interruptions."""
 
 # ----------------------------------------------------------------------------
 # the engine
@@ -82,14 +88,320 @@ class OptionsResult(SimResult):
     (NaN when it had not started), end_s (the failure)."""
 
 
+class FaultKernel(Kernel):
+    """The kernel of the options: an indexed event heap, shared links, jitter, node state.
+
+    Task events go through :mod:`hybridsched.sim.fault_kernels` (each task has
+    at most one live event, so a failure can withdraw it); transfers share
+    their node's ingress link when ``options.shared_links`` is on, and each
+    latency is multiplied by a lognormal factor when ``options.latency_jitter``
+    is on. Nodes can be taken down and brought back (:meth:`node_down`,
+    :meth:`node_up`), which :class:`FailureHook` does.
+
+    Args:
+        engine: the engine (its state is prepared for this kernel here).
+        options: the options.
+        jitter_seed: seed of the latency factors.
+    """
+
+    def __init__(self, engine: Engine, options: SimOptions, jitter_seed: Any) -> None:
+        super().__init__(engine)
+        self.options = options
+        n = engine.n_tasks
+        n_nodes = engine.cluster.n_nodes
+        # memory is masked (-1) while a node is down, so it needs its own copy
+        engine.state = engine.state._replace(memory=engine.state.memory.copy())
+        st = engine.state
+        for a in (st.decision, st.ready, st.dur, st.start, st.finish):
+            a.fill(np.nan)  # a rejected task keeps them: it never ran
+        engine.cstate = compile_state(engine.state)
+        self.farrays = FaultArrays(
+            ev_time=np.zeros(n + n_nodes),
+            hp_id=np.zeros(n + n_nodes, dtype=np.int64),
+            hp_pos=np.full(n + n_nodes, -1, dtype=np.int64),
+            phase=np.zeros(n, dtype=np.int64),
+            rem=np.zeros(n),
+            lnext=np.full(n, -1, dtype=np.int64),
+            lprev=np.full(n, -1, dtype=np.int64),
+            lhead=np.full(n_nodes, -1, dtype=np.int64),
+            lcount=np.zeros(n_nodes, dtype=np.int64),
+            lrate=np.zeros(n_nodes),
+            lt=np.zeros(n_nodes),
+            mem=np.array(engine.cluster.memory_mb, dtype=np.float64),
+            wasted=np.zeros(n_nodes),
+            counters=np.array([0, 0, int(bool(options.shared_links)), 0], dtype=np.int64),
+        )
+        self.fstate = compile_faults(self.farrays)
+        self._jitter_rng = np.random.default_rng(jitter_seed)
+        self._jit_buf = np.zeros(0)
+        self._jit_pos = 0
+        self._ones = np.ones(1 if engine.config.decision_interval == 0 else n)
+
+    @property
+    def unavailable(self) -> np.ndarray:  # type: ignore[override]
+        """The nodes that are down now (``~state.up``), for views."""
+        return ~self.engine.state.up
+
+    def advance(self, until: float) -> None:
+        """Simulate the task events of every instant before ``until``."""
+        advance(self.engine.cstate, self.fstate, until)
+
+    def active(self) -> bool:
+        """True while tasks are on nodes (assigned, not finished)."""
+        return bool(self.farrays.counters[K_ACTIVE] > 0)
+
+    def _jitter(self, k: int) -> np.ndarray:
+        """The next ``k`` latency factors (drawn in blocks: one draw per call is slow)."""
+        if self._jit_pos + k > self._jit_buf.size:
+            fresh = lognormal_factors(self._jitter_rng, self.options.latency_jitter, max(k, 4096))
+            self._jit_buf = np.concatenate([self._jit_buf[self._jit_pos :], fresh])
+            self._jit_pos = 0
+        out = self._jit_buf[self._jit_pos : self._jit_pos + k]
+        self._jit_pos += k
+        return out
+
+    def commit(self, idx: np.ndarray, nodes: np.ndarray, t: float) -> None:
+        """Assign tasks ``idx`` to ``nodes`` at ``t``, or raise and change nothing.
+
+        Raises:
+            PolicyError: an index out of range, a node that is down, or a node
+                without memory for its task.
+        """
+        k = idx.shape[0]
+        factor = self._jitter(k) if self.options.latency_jitter > 0 else self._ones[:k]
+        e = self.engine
+        code, q = check_and_commit(e.cstate, self.fstate, idx, nodes, t, factor)
+        if code == 2:
+            raise PolicyError(
+                f"task {int(e.state.task_id[idx[q]])}: node "
+                f"{e.cluster.node_names[int(nodes[q])]!r} is down at {t:g} s; "
+                f"the view marks it unavailable"
+            )
+        if code:
+            e._check_assignment(idx, nodes)  # raises with the base engine's message
+
+    def node_down(self, j: int, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Node ``j`` fails at ``t``: its tasks are killed or displaced (see fault_kernels)."""
+        return node_down(self.engine.cstate, self.fstate, j, t)
+
+    def node_up(self, j: int, t: float) -> None:
+        """Node ``j`` is back at ``t``, idle."""
+        node_up(self.engine.cstate, self.fstate, j, t)
+
+
+class FailureHook(EngineHooks):
+    """Node failures (a trace, or MTBF/MTTR per tier) on a :class:`FaultKernel`.
+
+    Its events are node downs and ups. A task killed or displaced goes back to
+    the scheduler (:meth:`Engine.send_back`) unless it passed
+    ``options.max_retries``; a task no up node can take waits (parked) for one
+    to come back, or is rejected when none ever will.
+
+    Args:
+        kernel: the engine's kernel.
+        options: the options (``failures`` or ``mtbf_s``/``mttr_s``, ``max_retries``).
+        failure_seed: seed of the generated outages (one child per node).
+    """
+
+    def __init__(self, kernel: FaultKernel, options: SimOptions, failure_seed: Any) -> None:
+        self.kernel = kernel
+        self.options = options
+        self._failure_seed = failure_seed
+
+    def attach(self, engine: Engine) -> None:
+        """Set up the outages and the per-task records."""
+        super().attach(engine)
+        cluster = engine.cluster
+        n = engine.n_tasks
+        n_nodes = cluster.n_nodes
+        options = self.options
+        self._perm_down = np.zeros(n_nodes, dtype=bool)
+        self._need_max = float(engine.state.mem_req.max())
+        self._update_bounds()
+        self._node_events: list[tuple[float, int, int, int, float]] = []  # t, seq, kind, j, up
+        self._seq = 0
+        self._mtbf, self._mttr = options.tier_rates(cluster)
+        self._fail_rngs = [np.random.default_rng(s) for s in self._failure_seed.spawn(n_nodes)]
+        t0 = float(engine.state.arrival[0])
+        if options.failures is not None:
+            tr = options.failures
+            nodes = tr.node_index(cluster).tolist()
+            for j, down, up in zip(nodes, tr.down_s.tolist(), tr.up_s.tolist(), strict=True):
+                self._push_node_event(down, 0, j, up)
+        else:
+            for j in np.flatnonzero(np.isfinite(self._mtbf)).tolist():
+                self._schedule_failure(j, t0)
+        self.retries = np.zeros(n, dtype=np.int64)
+        """Interruptions per task (decision order)."""
+        self.rejected_at = np.full(n, np.nan)
+        self.reason: dict[int, str] = {}
+        self._parked: set[int] = set()  # wait for a node that fits to come back
+        self.outages: list[tuple[int, float, float]] = []  # node, down, up
+        self.attempts: list[tuple[int, int, float, float, float]] = []
+
+    def _push_node_event(self, t: float, kind: int, j: int, up: float = np.inf) -> None:
+        heapq.heappush(self._node_events, (t, self._seq, kind, j, up))
+        self._seq += 1
+
+    def _schedule_failure(self, j: int, after: float) -> None:
+        """Draw node ``j``'s next outage (exponential up and repair times)."""
+        rng = self._fail_rngs[j]
+        down = after + self._mtbf[j] * rng.standard_exponential()
+        up = down + self._mttr[j] * rng.standard_exponential()
+        self._push_node_event(down, 0, j, up)
+
+    def next_event_time(self) -> float:
+        """The next node down or up, s."""
+        return self._node_events[0][0] if self._node_events else np.inf
+
+    def holds_tasks(self) -> bool:
+        """Parked tasks wait for a node to come back."""
+        return bool(self._parked)
+
+    def before_instant(self, t: float) -> None:
+        """Apply every node event stamped ``t`` (downs and ups), then unpark or reject."""
+        engine = self.engine
+        st = engine.state
+        while self._node_events and self._node_events[0][0] == t:
+            _, _, kind, j, up = heapq.heappop(self._node_events)
+            if kind == 0:
+                if up <= t:  # an empty outage (a zero repair time)
+                    if self.options.failures is None:
+                        self._schedule_failure(j, t)
+                    continue
+                idx, dec, started = self.kernel.node_down(j, t)
+                self.outages.append((j, t, up))
+                limit = self.options.max_retries
+                for i, d, s in zip(idx.tolist(), dec.tolist(), started.tolist(), strict=True):
+                    self.attempts.append((i, j, d, s, t))
+                    self.retries[i] += 1
+                    if self.retries[i] > limit:
+                        self._reject(
+                            i,
+                            t,
+                            f"{RETRY_LIMIT}: interrupted by failures {self.retries[i]} times, "
+                            f"more than max_retries = {limit}",
+                        )
+                    else:
+                        engine.send_back(i, t)
+                if np.isinf(up):
+                    self._perm_down[j] = True
+                else:
+                    self._push_node_event(up, 1, j)
+            else:
+                self.kernel.node_up(j, t)
+                if self.options.failures is None:
+                    self._schedule_failure(j, t)
+        self._update_bounds()
+        if self._parked:
+            for i in sorted(self._parked):
+                if st.mem_req[i] <= self._up_mem:
+                    self._parked.discard(i)
+                    engine.send_back(i, t)
+                elif st.mem_req[i] > self._ever_mem:
+                    self._parked.discard(i)
+                    self._reject(i, t)
+
+    def _update_bounds(self) -> None:
+        """Largest memory on an up node, and on a node not down for good, MB."""
+        fa = self.kernel.farrays
+        up = fa.mem[self.engine.state.up]
+        ever = fa.mem[~self._perm_down]
+        self._up_mem = float(up.max()) if up.size else -np.inf
+        self._ever_mem = float(ever.max()) if ever.size else -np.inf
+
+    def _reject(self, i: int, t: float, reason: str | None = None) -> None:
+        self.kernel.farrays.phase[i] = P_REJECTED
+        self.rejected_at[i] = t
+        need = float(self.engine.state.mem_req[i])
+        self.reason[i] = reason or (
+            f"no node that is up can ever take it: it needs {need:g} MB and every node with "
+            f"that much memory is down for good at {t:g} s"
+        )
+
+    def triage(self, idx: np.ndarray, t: float) -> np.ndarray:
+        """The tasks of ``idx`` that an up node can take; park or reject the others."""
+        if self._need_max <= self._up_mem:  # every task fits an up node
+            return idx
+        mem_req = self.engine.state.mem_req
+        ok = mem_req[idx] <= self._up_mem
+        for i in idx[~ok].tolist():
+            if mem_req[i] <= self._ever_mem:
+                self._parked.add(i)
+            else:
+                self._reject(i, t)
+        return idx[ok]
+
+    # ------------------------------------------------------------- results
+
+    def finish_columns(self, inv: Any, tasks: dict[str, np.ndarray]) -> None:
+        """Node (None when rejected), status, retries, rejected_s, reason, work_est_gi."""
+        engine = self.engine
+        st = engine.state
+        phase = self.kernel.farrays.phase[inv]
+        done = phase == P_DONE
+        if not np.all(done | (phase == P_REJECTED)):  # pragma: no cover - conservation
+            raise SimulationError("finish: some tasks neither finished nor were rejected")
+        names = np.asarray(engine.cluster.node_names, dtype=object)
+        node = tasks["node_index"]
+        reason = np.full(node.shape[0], "", dtype=object)
+        for i, text in self.reason.items():
+            reason[int(engine.order[i])] = text
+        tasks["node"] = np.where(node >= 0, names[np.maximum(node, 0)], None)
+        tasks["status"] = np.where(done, "finished", "rejected").astype(object)
+        tasks["retries"] = self.retries[inv]
+        tasks["rejected_s"] = self.rejected_at[inv]
+        tasks["reason"] = reason
+        if engine.config.work_estimate is not None:
+            tasks["work_est_gi"] = st.work_est[inv]
+        self._done = done
+
+    def summary_extra(self, inv: Any, tasks: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Finished tasks, retries, wasted core-seconds and the outages, for the summary."""
+        out = np.asarray(self.outages, dtype=np.float64).reshape(-1, 3)
+        return {
+            "done": self._done,
+            "retries": self.retries,
+            "wasted": self.kernel.farrays.wasted,
+            "outage_node": out[:, 0].astype(np.int64),
+            "outage_down": out[:, 1],
+            "outage_up": out[:, 2],
+        }
+
+    def result(self, result: SimResult) -> OptionsResult:
+        """The result with the outages and the interrupted attempts."""
+        engine = self.engine
+        names = np.asarray(engine.cluster.node_names, dtype=object)
+        out = np.asarray(self.outages, dtype=np.float64).reshape(-1, 3)
+        onode = out[:, 0].astype(np.int64)
+        att = np.asarray([a[:2] for a in self.attempts], dtype=np.int64).reshape(-1, 2)
+        att_t = np.asarray([a[2:] for a in self.attempts], dtype=np.float64).reshape(-1, 3)
+        return OptionsResult(
+            tasks=result.tasks,
+            summary=result.summary,
+            outages={
+                "node": names[onode],
+                "node_index": onode,
+                "down_s": out[:, 1],
+                "up_s": out[:, 2],
+            },
+            attempts={
+                "task_id": engine.state.task_id[att[:, 0]],
+                "node": names[att[:, 1]],
+                "node_index": att[:, 1],
+                "decision_s": att_t[:, 0],
+                "start_s": att_t[:, 1],
+                "end_s": att_t[:, 2],
+            },
+        )
+
+
 class OptionsEngine(Engine):
     """The engine with failures, shared links and latency jitter (see the module doc).
 
-    Same surface as :class:`Engine`; the policy is always called through ``assign``
-    (``fused`` is off).
-    Batches hold the tasks decided at one instant: new arrivals and tasks sent
-    back by a failure, in decision order (arrival, then task_id); with
-    ``decision_interval = 0`` one task at a time.
+    :class:`Engine` itself with a :class:`FaultKernel` and, when failures are
+    on, a :class:`FailureHook`: the loop and the surface are the engine's (the
+    policy is called through ``assign``, batch by batch).
 
     Args:
         cluster, workload, config: as for :class:`Engine` (``config.work_estimate``
@@ -98,8 +410,6 @@ class OptionsEngine(Engine):
         seed: seed of the option randomness (generated outages, jitter), see
             :func:`~hybridsched.sim.options.option_seeds`.
     """
-
-    fused = False
 
     def __init__(
         self,
@@ -113,340 +423,12 @@ class OptionsEngine(Engine):
         super().__init__(cluster, workload, config)
         options = SimOptions() if options is None else options
         self.options = options
-        n = self.n_tasks
-        n_nodes = cluster.n_nodes
-        # memory is masked (-1) while a node is down, so it needs its own copy
-        self.state = self.state._replace(memory=self.state.memory.copy())
-        st = self.state
-        for a in (st.decision, st.ready, st.dur, st.start, st.finish):
-            a.fill(np.nan)  # a rejected task keeps them: it never ran
-        self.cstate = compile_state(self.state)
-        self.farrays = FaultArrays(
-            ev_time=np.zeros(n + n_nodes),
-            hp_id=np.zeros(n + n_nodes, dtype=np.int64),
-            hp_pos=np.full(n + n_nodes, -1, dtype=np.int64),
-            phase=np.zeros(n, dtype=np.int64),
-            rem=np.zeros(n),
-            lnext=np.full(n, -1, dtype=np.int64),
-            lprev=np.full(n, -1, dtype=np.int64),
-            lhead=np.full(n_nodes, -1, dtype=np.int64),
-            lcount=np.zeros(n_nodes, dtype=np.int64),
-            lrate=np.zeros(n_nodes),
-            lt=np.zeros(n_nodes),
-            down=np.zeros(n_nodes, dtype=np.bool_),
-            mem=np.array(cluster.memory_mb, dtype=np.float64),
-            wasted=np.zeros(n_nodes),
-            counters=np.array([0, 0, int(bool(options.shared_links)), 0], dtype=np.int64),
-        )
-        self.fstate = compile_faults(self.farrays)
+        seeds = option_seeds(seed)
+        self.kernel = FaultKernel(self, options, seeds.jitter)
         if self.config.work_estimate is not None:
             self.hide_true_work()
-        self._unavailable = self.farrays.down.view()
-        self._unavailable.setflags(write=False)
-
-        seeds = option_seeds(seed)
-        self._jitter_rng = np.random.default_rng(seeds.jitter)
-        self._jit_buf = np.zeros(0)
-        self._jit_pos = 0
-        self._perm_down = np.zeros(n_nodes, dtype=bool)
-        self._need_max = float(self.state.mem_req.max())
-        self._update_bounds()
-        self._node_events: list[tuple[float, int, int, int, float]] = []  # t, seq, kind, j, up
-        self._seq = 0
-        self._mtbf, self._mttr = options.tier_rates(cluster)
-        self._fail_rngs = [np.random.default_rng(s) for s in seeds.failures.spawn(n_nodes)]
-        t0 = float(self.state.arrival[0])
-        if options.failures is not None:
-            tr = options.failures
-            nodes = tr.node_index(cluster).tolist()
-            for j, down, up in zip(nodes, tr.down_s.tolist(), tr.up_s.tolist(), strict=True):
-                self._push_node_event(down, 0, j, up)
-        else:
-            for j in np.flatnonzero(np.isfinite(self._mtbf)).tolist():
-                self._schedule_failure(j, t0)
-
-        self._retries = np.zeros(n, dtype=np.int64)
-        self._rejected_at = np.full(n, np.nan)
-        self._reason: dict[int, str] = {}
-        self._pending: list[tuple[float, int]] = []  # (decision time, task) sent back
-        self._parked: set[int] = set()  # wait for a node that fits to come back
-        self._outages: list[tuple[int, float, float]] = []  # node, down, up
-        self._attempts: list[tuple[int, int, float, float, float]] = []
-        self._next_arrival = 0  # next arrival batch
-        self._todo = np.zeros(0, dtype=np.int64)  # placeable tasks at the current instant
-        self._todo_pos = 0
-        self._cur = np.zeros(0, dtype=np.int64)  # the open batch
-        self._now = -np.inf
-        self._over = False
-        self._arange = np.arange(n, dtype=np.int64)
-        self._ones = np.ones(1 if self.config.decision_interval == 0 else n)
-
-    # --------------------------------------------------------------- failures
-
-    def _push_node_event(self, t: float, kind: int, j: int, up: float = np.inf) -> None:
-        heapq.heappush(self._node_events, (t, self._seq, kind, j, up))
-        self._seq += 1
-
-    def _schedule_failure(self, j: int, after: float) -> None:
-        """Draw node ``j``'s next outage (exponential up and repair times)."""
-        rng = self._fail_rngs[j]
-        down = after + self._mtbf[j] * rng.standard_exponential()
-        up = down + self._mttr[j] * rng.standard_exponential()
-        self._push_node_event(down, 0, j, up)
-
-    def _jitter(self, k: int) -> np.ndarray:
-        """The next ``k`` latency factors (drawn in blocks: one draw per call is slow)."""
-        if self._jit_pos + k > self._jit_buf.size:
-            fresh = lognormal_factors(self._jitter_rng, self.options.latency_jitter, max(k, 4096))
-            self._jit_buf = np.concatenate([self._jit_buf[self._jit_pos :], fresh])
-            self._jit_pos = 0
-        out = self._jit_buf[self._jit_pos : self._jit_pos + k]
-        self._jit_pos += k
-        return out
-
-    def _redecision_time(self, t: float) -> float:
-        delta = float(self.config.decision_interval)
-        return t if delta == 0 else float(np.ceil(t / delta) * delta)
-
-    def _apply_node_events(self, t: float) -> None:
-        """Apply every node event stamped ``t`` (downs and ups), then unpark or reject."""
-        st = self.state
-        while self._node_events and self._node_events[0][0] == t:
-            _, _, kind, j, up = heapq.heappop(self._node_events)
-            if kind == 0:
-                if up <= t:  # an empty outage (a zero repair time)
-                    if self.options.failures is None:
-                        self._schedule_failure(j, t)
-                    continue
-                idx, dec, started = node_down(self.cstate, self.fstate, j, t)
-                self._outages.append((j, t, up))
-                for i, d, s in zip(idx.tolist(), dec.tolist(), started.tolist(), strict=True):
-                    self._attempts.append((i, j, d, s, t))
-                    self._retries[i] += 1
-                    heapq.heappush(self._pending, (self._redecision_time(t), i))
-                if np.isinf(up):
-                    self._perm_down[j] = True
-                else:
-                    self._push_node_event(up, 1, j)
-            else:
-                node_up(self.cstate, self.fstate, j, t)
-                if self.options.failures is None:
-                    self._schedule_failure(j, t)
-        self._update_bounds()
-        if self._parked:
-            for i in sorted(self._parked):
-                if st.mem_req[i] <= self._up_mem:
-                    self._parked.discard(i)
-                    heapq.heappush(self._pending, (self._redecision_time(t), i))
-                elif st.mem_req[i] > self._ever_mem:
-                    self._parked.discard(i)
-                    self._reject(i, t)
-
-    def _update_bounds(self) -> None:
-        """Largest memory on an up node, and on a node not down for good, MB."""
-        mem = self.farrays.mem
-        up = mem[~self.farrays.down]
-        ever = mem[~self._perm_down]
-        self._up_mem = float(up.max()) if up.size else -np.inf
-        self._ever_mem = float(ever.max()) if ever.size else -np.inf
-
-    def _reject(self, i: int, t: float) -> None:
-        self.farrays.phase[i] = P_REJECTED
-        self._rejected_at[i] = t
-        need = float(self.state.mem_req[i])
-        self._reason[i] = (
-            f"no node that is up can ever take it: it needs {need:g} MB and every node with "
-            f"that much memory is down for good at {t:g} s"
-        )
-
-    def _triage(self, idx: np.ndarray, t: float) -> np.ndarray:
-        """The tasks of ``idx`` that an up node can take; park or reject the others."""
-        if self._need_max <= self._up_mem:  # every task fits an up node
-            return idx
-        need = self.state.mem_req[idx]
-        ok = need <= self._up_mem
-        for i in idx[~ok].tolist():
-            if self.state.mem_req[i] <= self._ever_mem:
-                self._parked.add(i)
-            else:
-                self._reject(i, t)
-        return idx[ok]
-
-    # ------------------------------------------------------------- stepping
-
-    @property
-    def now(self) -> float:
-        """The current decision time (``-inf`` before the first, ``inf`` when done), s."""
-        return np.inf if self._over else self._now
-
-    @property
-    def done(self) -> bool:
-        """True once every task is finished, rejected or placed with nothing left to decide."""
-        return self._over
-
-    def _busy(self) -> bool:
-        return bool(self.farrays.counters[K_ACTIVE] > 0 or self._parked)
-
-    def _next_instant(self) -> bool:
-        """Advance to the next instant with tasks to place; False when there is none."""
-        dec, starts = self._dec_time, self._batch_start
-        inf = np.inf
-        while True:
-            b = self._next_arrival
-            d_arr = float(dec[starts[b]]) if b < self.n_batches else inf
-            d = self._pending[0][0] if self._pending else inf
-            d = min(d, d_arr)
-            tn = self._node_events[0][0] if self._node_events else inf
-            if tn <= d and tn < inf and (d < inf or self._busy()):
-                advance(self.cstate, self.fstate, tn)
-                if d < inf or self._busy():  # else the run ended before this failure
-                    self._apply_node_events(tn)
-                continue
-            if d == inf:
-                advance(self.cstate, self.fstate, inf)
-                if self._parked:  # pragma: no cover - parked tasks always have an up event
-                    raise SimulationError(f"{len(self._parked)} tasks wait for a node forever")
-                return False
-            advance(self.cstate, self.fstate, d)
-            back = []
-            while self._pending and self._pending[0][0] == d:
-                back.append(heapq.heappop(self._pending)[1])
-            if d_arr == d:
-                idx = self._arange[starts[b] : starts[b + 1]]
-                self._next_arrival += 1
-                if back:
-                    idx = np.sort(np.concatenate([idx, np.asarray(back, dtype=np.int64)]))
-            else:
-                idx = np.sort(np.asarray(back, dtype=np.int64))
-            idx = self._triage(idx, d)
-            if idx.size:
-                self._now = d
-                self._todo = idx
-                self._todo_pos = 0
-                return True
-
-    def next_batch(self) -> tuple[TaskBatch, ClusterView] | None:
-        """Advance to the next decision and return its undecided tasks and the view.
-
-        Returns the rest of the open batch when it is only partly committed;
-        ``None`` when nothing is left to decide.
-        """
-        if self._over:
-            return None
-        if self._cur.size == 0:
-            if self._todo_pos >= self._todo.size and not self._next_instant():
-                self._over = True
-                self._batch = self.n_batches
-                return None
-            if self.config.decision_interval == 0:
-                self._cur = self._todo[self._todo_pos : self._todo_pos + 1]
-            else:
-                self._cur = self._todo[self._todo_pos :]
-            self._batch = max(self._batch, 0)
-        tasks = self._task_batch(self._cur)
-        return tasks, self._view(tasks)
-
-    def _view(self, tasks: TaskBatch) -> ClusterView:
-        arrays, handle = self._seen or (self.state, self.cstate)
-        down = self._unavailable
-        return ClusterView._over(
-            arrays,
-            handle,
-            self._now,
-            self.cluster,
-            tasks,
-            queue=self.config.queue,
-            unavailable=down,
-        )
-
-    def commit(self, nodes: np.ndarray | list[int] | int) -> None:
-        """Assign the next ``len(nodes)`` tasks of the open batch.
-
-        Raises:
-            PolicyError: wrong length, an index out of range, a node that is down,
-                or a node without memory for its task.
-        """
-        if self._cur.size == 0:
-            raise SimulationError("commit: no open decision; call next_batch() first")
-        nodes_arr = _node_indices(nodes, self._cur.size)
-        k = nodes_arr.shape[0]
-        idx = self._cur[:k]
-        factor = self._jitter(k) if self.options.latency_jitter > 0 else self._ones[:k]
-        code, q = check_and_commit(self.cstate, self.fstate, idx, nodes_arr, self._now, factor)
-        if code == 2:
-            raise PolicyError(
-                f"task {int(self.state.task_id[idx[q]])}: node "
-                f"{self.cluster.node_names[int(nodes_arr[q])]!r} is down at {self._now:g} s; "
-                f"the view marks it unavailable"
-            )
-        if code:
-            self._check_assignment(idx, nodes_arr)  # raises with the base engine's message
-        self._cur = self._cur[k:]
-        self._todo_pos += k
-
-    # --------------------------------------------------------------- running
-
-    def finish(self, policy_name: str = "") -> OptionsResult:
-        """Simulate to the end (nothing may be left to decide) and summarise."""
-        if self._finished is not None:
-            return self._finished  # type: ignore[return-value]
-        if not self._over:
-            if self._cur.size or self.next_batch() is not None:
-                raise SimulationError("finish: tasks are still undecided; commit them first")
-        st = self.state
-        fa = self.farrays
-        inv = np.empty_like(self.order)
-        inv[self.order] = np.arange(self.order.shape[0])
-        done = fa.phase[inv] == P_DONE
-        rejected = fa.phase[inv] == P_REJECTED
-        if not np.all(done | rejected):  # pragma: no cover - conservation
-            raise SimulationError("finish: some tasks neither finished nor were rejected")
-        names = np.asarray(self.cluster.node_names, dtype=object)
-        node = st.node[inv]
-        reason = np.full(len(inv), "", dtype=object)
-        for i, text in self._reason.items():
-            reason[int(self.order[i])] = text
-        tasks = self._task_columns(inv, np.where(node >= 0, names[np.maximum(node, 0)], None))
-        tasks["status"] = np.where(done, "finished", "rejected").astype(object)
-        tasks["retries"] = self._retries[inv]
-        tasks["rejected_s"] = self._rejected_at[inv]
-        tasks["reason"] = reason
-        if self.config.work_estimate is not None:
-            tasks["work_est_gi"] = st.work_est[inv]
-        out = np.asarray(self._outages, dtype=np.float64).reshape(-1, 3)
-        onode = out[:, 0].astype(np.int64)
-        summary = self._summary(
-            inv,
-            tasks,
-            policy_name,
-            done=done,
-            retries=self._retries,
-            wasted=fa.wasted,
-            outage_node=onode,
-            outage_down=out[:, 1],
-            outage_up=out[:, 2],
-        )
-        att = np.asarray([a[:2] for a in self._attempts], dtype=np.int64).reshape(-1, 2)
-        att_t = np.asarray([a[2:] for a in self._attempts], dtype=np.float64).reshape(-1, 3)
-        self._finished = OptionsResult(
-            tasks=tasks,
-            summary=summary,
-            outages={
-                "node": names[onode],
-                "node_index": onode,
-                "down_s": out[:, 1],
-                "up_s": out[:, 2],
-            },
-            attempts={
-                "task_id": st.task_id[att[:, 0]],
-                "node": names[att[:, 1]],
-                "node_index": att[:, 1],
-                "decision_s": att_t[:, 0],
-                "start_s": att_t[:, 1],
-                "end_s": att_t[:, 2],
-            },
-        )
-        return self._finished  # type: ignore[return-value]
+        # always on: with no failures it has no events, and it reports the option columns
+        self.add_hooks(FailureHook(self.kernel, options, seeds.failures))
 
 
 def _with_option_columns(result: SimResult, options: SimOptions) -> SimResult:

@@ -20,7 +20,8 @@ CORE_FIELDS = parse_fields(
 # nodes (static)
 cores         int64[::1]       cores per node
 speed         float64[::1]     GI/s per core
-memory        float64[::1]     memory, MB; -1 while the node is down (no task fits)
+memory        float64[::1]     memory, MB; also -1 while the node is down, for compiled policy rules
+up            boolean[::1]     the node is up: takes and runs tasks (what sim kernels read)
 bandwidth     float64[::1]     ingress bandwidth, MB/s
 latency       float64[:,::1]   latency from each region, s, (N, R)
 # tasks (static, decision order)
@@ -127,6 +128,7 @@ def build_state(
         cores=np.ascontiguousarray(c.cores, dtype=np.int64),
         speed=np.ascontiguousarray(c.speed),
         memory=np.ascontiguousarray(c.memory_mb),
+        up=np.ones(n_nodes, dtype=np.bool_),
         bandwidth=np.ascontiguousarray(c.bandwidth_mb_s),
         latency=np.ascontiguousarray(c.latency_s),
         arrival=arrival,

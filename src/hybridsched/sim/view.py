@@ -571,7 +571,8 @@ def _snapshot_state(
     )
     t = snap.time
     down = ~snap.up
-    # a down node's memory reads -1 in compiled state, so that compiled rules skip it
+    st.up[:] = snap.up
+    # the compiled policy rules test memory, not up: a down node's memory reads -1
     st = st._replace(memory=np.where(down, -1.0, st.memory))
     # running tasks: start at their expected finish with no work left, so that
     # start + work_est / speed (what predictions read) is that finish exactly
