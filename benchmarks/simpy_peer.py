@@ -1,4 +1,4 @@
-"""A SimPy peer of the SPEC.md base model with an MCT policy: a benchmark and a cross-check.
+"""A SimPy peer of the docs/MODEL.md base model with an MCT policy: a benchmark and a cross-check.
 
 The model is written the idiomatic SimPy way, independently of ``hybridsched``'s
 simulator (only :mod:`hybridsched.model` is imported, for the input containers):
@@ -19,7 +19,7 @@ projected free core ``f`` of the chosen node and pushes ``max(ready, f) + durati
 Tasks are decided one at a time in ``(arrival_s, task_id)`` order; the processes are
 created in that order, so SimPy fires their same-instant decision timeouts in it.
 
-Fidelity to SPEC.md. A SimPy resource queue serves requests in request order
+Fidelity to docs/MODEL.md. A SimPy resource queue serves requests in request order
 (``fifo``) or by ``(priority key, request time)`` (``priority``). For ``fifo``
 the request order is the ready order, which is SPEC's order except for *exact
 ties* in ready time: SPEC breaks those by ``task_id``, SimPy by the order in which
@@ -29,7 +29,7 @@ before the newly-ready one has requested it; under ``fifo`` that only matters fo
 the same exact ties, under ``priority`` it can change the order. Ready and finish
 times are SimPy clock values (``now + delay``), equal to SPEC's expressions up to
 float64 rounding. So with continuous random inputs (no ties) and ``fifo``, the
-per-task times agree with SPEC.md to ~1e-12 relative.
+per-task times agree with docs/MODEL.md to ~1e-12 relative.
 
 Run ``python benchmarks/simpy_peer.py --tasks 100000`` to time it on a synthetic
 workload (100 nodes, Poisson arrivals at load 0.8).

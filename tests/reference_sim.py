@@ -1,6 +1,6 @@
-"""A deliberately simple, independent reference simulator of SPEC.md (the base model).
+"""A deliberately simple, independent reference simulator of docs/MODEL.md (the base model).
 
-This module is an *oracle*: it re-implements the semantics of ``SPEC.md`` for a
+This module is an *oracle*: it re-implements the semantics of ``docs/MODEL.md`` for a
 FIXED assignment of tasks to nodes, written for clarity, not speed. It imports
 nothing from ``hybridsched`` except the validated input containers
 (:class:`~hybridsched.model.Cluster`, :class:`~hybridsched.model.Workload`), so
@@ -20,7 +20,7 @@ own with an explicit time-stepping loop:
    * ``priority``: smallest ``(priority, arrival_s + deadline_s, ready_s, task_id)``
      (no deadline is ``+inf``).
 
-Every arithmetic expression is written the way SPEC.md writes it, in float64:
+Every arithmetic expression is written the way docs/MODEL.md writes it, in float64:
 
 * decision time ``d = arrival_s`` when ``delta == 0``, else
   ``np.ceil(arrival_s / delta) * delta``;
@@ -38,7 +38,7 @@ import numpy as np
 from hybridsched.model import Cluster, Workload
 
 QUEUES: tuple[str, ...] = ("fifo", "priority")
-"""The queue disciplines of SPEC.md."""
+"""The queue disciplines of docs/MODEL.md."""
 
 SUMMARY_KEYS: tuple[str, ...] = (
     "tasks",
@@ -51,12 +51,12 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "energy_j",
     "utilization",
 )
-"""The summary figures of SPEC.md that depend on the schedule only (the policy-related
+"""The summary figures of docs/MODEL.md that depend on the schedule only (the policy-related
 keys ``scheduler_seconds`` and ``policy`` are not the oracle's business)."""
 
 
 def decision_times(arrival_s: np.ndarray, delta: float) -> np.ndarray:
-    """Decision time of each task (SPEC.md rule 1).
+    """Decision time of each task (docs/MODEL.md rule 1).
 
     ``delta == 0``: the arrival itself. ``delta > 0``: ``ceil(a / delta) * delta``
     in float64, which is ``a`` itself whenever that expression rounds back to it.
@@ -138,7 +138,7 @@ def summarize(
     start_s: np.ndarray,
     finish_s: np.ndarray,
 ) -> dict[str, float | int]:
-    """The summary figures of SPEC.md (rules 4-7 and "Result files") for a finished schedule."""
+    """The summary figures of docs/MODEL.md (rules 4-7 and "Result files") for a finished schedule."""
     n = len(workload)
     if n == 0:
         nan = float("nan")
@@ -192,7 +192,7 @@ def reference_simulate(
     delta: float,
     queue: str,
 ) -> dict[str, Any]:
-    """Simulate SPEC.md's base model for a fixed assignment.
+    """Simulate docs/MODEL.md's base model for a fixed assignment.
 
     Args:
         cluster: the validated cluster.

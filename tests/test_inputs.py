@@ -1,4 +1,4 @@
-"""Bad input (SPEC.md, "Workload file" and "Cluster file") is refused with a message that
+"""Bad input (docs/MODEL.md, "Workload file" and "Cluster file") is refused with a message that
 names the file, the row or field and the bad value; nothing is run or written.
 
 Every case goes through the library readers (``hybridsched.io``) and through the CLI.

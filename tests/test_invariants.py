@@ -1,4 +1,4 @@
-"""Invariants of every simulated schedule (SPEC.md, "Semantics"), on random small
+"""Invariants of every simulated schedule (docs/MODEL.md, "Semantics"), on random small
 clusters and workloads, random registered policies, both disciplines, random intervals."""
 
 from __future__ import annotations

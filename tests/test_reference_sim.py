@@ -1,6 +1,6 @@
 """Hand-computed schedules checked against the reference simulator (tests/reference_sim.py).
 
-Every expected number below was worked out by hand from SPEC.md; the derivation is in
+Every expected number below was worked out by hand from docs/MODEL.md; the derivation is in
 the comments. Inputs use binary-exact values (halves, quarters) so that the schedule
 times are exact in float64 and can be compared with ``==``.
 """

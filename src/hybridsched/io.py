@@ -1,6 +1,6 @@
 """Read and write cluster, workload and result files.
 
-Formats (SPEC.md): clusters are YAML or JSON, workloads CSV or Parquet, chosen
+Formats (docs/MODEL.md): clusters are YAML or JSON, workloads CSV or Parquet, chosen
 by the file extension. Writers are atomic: they write a temporary file beside
 the target and rename it, so a failed run leaves nothing half-written.
 """
@@ -78,7 +78,7 @@ def read_workload(path: str | os.PathLike[str], cluster: Cluster | None = None) 
         cluster: when given, regions and memory are checked against it.
 
     Raises:
-        ValidationError: the file is missing, unreadable, or breaks a rule of SPEC.md.
+        ValidationError: the file is missing, unreadable, or breaks a rule of docs/MODEL.md.
     """
     p = Path(path)
     columns = read_table(p)

@@ -2,7 +2,7 @@
 
 Both are frozen containers of NumPy arrays (structure of arrays). They are
 validated once, when built with :meth:`Cluster.build` / :meth:`Workload.build`;
-everything past this edge trusts them. See ``docs/FORMATS.md`` (and SPEC.md)
+everything past this edge trusts them. See ``docs/MODEL.md``
 for the rules.
 """
 
@@ -26,7 +26,7 @@ WORKLOAD_COLUMNS: tuple[str, ...] = (
     "deadline_s",
     "priority",
 )
-"""The workload columns of SPEC.md, in their canonical order."""
+"""The workload columns of docs/MODEL.md, in their canonical order."""
 
 PRIORITY_CLASSES = 3
 """Priority classes the schedulers and objectives tell apart: 0, 1 and 2, where
@@ -112,7 +112,7 @@ class Cluster:
 
     @classmethod
     def build(cls, data: Mapping[str, Any], source: str = "<cluster>") -> Cluster:
-        """Validate a parsed cluster document (as in SPEC.md) and build the cluster.
+        """Validate a parsed cluster document (as in docs/MODEL.md) and build the cluster.
 
         Args:
             data: the parsed YAML/JSON mapping.
@@ -221,7 +221,7 @@ class Cluster:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The cluster as a plain mapping in the file format of SPEC.md."""
+        """The cluster as a plain mapping in the file format of docs/MODEL.md."""
         nodes = []
         for j, nm in enumerate(self.node_names):
             node: dict[str, Any] = {"name": nm}
@@ -324,7 +324,7 @@ class Workload:
         cluster: Cluster | None = None,
         source: str = "<workload>",
     ) -> Workload:
-        """Validate workload columns (as in SPEC.md) and build the workload.
+        """Validate workload columns (as in docs/MODEL.md) and build the workload.
 
         Args:
             columns: column name -> array-like, one entry per task.

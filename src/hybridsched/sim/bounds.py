@@ -1,4 +1,4 @@
-"""Lower bounds on what any scheduler can achieve on a workload (SPEC.md's model).
+"""Lower bounds on what any scheduler can achieve on a workload (docs/MODEL.md's model).
 
 A task decided at ``d`` on node ``j`` finishes no earlier than
 ``d + latency[j, region] + data / bandwidth[j] + work / speed[j]``: that is its

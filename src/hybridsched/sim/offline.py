@@ -5,7 +5,7 @@ given a workload, a cluster and the node each task ran on (say, aco's run), it
 hill-climbs on the whole run's exact cost by moving one task at a time to
 another node, with every arrival known in advance. What it reaches is a point
 that a scheduler *could* have produced (each task still decided at its fixed
-decision time, on the semantics of SPEC.md), so
+decision time, on the semantics of docs/MODEL.md), so
 
 * ``1 - improved / start`` is a cut that is achievable on that workload, by
   a clairvoyant search, where :mod:`hybridsched.sim.bounds` only says what is
@@ -14,7 +14,7 @@ decision time, on the semantics of SPEC.md), so
   candidate nodes, repeated for a number of sweeps.
 
 The cost is the run's total response plus ``energy_weight`` times its energy,
-both exactly as the simulator computes them (SPEC.md, base model: no failures,
+both exactly as the simulator computes them (docs/MODEL.md, base model: no failures,
 exact work). Nodes are independent given the assignment, so a move is priced by
 re-simulating the two nodes it touches (:func:`hybridsched.sim.core.run_node`,
 the simulator's own per-node event loop) and the change of the makespan.

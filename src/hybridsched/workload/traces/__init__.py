@@ -1,4 +1,4 @@
-"""Import public trace formats into the workload format of SPEC.md.
+"""Import public trace formats into the workload format of docs/MODEL.md.
 
 One importer per format, selected by name from :data:`FORMATS`:
 

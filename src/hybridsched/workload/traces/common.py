@@ -1,6 +1,6 @@
 """Shared mapping machinery of the trace importers.
 
-An importer turns the records of a public trace into the columns of SPEC.md's
+An importer turns the records of a public trace into the columns of docs/MODEL.md's
 workload format. What every importer shares lives here:
 
 * :class:`ImportOptions` (what the user asked for) and :class:`ImportReport`
