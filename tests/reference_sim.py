@@ -138,7 +138,7 @@ def summarize(
     start_s: np.ndarray,
     finish_s: np.ndarray,
 ) -> dict[str, float | int]:
-    """The summary figures of docs/MODEL.md (rules 4-7 and "Result files") for a finished schedule."""
+    """The summary figures of docs/MODEL.md for a finished schedule."""
     n = len(workload)
     if n == 0:
         nan = float("nan")
