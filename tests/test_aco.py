@@ -232,3 +232,34 @@ def test_memory_persists_evaporates_and_resets() -> None:
     assert np.all(col._memory == 1.0)
     classes = col.task_classes(tasks)
     assert classes.min() >= 0 and classes.max() < col._memory.shape[0]
+
+
+def test_warm_up_compiles_once_and_leaves_the_run_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster, wl = generate("iot-default", n_tasks=150, load=0.9, seed=3)
+    colony.warm_up()
+    assert colony.warm_up() == 0.0  # once per process
+    runs = []
+    for warm in (True, False):
+        # the warm-up itself runs again here (a fresh process), then the run
+        monkeypatch.setattr(colony, "_WARM", False)
+        col = colony.Colony(colony.ColonyParams(ants=3, iterations=3))
+        col.reset(cluster, np.random.default_rng(11), warm=warm)
+        assert (col.compile_seconds > 0.0) == warm
+        assert colony._WARM == warm
+        eng = Engine(cluster, wl, decision_interval=0.5, queue="priority")
+        nodes = []
+        while (batch := eng.next_batch()) is not None:
+            out = col.solve(*batch).nodes
+            nodes.append(out)
+            eng.commit(out)
+        runs.append(np.concatenate(nodes))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert len(runs[0]) == 150
+    pol = make_policy("aco")  # the last loop left the kernels "cold"
+    res = Engine(cluster, wl, decision_interval=0.5, queue="priority").run(pol, 0)
+    assert pol.compile_seconds > 0.0
+    assert res.summary["tasks"] == 150
+    pol.reset(cluster, np.random.default_rng(0))
+    assert pol.compile_seconds == 0.0

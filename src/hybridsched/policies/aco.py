@@ -46,6 +46,8 @@ class ACO(colony_args(), CostFields):
     def reset(self, cluster: Cluster, rng: np.random.Generator) -> None:
         """Start a run: the colony's draws come from ``rng``; its memory is cleared."""
         self.colony.reset(cluster, rng)
+        self.compile_seconds = self.colony.compile_seconds
+        """Seconds this reset spent compiling the colony (outside ``scheduler_seconds``)."""
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
         """The colony's best assignment of the batch."""

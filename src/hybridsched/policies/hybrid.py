@@ -189,6 +189,8 @@ class Hybrid(_COLONY_ARGS, CostFields):
     def reset(self, cluster: Cluster, rng: np.random.Generator) -> None:
         """Start a run: the colony's draws come from ``rng``; its memory is cleared."""
         self.colony.reset(cluster, rng)
+        self.compile_seconds = self.colony.compile_seconds
+        """Seconds this reset spent compiling the colony (outside ``scheduler_seconds``)."""
         self._static = node_table(cluster)
 
     def logits(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
