@@ -1,0 +1,73 @@
+"""The request body limit: declared (Content-Length) and streamed (chunked, no length)
+bodies over the limit get 413 with its message, before the app parses anything."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from hybridsched.service.api import _BodyLimit
+
+LIMIT = 1000
+
+
+def _app() -> tuple[FastAPI, list[int]]:
+    app = FastAPI()
+    seen: list[int] = []
+
+    @app.post("/x")
+    async def x(body: list[dict]) -> dict:
+        seen.append(len(body))
+        return {"n": len(body)}
+
+    app.add_middleware(_BodyLimit, limit=LIMIT)
+    return app, seen
+
+
+def _post(app: FastAPI, content: bytes | AsyncIterator[bytes]) -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.post("/x", content=content, headers={"content-type": "application/json"})
+
+    return asyncio.run(go())
+
+
+def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), size):
+            yield body[i : i + size]
+
+    return gen()
+
+
+def _body(n: int) -> bytes:
+    return b"[" + b",".join([b'{"a":1}'] * n) + b"]"
+
+
+def test_streamed_body_over_the_limit_is_413_and_never_parsed() -> None:
+    app, seen = _app()
+    big = _body(200)  # 1,601 bytes
+    assert len(big) > LIMIT
+    r = _post(app, _chunks(big, 100))  # chunked: no Content-Length
+    assert r.status_code == 413
+    assert r.json()["detail"] == f"request body: larger than the limit of {LIMIT} bytes"
+    assert seen == []
+
+
+def test_declared_body_over_the_limit_is_413() -> None:
+    app, seen = _app()
+    r = _post(app, _body(200))
+    assert r.status_code == 413 and seen == []
+
+
+def test_streamed_body_at_the_limit_is_whole_for_the_app() -> None:
+    app, seen = _app()
+    n = (LIMIT - 1) // 8  # 124 items: 8 n + 1 bytes <= LIMIT
+    body = _body(n)
+    assert len(body) <= LIMIT
+    r = _post(app, _chunks(body, 7))
+    assert r.status_code == 200 and r.json() == {"n": n} and seen == [n]
