@@ -203,7 +203,12 @@ def _node_loss(tmp: Path, db: str) -> None:
     doomed = Agent(srv.url, NODE_ALL, ["n1"], poll_s=0.1)
     doomed.run_in_thread()
     try:
-        time.sleep(0.5)
+        # n1 attached (its first heartbeat arrived) before the tasks, however slow the start
+        n1 = _poll(
+            lambda: httpx.get(f"{srv.url}/v1/nodes/n1", headers=ADMIN).json(),
+            lambda n: n["attached"] and n["up"],
+        )
+        assert n1["attached"] and n1["up"]
         ids = list(range(6))
         # long tasks: 40 GI is 20 model s on n1, 1 s wall: still there when it dies
         _submit_until_acked(srv.url, [_task(i, work_gi=40.0) for i in ids])
