@@ -1,5 +1,5 @@
-"""The request body limit: declared (Content-Length) and streamed (chunked, no length)
-bodies over the limit get 413 with its message, before the app parses anything."""
+"""The request body limit (declared and streamed bodies over it get 413 before the app
+parses anything) and the token table (exact matches only)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,18 @@ def test_streamed_body_at_the_limit_is_whole_for_the_app() -> None:
     assert len(body) <= LIMIT
     r = _post(app, _chunks(body, 7))
     assert r.status_code == 200 and r.json() == {"n": n} and seen == [n]
+
+
+def test_token_lookup_exact_match_only() -> None:
+    from hybridsched.service.auth import Principal, TokenTable
+
+    table = TokenTable(
+        {"admin-token-0001": "admin", "node-token-n0-001": "node:n0,n1"}, ("n0", "n1", "n2")
+    )
+    assert table.lookup("admin-token-0001") == Principal("admin")
+    p = table.lookup("node-token-n0-001")
+    assert p is not None and p.nodes == frozenset({"n0", "n1"})
+    assert p.may_act_for("n1") and not p.may_act_for("n2")
+    # a prefix, an extension, another case, the empty string: unknown
+    for probe in ("admin-token-000", "admin-token-00011", "ADMIN-TOKEN-0001", "", "\udcff"):
+        assert table.lookup(probe) is None
