@@ -86,3 +86,32 @@ def test_token_lookup_exact_match_only() -> None:
     # a prefix, an extension, another case, the empty string: unknown
     for probe in ("admin-token-000", "admin-token-00011", "ADMIN-TOKEN-0001", "", "\udcff"):
         assert table.lookup(probe) is None
+
+
+def test_agent_lease_retry_after_a_lost_answer_asks_for_a_resync() -> None:
+    # the server marks what a lease answers as delivered; if that answer is lost, the
+    # retry must ask for everything not started again (resync), or those tasks stay
+    # assigned to a live node forever
+    from hybridsched.service.agent import Agent
+
+    agent = Agent("http://t", "node-token-all-01", ["n0"], poll_s=0.01)
+    sent: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        import json
+
+        body = json.loads(request.content)
+        sent.append(body)
+        if len(sent) == 2:
+            raise httpx.ReadTimeout("answer lost", request=request)
+        if len(sent) >= 4:
+            agent._stop.set()
+        return httpx.Response(200, json={"time_s": 0.0, "tasks": []})
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            await asyncio.wait_for(agent._lease_loop(client), 10)
+
+    asyncio.run(go())
+    # first lease resyncs; the second's answer is lost; its retry resyncs; then plain
+    assert [b["resync"] for b in sent[:4]] == [True, False, True, False]
