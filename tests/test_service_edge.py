@@ -115,3 +115,31 @@ def test_agent_lease_retry_after_a_lost_answer_asks_for_a_resync() -> None:
     asyncio.run(go())
     # first lease resyncs; the second's answer is lost; its retry resyncs; then plain
     assert [b["resync"] for b in sent[:4]] == [True, False, True, False]
+
+
+def test_mqtt_message_whose_commit_fails_is_reported_not_raised() -> None:
+    # an exception out of on_message ends paho's network thread: the bridge would be
+    # dead with nobody told; instead the failure goes to <root>/errors
+    import json
+    from types import SimpleNamespace
+
+    from hybridsched.service.mqtt import MqttBridge
+
+    class Writer:
+        def call(self, op: object) -> None:
+            raise RuntimeError("database is locked")
+
+    svc = SimpleNamespace(
+        writer=Writer(),
+        check_submission=lambda t: None,
+        clock=SimpleNamespace(now=lambda: 0.0),
+    )
+    bridge = MqttBridge(svc, "mqtt://127.0.0.1:1", "root")  # never connected
+    published: list[tuple[str, dict]] = []
+    client = SimpleNamespace(publish=lambda topic, body, qos: published.append((topic, body)))
+    task = {"task_id": 7, "region": 0, "data_mb": 0.0, "work_gi": 1.0}
+    msg = SimpleNamespace(payload=json.dumps(task).encode())
+    bridge._on_message(client, None, msg)  # does not raise
+    assert [t for t, _ in published] == ["root/errors"]
+    detail = json.loads(published[0][1])["detail"]
+    assert detail == [{"task_id": 7, "msg": "not stored: database is locked"}]
