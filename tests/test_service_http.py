@@ -203,7 +203,12 @@ def _node_loss(tmp: Path, db: str) -> None:
     doomed = Agent(srv.url, NODE_ALL, ["n1"], poll_s=0.1)
     doomed.run_in_thread()
     try:
-        time.sleep(0.5)
+        # n1 attached (its first heartbeat arrived) before the tasks, however slow the start
+        n1 = _poll(
+            lambda: httpx.get(f"{srv.url}/v1/nodes/n1", headers=ADMIN).json(),
+            lambda n: n["attached"] and n["up"],
+        )
+        assert n1["attached"] and n1["up"]
         ids = list(range(6))
         # long tasks: 40 GI is 20 model s on n1, 1 s wall: still there when it dies
         _submit_until_acked(srv.url, [_task(i, work_gi=40.0) for i in ids])
@@ -242,7 +247,12 @@ def test_live_replay_agrees_with_the_simulator(tmp: Path) -> None:
     cluster, w = generate("iot-small", n_tasks=250, load=0.6, seed=3)
     write_inputs(tmp, cluster)
     write_workload(w, tmp / "w.parquet")
-    srv = Server(tmp, f"sqlite:///{tmp / 'replay.db'}", "--time-scale", "4")
+    # Time scale 2, not 4: every wall millisecond the pipeline (replay -> commit ->
+    # decision process -> lease) waits for a CPU is time_scale model ms of response, and
+    # the mean response is only ~2 model s. Measured on the 2-core machine with 4 busy
+    # loops beside it: 14% off at scale 4, 3.6% at scale 2 (1.5% at 4 when quiet); the
+    # full suite under other helpers' load gave 24% and 67% at 4. The bound stays 15%.
+    srv = Server(tmp, f"sqlite:///{tmp / 'replay.db'}", "--time-scale", "2")
     srv.start()
     agent = Agent(srv.url, NODE_ALL, poll_s=0.05)
     agent.run_in_thread()
@@ -251,7 +261,7 @@ def test_live_replay_agrees_with_the_simulator(tmp: Path) -> None:
         res = CliRunner().invoke(app, [
             "replay", "--server", srv.url, "--token", "submit-token-0001",
             "--workload", str(tmp / "w.parquet"), "--out", str(tmp / "live"),
-            "--time-scale", "4", "--timeout", "120"])  # fmt: skip
+            "--time-scale", "2", "--timeout", "120"])  # fmt: skip
     finally:
         agent.stop_thread()
         srv.stop()
@@ -267,8 +277,15 @@ def test_live_replay_agrees_with_the_simulator(tmp: Path) -> None:
     sim = simulate(cluster, w, make_policy("mct")).summary
     assert live["status"] == {"finished": 250}
     assert live["tasks"] == 250
-    assert abs(live["mean_response_s"] / sim["mean_response_s"] - 1) < 0.15
     table = pq.read_table(tmp / "live" / "tasks.parquet")
+    # on failure, say where the time went: the wait from arrival to decision is the
+    # wall latency of the pipeline (zero in the simulator)
+    lag = np.nanmean(np.asarray(table.column("decision_s")) - np.asarray(table.column("arrival_s")))
+    assert abs(live["mean_response_s"] / sim["mean_response_s"] - 1) < 0.15, (
+        live["mean_response_s"],
+        sim["mean_response_s"],
+        f"mean arrival->decision lag {lag:.3f} model s",
+    )
     assert table.num_rows == 250
     assert {
         "task_id",

@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -18,6 +19,7 @@ from builders import make_cluster
 from hybridsched.service.agent import Agent
 from service_support import (
     NODE_ALL,
+    SUBMIT,
     Server,
     free_port,
     pg_database,
@@ -101,6 +103,28 @@ def _publish(port: int, root: str, payloads: list) -> None:
     c.loop_stop()
 
 
+def _publish_until_taken(
+    port: int, root: str, payloads: list, url: str, probe: list[int], timeout: float = 60.0
+) -> None:
+    """Publish ``payloads`` until the service has every task of ``probe``.
+
+    The service subscribes asynchronously after each (re)connect, and a message the
+    broker gets before that is dropped; so rather than sleeping a guessed delay, the
+    messages are sent again until they were taken. Sending again is safe: a known
+    task_id is a no-op (the duplicate QoS-1 delivery the bridge must absorb).
+    """
+    end = time.monotonic() + timeout
+    while True:
+        _publish(port, root, payloads)
+        wait = time.monotonic() + 2.0
+        while time.monotonic() < wait:
+            r = httpx.post(f"{url}/v1/tasks/query", json={"task_ids": probe}, headers=SUBMIT)
+            if len(r.json()["tasks"]) == len(probe):
+                return
+            time.sleep(0.05)
+        assert time.monotonic() < end, f"the service never took tasks {probe} from MQTT"
+
+
 def _task(i: int) -> dict:
     return {"task_id": i, "region": 0, "data_mb": 0.0, "work_gi": 0.5}
 
@@ -136,9 +160,8 @@ def _mqtt_run(tmp_path: Path, db: str) -> None:
     listener = Listener(broker.port, root)
     try:
         assert listener.subscribed.wait(10)
-        time.sleep(0.5)  # the service's own subscription
         # one list message and single objects; one resent (idempotent); one invalid
-        _publish(
+        _publish_until_taken(
             broker.port,
             root,
             [
@@ -147,6 +170,8 @@ def _mqtt_run(tmp_path: Path, db: str) -> None:
                 _task(5),
                 {"task_id": 99, "work_gi": -1},
             ],
+            srv.url,
+            probe=list(range(30)),
         )
         wait_all_ended(srv.url, list(range(30)))
         # restart the broker: the service reconnects, resubscribes, nothing is lost
@@ -154,10 +179,24 @@ def _mqtt_run(tmp_path: Path, db: str) -> None:
         time.sleep(0.5)
         broker.start()
         assert listener.subscribed.wait(15)
-        time.sleep(2.5)  # the service's reconnect delay
-        _publish(broker.port, root, [[_task(i) for i in range(30, 60)], _task(31)])
+        _publish_until_taken(
+            broker.port,
+            root,
+            [[_task(i) for i in range(30, 60)], _task(31)],
+            srv.url,
+            probe=list(range(30, 60)),
+        )
         rows = wait_all_ended(srv.url, list(range(60)))
-        time.sleep(0.5)
+
+        def all_finished() -> bool:
+            with listener.lock:
+                got = {t: m[-1]["status"] for t, m in listener.by_task.items()}
+            return all(got.get(t) == "finished" for t in range(60))
+
+        # the last status messages are on their way: wait for them, bounded
+        end = time.monotonic() + 30
+        while not all_finished() and time.monotonic() < end:
+            time.sleep(0.05)
     finally:
         agent.stop_thread()
         srv.stop()

@@ -104,8 +104,11 @@ class Agent:
 
     # --------------------------------------------------------------- http
 
-    async def _call(self, client: httpx.AsyncClient, path: str, body: Any) -> Any:
-        # retry through outages (connection refused, 5xx) up to outage_s
+    async def _call(
+        self, client: httpx.AsyncClient, path: str, body: Any, retry_body: Any = None
+    ) -> Any:
+        # retry through outages (connection refused, 5xx) up to outage_s; a retry sends
+        # retry_body when given (a lease whose answer was lost asks for a resync)
         t0 = time.monotonic()
         delay = 0.05
         while True:
@@ -122,6 +125,8 @@ class Agent:
                 raise ConnectionError(f"{self.server}: unreachable for {self.outage_s:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+            if retry_body is not None:
+                body = retry_body
 
     async def _cluster(self, client: httpx.AsyncClient) -> dict[str, Any]:
         t0 = time.monotonic()
@@ -212,10 +217,15 @@ class Agent:
         resync = True
         while not self._stop.is_set():
             try:
+                ask = {"nodes": names, "max_tasks": 10000, "wait_s": self.poll_s}
+                # the server marks what it sends as delivered: when an answer is lost
+                # (timeout, reset), the retry asks for everything not started again,
+                # or those tasks would stay assigned to a live node forever
                 out = await self._call(
                     client,
                     "/v1/agent/lease",
-                    {"nodes": names, "max_tasks": 10000, "wait_s": self.poll_s, "resync": resync},
+                    {**ask, "resync": resync},
+                    retry_body={**ask, "resync": True},
                 )
             except ConnectionError:
                 resync = True

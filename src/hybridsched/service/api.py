@@ -85,26 +85,40 @@ class _BodyLimit:
             if k == b"content-length" and v.isdigit() and int(v) > self.limit:
                 await _send_413(send, self.limit)
                 return
+        # Read the whole body here, counting, before the app sees any of it: an
+        # exception raised from inside the app's receive() would reach FastAPI's body
+        # parser, which turns it into 400 "error parsing the body" (a streamed body
+        # without Content-Length got 400, not 413).
+        chunks: list[bytes] = []
         seen = 0
-        limit = self.limit
-
-        async def guarded() -> dict:
-            nonlocal seen
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
-            return msg
+            if msg["type"] != "http.request":
+                # the client went away before the body ended: let the app see that
+                await self.app(scope, _replay([msg], receive), send)
+                return
+            chunk = msg.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await _send_413(send, self.limit)
+                return
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
 
-        try:
-            await self.app(scope, guarded, send)
-        except _TooLarge:
-            await _send_413(send, limit)
 
+def _replay(first: list[dict], receive: Callable) -> Callable[[], Awaitable[dict]]:
+    """A receive() that gives ``first`` and then what the server gives (a disconnect)."""
+    pending = list(first)
 
-class _TooLarge(Exception):
-    pass
+    async def again() -> dict:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return again
 
 
 async def _send_413(send: Callable, limit: int) -> None:

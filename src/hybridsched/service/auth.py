@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,16 +85,22 @@ class TokenTable:
     """Token lookup in constant time per known token (no timing hint about a near miss)."""
 
     def __init__(self, tokens: dict[str, str], node_names: tuple[str, ...]) -> None:
+        # digests, not the tokens: compare_digest returns at once on a length mismatch,
+        # which would tell a prober the length of the tokens; digests are all 32 bytes
         self._items = [
-            (tok.encode(), parse_role(role, node_names, f"token entry {i}"))
+            (_digest(tok), parse_role(role, node_names, f"token entry {i}"))
             for i, (tok, role) in enumerate(tokens.items(), start=1)
         ]
 
     def lookup(self, token: str) -> Principal | None:
         """The principal of ``token``, None when unknown."""
-        t = token.encode()
+        t = _digest(token)
         found = None
         for tok, principal in self._items:
             if hmac.compare_digest(tok, t):
                 found = principal
         return found
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()

@@ -113,7 +113,15 @@ class MqttBridge:
             rows = [t for t in rows if not self.service.check_submission(t)]
         if rows:
             # commit before returning: paho acknowledges (PUBACK) after this callback
-            res = self.service.writer.call(ops.submit(rows, self.service.clock.now()))
+            try:
+                res = self.service.writer.call(ops.submit(rows, self.service.clock.now()))
+            except Exception as exc:
+                # an exception out of this callback would end paho's network thread
+                # (the bridge dead, silently); the transaction rolled back, so say so
+                log.error("event=mqtt_submit_failed tasks=%d error=%s", len(rows), exc)
+                detail = [{"task_id": t["task_id"], "msg": f"not stored: {exc}"} for t in rows]
+                client.publish(f"{self.root}/errors", json.dumps({"detail": detail}), qos=1)
+                return
             self.service.metrics.submitted.inc(sum(1 for r in res if not r[2]))
 
     def publish(self, transitions: list[Transition]) -> None:
