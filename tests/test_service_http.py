@@ -247,12 +247,12 @@ def test_live_replay_agrees_with_the_simulator(tmp: Path) -> None:
     cluster, w = generate("iot-small", n_tasks=250, load=0.6, seed=3)
     write_inputs(tmp, cluster)
     write_workload(w, tmp / "w.parquet")
-    # Time scale 2, not 4: every wall millisecond the pipeline (replay -> commit ->
-    # decision process -> lease) waits for a CPU is time_scale model ms of response, and
-    # the mean response is only ~2 model s. Measured on the 2-core machine with 4 busy
-    # loops beside it: 14% off at scale 4, 3.6% at scale 2 (1.5% at 4 when quiet); the
-    # full suite under other helpers' load gave 24% and 67% at 4. The bound stays 15%.
-    srv = Server(tmp, f"sqlite:///{tmp / 'replay.db'}", "--time-scale", "2")
+    # The issue's condition: time scale 4, within 15%. Every wall millisecond the pipeline
+    # (replay -> commit -> decision process -> lease) waits for a CPU is 4 model ms of
+    # response, against a mean response of ~2 model s: measured 1.5% off on a quiet
+    # machine, 14% with 4 busy loops beside it, and 24% and 67% in full suites run under
+    # other sessions' load. So this test wants the machine to itself, as CI has it.
+    srv = Server(tmp, f"sqlite:///{tmp / 'replay.db'}", "--time-scale", "4")
     srv.start()
     agent = Agent(srv.url, NODE_ALL, poll_s=0.05)
     agent.run_in_thread()
@@ -261,7 +261,7 @@ def test_live_replay_agrees_with_the_simulator(tmp: Path) -> None:
         res = CliRunner().invoke(app, [
             "replay", "--server", srv.url, "--token", "submit-token-0001",
             "--workload", str(tmp / "w.parquet"), "--out", str(tmp / "live"),
-            "--time-scale", "2", "--timeout", "120"])  # fmt: skip
+            "--time-scale", "4", "--timeout", "120"])  # fmt: skip
     finally:
         agent.stop_thread()
         srv.stop()
