@@ -162,7 +162,7 @@ def _one_run(
     cfg: CompareConfig, load: float, seed: int, policy: str, inputs: tuple | None = None
 ) -> dict[str, Any]:
     from hybridsched.policies import make_policy
-    from hybridsched.sim import SimConfig, simulate
+    from hybridsched.sim import SUMMARY_KEYS, SimConfig, simulate
     from hybridsched.sim.bounds import response_lower_bound
 
     # inputs: the (cluster, workload) of (load, seed), when a backend shares them
@@ -176,19 +176,9 @@ def _one_run(
     )
     s = result.summary
     row: dict[str, Any] = {"scenario": cfg.label, "load": load, "seed": seed, "policy": policy}
-    for k in (
-        "tasks",
-        "mean_response_s",
-        "p50_response_s",
-        "p95_response_s",
-        "p99_response_s",
-        "deadline_miss_rate",
-        "makespan_s",
-        "energy_j",
-        "utilization",
-        "scheduler_seconds",
-    ):
-        row[k] = s[k]
+    for k in SUMMARY_KEYS:
+        if k != "policy":  # the row names it already
+            row[k] = s[k]
     row["miss_rate_p0"] = s["deadline_miss_rate_by_priority"].get("0", 0.0)
     row["sched_us_per_task"] = 1e6 * s["scheduler_seconds"] / s["tasks"]
     # the same for every policy on this workload: no scheduler's mean is below it
