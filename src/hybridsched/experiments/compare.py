@@ -363,17 +363,10 @@ def read_experiment(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: the file is unreadable, not a mapping, has an unknown key or
             a value of the wrong type, naming the file, the key and the value.
     """
-    import yaml
+    from hybridsched.policies.args import read_yaml_mapping
 
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot be read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML or JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
+    data = read_yaml_mapping(p, str(p), syntax="YAML or JSON")
     return experiment_values(data, str(p))
 
 
