@@ -93,17 +93,7 @@ def predict_unstarted(st, d, finish):
         k1 = np.empty(m)
         tid = np.empty(m, dtype=np.int64)
         dur = np.empty(m)
-        pos = 0
-        i = st.qhead[j]
-        while i >= 0:
-            idx[pos] = i
-            ready[pos] = st.ready[i]
-            k0[pos] = st.key0[i]
-            k1[pos] = st.key1[i]
-            tid[pos] = st.task_id[i]
-            dur[pos] = st.dur[i]
-            pos += 1
-            i = st.qnext[i]
+        core.gather_queue(st, j, 0, idx, ready, k0, k1, tid, dur, core.DUR_BOOKED)
         cf = np.empty(st.cores[j])
         for s in range(st.cores[j]):
             ti = st.slot_task[j, s]
