@@ -219,12 +219,7 @@ def _snapshot(st, d):
     for j in range(n):
         q_off[j + 1] = q_off[j] + st.n_queued[j]
     m = q_off[n]
-    q_idx = np.empty(m, dtype=np.int64)
-    q_ready = np.empty(m)
-    q_key0 = np.empty(m)
-    q_key1 = np.empty(m)
-    q_tid = np.empty(m, dtype=np.int64)
-    q_dur = np.empty(m)
+    q_idx, q_ready, q_key0, q_key1, q_tid, q_dur = core.queue_arrays(m)
     q_f0 = np.empty(m)
     q_dl = np.empty(m)
     q_pr = np.empty(m, dtype=np.int64)

@@ -465,6 +465,14 @@ def _key_lt(key0, key1, ready, tid, a, b):
 
 
 @njit(cache=True)
+def queue_arrays(m):
+    """Empty arrays for ``m`` queued tasks, as :func:`gather_queue` fills them:
+    index, ready time, the two sort keys, id, duration."""
+    return (np.empty(m, dtype=np.int64), np.empty(m), np.empty(m), np.empty(m),
+            np.empty(m, dtype=np.int64), np.empty(m))  # fmt: skip
+
+
+@njit(cache=True)
 def gather_queue(st, j, pos, idx, ready, key0, key1, tid, dur, how):
     """Copy node ``j``'s assigned, unstarted tasks, in list order, into the arrays.
 
@@ -518,12 +526,7 @@ def predict(st, d, idx, nodes, use_estimate):
             if nodes[k] == j:
                 mb += 1
         m = m0 + mb
-        ready = np.empty(m)
-        k0 = np.empty(m)
-        k1 = np.empty(m)
-        tid = np.empty(m, dtype=np.int64)
-        dur = np.empty(m)
-        queued = np.empty(m0, dtype=np.int64)
+        queued, ready, k0, k1, tid, dur = queue_arrays(m)
         how = DUR_EST if use_estimate else DUR_WORK
         pos = gather_queue(st, j, 0, queued, ready, k0, k1, tid, dur, how)
         back = np.empty(mb, dtype=np.int64)
