@@ -162,7 +162,7 @@ def _one_run(
     cfg: CompareConfig, load: float, seed: int, policy: str, inputs: tuple | None = None
 ) -> dict[str, Any]:
     from hybridsched.policies import make_policy
-    from hybridsched.sim import SimConfig, simulate
+    from hybridsched.sim import SUMMARY_KEYS, SimConfig, simulate
     from hybridsched.sim.bounds import response_lower_bound
 
     # inputs: the (cluster, workload) of (load, seed), when a backend shares them
@@ -176,19 +176,9 @@ def _one_run(
     )
     s = result.summary
     row: dict[str, Any] = {"scenario": cfg.label, "load": load, "seed": seed, "policy": policy}
-    for k in (
-        "tasks",
-        "mean_response_s",
-        "p50_response_s",
-        "p95_response_s",
-        "p99_response_s",
-        "deadline_miss_rate",
-        "makespan_s",
-        "energy_j",
-        "utilization",
-        "scheduler_seconds",
-    ):
-        row[k] = s[k]
+    for k in SUMMARY_KEYS:
+        if k != "policy":  # the row names it already
+            row[k] = s[k]
     row["miss_rate_p0"] = s["deadline_miss_rate_by_priority"].get("0", 0.0)
     row["sched_us_per_task"] = 1e6 * s["scheduler_seconds"] / s["tasks"]
     # the same for every policy on this workload: no scheduler's mean is below it
@@ -373,17 +363,10 @@ def read_experiment(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: the file is unreadable, not a mapping, has an unknown key or
             a value of the wrong type, naming the file, the key and the value.
     """
-    import yaml
+    from hybridsched.policies.args import read_yaml_mapping
 
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot be read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML or JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
+    data = read_yaml_mapping(p, str(p), syntax="YAML or JSON")
     return experiment_values(data, str(p))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridsched.experiments.compare import HEURISTICS
 from hybridsched.experiments.stats import mean_ci
 from hybridsched.io import atomic_path
 
@@ -43,23 +44,7 @@ PALETTE: tuple[str, ...] = (
 LINESTYLES: tuple[str, ...] = ("-", "--", "-.", ":")
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 
-STYLE_ORDER: tuple[str, ...] = (
-    "random",
-    "round-robin",
-    "least-loaded",
-    "olb",
-    "met",
-    "mct",
-    "min-min",
-    "max-min",
-    "sufferage",
-    "edf-mct",
-    "energy-aware",
-    "aco",
-    "hybrid",
-    "rl",
-    "optimal",
-)
+STYLE_ORDER: tuple[str, ...] = (*HEURISTICS, "aco", "hybrid", "rl", "optimal")
 """Shipped schedulers, each with a fixed style whatever else is compared."""
 
 OUTLIER_FACTOR = 4.0

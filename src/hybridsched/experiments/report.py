@@ -188,6 +188,22 @@ def headroom_text(h: dict[str, Any]) -> str:
     return text
 
 
+def load_tables(df: Any, cfg: CompareConfig, stats: list[dict[str, Any]], load: float) -> list[str]:
+    """Markdown lines of one load: its summary table, then the headroom under it (if known).
+
+    Args:
+        df: the runs (:func:`load_results`).
+        cfg: their configuration.
+        stats: :func:`summary_rows` of ``df`` (all loads).
+        load: the load; NaN for a given workload.
+    """
+    lines = [_markdown_table([r for r in stats if _same(r["load"], load)]), ""]
+    h = headroom(df, cfg, load)
+    if h is not None:
+        lines += [headroom_text(h), ""]
+    return lines
+
+
 def diff_text(d: PairedDiff) -> str:
     """A paired difference and its CI half-width in the metric's shown unit."""
     return f"{shown(d.metric, d.mean):+.4g} ± {shown(d.metric, d.half_ci):.2g}"
@@ -228,15 +244,7 @@ def write_report(out: Path) -> Path:
     stats = summary_rows(df, cfg)
     for load in _loads(df):
         title = "given workload" if load != load else f"load {load:g}"
-        lines += [
-            f"## {title}",
-            "",
-            _markdown_table([r for r in stats if _same(r["load"], load)]),
-            "",
-        ]
-        h = headroom(df, cfg, load)
-        if h is not None:
-            lines += [headroom_text(h), ""]
+        lines += [f"## {title}", "", *load_tables(df, cfg, stats, load)]
         diffs = focus_diffs(df, cfg, load)
         if diffs:
             lines += [

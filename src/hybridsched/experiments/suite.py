@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 from hybridsched.experiments.compare import CompareConfig, run_compare
 from hybridsched.experiments.report import (
     METRIC_LABELS,
-    _markdown_table,
     diff_text,
     focus_diffs,
-    headroom,
-    headroom_text,
     load_results,
+    load_tables,
     save_results,
     summary_rows,
     write_report,
@@ -108,15 +106,7 @@ def write_page(scenarios: tuple[str, ...], out: Path, page: Path, command: str) 
         lines += [f"## {sc}", ""]
         stats = summary_rows(df, cfg)
         for load in sorted({float(x) for x in df["load"]}):
-            lines += [
-                f"### load {load:g}",
-                "",
-                _markdown_table([r for r in stats if r["load"] == load]),
-                "",
-            ]
-            h = headroom(df, cfg, load)
-            if h is not None:
-                lines += [headroom_text(h), ""]
+            lines += [f"### load {load:g}", "", *load_tables(df, cfg, stats, load)]
             diffs = focus_diffs(df, cfg, load)
             if diffs:
                 lines += [

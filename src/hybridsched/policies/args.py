@@ -21,6 +21,33 @@ from typing import Any
 from hybridsched.errors import ConfigError
 
 
+def read_yaml_mapping(
+    path: Path, where: str, *, syntax: str = "YAML", keys: str = "keys to values"
+) -> dict[str, Any]:
+    """Load a YAML file that must hold a mapping.
+
+    Args:
+        path: The file.
+        where: What each message starts with (the file, and the option that named it).
+        syntax: What the file should be written in, as the messages say it.
+        keys: What the mapping maps, as the messages say it.
+
+    Raises:
+        ConfigError: the file cannot be read, is not valid YAML, or holds no mapping.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid {syntax}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of {keys}, got {type(data).__name__}")
+    return data
+
+
 def read_policy_args(
     path: str | os.PathLike[str], policy: str | None = None
 ) -> tuple[str, dict[str, str]]:
@@ -36,20 +63,8 @@ def read_policy_args(
             values, names another policy, or an argument is unknown to the
             policy or of the wrong type; the message names the file.
     """
-    import yaml
-
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"--policy-args {p}: cannot be read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--policy-args {p}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"--policy-args {p}: expected a mapping of argument names to values, "
-            f"got {type(data).__name__}"
-        )
+    data = read_yaml_mapping(p, f"--policy-args {p}", keys="argument names to values")
     named = data.pop("policy", None)
     if named is not None and not isinstance(named, str):
         raise ConfigError(f"--policy-args {p}: policy: expected a policy name, got {named!r}")

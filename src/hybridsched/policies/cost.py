@@ -219,31 +219,18 @@ def _snapshot(st, d):
     for j in range(n):
         q_off[j + 1] = q_off[j] + st.n_queued[j]
     m = q_off[n]
-    q_idx = np.empty(m, dtype=np.int64)
-    q_ready = np.empty(m)
-    q_key0 = np.empty(m)
-    q_key1 = np.empty(m)
-    q_tid = np.empty(m, dtype=np.int64)
-    q_dur = np.empty(m)
+    q_idx, q_ready, q_key0, q_key1, q_tid, q_dur = core.queue_arrays(m)
     q_f0 = np.empty(m)
     q_dl = np.empty(m)
     q_pr = np.empty(m, dtype=np.int64)
     for j in range(n):
-        pos = q_off[j]
-        i = st.qhead[j]
-        while i >= 0:
-            q_idx[pos] = i
-            q_ready[pos] = st.ready[i]
-            q_key0[pos] = st.key0[i]
-            q_key1[pos] = st.key1[i]
-            q_tid[pos] = st.task_id[i]
-            q_dur[pos] = st.work_est[i] / st.speed[j]
-            q_dl[pos] = st.abs_deadline[i]
-            q_pr[pos] = st.priority[i]
-            pos += 1
-            i = st.qnext[i]
         lo = q_off[j]
-        hi = q_off[j + 1]
+        hi = core.gather_queue(
+            st, j, lo, q_idx, q_ready, q_key0, q_key1, q_tid, q_dur, core.DUR_EST
+        )
+        for pos in range(lo, hi):
+            q_dl[pos] = st.abs_deadline[q_idx[pos]]
+            q_pr[pos] = st.priority[q_idx[pos]]
         if hi > lo:
             start = core.simulate_node(
                 d,

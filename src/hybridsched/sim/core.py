@@ -50,6 +50,11 @@ FIFO = 0
 PRIORITY = 1
 
 RECENT_TAU_S = 10.0
+
+# which duration gather_queue gives each queued task
+DUR_WORK = 0  # the true one, work / speed
+DUR_EST = 1  # the schedulers' estimate, work_est / speed
+DUR_BOOKED = 2  # the one booked at assignment (st.dur)
 """Time constant of the decayed count of recent assignments per node, s."""
 
 # ----------------------------------------------------------------------------
@@ -460,6 +465,42 @@ def _key_lt(key0, key1, ready, tid, a, b):
 
 
 @njit(cache=True)
+def queue_arrays(m):
+    """Empty arrays for ``m`` queued tasks, as :func:`gather_queue` fills them:
+    index, ready time, the two sort keys, id, duration."""
+    return (np.empty(m, dtype=np.int64), np.empty(m), np.empty(m), np.empty(m),
+            np.empty(m, dtype=np.int64), np.empty(m))  # fmt: skip
+
+
+@njit(cache=True)
+def gather_queue(st, j, pos, idx, ready, key0, key1, tid, dur, how):
+    """Copy node ``j``'s assigned, unstarted tasks, in list order, into the arrays.
+
+    Writes from index ``pos`` on: each task's index, ready time, sort keys, id and
+    duration (``how``: ``DUR_WORK``, ``DUR_EST`` or ``DUR_BOOKED``), the inputs of
+    :func:`simulate_node`.
+
+    Returns:
+        the index after the last one written.
+    """
+    i = st.qhead[j]
+    while i >= 0:
+        idx[pos] = i
+        ready[pos] = st.ready[i]
+        key0[pos] = st.key0[i]
+        key1[pos] = st.key1[i]
+        tid[pos] = st.task_id[i]
+        if how == DUR_BOOKED:
+            dur[pos] = st.dur[i]
+        else:
+            w = st.work_est[i] if how == DUR_EST else st.work[i]
+            dur[pos] = w / st.speed[j]
+        pos += 1
+        i = st.qnext[i]
+    return pos
+
+
+@njit(cache=True)
 def predict(st, d, idx, nodes, use_estimate):
     """Finish times of tasks ``idx`` if assigned to ``nodes`` at time ``d``.
 
@@ -485,22 +526,9 @@ def predict(st, d, idx, nodes, use_estimate):
             if nodes[k] == j:
                 mb += 1
         m = m0 + mb
-        ready = np.empty(m)
-        k0 = np.empty(m)
-        k1 = np.empty(m)
-        tid = np.empty(m, dtype=np.int64)
-        dur = np.empty(m)
-        pos = 0
-        i = st.qhead[j]
-        while i >= 0:
-            ready[pos] = st.ready[i]
-            k0[pos] = st.key0[i]
-            k1[pos] = st.key1[i]
-            tid[pos] = st.task_id[i]
-            w = st.work_est[i] if use_estimate else st.work[i]
-            dur[pos] = w / st.speed[j]
-            pos += 1
-            i = st.qnext[i]
+        queued, ready, k0, k1, tid, dur = queue_arrays(m)
+        how = DUR_EST if use_estimate else DUR_WORK
+        pos = gather_queue(st, j, 0, queued, ready, k0, k1, tid, dur, how)
         back = np.empty(mb, dtype=np.int64)
         nb = 0
         for k in range(first, b):

@@ -87,23 +87,8 @@ def predict_unstarted(st, d, finish):
         m = st.n_queued[j]
         if m == 0:
             continue
-        idx = np.empty(m, dtype=np.int64)
-        ready = np.empty(m)
-        k0 = np.empty(m)
-        k1 = np.empty(m)
-        tid = np.empty(m, dtype=np.int64)
-        dur = np.empty(m)
-        pos = 0
-        i = st.qhead[j]
-        while i >= 0:
-            idx[pos] = i
-            ready[pos] = st.ready[i]
-            k0[pos] = st.key0[i]
-            k1[pos] = st.key1[i]
-            tid[pos] = st.task_id[i]
-            dur[pos] = st.dur[i]
-            pos += 1
-            i = st.qnext[i]
+        idx, ready, k0, k1, tid, dur = core.queue_arrays(m)
+        core.gather_queue(st, j, 0, idx, ready, k0, k1, tid, dur, core.DUR_BOOKED)
         cf = np.empty(st.cores[j])
         for s in range(st.cores[j]):
             ti = st.slot_task[j, s]
