@@ -1,0 +1,107 @@
+"""Adversarial CLI inputs: each one is refused with exit 2 and a one-paragraph message.
+
+These run the real entry point (``python -m hybridsched.cli``) in a subprocess, as a
+user would, so that the error boundary of ``main()`` is part of what is tested.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybridsched.errors import ValidationError
+from hybridsched.io import read_workload
+from hybridsched.model import Workload
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+HEADER = "task_id,arrival_s,region,data_mb,work_gi,memory_mb,deadline_s,priority"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC), COLUMNS="200", HYBRIDSCHED_PLUGINS="")
+    return subprocess.run(
+        [sys.executable, "-m", "hybridsched.cli", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def _refused(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert "Traceback" not in out, out
+    assert "error:" in out, out
+    for needle in needles:
+        assert needle in out, out
+
+
+def _cluster(tmp_path: Path) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "regions: 1\n"
+        "nodes:\n"
+        "- {name: n0, tier: edge, cores: 2, speed: 1.0, memory_mb: 1024.0,\n"
+        "   bandwidth_mb_s: 10.0, power_idle_w: 1.0, power_max_w: 2.0, latency_s: [0.01]}\n"
+    )
+    return path
+
+
+def _csv(tmp_path: Path, rows: list[str], name: str = "w.csv", header: str = HEADER) -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("task_id", "1e30"), ("task_id", "1180591620717411303424"), ("priority", "1e308")],
+)
+def test_integer_column_beyond_int64_is_refused(tmp_path: Path, column: str, value: str) -> None:
+    # before: the cast to int64 wrapped silently (a garbage id, or a message showing
+    # -9223372036854775808 instead of the value in the file)
+    row = {"task_id": "1", "priority": "0"}
+    row[column] = value
+    rows = ["0,0,0,1,1,1,,0", f"{row['task_id']},0.5,0,1,1,1,,{row['priority']}"]
+    path = _csv(tmp_path, rows)
+    with pytest.raises(ValidationError, match=rf"row 2, column {column}: must be an integer from"):
+        read_workload(path)
+    res = _cli(
+        "simulate", "--workload", str(path), "--cluster", str(_cluster(tmp_path)),
+        "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "w.csv", f"column {column}", "must be an integer from")
+    assert "-9223372036854775808" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_utf8_header_is_refused(tmp_path: Path) -> None:
+    # before: UnicodeDecodeError traceback from Arrow's lazy header decoding
+    path = tmp_path / "w.csv"
+    path.write_bytes((HEADER + ",kind\xe9\n0,0,0,1,1,1,,0,1\n").encode("latin-1"))
+    with pytest.raises(ValidationError, match="cannot be read as CSV"):
+        read_workload(path)
+    res = _cli(
+        "simulate", "--workload", str(path), "--cluster", str(_cluster(tmp_path)),
+        "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "w.csv", "cannot be read as CSV", "utf-8")
+    assert not (tmp_path / "out").exists()
+
+
+def test_valid_integers_still_read(tmp_path: Path) -> None:
+    # the range check must not refuse the largest ids int64 holds
+    path = _csv(tmp_path, ["0,0,0,1,1,1,,0", "4611686018427387904,0.5,0,1,1,1,,2"])
+    w = read_workload(path)
+    assert isinstance(w, Workload)
+    assert w.task_id.tolist() == [0, 2**62]
+    assert np.all(w.priority == [0, 2])
