@@ -105,3 +105,38 @@ def test_valid_integers_still_read(tmp_path: Path) -> None:
     assert isinstance(w, Workload)
     assert w.task_id.tolist() == [0, 2**62]
     assert np.all(w.priority == [0, 2])
+
+
+JUNK = b"\xff\xfe\x00name: x\n\x80\x81"
+
+
+def test_policy_args_file_not_utf8_is_refused(tmp_path: Path) -> None:
+    # before: UnicodeDecodeError traceback (only OSError and YAMLError were caught)
+    junk = tmp_path / "args.yaml"
+    junk.write_bytes(JUNK)
+    w = _csv(tmp_path, ["0,0,0,1,1,1,,0"])
+    res = _cli(
+        "simulate", "--workload", str(w), "--cluster", str(_cluster(tmp_path)),
+        "--policy", "aco", "--policy-args", str(junk), "--out", str(tmp_path / "out"),
+        "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "--policy-args", "args.yaml", "not UTF-8 text")
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_config_not_utf8_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "exp.yaml"
+    junk.write_bytes(JUNK)
+    res = _cli("compare", "--config", str(junk), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    _refused(res, "exp.yaml", "not UTF-8 text")
+    assert not (tmp_path / "out").exists()
+
+
+def test_serve_tokens_not_utf8_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "tokens.yaml"
+    junk.write_bytes(JUNK)
+    res = _cli(
+        "serve", "--cluster", str(_cluster(tmp_path)), "--tokens", str(junk),
+        "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "0", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "--tokens", "tokens.yaml", "not UTF-8 text")

@@ -380,6 +380,8 @@ def read_experiment(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = yaml.safe_load(p.read_text())
     except OSError as exc:
         raise ConfigError(f"{p}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML or JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -43,6 +43,8 @@ def read_policy_args(
         data = yaml.safe_load(p.read_text())
     except OSError as exc:
         raise ConfigError(f"--policy-args {p}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--policy-args {p}: not UTF-8 text: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--policy-args {p}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
