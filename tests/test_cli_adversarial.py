@@ -140,3 +140,25 @@ def test_serve_tokens_not_utf8_is_refused(tmp_path: Path) -> None:
         "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "0", cwd=tmp_path,
     )  # fmt: skip
     _refused(res, "--tokens", "tokens.yaml", "not UTF-8 text")
+
+
+def test_compare_unreachable_ray_address_fails_fast(tmp_path: Path) -> None:
+    # before: ray.init retried the dead address for minutes (the CLI hung past 60 s)
+    pytest.importorskip("ray")
+    res = _cli(
+        "compare", "--scenario", "iot-small", "--tasks", "50", "--seeds", "1",
+        "--policies", "mct", "--workers", "1", "--out", str(tmp_path / "out"),
+        "--backend", "ray", "--ray-address", "127.0.0.1:1", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "--backend ray", "cannot reach the Ray cluster at 127.0.0.1:1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_address_check_leaves_other_forms_to_ray() -> None:
+    from hybridsched.errors import ConfigError
+    from hybridsched.experiments.backends import _check_reachable
+
+    for address in ("auto", "local", "ray://"):
+        _check_reachable(address)  # not host:port: Ray decides
+    with pytest.raises(ConfigError, match=r"ray://127\.0\.0\.1:1"):
+        _check_reachable("ray://127.0.0.1:1")
