@@ -162,3 +162,14 @@ def test_ray_address_check_leaves_other_forms_to_ray() -> None:
         _check_reachable(address)  # not host:port: Ray decides
     with pytest.raises(ConfigError, match=r"ray://127\.0\.0\.1:1"):
         _check_reachable("ray://127.0.0.1:1")
+
+
+def test_suite_without_scenarios_is_refused(tmp_path: Path) -> None:
+    # before: exit 0 and a page of no results
+    res = _cli(
+        "suite", "--scenarios", " , ", "--seeds", "1", "--tasks", "50",
+        "--out", str(tmp_path / "out"), "--page", str(tmp_path / "p.md"), cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "--scenarios", "give at least one scenario")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "p.md").exists()

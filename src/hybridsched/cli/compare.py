@@ -567,6 +567,8 @@ def suite(
     try:
         SimConfig(decision_interval=decision_interval, queue=queue)
         names = tuple(s.strip() for s in scenarios.split(",") if s.strip())
+        if not names:
+            fail(f"--scenarios: give at least one scenario (comma-separated), got {scenarios!r}")
         for sc in names:
             get_scenario(sc)
         kwargs: dict[str, Any] = {}
