@@ -173,3 +173,14 @@ def test_suite_without_scenarios_is_refused(tmp_path: Path) -> None:
     _refused(res, "--scenarios", "give at least one scenario")
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "p.md").exists()
+
+
+def test_suite_page_that_is_a_folder_is_refused_before_running(tmp_path: Path) -> None:
+    # before: the whole suite ran, then writing the page failed (results left behind)
+    (tmp_path / "adir").mkdir()
+    res = _cli(
+        "suite", "--scenarios", "iot-small", "--seeds", "1", "--tasks", "50",
+        "--out", str(tmp_path / "out"), "--page", str(tmp_path / "adir"), cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "--page", "adir", "is a folder")
+    assert not (tmp_path / "out").exists()
