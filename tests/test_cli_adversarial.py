@@ -184,3 +184,26 @@ def test_suite_page_that_is_a_folder_is_refused_before_running(tmp_path: Path) -
     )  # fmt: skip
     _refused(res, "--page", "adir", "is a folder")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        (["--mtbf", "100"], "--mttr: must be given with --mtbf"),
+        (["--mtbf", "-5", "--mttr", "1"], "--mtbf: must be a finite number of seconds > 0, got -5"),
+        (["--mtbf", "edge=100", "--mttr", "fog=5"], "--mttr: must name the same tiers as --mtbf"),
+        (["--estimate-cv", "-1"], "--estimate-cv: must be a finite number >= 0"),
+    ],
+)
+def test_fault_and_noise_options_are_named_as_typed(
+    tmp_path: Path, options: list[str], needle: str
+) -> None:
+    # before: the messages named the library's fields (options.mttr_s, options.mtbf_s['*'])
+    w = _csv(tmp_path, ["0,0,0,1,1,1,,0"])
+    res = _cli(
+        "simulate", "--workload", str(w), "--cluster", str(_cluster(tmp_path)),
+        "--out", str(tmp_path / "out"), "--no-progress", *options, cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, needle)
+    assert "options." not in res.stderr
+    assert not (tmp_path / "out").exists()
