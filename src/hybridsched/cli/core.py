@@ -382,9 +382,8 @@ _OPTION_FIELDS = {
 
 
 def _option_names(message: str) -> str:
-    """``message`` with SimOptions' field names replaced by the CLI options that set them."""
-    for field, option in _OPTION_FIELDS.items():
-        message = message.replace(f"options.{field}", option).replace(field, option)
-        # '*' is the library's key for "every tier", which the user wrote as plain seconds
-        message = message.replace(f"{option}['*']", option)
-    return message
+    """``message`` led by the CLI option that sets the SimOptions field it names first."""
+    found = [(message.find(f), o) for f, o in _OPTION_FIELDS.items() if f in message]
+    if not found:
+        return message
+    return f"{min(found)[1]}: {message}"
