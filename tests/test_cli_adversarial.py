@@ -206,3 +206,12 @@ def test_fault_and_noise_options_are_named_as_typed(
     )  # fmt: skip
     _refused(res, needle)
     assert not (tmp_path / "out").exists()
+
+
+def test_train_resume_with_corrupt_state_is_refused(tmp_path: Path) -> None:
+    # before: a KeyError traceback from torch.load's unpickler
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.pt").write_bytes(b"junk\n")
+    res = _cli("train", "rl", "--resume", str(run), cwd=tmp_path)
+    _refused(res, "--resume", "state.pt", "is not a training state")
