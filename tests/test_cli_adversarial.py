@@ -215,3 +215,14 @@ def test_train_resume_with_corrupt_state_is_refused(tmp_path: Path) -> None:
     (run / "state.pt").write_bytes(b"junk\n")
     res = _cli("train", "rl", "--resume", str(run), cwd=tmp_path)
     _refused(res, "--resume", "state.pt", "is not a training state")
+
+
+def test_serve_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    # before: an OverflowError traceback from bind()
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("admintoken123: admin\n")
+    res = _cli(
+        "serve", "--cluster", str(_cluster(tmp_path)), "--tokens", str(tokens),
+        "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "70000", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "--port", "0 to 65535", "70000")
