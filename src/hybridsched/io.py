@@ -145,14 +145,16 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
             # ParquetFile, not read_table: no pyarrow.dataset import (a third of a second)
             with pq.ParquetFile(str(path)) as pf:
                 table = pf.read()
+        # Arrow decodes the header lazily: a non-UTF-8 column name fails only here
+        names = [str(name) for name in table.column_names]
     except Exception as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         raise ValidationError(f"{path}: cannot be read as {kind}: {exc}") from None
     import pyarrow as pa
 
     out: dict[str, np.ndarray] = {}
-    for name in table.column_names:
-        col = table.column(name)
+    for i, name in enumerate(names):
+        col = table.column(i)
         if name == "deadline_s" and col.null_count and pa.types.is_floating(col.type):
             col = col.fill_null(np.inf)  # an empty deadline means none (SPEC)
         elif name == "deadline_s" and col.null_count and pa.types.is_integer(col.type):
@@ -162,7 +164,7 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
         arr = _to_numpy(col)
         # nobody else holds these arrays: read-only lets validation keep them uncopied
         arr.setflags(write=False)
-        out[str(name)] = arr
+        out[name] = arr
     return out
 
 

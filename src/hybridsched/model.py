@@ -428,6 +428,14 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
             raise ValidationError(
                 f"{source}: row {bad + 1}, column {name}: must be an integer, got {_show(arr[bad])}"
             )
+        # beyond int64 the cast wraps around silently (a wrong id, a negative priority)
+        in_range = (f >= -(2.0**63)) & (f < 2.0**63)
+        if not np.all(in_range):
+            bad = int(np.argmin(in_range))
+            raise ValidationError(
+                f"{source}: row {bad + 1}, column {name}: must be an integer from -2**63 to "
+                f"2**63-1, got {_show(arr[bad])}"
+            )
         return f.astype(np.int64)
     if arr.dtype.kind == "b":
         raise ValidationError(f"{source}: column {name}: must be numbers, got booleans")

@@ -567,6 +567,14 @@ def suite(
     try:
         SimConfig(decision_interval=decision_interval, queue=queue)
         names = tuple(s.strip() for s in scenarios.split(",") if s.strip())
+        if not names:
+            fail(f"--scenarios: give at least one scenario (comma-separated), got {scenarios!r}")
+        if page is not None and page.is_dir():
+            # found only after the whole suite ran, otherwise
+            fail(
+                f"--page {page}: is a folder; give the Markdown file to write "
+                f"(e.g. {page}/RESULTS.md)"
+            )
         for sc in names:
             get_scenario(sc)
         kwargs: dict[str, Any] = {}

@@ -201,14 +201,18 @@ def simulate(
         check_number(max_retries, "--max-retries", low=0)
         config = SimConfig(decision_interval=decision_interval, queue=queue)
         check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
-        options = SimOptions(
-            mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),
-            mttr_s=None if mttr is None else parse_tier_values(mttr, "--mttr"),
-            estimate_cv=estimate_cv,
-            latency_jitter=latency_jitter,
-            shared_links=shared_links,
-            max_retries=max_retries,
-        )
+        try:
+            options = SimOptions(
+                mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),
+                mttr_s=None if mttr is None else parse_tier_values(mttr, "--mttr"),
+                estimate_cv=estimate_cv,
+                latency_jitter=latency_jitter,
+                shared_links=shared_links,
+                max_retries=max_retries,
+            )
+        except HybridSchedError as exc:
+            # the library names its fields (options.mttr_s); the user typed the options
+            fail(_option_names(str(exc)))
         load_plugins(plugin)
         args: dict[str, str] = {}
         if policy_args_file is not None:
@@ -375,3 +379,19 @@ def policies(plugin: PluginOption = None) -> None:
 def _check_suffix(path: Path, allowed: tuple[str, ...], option: str) -> None:
     if path.suffix.lower() not in allowed:
         fail(f"{option} {path}: unknown file type {path.suffix!r}; use one of {', '.join(allowed)}")
+
+
+_OPTION_FIELDS = {
+    "mtbf_s": "--mtbf",
+    "mttr_s": "--mttr",
+    "estimate_cv": "--estimate-cv",
+    "latency_jitter": "--latency-jitter",
+}
+
+
+def _option_names(message: str) -> str:
+    """``message`` led by the CLI option that sets the SimOptions field it names first."""
+    found = [(message.find(f), o) for f, o in _OPTION_FIELDS.items() if f in message]
+    if not found:
+        return message
+    return f"{min(found)[1]}: {message}"

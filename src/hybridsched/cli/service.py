@@ -81,6 +81,9 @@ def serve(
     from hybridsched.service import ServiceConfig, create_app
     from hybridsched.service.auth import TokenTable, read_tokens
 
+    if not 0 <= port <= 65535:
+        # found otherwise only by the socket's bind, after the store is opened
+        fail(f"--port: must be an integer from 0 to 65535, got {port}")
     _logging(log_level)
     try:
         tok_path = tokens or (

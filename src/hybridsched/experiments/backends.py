@@ -172,6 +172,7 @@ class RayBackend:
                 "configure_logging": False,
             }
             if self.address:
+                _check_reachable(self.address)
                 kwargs["address"] = self.address
             else:
                 kwargs["num_cpus"] = self.workers or os.cpu_count() or 1
@@ -266,6 +267,31 @@ class RayBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a Ray address whose host:port takes no TCP connection.
+
+    ``ray.init`` retries an unreachable address for minutes, logging from C++;
+    five seconds of a plain connect tell the user at once. Addresses that are
+    not ``host:port`` (``auto``, ``local``) are left to Ray.
+
+    Raises:
+        ConfigError: the port refuses, the host is unknown, or it times out.
+    """
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ConfigError(
+            f"--backend ray: cannot reach the Ray cluster at {address}: {reason}; "
+            "check --ray-address (or RAY_ADDRESS) and that the cluster is running"
+        ) from None
 
 
 def make_backend(name: str, workers: int, address: str | None = None) -> LocalBackend | RayBackend:

@@ -41,6 +41,8 @@ def read_yaml_mapping(
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid {syntax}: {exc}") from None
     if not isinstance(data, dict):

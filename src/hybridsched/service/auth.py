@@ -65,6 +65,8 @@ def read_tokens(path: str | Path) -> dict[str, str]:
         data = yaml.safe_load(p.read_text())
     except OSError as exc:
         raise ConfigError(f"--tokens {p}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--tokens {p}: not UTF-8 text") from None
     except yaml.YAMLError:
         raise ConfigError(f"--tokens {p}: not valid YAML") from None
     if not isinstance(data, dict) or not data:

@@ -274,9 +274,19 @@ class TrainingRun:
         path = Path(out) / "state.pt"
         if not path.is_file():
             raise ConfigError(f"--resume {out}: no state.pt there (not a training folder?)")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta = cls.upgrade_state(json.loads(blob["meta"]))
-        run = cls(cls.config_class.from_dict(meta["config"]), Path(out))
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            meta = cls.upgrade_state(json.loads(blob["meta"]))
+            config = cls.config_class.from_dict(meta["config"])
+        except ConfigError:
+            raise
+        except Exception as exc:
+            # torch.load of a truncated or foreign file raises whatever its unpickler hits
+            raise ConfigError(
+                f"--resume {out}: {path} is not a training state this version can read "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        run = cls(config, Path(out))
         run.model.load_state_dict(blob["model"])
         run.optim.load_state_dict(blob["optim"])
         run.progress = cls.progress_class(**meta["progress"])
