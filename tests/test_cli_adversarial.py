@@ -226,3 +226,20 @@ def test_serve_port_out_of_range_is_refused(tmp_path: Path) -> None:
         "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "70000", cwd=tmp_path,
     )  # fmt: skip
     _refused(res, "--port", "0 to 65535", "70000")
+
+
+@pytest.mark.parametrize(
+    ("mtbf", "mttr", "rule"),
+    [("0.001", "0.001", ">= 0.01 s"), ("1e-300", "1", ">= 0.01 s"), ("1", "1e300", "<= 1e+09 s")],
+)
+def test_failure_means_that_never_end_are_refused(
+    tmp_path: Path, mtbf: str, mttr: str, rule: str
+) -> None:
+    # these ran past 60 s (millions of failure events, or times past float64's resolution)
+    w = _csv(tmp_path, ["1,0.0,0,1.0,1.0,1.0,,0", "2,0.5,0,1.0,1.0,1.0,,0"])
+    out = tmp_path / "out"
+    res = _cli("simulate", "--cluster", str(_cluster(tmp_path)), "--workload", str(w),
+               "--policy", "mct", "--mtbf", mtbf, "--mttr", mttr, "--out", str(out),
+               cwd=tmp_path)  # fmt: skip
+    _refused(res, rule, "--mtbf" if mtbf != "1" else "--mttr")
+    assert not out.exists()

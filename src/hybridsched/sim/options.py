@@ -270,6 +270,12 @@ TierSeconds = float | Mapping[str, float] | tuple[tuple[str, float], ...] | None
 """Seconds for every tier (a number), per tier (a mapping), or normalised ``(tier, s)`` pairs."""
 
 
+MIN_FAILURE_MEAN_S = 0.01
+"""Smallest accepted mean time to failure or to repair, s."""
+MAX_REPAIR_MEAN_S = 1e9
+"""Largest accepted mean time to repair, s (the model's time bound)."""
+
+
 def _tier_map(value: Any, name: str) -> tuple[tuple[str, float], ...] | None:
     if value is None:
         return None
@@ -291,6 +297,15 @@ def _tier_map(value: Any, name: str) -> tuple[tuple[str, float], ...] | None:
         if not ok:
             raise ConfigError(
                 f"options.{name}[{tier!r}]: must be a finite number of seconds > 0, got {_plain(v)}"
+            )
+        # bounds that keep a run finite and its arithmetic exact: a mean below 10 ms makes
+        # millions of failure events per simulated second; a repair beyond 1e9 s (the time
+        # bound of docs/MODEL.md) pushes event times past what float64 resolves
+        if v < MIN_FAILURE_MEAN_S or (name == "mttr_s" and v > MAX_REPAIR_MEAN_S):
+            raise ConfigError(
+                f"options.{name}[{tier!r}]: must be >= {MIN_FAILURE_MEAN_S:g} s"
+                + (f" and <= {MAX_REPAIR_MEAN_S:g} s" if name == "mttr_s" else "")
+                + f", got {_plain(v)}"
             )
         out.append((str(tier), float(v)))
     return tuple(sorted(out))
