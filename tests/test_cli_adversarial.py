@@ -243,3 +243,41 @@ def test_failure_means_that_never_end_are_refused(
                cwd=tmp_path)  # fmt: skip
     _refused(res, rule, "--mtbf" if mtbf != "1" else "--mttr")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["agent", "replay"])
+@pytest.mark.parametrize("url", ["notaurl", "ftp://x:1", "http://:8080", "http://h:99999"])
+def test_client_server_url_is_checked(tmp_path: Path, command: str, url: str) -> None:
+    # these hung silently (retrying an address that can never answer)
+    w = _csv(tmp_path, ["1,0.0,0,1.0,1.0,1.0,,0"])
+    extra = ["--all"] if command == "agent" else ["--workload", str(w), "--out", "o"]
+    res = _cli(command, "--server", url, "--token", "t", *extra, cwd=tmp_path)
+    _refused(res, f"--server {url}")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreachable_server_is_said_while_retrying(tmp_path: Path) -> None:
+    import socket
+
+    from hybridsched.service.replay import Replay
+
+    with socket.socket() as s:  # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    w = read_workload(_csv(tmp_path, ["1,0.0,0,1.0,1.0,1.0,,0"]))
+    rp = Replay(f"http://127.0.0.1:{port}", "t", w, outage_s=0.3)
+    import asyncio
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("hybridsched.replay").addHandler(handler)
+    try:
+        with pytest.raises(ConnectionError, match=r"unreachable for 0\.3 s"):
+            asyncio.run(rp.run(timeout_s=5))
+    finally:
+        logging.getLogger("hybridsched.replay").removeHandler(handler)
+    assert [r.getMessage() for r in records] == [
+        f"http://127.0.0.1:{port}: unreachable; retrying for up to 0.3 s"
+    ]

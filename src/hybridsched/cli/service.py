@@ -144,6 +144,21 @@ def serve(
     )
 
 
+def _check_server(server: str) -> str:
+    """The service URL, checked: an http(s) URL with a host (else exit 2 with the rule)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        fail(f"--server {server}: must be an http:// or https:// URL with a host, "
+             "e.g. http://127.0.0.1:8080")  # fmt: skip
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        fail(f"--server {server}: {exc}")
+    return server.rstrip("/")
+
+
 @app.command()
 def agent(
     server: Annotated[str, typer.Option(help="Service URL, e.g. http://127.0.0.1:8080.")],
@@ -163,6 +178,7 @@ def agent(
     from hybridsched.service.agent import Agent
 
     _logging(log_level)
+    server = _check_server(server)
     token = token or os.environ.get("HYBRIDSCHED_TOKEN", "")
     if not token:
         fail("agent: --token is required (a node token of the service)")
@@ -207,6 +223,7 @@ def replay(
     from hybridsched.service.replay import Replay, live_result
     from hybridsched.sim import simulate
 
+    server = _check_server(server)
     token = token or os.environ.get("HYBRIDSCHED_TOKEN", "")
     if not token:
         fail("replay: --token is required (a submit token of the service)")

@@ -121,6 +121,8 @@ class Agent:
                 raise
             except httpx.HTTPError:
                 pass
+            if delay == 0.05:  # the first failed try: say so once, then keep trying
+                log.warning("%s: unreachable; retrying for up to %g s", self.server, self.outage_s)
             if time.monotonic() - t0 > self.outage_s or self._stop.is_set():
                 raise ConnectionError(f"{self.server}: unreachable for {self.outage_s:g} s")
             await asyncio.sleep(delay)

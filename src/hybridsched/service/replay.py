@@ -71,6 +71,8 @@ class Replay:
                 raise
             except httpx.HTTPError:
                 pass
+            if delay == 0.05:  # the first failed try: say so once, then keep trying
+                log.warning("%s: unreachable; retrying for up to %g s", self.server, self.outage_s)
             if time.monotonic() - start > self.outage_s:
                 raise ConnectionError(f"{self.server}: unreachable for {self.outage_s:g} s")
             await asyncio.sleep(delay)
