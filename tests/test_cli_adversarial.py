@@ -281,3 +281,22 @@ def test_unreachable_server_is_said_while_retrying(tmp_path: Path) -> None:
     assert [r.getMessage() for r in records] == [
         f"http://127.0.0.1:{port}: unreachable; retrying for up to 0.3 s"
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--mqtt", "bogus"], "--mqtt: 'bogus' must look like mqtt://HOST:PORT"),
+        (["--mqtt", "mqtt://h:99999"], "must look like mqtt://HOST:PORT"),
+        (["--db", "sqlite:///notadb.csv"], "cannot open the database"),
+    ],
+)
+def test_serve_bad_broker_or_database_is_refused(
+    tmp_path: Path, extra: list[str], needle: str
+) -> None:
+    # these were tracebacks from the server's start-up
+    (tmp_path / "notadb.csv").write_text("task_id,arrival_s\n1,0\n" * 200)
+    (tmp_path / "tokens.yaml").write_text("admin-token-0001: admin\n")
+    res = _cli("serve", "--cluster", str(_cluster(tmp_path)), "--tokens",
+               str(tmp_path / "tokens.yaml"), "--port", "0", *extra, cwd=tmp_path)  # fmt: skip
+    _refused(res, needle)

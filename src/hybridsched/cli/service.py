@@ -125,6 +125,11 @@ def serve(
         )
         from hybridsched.service.store import Store
 
+        if mqtt is not None:
+            from hybridsched.service.mqtt import parse_url
+
+            parse_url(mqtt)  # a bad URL fails here, not in the server's start-up
+
         # an unreachable or foreign database is a one-line error here, not a
         # traceback from the server's start-up
         probe = Store(db)

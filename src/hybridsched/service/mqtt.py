@@ -39,9 +39,13 @@ def parse_url(url: str) -> tuple[str, int]:
         ConfigError: another scheme or no host.
     """
     u = urlparse(url)
-    if u.scheme != "mqtt" or not u.hostname:
+    try:
+        port = u.port
+    except ValueError:  # a port out of range or not a number
+        port = -1
+    if u.scheme != "mqtt" or not u.hostname or port == -1:
         raise ConfigError(f"--mqtt: {url!r} must look like mqtt://HOST:PORT")
-    return u.hostname, u.port or 1883
+    return u.hostname, port or 1883
 
 
 class MqttBridge:

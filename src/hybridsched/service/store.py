@@ -168,7 +168,7 @@ class Store:
                         f"--db {redact(self.url)}: schema version {row[0]}, this hybridsched "
                         f"needs {SCHEMA_VERSION}"
                     )
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:  # unreachable, or a file that is not a database
             raise ConfigError(
                 f"--db {redact(self.url)}: cannot open the database ({exc.orig})"
             ) from None
