@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from hybridsched.service.client import request_through_outages
+
 log = logging.getLogger("hybridsched.agent")
 
 
@@ -107,28 +109,17 @@ class Agent:
     async def _call(
         self, client: httpx.AsyncClient, path: str, body: Any, retry_body: Any = None
     ) -> Any:
-        # retry through outages (connection refused, 5xx) up to outage_s; a retry sends
-        # retry_body when given (a lease whose answer was lost asks for a resync)
-        t0 = time.monotonic()
-        delay = 0.05
-        while True:
-            try:
-                r = await client.post(self.server + path, json=body, headers=self._headers)
-                if r.status_code < 500:
-                    r.raise_for_status()
-                    return r.json()
-            except httpx.HTTPStatusError:
-                raise
-            except httpx.HTTPError:
-                pass
-            if delay == 0.05:  # the first failed try: say so once, then keep trying
-                log.warning("%s: unreachable; retrying for up to %g s", self.server, self.outage_s)
-            if time.monotonic() - t0 > self.outage_s or self._stop.is_set():
-                raise ConnectionError(f"{self.server}: unreachable for {self.outage_s:g} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-            if retry_body is not None:
-                body = retry_body
+        return await request_through_outages(
+            client,
+            "POST",
+            self.server + path,
+            headers=self._headers,
+            body=body,
+            outage_s=self.outage_s,
+            log=log,
+            retry_body=retry_body,
+            stop=self._stop,
+        )
 
     async def _cluster(self, client: httpx.AsyncClient) -> dict[str, Any]:
         t0 = time.monotonic()

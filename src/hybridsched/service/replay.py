@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 
 from hybridsched.model import Cluster, Workload
+from hybridsched.service.client import request_through_outages
 from hybridsched.sim import SimResult
 from hybridsched.sim.metrics import summarize
 
@@ -57,26 +58,15 @@ class Replay:
     async def _req(
         self, client: httpx.AsyncClient, method: str, path: str, body: Any = None
     ) -> Any:
-        start = time.monotonic()
-        delay = 0.05
-        while True:
-            try:
-                r = await client.request(
-                    method, self.server + path, json=body, headers=self._headers
-                )
-                if r.status_code < 500:
-                    r.raise_for_status()
-                    return r.json()
-            except httpx.HTTPStatusError:
-                raise
-            except httpx.HTTPError:
-                pass
-            if delay == 0.05:  # the first failed try: say so once, then keep trying
-                log.warning("%s: unreachable; retrying for up to %g s", self.server, self.outage_s)
-            if time.monotonic() - start > self.outage_s:
-                raise ConnectionError(f"{self.server}: unreachable for {self.outage_s:g} s")
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, 1.0)
+        return await request_through_outages(
+            client,
+            method,
+            self.server + path,
+            headers=self._headers,
+            body=body,
+            outage_s=self.outage_s,
+            log=log,
+        )
 
     async def run(self, timeout_s: float = 3600.0) -> dict[str, np.ndarray]:
         """Submit everything, wait for the end; the final state of every task (model s)."""
