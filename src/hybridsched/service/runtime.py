@@ -308,44 +308,12 @@ class Service:
                     if rec.delivered and not resync:
                         continue
                     rec.delivered = True
-                    out.append(
-                        {
-                            "task_id": tid,
-                            "node": name,
-                            "attempt": rec.attempt,
-                            "arrival_s": rec.arrival_s,
-                            "ready_s": rec.ready_s,
-                            "work_gi": rec.work_gi,
-                            "data_mb": rec.data_mb,
-                            "memory_mb": rec.memory_mb,
-                            "region": rec.region,
-                            "priority": rec.priority,
-                            "deadline_abs_s": rec.deadline_abs_s,
-                            "payload": rec.payload,
-                        }
-                    )
+                    out.append(_lease_item(tid, name, rec))
                     if len(out) >= max_tasks:
                         return out
                 if resync:
                     for tid in st.running[j]:
-                        rec = st.tasks[tid]
-                        out.append(
-                            {
-                                "task_id": tid,
-                                "node": name,
-                                "attempt": rec.attempt,
-                                "arrival_s": rec.arrival_s,
-                                "ready_s": rec.ready_s,
-                                "start_s": rec.start_s,
-                                "work_gi": rec.work_gi,
-                                "data_mb": rec.data_mb,
-                                "memory_mb": rec.memory_mb,
-                                "region": rec.region,
-                                "priority": rec.priority,
-                                "deadline_abs_s": rec.deadline_abs_s,
-                                "payload": rec.payload,
-                            }
-                        )
+                        out.append(_lease_item(tid, name, st.tasks[tid], running=True))
         return out
 
     def check_submission(self, t: dict[str, Any]) -> str | None:
@@ -359,3 +327,26 @@ class Service:
                 f"(the largest node has {self._max_mem:g} MB)"
             )
         return None
+
+
+def _lease_item(tid: int, name: str, rec: Any, running: bool = False) -> dict[str, Any]:
+    """One leased task as an agent receives it (a running one also has its start)."""
+    item = {
+        "task_id": tid,
+        "node": name,
+        "attempt": rec.attempt,
+        "arrival_s": rec.arrival_s,
+        "ready_s": rec.ready_s,
+    }
+    if running:
+        item["start_s"] = rec.start_s
+    item.update(
+        work_gi=rec.work_gi,
+        data_mb=rec.data_mb,
+        memory_mb=rec.memory_mb,
+        region=rec.region,
+        priority=rec.priority,
+        deadline_abs_s=rec.deadline_abs_s,
+        payload=rec.payload,
+    )
+    return item
