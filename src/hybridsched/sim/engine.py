@@ -101,8 +101,8 @@ class EngineHooks:
     """An optional behaviour of the engine loop; every method here does nothing.
 
     The base model is :class:`Engine` with no hooks. A behaviour beyond it
-    (node failures today; time windows of node speed, latency or bandwidth
-    next) subclasses this and overrides what it needs. At each instant ``t``
+    (node failures, time windows of node speed, latency or bandwidth)
+    subclasses this and overrides what it needs. At each instant ``t``
     the engine:
 
     1. simulates the task events strictly before ``t`` (``engine.kernel.advance(t)``);

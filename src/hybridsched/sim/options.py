@@ -97,24 +97,7 @@ class FailureTrace:
                     f"{source}: column {c} has {len(columns[c])} rows, expected {n}"
                 )
         names = node_names(columns["node"], cluster, source)
-        down = _numbers(columns["down_s"], "down_s", source, empty=None)
-        up = _numbers(columns["up_s"], "up_s", source, empty=np.inf)
-        for k in range(n):
-            if not (np.isfinite(down[k]) and 0 <= down[k] <= MAX_TIME_S):
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column down_s: must be a finite number of seconds "
-                    f">= 0 and <= {MAX_TIME_S:g}, got {_plain(down[k])}"
-                )
-            if not up[k] > down[k]:
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column up_s: must be > down_s ({_plain(down[k])}) or "
-                    f"empty (never comes back), got {_plain(up[k])}"
-                )
-            if not (up[k] <= MAX_TIME_S or up[k] == np.inf):
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column up_s: must be at most {MAX_TIME_S:g} seconds "
-                    f"or empty (never comes back), got {_plain(up[k])}"
-                )
+        down, up = time_intervals(columns, "down_s", "up_s", source, "never comes back")
         # per node, in time order: refuse overlaps, merge outages that touch
         rows_of: dict[str, list[int]] = {}
         for k, name in enumerate(names):
@@ -184,6 +167,38 @@ def node_names(raw: Any, cluster: Cluster | None, source: str) -> list[str]:
             )
         names.append(name)
     return names
+
+
+def time_intervals(
+    columns: Mapping[str, Any], lo: str, hi: str, source: str, open_end: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Columns ``lo`` and ``hi`` of an input file as intervals ``[lo, hi)``, s.
+
+    ``lo`` is finite, in ``[0, MAX_TIME_S]``; ``hi`` is > ``lo`` and at most
+    ``MAX_TIME_S``, or empty or ``inf`` (``open_end`` says what that means).
+
+    Raises:
+        ValidationError: naming the source, the row, the column, the value and the rule.
+    """
+    start = _numbers(columns[lo], lo, source, empty=None)
+    end = _numbers(columns[hi], hi, source, empty=np.inf)
+    for k in range(start.shape[0]):
+        if not (np.isfinite(start[k]) and 0 <= start[k] <= MAX_TIME_S):
+            raise ValidationError(
+                f"{source}: row {k + 1}, column {lo}: must be a finite number of seconds "
+                f">= 0 and <= {MAX_TIME_S:g}, got {_plain(start[k])}"
+            )
+        if not end[k] > start[k]:
+            raise ValidationError(
+                f"{source}: row {k + 1}, column {hi}: must be > {lo} ({_plain(start[k])}) or "
+                f"empty ({open_end}), got {_plain(end[k])}"
+            )
+        if not (end[k] <= MAX_TIME_S or end[k] == np.inf):
+            raise ValidationError(
+                f"{source}: row {k + 1}, column {hi}: must be at most {MAX_TIME_S:g} seconds "
+                f"or empty ({open_end}), got {_plain(end[k])}"
+            )
+    return start, end
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The engine with options: node failures, estimate noise, shared links and jitter.
+"""The engine with options: node failures, estimate noise, shared links, jitter, conditions.
 
 :func:`hybridsched.sim.simulate` with ``options=`` is the entry point; with every
 option off it is the base model (the fused compiled loop).
@@ -29,6 +29,9 @@ The model (``docs/OPTIONS.md`` has the full text):
   base model.
 * **Jitter.** Each transfer's latency is multiplied by a lognormal factor with
   mean 1. The schedulers' view keeps nominal transfer times.
+* **Conditions** (:class:`ConditionsHook`). Windows multiply a node's true
+  speed, latency and bandwidth; running tasks continue at the new speed, a
+  transfer takes the values of its decision. The view keeps nominal values.
 
 The compiled kernels are in :mod:`hybridsched.sim.fault_kernels`; node events
 are rare and handled here, in Python.
