@@ -42,6 +42,7 @@ from hybridsched.sim.state import CoreState, build_state, compile_state
 from hybridsched.sim.view import (
     ClusterView,
     CompiledRun,
+    NodeObservations,
     NodeSnapshot,
     Policy,
     TaskBatch,
@@ -177,6 +178,10 @@ class Kernel:
         self.engine._check_assignment(idx, nodes)
         core.commit_many(self.engine.cstate, idx, nodes, t)
 
+    def observations(self, t: float) -> NodeObservations | None:
+        """What tasks revealed per node as of ``t``; the base model keeps none."""
+        return None
+
     def active(self) -> bool:
         """True while tasks are on nodes (assigned, not finished); only asked with hooks."""
         st = self.engine.state
@@ -262,6 +267,10 @@ class Engine:
         """Optional behaviours of the loop, in call order."""
         self._finished: SimResult | None = None
         self._seen: tuple[CoreState, Any] | None = None  # what views read, when not the state
+        self.estimates = "nominal"
+        """What the views' estimates are: ``nominal``, or ``observed`` (a hook keeps the
+        state's speed, latency and bandwidth at the observed estimates)."""
+        self._table: np.ndarray | None = None  # the views' node_table, kept while unchanged
 
         # the loop
         self._arange = np.arange(self.n_tasks, dtype=np.int64)
@@ -423,9 +432,13 @@ class Engine:
         tasks = self._task_batch(self._cur)
         return tasks, self._view(tasks)
 
+    def beliefs_changed(self) -> None:
+        """For hooks: the state's speed, latency or bandwidth estimates were rewritten."""
+        self._table = None
+
     def _view(self, tasks: TaskBatch) -> ClusterView:
         arrays, handle = self._seen or (self.state, self.cstate)
-        return ClusterView._over(
+        view = ClusterView._over(
             arrays,
             handle,
             self._now,
@@ -433,7 +446,13 @@ class Engine:
             tasks,
             queue=self.config.queue,
             unavailable=self.kernel.unavailable,
+            observations=self.kernel.observations,
+            estimates=self.estimates,
+            table=self._table,
         )
+        if self._table is None:
+            self._table = view.node_table
+        return view
 
     def snapshot(self) -> NodeSnapshot:
         """The plain node state at the current decision (what :meth:`next_batch`'s view shows).

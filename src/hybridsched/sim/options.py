@@ -383,6 +383,10 @@ class SimOptions:
     conditions: Any = field(default=None, compare=False)
     """Windows of node speed, latency and bandwidth
     (:class:`~hybridsched.sim.conditions.Conditions`); ``None``: nominal throughout."""
+    estimates: str = "nominal"
+    """The schedulers' execution and transfer estimates: ``nominal`` (the cluster
+    file's speed, latency, bandwidth) or ``observed`` (corrected by what completed
+    and running tasks revealed; docs/MODEL.md section 12)."""
 
     def __post_init__(self) -> None:
         if self.failures is not None and not isinstance(self.failures, FailureTrace):
@@ -417,6 +421,10 @@ class SimOptions:
                     f"options.conditions: must be a Conditions (see read_conditions), "
                     f"got {type(self.conditions).__name__}"
                 )
+        if self.estimates not in ("nominal", "observed"):
+            raise ConfigError(
+                f"options.estimates: must be one of nominal, observed, got {self.estimates!r}"
+            )
         if self.estimate_cv is not None:
             _cv(self.estimate_cv, "estimate_cv")
         _cv(self.latency_jitter, "latency_jitter")
@@ -452,12 +460,17 @@ class SimOptions:
     def needs_engine(self) -> bool:
         """The run needs the options engine (failures, network or conditions); estimates
         alone do not."""
-        return self.failures_on or self.network_on or self.conditions_on
+        return self.failures_on or self.network_on or self.conditions_on or self.observed
+
+    @property
+    def observed(self) -> bool:
+        """The schedulers' estimates follow observations."""
+        return self.estimates == "observed"
 
     @property
     def active(self) -> bool:
         """Any option is on; ``False`` is exactly the base model."""
-        return self.failures_on or self.estimates_on or self.network_on or self.conditions_on
+        return self.failures_on or self.estimates_on or self.needs_engine
 
     def tier_rates(self, cluster: Cluster) -> tuple[np.ndarray, np.ndarray]:
         """MTBF and MTTR per node of ``cluster``, s (inf MTBF: the node never fails).
@@ -500,6 +513,7 @@ class SimOptions:
             "latency_jitter": float(self.latency_jitter),
             "shared_links": bool(self.shared_links),
             **({"max_retries": int(self.max_retries)} if self.failures_on else {}),
+            **({"estimates": self.estimates} if self.observed else {}),
             **(
                 {"conditions": self.conditions.source, "condition_windows": len(self.conditions)}
                 if self.conditions is not None
