@@ -71,6 +71,7 @@ _FIELDS = {
     "capacity_bound": "capacity_bound",
     "backend": "backend",
     "conditions": "conditions",
+    "estimates": "estimates",
 }
 
 _BACKEND_HELP = (
@@ -137,6 +138,13 @@ def compare(
             "every run; docs/MODEL.md section 12."
         ),
     ] = None,
+    estimates: Annotated[
+        str,
+        typer.Option(
+            help="Schedulers' estimates: nominal, or observed (corrected by what completed "
+            "tasks revealed)."
+        ),
+    ] = "nominal",
     focus: Annotated[
         str | None,
         typer.Option(
@@ -217,6 +225,7 @@ def compare(
         "capacity_bound": capacity_bound,
         "backend": backend,
         "conditions": str(conditions) if conditions else None,
+        "estimates": estimates,
     }
     progress = {"done": 0, "total": 0}
     runner = None

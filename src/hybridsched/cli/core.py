@@ -139,6 +139,13 @@ def simulate(
             "speed,latency,bandwidth; docs/MODEL.md section 12)."
         ),
     ] = None,
+    estimates: Annotated[
+        str,
+        typer.Option(
+            help="Schedulers' estimates: nominal, or observed (corrected by what completed "
+            "tasks revealed)."
+        ),
+    ] = "nominal",
     mtbf: Annotated[
         str | None,
         typer.Option(
@@ -216,6 +223,7 @@ def simulate(
                 latency_jitter=latency_jitter,
                 shared_links=shared_links,
                 max_retries=max_retries,
+                estimates=estimates,
             )
         except HybridSchedError as exc:
             # the library names its fields (options.mttr_s); the user typed the options
@@ -397,6 +405,7 @@ _OPTION_FIELDS = {
     "mttr_s": "--mttr",
     "estimate_cv": "--estimate-cv",
     "latency_jitter": "--latency-jitter",
+    "options.estimates": "--estimates",
 }
 
 

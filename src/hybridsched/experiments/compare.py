@@ -96,6 +96,9 @@ class CompareConfig:
     conditions: str | None = None
     """Conditions file (windows of node speed, latency, bandwidth; docs/MODEL.md section
     12) applied to every run; its node names must be the workloads' cluster's."""
+    estimates: str = "nominal"
+    """The schedulers' estimates in every run: ``nominal`` or ``observed`` (corrected by
+    what completed tasks revealed; :attr:`hybridsched.sim.options.SimOptions.estimates`)."""
     capacity_bound: bool = False
     """Also compute the capacity lower bound of every workload (slow: about 50 s
     per 30,000 tasks; :func:`hybridsched.sim.bounds.capacity_lower_bound`)."""
@@ -107,6 +110,8 @@ class CompareConfig:
             raise ConfigError(f"seeds: must be >= 1, got {self.seeds}")
         if self.workers < 1:
             raise ConfigError(f"workers: must be >= 1, got {self.workers}")
+        if self.estimates not in ("nominal", "observed"):
+            raise ConfigError(f"estimates: expected nominal or observed, got {self.estimates!r}")
         if self.backend not in ("local", "ray"):
             raise ConfigError(f"backend: expected local or ray, got {self.backend!r}")
         if not self.policies:
@@ -197,12 +202,13 @@ def _one_run(
 
 def _options(cfg: CompareConfig, cluster: Any) -> Any:
     """The simulation options of every run (``None``: the base model)."""
-    if cfg.conditions is None:
-        return None
-    from hybridsched.sim.conditions import read_conditions
     from hybridsched.sim.options import SimOptions
 
-    return SimOptions(conditions=read_conditions(cfg.conditions, cluster))
+    if cfg.conditions is None:
+        return SimOptions(estimates=cfg.estimates)
+    from hybridsched.sim.conditions import read_conditions
+
+    return SimOptions(conditions=read_conditions(cfg.conditions, cluster), estimates=cfg.estimates)
 
 
 def _capacity_bound(
@@ -406,7 +412,7 @@ def experiment_values(data: dict[str, Any], source: str) -> dict[str, Any]:
             if value not in ("local", "ray"):
                 raise bad("local or ray")
             out[key] = value
-        elif key in ("scenario", "queue"):
+        elif key in ("scenario", "queue", "estimates"):
             if not isinstance(value, str):
                 raise bad("a string")
             out[key] = value
