@@ -23,7 +23,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hybridsched.cli.app import PluginOption, app, console, err_console, fail, load_plugins
+from hybridsched.cli.app import (
+    EstimatesOption,
+    PluginOption,
+    app,
+    console,
+    err_console,
+    fail,
+    load_plugins,
+)
 from hybridsched.errors import ConfigError, HybridSchedError
 from hybridsched.experiments.compare import QUICK
 
@@ -138,13 +146,7 @@ def compare(
             "every run; docs/MODEL.md section 12."
         ),
     ] = None,
-    estimates: Annotated[
-        str,
-        typer.Option(
-            help="Schedulers' estimates: nominal, or observed (corrected by what completed "
-            "tasks revealed)."
-        ),
-    ] = "nominal",
+    estimates: EstimatesOption = "nominal",
     focus: Annotated[
         str | None,
         typer.Option(

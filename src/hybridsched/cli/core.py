@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hybridsched.cli.app import (
+    EstimatesOption,
     PluginOption,
     app,
     check_number,
@@ -139,13 +140,7 @@ def simulate(
             "speed,latency,bandwidth; docs/MODEL.md section 12)."
         ),
     ] = None,
-    estimates: Annotated[
-        str,
-        typer.Option(
-            help="Schedulers' estimates: nominal, or observed (corrected by what completed "
-            "tasks revealed)."
-        ),
-    ] = "nominal",
+    estimates: EstimatesOption = "nominal",
     mtbf: Annotated[
         str | None,
         typer.Option(
