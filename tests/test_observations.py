@@ -212,3 +212,51 @@ def test_cli_estimates_option(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "--estimates" in res.output and "nominal, observed" in res.output
     assert not (tmp_path / "x").exists()
+
+
+def drifting_conditions(
+    cluster: Cluster,
+    workload: Workload,
+    seed: int,
+    share: tuple[float, float] = (0.3, 0.4),
+    speed: tuple[float, float] = (0.15, 0.6),
+    span: tuple[float, float] = (0.1, 0.4),
+) -> Conditions:
+    """A drifting run: a ``share`` of the nodes slowed to ``speed`` x for ``span`` of the
+    arrival horizon, one window each at a random time; half of them with a degraded link
+    (latency x 1.5-4, bandwidth x 0.25-0.7)."""
+    rng = np.random.default_rng(seed)
+    n = cluster.n_nodes
+    t0, t1 = float(workload.arrival_s.min()), float(workload.arrival_s.max())
+    horizon = t1 - t0
+    nodes = rng.choice(n, round(n * rng.uniform(*share)), replace=False)
+    rows = []
+    for j in sorted(nodes.tolist()):
+        length = rng.uniform(*span) * horizon
+        start = t0 + rng.uniform(0, horizon - length)
+        link = rng.random() < 0.5
+        rows.append({
+            "node": cluster.node_names[j], "start_s": start, "end_s": start + length,
+            "speed": rng.uniform(*speed),
+            "latency": rng.uniform(1.5, 4.0) if link else 1.0,
+            "bandwidth": rng.uniform(0.25, 0.7) if link else 1.0,
+        })  # fmt: skip
+    return Conditions.from_frame(pd.DataFrame(rows), cluster, source=f"drift seed {seed}")
+
+
+def test_drifting_conditions_follow_their_spec(small: tuple[Cluster, Workload]) -> None:
+    c, w = small
+    cond = drifting_conditions(c, w, 7)
+    horizon = float(w.arrival_s.max() - w.arrival_s.min())
+    assert 0.3 * c.n_nodes - 0.5 <= len(cond) <= 0.4 * c.n_nodes + 0.5
+    assert len(set(cond.node.tolist())) == len(cond)
+    assert np.all((cond.speed >= 0.15) & (cond.speed <= 0.6))
+    length = (cond.end_s - cond.start_s) / horizon
+    assert np.all((length >= 0.1 - 1e-12) & (length <= 0.4 + 1e-12))
+    # the drift slows MCT down, and the run is the same for the same seed
+    runs = [
+        simulate(c, w, make_policy("mct"), options=SimOptions(conditions=cond)) for _ in range(2)
+    ]
+    base = simulate(c, w, make_policy("mct"))
+    assert runs[0].summary["mean_response_s"] == runs[1].summary["mean_response_s"]
+    assert runs[0].summary["mean_response_s"] > base.summary["mean_response_s"]
