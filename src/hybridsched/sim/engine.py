@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,11 +42,13 @@ from hybridsched.sim.state import CoreState, build_state, compile_state
 from hybridsched.sim.view import (
     ClusterView,
     CompiledRun,
-    NodeObservations,
     NodeSnapshot,
     Policy,
     TaskBatch,
 )
+
+if TYPE_CHECKING:
+    from hybridsched.sim.view import NodeObservations
 
 QUEUES = ("fifo", "priority")
 

@@ -233,6 +233,22 @@ def observe(fs, j, k, x, t):
 
 
 @njit(cache=True)
+def running_ratio(st, fs, t):
+    """Per node, the largest elapsed / nominal execution time of its running tasks at ``t``
+    (0 when none runs)."""
+    n_nodes = st.cores.shape[0]
+    out = np.zeros(n_nodes)
+    for j in range(n_nodes):
+        for s in range(st.cores[j]):
+            i = st.slot_task[j, s]
+            if i >= 0:
+                r = (t - st.start[i]) / (st.work_est[i] / fs.speed0[j])
+                if r > out[j]:
+                    out[j] = r
+    return out
+
+
+@njit(cache=True)
 def _make_ready(st, fs, i, j, t):
     st.ready[i] = t
     fs.phase[i] = P_WAITING

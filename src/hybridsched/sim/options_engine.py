@@ -59,6 +59,7 @@ from hybridsched.sim.fault_kernels import (
     compile_faults,
     node_down,
     node_up,
+    running_ratio,
     set_bandwidth,
     set_speed,
 )
@@ -172,12 +173,6 @@ class FaultKernel(Kernel):
         arrival); the running ratio is computed here from the tasks on the cores.
         """
         fa = self.farrays
-        st = self.engine.state
-        slot = st.slot_task
-        on = slot >= 0
-        i = np.where(on, slot, 0)
-        nominal = st.work_est[i] / fa.speed0[:, None]
-        ratio = np.where(on, (t - st.start[i]) / nominal, 0.0)
         seen = fa.obs_n > 0
         return NodeObservations(
             exec_ratio=np.where(seen[:, 0], fa.obs[:, 0], np.nan),
@@ -188,7 +183,7 @@ class FaultKernel(Kernel):
             transfer_weight=fa.obs[:, 4],
             transfer_time_s=np.where(seen[:, 1], fa.obs[:, 5], -np.inf),
             transfer_count=fa.obs_n[:, 1],
-            running_ratio=np.maximum(ratio.max(axis=1), 0.0),
+            running_ratio=running_ratio(self.engine.cstate, self.fstate, t),
         )
 
     def advance(self, until: float) -> None:
