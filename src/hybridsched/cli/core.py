@@ -89,19 +89,31 @@ def generate(
     ] = None,
     drift_share: Annotated[
         str | None,
-        typer.Option(help="Share of nodes slowed, LO:HI or one value in [0, 1] (0.3:0.4)."),
+        typer.Option(
+            help="Share of nodes slowed (implies --drift), LO:HI or one value in [0, 1]; "
+            "default 0.3:0.4."
+        ),
     ] = None,
     drift_slowdown: Annotated[
         str | None,
-        typer.Option(help="Speed multiplier of a slowed node, LO:HI or one value > 0 (0.15:0.6)."),
+        typer.Option(
+            help="Speed multiplier of a slowed node (implies --drift), LO:HI or one value "
+            "> 0; default 0.15:0.6."
+        ),
     ] = None,
     drift_window: Annotated[
         str | None,
-        typer.Option(help="Share of the run a slowed node is slow, LO:HI in (0, 1] (0.1:0.4)."),
+        typer.Option(
+            help="Share of the run a slowed node is slow (implies --drift), LO:HI in "
+            "(0, 1]; default 0.1:0.4."
+        ),
     ] = None,
     drift_regions: Annotated[
         str | None,
-        typer.Option(help="Share of regions with degraded links, LO:HI in [0, 1] (0.2:0.3)."),
+        typer.Option(
+            help="Share of regions with degraded links (implies --drift), LO:HI in "
+            "[0, 1]; default 0.2:0.3."
+        ),
     ] = None,
 ) -> None:
     """Generate a synthetic IoT workload and its cluster from a scenario preset.

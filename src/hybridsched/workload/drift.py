@@ -44,15 +44,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
 from hybridsched.model import _show as _plain
 from hybridsched.workload.clusters import as_generator
 from hybridsched.workload.generators import MIX_SHAPES, MixShift
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: `generate` stays pandas-free
 
 __all__ = [
     "CONDITIONS_COLUMNS",
@@ -172,6 +175,8 @@ def empty_conditions() -> pd.DataFrame:
 
 def _frame(node: Sequence[str], *numbers: Sequence[float]) -> pd.DataFrame:
     """The frame of these columns, in :data:`CONDITIONS_COLUMNS` order."""
+    import pandas as pd
+
     data: dict[str, object] = {"node": pd.Series(node, dtype=str)}
     for name, values in zip(CONDITIONS_COLUMNS[1:], numbers, strict=True):
         data[name] = np.asarray(values, dtype=np.float64)

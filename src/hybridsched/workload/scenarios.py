@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster, Workload
@@ -28,6 +28,9 @@ from hybridsched.workload.generators import (
     validate_load,
     validate_n_tasks,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "SCENARIOS",
