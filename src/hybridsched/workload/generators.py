@@ -63,16 +63,18 @@ def _unit(owner: str, name: str, v: object, closed: bool) -> None:
         raise ConfigError(f"{owner}.{name}: must be a number in {rule}, got {_plain(v)}")
 
 
-def _probs(owner: str, name: str, p: tuple[float, ...], n: int, what: str) -> None:
+def _probs(owner: str, name: str, p: tuple[float, ...], n: int | None, what: str) -> None:
+    """Refuse ``p`` unless it is a tuple of ``n`` (None: any number of) probabilities."""
     ok = (
         isinstance(p, tuple)
-        and len(p) == n
+        and len(p) == (n if n is not None else max(len(p), 1))
         and all(_finite(x) and x >= 0 for x in p)
         and abs(sum(p) - 1.0) <= 1e-9
     )
     if not ok:
+        count = "" if n is None else f"{n} "
         raise ConfigError(
-            f"{owner}.{name}: must be {n} probabilities (one per {what}) >= 0 summing to 1, "
+            f"{owner}.{name}: must be {count}probabilities (one per {what}) >= 0 summing to 1, "
             f"got {_plain(p)}"
         )
 
@@ -155,18 +157,7 @@ class MixShift:
 
     def __post_init__(self) -> None:
         m = "MixShift"
-        p = self.kind_probs
-        ok = (
-            isinstance(p, tuple)
-            and len(p) > 0
-            and all(_finite(x) and x >= 0 for x in p)
-            and abs(sum(p) - 1.0) <= 1e-9
-        )
-        if not ok:
-            raise ConfigError(
-                f"{m}.kind_probs: must be probabilities >= 0 (one per kind) summing to 1, "
-                f"got {_plain(p)}"
-            )
+        _probs(m, "kind_probs", self.kind_probs, None, "kind")
         for name in ("work_scale", "cycles"):
             v = getattr(self, name)
             if not _finite(v) or v <= 0:
@@ -272,11 +263,7 @@ class WorkloadParams:
                 raise ConfigError(
                     f"{w}.mix_shift: must be a MixShift or None, got {self.mix_shift!r}"
                 )
-            if len(self.mix_shift.kind_probs) != n_kinds:
-                raise ConfigError(
-                    f"{w}.mix_shift.kind_probs: must have one probability per kind "
-                    f"({n_kinds}), got {_plain(self.mix_shift.kind_probs)}"
-                )
+            _probs(w, "mix_shift.kind_probs", self.mix_shift.kind_probs, n_kinds, "kinds")
 
 
 MAX_TASKS = 50_000_000
