@@ -99,8 +99,9 @@ def _pair(owner: str, name: str, v: object, low: float, high: float, low_open: b
 class DriftSpec:
     """How conditions drift during a run; every share is of the nodes, regions or run.
 
-    A range ``(low, high)`` is drawn uniformly once per use (shares) or once per
-    window (factors); ``(x, x)`` fixes the value.
+    A range ``(low, high)`` is drawn uniformly: the node and region shares once
+    per call, a window share once per node or region, a factor once per window;
+    ``(x, x)`` fixes the value.
     """
 
     node_share: tuple[float, float] = (0.3, 0.4)
