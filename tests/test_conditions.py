@@ -405,3 +405,23 @@ def test_conditions_with_noise_jitter_and_failures_are_deterministic(
     done = a.tasks["status"] == "finished"
     assert np.all(a.tasks["finish_s"][done] >= a.tasks["start_s"][done])
     assert np.all(a.tasks["start_s"][done] >= a.tasks["ready_s"][done])
+
+
+@examples(6)
+@given(seed=st.integers(0, 10_000), shared=st.booleans())
+def test_generated_drift_runs_and_matches_the_reference(
+    small: tuple[Cluster, Workload], seed: int, shared: bool
+) -> None:
+    """Frames of the drift generator (hybridsched.workload.drift) are conditions as they are."""
+    from hybridsched.workload.drift import sample_drift
+
+    c, w = small
+    frame = sample_drift(c, float(w.arrival_s.max()), seed)
+    cond = Conditions.from_frame(frame, c, source="sample_drift")
+    assert len(cond) == len(frame)
+    res = run(c, w, cond, "mct", delta=0.5, shared_links=shared)
+    assert res.summary["condition_windows"] == len(frame)
+    if not shared:
+        ref = reference_simulate(c, w, res.tasks["node_index"], 0.5, "fifo", as_windows(cond))
+        for col in ("ready_s", "start_s", "finish_s"):
+            assert np.array_equal(ref[col], res.tasks[col]), col
