@@ -138,6 +138,7 @@ class TrainConfig(EpisodeConfig):
     """Rollout workers (Ray actors); each steps a contiguous share of the shards."""
 
     def __post_init__(self) -> None:
+        check_workers(self.backend, self.workers)
         _require_counts(
             self,
             "train config",
@@ -155,7 +156,6 @@ class TrainConfig(EpisodeConfig):
                 "shards",
             ),
         )
-        check_workers(self.backend, self.workers)
         if self.shards > self.n_envs:
             raise ConfigError(
                 f"--shards {self.shards}: more shards than simulator copies (--envs {self.n_envs})"
@@ -163,7 +163,8 @@ class TrainConfig(EpisodeConfig):
         if self.workers > self.shards:
             raise ConfigError(
                 f"--workers {self.workers}: the run has {self.shards} shard(s) of simulator "
-                f"copies, and a worker steps whole shards; give --shards >= {self.workers}"
+                f"copies and a worker steps whole shards, so at most {self.shards} worker(s) "
+                "(a new run takes --shards)"
             )
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError(f"train config: gamma and gae_lambda must be in [0, 1], got {self}")
