@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hybridsched.errors import ConfigError
-from hybridsched.experiments.backends import RayBackend
+from hybridsched.experiments.backends import RayBackend, ray_get
 from hybridsched.train.config import check_workers
 
 
@@ -85,10 +85,8 @@ class WorkerGroup:
         """``method(*args[w])`` on worker ``w``, all at once; their answers in worker order."""
         if self.backend == "local":
             return [getattr(m, method)(*a) for m, a in zip(self._members, args, strict=True)]
-        import ray
-
         refs = [getattr(m, method).remote(*a) for m, a in zip(self._members, args, strict=True)]
-        return ray.get(refs)
+        return [ray_get(r, f"{method} on worker {w}") for w, r in enumerate(refs)]
 
     def put(self, value: Any) -> Any:
         """``value`` as handed to every worker: itself locally, one object-store copy on Ray."""
