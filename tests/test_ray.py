@@ -17,9 +17,10 @@ from hybridsched.errors import ConfigError
 from hybridsched.experiments.backends import RayBackend
 from hybridsched.experiments.compare import WALL_CLOCK_COLUMNS, CompareConfig, run_compare
 from hybridsched.experiments.tune import TuneConfig, run_tune
-from hybridsched.train.hybrid_trainer import HybridTrainConfig, HybridTrainer
-from hybridsched.train.trainer import TrainConfig, Trainer
+from hybridsched.train.hybrid_trainer import HybridTrainer
+from hybridsched.train.trainer import Trainer
 from ray_helpers import RAY_INIT, import_ray
+from test_train_scaffold import HYBRID_TINY, RL_TINY, _assert_same_weights
 
 ray = import_ray()
 _register()
@@ -113,29 +114,7 @@ def test_tune_on_ray_equals_tune_on_the_local_pool(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- training on Ray
 
-RL_SHARDED = TrainConfig(
-    scenario="iot-small",
-    n_tasks=12,
-    n_envs=4,
-    rollout_steps=8,
-    candidates=4,
-    minibatch=16,
-    eval_seeds=1,
-    eval_tasks=50,
-    eval_every_s=1e9,
-    seed=3,
-    shards=2,
-)
-
-
-def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert list(a) == list(b)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+RL_SHARDED = replace(RL_TINY, shards=2)
 
 
 def test_rl_on_two_ray_workers_reaches_the_weights_of_one_local_worker(tmp_path: Path) -> None:
@@ -152,7 +131,7 @@ def test_rl_on_two_ray_workers_reaches_the_weights_of_one_local_worker(tmp_path:
     resumed.run(minutes=5.0)
     assert resumed.progress.decisions == whole.progress.decisions == 3 * 4 * 8
     assert resumed.progress.train_objective == whole.progress.train_objective
-    _assert_same(_weights(resumed.model), _weights(whole.model))
+    _assert_same_weights(resumed.model, whole.model)
     # the shards, not the workers, decide: one shard gives other weights (the check can fail)
     one = Trainer(replace(RL_SHARDED, max_updates=3, shards=1), tmp_path / "one")
     one.run(minutes=5.0)
@@ -162,16 +141,14 @@ def test_rl_on_two_ray_workers_reaches_the_weights_of_one_local_worker(tmp_path:
 def test_hybrid_on_two_ray_workers_reaches_the_weights_of_one_local_worker(
     tmp_path: Path,
 ) -> None:
-    cfg = HybridTrainConfig(
-        n_tasks=150, collect_runs=2, eval_seeds=1, eval_tasks=100, eval_every_s=1e9, ants=4
-    )
-    cfg = replace(cfg, seed=4, max_updates=2, keep=1.0)  # 2 + 1 snapshots: both workers hold some
+    # two runs with 2 + 1 snapshots: both workers hold some
+    cfg = replace(HYBRID_TINY, collect_runs=2, keep=1.0, max_updates=2)
     local = HybridTrainer(cfg, tmp_path / "local").run(minutes=5.0)
     remote = HybridTrainer(replace(cfg, backend="ray", workers=2), tmp_path / "ray")
     remote.run(minutes=5.0)
     assert {w for w, _ in remote._owner} == {0, 1}  # each actor collected one run
     assert len(remote.snaps) == len(local.snaps)
     assert remote.train_cost == local.train_cost
-    _assert_same(_weights(remote.model), _weights(local.model))
+    _assert_same_weights(remote.model, local.model)
     saved = json.loads((tmp_path / "ray" / "config.json").read_text())
     assert (saved["backend"], saved["workers"], saved["ray_nodes"]) == ("ray", 2, 1)

@@ -22,6 +22,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.compare import _ADDRESS_HELP
 from hybridsched.errors import HybridSchedError
 from hybridsched.model import PRIORITY_CLASSES
 from hybridsched.train.config import HybridTrainConfig, TrainConfig
@@ -94,21 +95,13 @@ EvalTasks = Annotated[int, typer.Option(help="Tasks per validation episode.")]
 EvalEvery = Annotated[float, typer.Option(help="Seconds between evaluations.")]
 MaxUpdates = Annotated[int, typer.Option(help="Stop after N updates (0: time only).")]
 Threads = Annotated[int, typer.Option(help="Torch threads.")]
-Backend = Annotated[
-    str,
-    typer.Option(
-        help="Where the simulator work runs: local (this process, one worker) or ray "
-        "(--workers Ray actors); see docs/SCALE.md."
-    ),
-]
+_BACKEND_HELP = (
+    "Where the simulator work runs: local (this process, one worker) or ray "
+    "(--workers Ray actors); see docs/SCALE.md."
+)
+Backend = Annotated[str, typer.Option(help=_BACKEND_HELP)]
 Workers = Annotated[int, typer.Option(help="Workers (Ray actors with --backend ray).")]
-RayAddress = Annotated[
-    str | None,
-    typer.Option(
-        help="With --backend ray: the cluster's address (host:port or ray://host:port); "
-        "default: RAY_ADDRESS, else a local Ray started for the run with --workers CPUs."
-    ),
-]
+RayAddress = Annotated[str | None, typer.Option(help=_ADDRESS_HELP)]
 
 # what may change on resume: the budget and where the work runs, never the results
 _WITH_RESUME = ("resume", "minutes", "max_updates", "backend", "workers", "ray_address")
