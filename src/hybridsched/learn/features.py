@@ -29,7 +29,21 @@ feasible nodes (the best response MCT expects, > 0):
 13    meets_deadline      1 when ``d + ef_j <= deadline``
 14    task_scale          ``log1p(m)`` (m in seconds)
 15-17 priority            one-hot of priority 0, 1, >= 2
+18    obs_exec            ``log`` of the node's observed execution factor (realized over
+                          nominal, :meth:`NodeObservations.exec_factor`); 0: as nominal
+19    obs_transfer        ``log`` of its observed transfer factor; 0: as nominal
+20    running             ``sq(running_ratio)``: its longest running task's elapsed
+                          over nominal time (0: nothing runs)
 ====  ==================  ==========================================================
+
+Features 18-20 are what the view observes (docs/MODEL.md 12.1): they are the
+same whether the view's estimates are ``nominal`` or ``observed`` (with
+``observed``, features 0-5 and 12-14 also follow the corrected estimates,
+because they read the view's). Without observations (the base model) they are
+0. They are per node, so they travel in the node table
+(:func:`observe_nodes` refreshes them before each decision); a caller that
+never refreshes them sees the neutral 0s. A network made for the first 18
+features (format 1 checkpoints, before observations) reads only those.
 
 Here ``sq(x) = x / (1 + x)`` maps ``[0, inf]`` onto ``[0, 1]`` (cheaper than a
 logarithm in the hot loop). Infeasible nodes (memory) get all-zero rows; the
@@ -71,22 +85,31 @@ FEATURE_NAMES: tuple[str, ...] = (
     "priority_0",
     "priority_1",
     "priority_2plus",
+    # what the view observes per node (node table columns 4-6, see observe_nodes)
+    "obs_exec",
+    "obs_transfer",
+    "running",
 )
 """Names of the pair features, in column order."""
 
 N_FEATURES = len(FEATURE_NAMES)
 """Number of pair features ``F``."""
 
-# Columns of the static node table (see node_table).
+N_BASE_FEATURES = FEATURE_NAMES.index("obs_exec")
+"""Features before observations existed (18): what format 1 checkpoints read."""
+
+# Columns of the node table (see node_table and observe_nodes).
 _S_LOG_SPEED, _S_LOG_CORES, _S_DYNPOW, _S_IDLE = 0, 1, 2, 3
-N_STATIC = 4
+_S_OBS = 4  # obs_exec, obs_transfer, running: refreshed per decision
+N_STATIC = 7
 
 
 def node_table(cluster: Cluster) -> np.ndarray:
-    """Static per-node columns the features need, ``(N, 4)`` float64.
+    """Per-node columns the features need, ``(N, 7)`` float64.
 
     Columns: centred log speed, centred log cores, dynamic power per busy core
-    (W), centred ``log1p`` of idle power per core.
+    (W), centred ``log1p`` of idle power per core, then the observed columns
+    (features 18-20), 0 (nothing observed) until :func:`observe_nodes` fills them.
     """
     log_speed = np.log(cluster.speed)
     log_cores = np.log(cluster.cores.astype(np.float64))
@@ -99,10 +122,34 @@ def node_table(cluster: Cluster) -> np.ndarray:
                 log_cores - log_cores.mean(),
                 dynpow,
                 idle - idle.mean(),
+                *np.zeros((3, cluster.n_nodes)),
             ],
             axis=1,
         )
     )
+
+
+def observed_columns(view: ClusterView) -> np.ndarray:
+    """Features 18-20 of every node from what ``view`` observes, ``(N, 3)`` float64."""
+    obs = view.observations
+    t = float(view.time)
+    return np.stack(
+        [
+            np.log(obs.exec_factor(t)),
+            np.log(obs.transfer_factor(t)),
+            _squash(obs.running_ratio),
+        ],
+        axis=1,
+    )
+
+
+def observe_nodes(table: np.ndarray, view: ClusterView) -> np.ndarray:
+    """Refresh the observed columns of a :func:`node_table` in place from ``view``; returns it.
+
+    Call it once per decision instant (the observations change as tasks complete).
+    """
+    table[:, _S_OBS : _S_OBS + 3] = observed_columns(view)
+    return table
 
 
 def pair_features(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
@@ -150,6 +197,7 @@ def pair_features(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
         meets.astype(np.float64),
         np.broadcast_to(np.log1p(m), shape),
         *(np.broadcast_to((cls == k).astype(np.float64), shape) for k in range(PRIORITY_CLASSES)),
+        *(np.broadcast_to(col[None, :], shape) for col in observed_columns(view).T),
     ]
     out = np.stack(cols, axis=2).astype(np.float32)
     out[~feasible] = 0.0
@@ -187,7 +235,8 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         i: the task (decision-order index).
         d: the decision time, s.
         proj_min, queued_work, recent, recent_t: per-node state (the engine's or copies).
-        static: :func:`node_table` of the cluster.
+        static: :func:`node_table` of the cluster (observed columns refreshed by
+            :func:`observe_nodes` for this decision, or left at 0).
         out: ``(>= N, F)`` float32, written in rows ``0..N-1``.
         mask: ``(>= N,)`` bool, written in ``0..N-1``.
 
@@ -266,6 +315,8 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         row[14] = scale
         for k in range(PRIORITY_CLASSES):
             row[15 + k] = 1.0 if p == k else 0.0
+        for k in range(3):
+            row[15 + PRIORITY_CLASSES + k] = static[j, 4 + k]
     return best
 
 

@@ -15,7 +15,10 @@ behind the best keeps about half the best's probability); ``init="zero"``
 starts from a uniform policy.
 
 Checkpoints are one ``.pt`` file: the weights and the resolved configuration
-(a JSON string), loadable with ``torch.load(weights_only=True)``.
+(a JSON string), loadable with ``torch.load(weights_only=True)``. A network reads
+the first ``n_features`` columns of the pair features: 18 for one made before the
+observed features (they still load and score as they did), all
+:data:`~hybridsched.learn.features.N_FEATURES` for a new one.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 from torch import nn
 
 from hybridsched.errors import ConfigError
-from hybridsched.learn.features import FEATURE_NAMES, N_FEATURES
+from hybridsched.learn.features import FEATURE_NAMES, N_BASE_FEATURES, N_FEATURES
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint layout written by :func:`save_checkpoint`."""
@@ -76,16 +79,21 @@ class PairScorer(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         nn.init.zeros_(self.prior.weight)
-        if init == "mct" and n_features == N_FEATURES:
+        if init == "mct" and n_features > FEATURE_NAMES.index("regret"):
             with torch.no_grad():
                 self.prior.weight[0, FEATURE_NAMES.index("regret")] = -MCT_PRIOR
 
+    def _own(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature columns this network reads (the first ``n_features``)."""
+        return x if x.shape[-1] == self.n_features else x[..., : self.n_features]
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Pair embeddings, ``(B, N, H)``."""
-        return self.trunk(x)
+        return self.trunk(self._own(x))
 
     def score(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """Unmasked logits of every pair, ``(B, N)``, from pair features ``(B, N, F)``."""
+        x = self._own(x)
         if h is None:
             h = self.trunk(x)
         return self.head(h).squeeze(-1) + self.prior(x).squeeze(-1)
@@ -142,10 +150,10 @@ def load_checkpoint(path: str | Path) -> tuple[PairScorer, dict[str, Any]]:
             f"checkpoint {path}: expected format {CHECKPOINT_FORMAT}, "
             f"got {blob.get('format') if isinstance(blob, dict) else type(blob).__name__}"
         )
-    if blob["n_features"] != N_FEATURES:
+    if blob["n_features"] not in (N_BASE_FEATURES, N_FEATURES):
         raise ConfigError(
             f"checkpoint {path}: made for {blob['n_features']} pair features, "
-            f"this version has {N_FEATURES}"
+            f"this version reads {N_BASE_FEATURES} or {N_FEATURES}"
         )
     model = PairScorer(blob["n_features"], blob["hidden"], init="zero")
     model.load_state_dict(blob["state_dict"])

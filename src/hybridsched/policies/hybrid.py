@@ -38,7 +38,13 @@ import numpy as np
 from numba import njit
 
 from hybridsched.errors import ConfigError
-from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
+from hybridsched.learn.features import (
+    N_BASE_FEATURES,
+    N_FEATURES,
+    node_table,
+    observe_nodes,
+    pair_features_one,
+)
 from hybridsched.model import Cluster
 from hybridsched.policies import cost
 from hybridsched.policies.base import register
@@ -199,6 +205,8 @@ class Hybrid(_COLONY_ARGS, CostFields):
 
         if self._static.shape[0] != view.n_nodes:
             self._static = node_table(view.cluster)
+        if self.model.n_features > N_BASE_FEATURES:
+            observe_nodes(self._static, view)
         b, n = len(tasks), view.n_nodes
         feats = np.empty((b, n, N_FEATURES), dtype=np.float32)
         mask = np.empty((b, n), dtype=np.bool_)

@@ -21,7 +21,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one, place_tentative
+from hybridsched.learn.features import (
+    N_BASE_FEATURES,
+    N_FEATURES,
+    N_STATIC,
+    node_table,
+    observe_nodes,
+    pair_features_one,
+    place_tentative,
+)
 from hybridsched.model import Cluster
 from hybridsched.policies.base import register
 from hybridsched.sim.view import ClusterView, TaskBatch
@@ -49,7 +57,7 @@ class RLPolicy:
         self.model, self.config = load_checkpoint(path)
         self.path = path
         self._rng = np.random.default_rng(0)
-        self._static = np.zeros((0, 4))
+        self._static = np.zeros((0, N_STATIC))
 
     def reset(self, cluster: Cluster, rng: np.random.Generator) -> None:
         """Start a run on ``cluster``; ``rng`` drives sampling when not greedy."""
@@ -68,6 +76,8 @@ class RLPolicy:
         recent = view.recent_count.copy() if batch else view.recent_count
         recent_t = view.recent_time_s.copy() if batch else view.recent_time_s
         n = view.n_nodes
+        if self.model.n_features > N_BASE_FEATURES:
+            observe_nodes(self._static, view)
         out = np.zeros((1, n, N_FEATURES), dtype=np.float32)
         mask = np.zeros((1, n), dtype=np.bool_)
         down = view.unavailable

@@ -67,6 +67,11 @@ class EpisodeConfig:
     """Batching interval, s (0: one decision per arrival)."""
     queue: str = "fifo"
     """Queue discipline at the nodes."""
+    drift: str = "none"
+    """What changes during an episode: ``none``, ``scenario`` (its own conditions) or
+    ``random`` (conditions and a mix shift drawn per episode; docs/RL.md)."""
+    estimates: str = "nominal"
+    """The view's estimates during episodes: ``nominal`` or ``observed``."""
 
     def spec(self, n_tasks: int | None = None) -> InstanceSpec:
         """The instances of this run (``n_tasks`` per episode unless given)."""
@@ -78,6 +83,8 @@ class EpisodeConfig:
             self.n_tasks if n_tasks is None else n_tasks,
             self.decision_interval,
             self.queue,
+            self.drift,
+            self.estimates,
         )
 
 
@@ -109,6 +116,10 @@ class TrainConfig(EpisodeConfig):
     """Discount per decision."""
     gae_lambda: float = 0.9
     """GAE lambda."""
+    average_reward: bool = False
+    """Differential returns: each reward minus the rollout's mean reward (with ``gamma``
+    1 this is the average-reward return; a decision answers for the queueing it causes
+    to every later task, not only the next few)."""
     clip: float = 0.2
     """PPO ratio clip."""
     epochs: int = 2
@@ -139,6 +150,7 @@ class TrainConfig(EpisodeConfig):
 
     def __post_init__(self) -> None:
         check_workers(self.backend, self.workers)
+        self.spec()  # validates drift and estimates
         _require_counts(
             self,
             "train config",

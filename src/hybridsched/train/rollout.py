@@ -10,6 +10,18 @@ array, ready for a single network forward. The schedules are exactly those of
 ``Engine.next_batch``/``commit``
 with the same choices (tested), and every episode ends with ``Engine.finish``.
 
+**Drift.** With ``InstanceSpec.drift`` other than ``none`` (or observed
+estimates) a copy is an :class:`~hybridsched.sim.options_engine.OptionsEngine`
+whose conditions change during the episode (``random``: drawn per episode with
+:func:`~hybridsched.workload.drift.sample_drift` and
+:func:`~hybridsched.workload.drift.sample_mix_shift` from the episode seed, for
+domain randomization; ``scenario``: the scenario's own conditions, as
+:func:`~hybridsched.workload.generate_instance` draws them). Such a copy is
+stepped through the engine's Python API (``next_batch``/``commit``: the exact
+schedule of ``simulate(..., options=...)``), and its features take the
+observations of the view (:func:`~hybridsched.learn.features.observe_nodes`);
+it is several times slower than the compiled lockstep.
+
 Each copy plays one workload per episode and starts a new one (the next seed)
 when it is done. Per-task costs (:class:`~hybridsched.train.objective.Objective`)
 are exact once a task has started; for a task still queued when costs are asked
@@ -28,10 +40,17 @@ import numpy as np
 from numba import njit, typed
 
 from hybridsched.errors import ConfigError
-from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
+from hybridsched.learn.features import N_FEATURES, node_table, observe_nodes, pair_features_one
 from hybridsched.sim import Engine, SimConfig, core
+from hybridsched.sim.view import ESTIMATES
 from hybridsched.train.objective import Objective
-from hybridsched.workload import Scenario, generate
+from hybridsched.workload import Scenario, generate, generate_instance, get_scenario
+from hybridsched.workload.drift import sample_drift, sample_mix_shift
+from hybridsched.workload.scenarios import with_drift
+
+DRIFTS = ("none", "scenario", "random")
+"""What changes during an episode: nothing (the base model), the scenario's own
+conditions, or conditions and a task-mix shift drawn per episode."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +67,50 @@ class InstanceSpec:
     """Batching interval, s; 0 decides each task at its arrival."""
     queue: str = "fifo"
     """Queue discipline at the nodes: fifo or priority."""
+    drift: str = "none"
+    """What changes during an episode (:data:`DRIFTS`)."""
+    estimates: str = "nominal"
+    """The view's estimates: ``nominal`` or ``observed`` (docs/MODEL.md 12.1)."""
+
+    def __post_init__(self) -> None:
+        if self.drift not in DRIFTS:
+            raise ConfigError(f"drift: must be one of {', '.join(DRIFTS)}, got {self.drift!r}")
+        if self.estimates not in ESTIMATES:
+            raise ConfigError(
+                f"estimates: must be one of {', '.join(ESTIMATES)}, got {self.estimates!r}"
+            )
+
+    @property
+    def compiled(self) -> bool:
+        """True when episodes run on the base model (the compiled lockstep)."""
+        return self.drift == "none" and self.estimates == "nominal"
 
     def build(self, seed: int) -> Engine:
         """A fresh engine on the instance drawn from ``seed``."""
-        cluster, workload = generate(self.scenario, self.n_tasks, self.load, int(seed))
         config = SimConfig(decision_interval=self.decision_interval, queue=self.queue)
-        return Engine(cluster, workload, config)
+        if self.compiled:
+            cluster, workload = generate(self.scenario, self.n_tasks, self.load, int(seed))
+            return Engine(cluster, workload, config)
+        from hybridsched.sim.conditions import Conditions
+        from hybridsched.sim.options import SimOptions
+        from hybridsched.sim.options_engine import OptionsEngine
+
+        frame = None
+        if self.drift == "random":
+            # a child stream of the seed that generate() does not use (it spawns 3)
+            gen = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(4)[3])
+            sc = self.scenario
+            sc = sc if isinstance(sc, Scenario) else get_scenario(sc)
+            shift = sample_mix_shift(gen, len(sc.workload.kinds))
+            sc = with_drift(sc, mix_shift=shift)
+            cluster, workload = generate(sc, self.n_tasks, self.load, int(seed))
+            frame = sample_drift(cluster, float(workload.arrival_s[-1]), gen)
+        else:
+            inst = generate_instance(self.scenario, self.n_tasks, self.load, int(seed))
+            cluster, workload, frame = inst.cluster, inst.workload, inst.conditions
+        cond = None if frame is None else Conditions.from_frame(frame, cluster, "<drift>")
+        options = SimOptions(conditions=cond, estimates=self.estimates)
+        return OptionsEngine(cluster, workload, config, options, seed=int(seed))
 
 
 @njit(cache=True)
@@ -96,6 +153,31 @@ def predict_unstarted(st, d, finish):
         start = core.simulate_node(d, cf, ready, k0, k1, tid, dur)
         for q in range(m):
             finish[idx[q]] = start[q] + dur[q]
+
+
+def _observe(c: _Copy, k: int, out: np.ndarray, mask: np.ndarray) -> int:
+    """Advance an engine copy to its next decision (task ``k``) and write its features."""
+    batch = c.engine.next_batch()
+    assert batch is not None
+    tasks, view = batch
+    i = int(tasks.index[0])
+    if i != k:
+        raise ConfigError(f"copy of seed {c.seed}: decided task {i}, expected {k}")
+    observe_nodes(c.static, view)
+    return int(
+        pair_features_one(
+            view.compiled,
+            i,
+            float(view.time),
+            view.core_free_min_s,
+            view.queued_work_s,
+            view.recent_count,
+            view.recent_time_s,
+            c.static,
+            out,
+            mask,
+        )  # fmt: skip
+    )
 
 
 class _Copy:
@@ -211,10 +293,20 @@ class VecSim:
         return _Copy(engine, self._episodes - 1, seed)
 
     def _step(self, actions: np.ndarray, act: np.ndarray) -> None:
-        _step_all(
-            self._states, self._decs, self._statics, self.k, actions, act, self.obs, self.mask,
-            self.best,
-        )  # fmt: skip
+        if self.spec.compiled:
+            _step_all(
+                self._states, self._decs, self._statics, self.k, actions, act, self.obs,
+                self.mask, self.best,
+            )  # fmt: skip
+            return
+        for e, c in enumerate(self.copies):
+            k = int(self.k[e])
+            if act[e]:
+                c.engine.commit(actions[e : e + 1])
+                k += 1
+                self.k[e] = k
+            if k < c.dec.shape[0]:
+                self.best[e] = _observe(c, k, self.obs[e], self.mask[e])
 
     def episode_ids(self) -> np.ndarray:
         """The episode each copy is playing (its last one when idle), ``(E,)``."""

@@ -336,6 +336,8 @@ class Trainer(TrainingRun):
         if self._train_costs:
             p.train_objective = float(np.mean(self._train_costs[-c.n_envs :]))
         reward = torch.from_numpy(-costs / self.reward_scale).to(torch.float32)
+        if c.average_reward:
+            reward = reward - reward.mean()
         value = batch["value"]
         adv = _gae(reward, value, done, c.gamma, c.gae_lambda)
         k = batch["obs"].shape[2]

@@ -1,0 +1,193 @@
+"""The learned policies under drift: observed features, VecSim with conditions, training."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from hybridsched.errors import ConfigError
+from hybridsched.learn.features import (
+    FEATURE_NAMES,
+    N_BASE_FEATURES,
+    N_FEATURES,
+    node_table,
+    observe_nodes,
+    pair_features,
+    pair_features_one,
+)
+from hybridsched.learn.network import PairScorer, load_checkpoint, save_checkpoint
+from hybridsched.policies import make_policy
+from hybridsched.sim import simulate
+from hybridsched.sim.conditions import Conditions
+from hybridsched.sim.options import SimOptions
+from hybridsched.sim.options_engine import OptionsEngine
+from hybridsched.train.rollout import InstanceSpec, VecSim, run_greedy
+from hybridsched.train.trainer import TrainConfig, Trainer, greedy_actor
+from hybridsched.workload import generate_instance
+
+OBS = [FEATURE_NAMES.index(n) for n in ("obs_exec", "obs_transfer", "running")]
+
+
+def _instance(n_tasks: int = 300, seed: int = 3):
+    inst = generate_instance("iot-drift", n_tasks, 0.85, seed)
+    cond = Conditions.from_frame(inst.conditions, inst.cluster)
+    return inst.cluster, inst.workload, cond
+
+
+def _random_net(seed: int = 0) -> PairScorer:
+    """An MCT-prior network with random weights on every feature, observed ones included."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = PairScorer(init="mct")
+        torch.nn.init.normal_(model.head.weight, std=0.5)
+        with torch.no_grad():
+            model.prior.weight[0, OBS] = torch.tensor([-4.0, -2.0, -1.0])
+    return model.eval()
+
+
+@pytest.mark.parametrize("estimates", ["nominal", "observed"])
+def test_features_on_drift_equal_reference(estimates):
+    """The compiled features equal the NumPy reference at every decision of a drifting run,
+    and the observed columns are what the view observes."""
+    c, w, cond = _instance(250)
+    engine = OptionsEngine(c, w, options=SimOptions(conditions=cond, estimates=estimates))
+    table = node_table(c)
+    out = np.zeros((c.n_nodes, N_FEATURES), dtype=np.float32)
+    mask = np.zeros(c.n_nodes, dtype=np.bool_)
+    seen_obs = 0
+    while (batch := engine.next_batch()) is not None:
+        tasks, view = batch
+        ref = pair_features(tasks, view)[0]
+        observe_nodes(table, view)
+        h = view.compiled
+        best = pair_features_one(
+            h, int(tasks.index[0]), view.time, view.core_free_min_s, view.queued_work_s,
+            view.recent_count, view.recent_time_s, table, out, mask,
+        )  # fmt: skip
+        np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-6)
+        np.testing.assert_array_equal(mask, view.feasible[0])
+        fe = view.observations.exec_factor(view.time)
+        np.testing.assert_allclose(out[mask, OBS[0]], np.log(fe[mask]).astype(np.float32))
+        seen_obs += int(np.any(out[:, OBS[0]] != 0))
+        engine.commit([best])
+    assert seen_obs > 50  # drift moved the observations in most decisions
+
+
+def test_observed_columns_are_zero_without_observations():
+    spec = InstanceSpec("iot-small", 0.8, 200)
+    vs = VecSim(spec, 2, iter([1, 2]), restart=False)
+    assert not vs.obs[..., OBS].any()
+    assert np.all(node_table(vs.copies[0].engine.cluster)[:, 4:] == 0.0)
+
+
+def test_vecsim_with_conditions_is_the_engine(tmp_path):
+    """A VecSim copy with conditions and observed estimates gives exactly the schedule of
+    simulate(..., options) with the same choices (the rl policy on both paths)."""
+    model = _random_net(1)
+    save_checkpoint(tmp_path / "m.pt", model, {"init": "mct"})
+    policy = make_policy("rl", {"checkpoint": str(tmp_path / "m.pt")})
+    for estimates in ("nominal", "observed"):
+        spec = InstanceSpec("iot-drift", 0.85, 300, drift="scenario", estimates=estimates)
+        seed = 7
+        c, w, cond = _instance(300, seed)
+        ref = simulate(c, w, policy, options=SimOptions(conditions=cond, estimates=estimates))
+        vs = VecSim(spec, 1, iter([seed]), restart=False)
+        act = greedy_actor(model)
+        nodes = []
+        while vs.active.any():
+            a = act(vs.obs, vs.mask, vs.best)
+            nodes.append(int(a[0]))
+            vs.step(a)
+        eng = vs.copies[0].engine
+        inv = np.empty_like(eng.order)
+        inv[eng.order] = np.arange(eng.order.shape[0])
+        np.testing.assert_array_equal(np.array(nodes)[inv], ref.tasks["node_index"])
+        np.testing.assert_array_equal(eng.state.finish[inv], ref.tasks["finish_s"])
+        assert ref.summary["retimed_tasks"] > 0  # the conditions did something
+
+
+def test_random_drift_is_seeded_and_varies():
+    spec = InstanceSpec("iot-small", 0.8, 200, drift="random")
+    a, b, c = spec.build(5), spec.build(5), spec.build(6)
+    ca, cb = a.options.conditions, b.options.conditions
+    assert ca is not None and len(ca) > 0 or c.options.conditions is not None
+    np.testing.assert_array_equal(a.state.arrival, b.state.arrival)
+    if ca is not None:
+        np.testing.assert_array_equal(ca.start_s, cb.start_s)
+        np.testing.assert_array_equal(ca.speed, cb.speed)
+    assert not np.array_equal(a.state.work, c.state.work)
+    with pytest.raises(ConfigError, match="drift: must be one of"):
+        InstanceSpec(drift="sometimes")
+    with pytest.raises(ConfigError, match="estimates: must be one of"):
+        InstanceSpec(estimates="psychic")
+
+
+def test_training_with_drift_is_deterministic(tmp_path):
+    config = TrainConfig(
+        scenario="iot-small",
+        load=0.85,
+        n_tasks=120,
+        n_envs=4,
+        rollout_steps=8,
+        candidates=4,
+        eval_seeds=1,
+        eval_tasks=150,
+        eval_every_s=1e9,
+        minutes=1.0,
+        init="mct",
+        drift="random",
+        estimates="observed",
+        gamma=0.99,
+        gae_lambda=0.95,
+        average_reward=True,
+        max_updates=3,
+        seed=4,
+    )
+    a = Trainer(config, tmp_path / "a")
+    a.run()
+    b = Trainer(config, tmp_path / "b")
+    b.run()
+    for (ka, va), (kb, vb) in zip(
+        a.model.state_dict().items(), b.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(va, vb), ka
+    model, cfg = load_checkpoint(tmp_path / "a" / "best.pt")
+    assert model.n_features == N_FEATURES
+    assert cfg["drift"] == "random" and cfg["estimates"] == "observed"
+    c = Trainer(replace(config, drift="none", estimates="nominal"), tmp_path / "c")
+    c.run()
+    assert not torch.equal(c.model.trunk[0].weight, a.model.trunk[0].weight)
+
+
+def test_old_checkpoints_read_the_first_features(tmp_path):
+    """A network made for the 18 features before observations loads and ignores the rest."""
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        old = PairScorer(N_BASE_FEATURES, hidden=8, init="mct")
+        torch.nn.init.normal_(old.head.weight)
+    save_checkpoint(tmp_path / "old.pt", old, {})
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.n_features == N_BASE_FEATURES
+    x = torch.randn(2, 5, N_FEATURES)
+    y = x.clone()
+    y[..., N_BASE_FEATURES:] = torch.randn(2, 5, N_FEATURES - N_BASE_FEATURES)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(loaded.score(x).numpy(), loaded.score(y).numpy())
+        np.testing.assert_array_equal(
+            loaded.score(x).numpy(), old.score(x[..., :N_BASE_FEATURES]).numpy()
+        )
+    odd = PairScorer(5, hidden=4, init="zero")
+    save_checkpoint(tmp_path / "odd.pt", odd, {})
+    with pytest.raises(ConfigError, match="made for 5 pair features"):
+        load_checkpoint(tmp_path / "odd.pt")
+
+
+def test_greedy_evaluation_on_drift_runs():
+    spec = InstanceSpec("iot-small", 0.85, 150, drift="random", estimates="observed")
+    res = run_greedy(lambda obs, mask, best: best, spec, [11, 12])
+    assert [r["tasks"] for r in res] == [150, 150]
+    again = run_greedy(lambda obs, mask, best: best, spec, [11, 12])
+    assert [r["mean_response_s"] for r in res] == [r["mean_response_s"] for r in again]
