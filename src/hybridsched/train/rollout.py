@@ -164,20 +164,11 @@ def _observe(c: _Copy, k: int, out: np.ndarray, mask: np.ndarray) -> int:
     if i != k:
         raise ConfigError(f"copy of seed {c.seed}: decided task {i}, expected {k}")
     observe_nodes(c.static, view)
-    return int(
-        pair_features_one(
-            view.compiled,
-            i,
-            float(view.time),
-            view.core_free_min_s,
-            view.queued_work_s,
-            view.recent_count,
-            view.recent_time_s,
-            c.static,
-            out,
-            mask,
-        )  # fmt: skip
-    )
+    best = pair_features_one(
+        view.compiled, i, float(view.time), view.core_free_min_s, view.queued_work_s,
+        view.recent_count, view.recent_time_s, c.static, out, mask,
+    )  # fmt: skip
+    return int(best)
 
 
 class _Copy:
