@@ -189,3 +189,29 @@ def test_greedy_evaluation_on_drift_runs():
     assert [r["tasks"] for r in res] == [150, 150]
     again = run_greedy(lambda obs, mask, best: best, spec, [11, 12])
     assert [r["mean_response_s"] for r in res] == [r["mean_response_s"] for r in again]
+
+
+def test_env_with_drift():
+    """The Gymnasium environment draws drift per episode, shows the observations, stays
+    deterministic, and its rewards still sum to minus the objective."""
+    from hybridsched.train.env import IoTCloudEnv
+
+    def play(seed):
+        env = IoTCloudEnv("iot-small", 0.85, 150, drift="random", estimates="observed")
+        obs, info = env.reset(seed=seed)
+        total, seen, trace = 0.0, 0.0, []
+        done = False
+        while not done:
+            seen = max(seen, float(np.abs(obs["nodes"][:, OBS]).max()))
+            obs, reward, done, _, step_info = env.step(0)
+            total += reward
+            trace.append(reward)
+        return info, total, seen, trace, step_info
+
+    info, total, seen, trace, last = play(3)
+    assert info["condition_windows"] > 0
+    assert seen > 0.05  # observed factors moved away from nominal
+    assert total == pytest.approx(-last["objective"] / 10.0, rel=1e-9)
+    assert play(3)[3] == trace
+    with pytest.raises(ConfigError, match="drift: must be one of"):
+        IoTCloudEnv("iot-small", drift="often")

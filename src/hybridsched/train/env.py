@@ -16,7 +16,16 @@ Observation (a ``Dict``):
   (:mod:`hybridsched.learn.features`: MCT's estimate relative to the best,
   execution, transfer, queueing delay, backlog, busy cores, speed, cores,
   energy, idle power, recent assignments, deadline slack, priority).
+  Columns 18-20 are what the view observes of each node (observed execution
+  and transfer factors, running ratio): 0 without drift.
 * ``action_mask`` ``(N,)`` int8: 1 where the node has memory for the task.
+
+Drift (``drift``): ``none`` (default), ``scenario`` (the scenario's own
+conditions, e.g. ``iot-drift``) or ``random`` (conditions and a task-mix shift
+drawn per episode from the instance seed, for domain randomization; see
+:class:`~hybridsched.train.rollout.InstanceSpec`). ``estimates="observed"``
+corrects the view's estimates by the observations (docs/MODEL.md 12.1).
+``info["condition_windows"]`` at reset says how many windows the episode has.
 
 Node order (``node_order``): with ``rank`` (the default) the rows of ``nodes``,
 the mask and the actions list the nodes by MCT's estimated completion, best
@@ -52,6 +61,7 @@ from hybridsched.errors import ConfigError, PolicyError
 from hybridsched.learn.features import N_FEATURES, pair_features
 from hybridsched.sim import ClusterView, Engine, SimConfig, TaskBatch
 from hybridsched.train.objective import Objective, accrue
+from hybridsched.train.rollout import InstanceSpec
 from hybridsched.workload import Scenario, generate, get_scenario
 
 TASK_FEATURES = 8
@@ -105,9 +115,15 @@ class IoTCloudEnv(gym.Env):
         invalid_penalty: float = 1.0,
         node_order: str = "rank",
         reward: str = "task",
+        drift: str = "none",
+        estimates: str = "nominal",
     ) -> None:
         sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
         self.scenario = sc
+        # validates drift and estimates; builds each episode's engine
+        self.spec = InstanceSpec(
+            sc, float(load), int(n_tasks), decision_interval, queue, drift, estimates
+        )
         self.load = float(load)
         self.n_tasks = int(n_tasks)
         self.sim_config = SimConfig(decision_interval=decision_interval, queue=queue)
@@ -170,9 +186,8 @@ class IoTCloudEnv(gym.Env):
             inst = int(options["instance_seed"])
         else:
             inst = int(self.np_random.integers(0, 2**31 - 1))
-        cluster, workload = generate(self.scenario, self.n_tasks, self.load, inst)
-        self.engine = Engine(cluster, workload, self.sim_config)
-        c = cluster
+        self.engine = self.spec.build(inst)
+        c = self.engine.cluster
         self._dynpow = np.ascontiguousarray((c.power_max_w - c.power_idle_w) / c.cores)
         self._idle_w = float(np.sum(c.power_idle_w))
         self._w_miss = np.asarray(self.objective.miss, dtype=np.float64)
@@ -183,7 +198,10 @@ class IoTCloudEnv(gym.Env):
         batch = self.engine.next_batch()
         assert batch is not None  # a workload has at least one task
         self._observe(*batch)
-        return self._obs, {"instance_seed": inst, "mct_action": self._best}
+        cond = getattr(self.engine, "options", None)
+        windows = 0 if cond is None or cond.conditions is None else len(cond.conditions)
+        info = {"instance_seed": inst, "mct_action": self._best, "condition_windows": windows}
+        return self._obs, info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Place the pending task on node ``action``; observe the next decision."""

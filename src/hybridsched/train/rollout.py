@@ -16,11 +16,15 @@ whose conditions change during the episode (``random``: drawn per episode with
 :func:`~hybridsched.workload.drift.sample_drift` and
 :func:`~hybridsched.workload.drift.sample_mix_shift` from the episode seed, for
 domain randomization; ``scenario``: the scenario's own conditions, as
-:func:`~hybridsched.workload.generate_instance` draws them). Such a copy is
-stepped through the engine's Python API (``next_batch``/``commit``: the exact
-schedule of ``simulate(..., options=...)``), and its features take the
-observations of the view (:func:`~hybridsched.learn.features.observe_nodes`);
-it is several times slower than the compiled lockstep.
+:func:`~hybridsched.workload.generate_instance` draws them). Such a copy is an options engine that
+:func:`_step_drift` steps on its fault kernels, one compiled call per copy and
+decision: change points, task events, observed estimates (written into the
+state's speed, latency and bandwidth, as the engine's observation hook does)
+and the features, the observed columns included
+(:func:`~hybridsched.learn.features.observe_nodes` is their reference). The
+order is the engine's, so a copy gives exactly the schedule of
+``simulate(..., options=...)`` with the same choices (tested). Failures,
+jitter and shared links are not simulated here.
 
 Each copy plays one workload per episode and starts a new one (the next seed)
 when it is done. Per-task costs (:class:`~hybridsched.train.objective.Objective`)
@@ -40,9 +44,18 @@ import numpy as np
 from numba import njit, typed
 
 from hybridsched.errors import ConfigError
-from hybridsched.learn.features import N_FEATURES, node_table, observe_nodes, pair_features_one
-from hybridsched.sim import Engine, SimConfig, core
-from hybridsched.sim.view import ESTIMATES
+from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
+from hybridsched.sim import Engine, SimConfig, SimResult, core
+from hybridsched.sim.fault_kernels import (
+    K_ACTIVE,
+    advance,
+    check_and_commit,
+    running_ratio,
+    set_bandwidth,
+    set_speed,
+)
+from hybridsched.sim.options_engine import ConditionsHook
+from hybridsched.sim.view import ESTIMATES, OBS_PRIOR_WEIGHT, OBS_TAU_S
 from hybridsched.train.objective import Objective
 from hybridsched.workload import Scenario, generate, generate_instance, get_scenario
 from hybridsched.workload.drift import sample_drift, sample_mix_shift
@@ -155,20 +168,80 @@ def predict_unstarted(st, d, finish):
             finish[idx[q]] = start[q] + dur[q]
 
 
-def _observe(c: _Copy, k: int, out: np.ndarray, mask: np.ndarray) -> int:
-    """Advance an engine copy to its next decision (task ``k``) and write its features."""
-    batch = c.engine.next_batch()
-    assert batch is not None
-    tasks, view = batch
-    i = int(tasks.index[0])
-    if i != k:
-        raise ConfigError(f"copy of seed {c.seed}: decided task {i}, expected {k}")
-    observe_nodes(c.static, view)
+@njit(cache=True)
+def _shrunk1(mean, weight, last, count, t):
+    """One node's observed factor (:func:`hybridsched.sim.view._shrunk`, scalar)."""
+    if count > 0:
+        w = weight * np.exp(-max(t - last, 0.0) / OBS_TAU_S)
+        m = mean
+    else:
+        w = 0.0
+        m = 1.0
+    return (w * m + OBS_PRIOR_WEIGHT) / (w + OBS_PRIOR_WEIGHT)
+
+
+@njit(cache=True)
+def _conditions_until(st, fs, t, inclusive, cp_t, cp_node, cp_f, cp):
+    """Apply the change points before ``t`` (at ``t`` too when ``inclusive``), as
+    :class:`~hybridsched.sim.options_engine.ConditionsHook` does; after the last
+    decision (``t`` = inf) only while tasks are on nodes."""
+    while cp[0] < cp_t.shape[0]:
+        tn = cp_t[cp[0]]
+        if tn > t or (tn == t and not inclusive):
+            return
+        if t == np.inf and fs.counters[K_ACTIVE] <= 0:
+            return
+        advance(st, fs, tn)
+        if t == np.inf and fs.counters[K_ACTIVE] <= 0:
+            return
+        while cp[0] < cp_t.shape[0] and cp_t[cp[0]] == tn:
+            q = cp[0]
+            j = cp_node[q]
+            fs.latency[j] = fs.lat0[j] * cp_f[q, 1]
+            set_bandwidth(st, fs, j, tn, fs.bw0[j] * cp_f[q, 2])
+            cp[1] += set_speed(st, fs, j, tn, fs.speed0[j] * cp_f[q, 0])
+            cp[0] += 1
+
+
+@njit(cache=True)
+def _step_drift(
+    st, fs, dec, k, act, node, observed, cp_t, cp_node, cp_f, cp, static, out, mask, one
+):
+    """One copy on the fault kernels: commit task ``k - 1``'s node (``act``), then
+    advance to decision ``k`` (change points, task events, observed estimates) and
+    write its features. The engine's order: :meth:`Engine._next_instant` with a
+    :class:`ConditionsHook` and an :class:`ObservationHook`.
+
+    Returns:
+        ``(k, MCT's node)``; -1 when the episode is fully decided.
+    """
+    if act:
+        idx = np.full(1, k, dtype=np.int64)
+        code, _ = check_and_commit(st, fs, idx, np.full(1, node, dtype=np.int64), dec[k], one)
+        if code:
+            raise ValueError("infeasible node")
+        k += 1
+    if k >= dec.shape[0]:
+        _conditions_until(st, fs, np.inf, True, cp_t, cp_node, cp_f, cp)
+        return k, -1
+    d = dec[k]
+    _conditions_until(st, fs, d, True, cp_t, cp_node, cp_f, cp)
+    advance(st, fs, d)
+    rr = running_ratio(st, fs, d)
+    for j in range(st.cores.shape[0]):
+        fe = max(_shrunk1(fs.obs[j, 0], fs.obs[j, 1], fs.obs[j, 2], fs.obs_n[j, 0], d), rr[j])
+        fx = _shrunk1(fs.obs[j, 3], fs.obs[j, 4], fs.obs[j, 5], fs.obs_n[j, 1], d)
+        if observed:
+            st.speed[j] = fs.speed0[j] / fe
+            st.bandwidth[j] = fs.bw0[j] / fx
+            st.latency[j] = fs.lat0[j] * fx
+        static[j, 4] = np.log(fe)
+        static[j, 5] = np.log(fx)
+        static[j, 6] = rr[j] / (1.0 + rr[j])
     best = pair_features_one(
-        view.compiled, i, float(view.time), view.core_free_min_s, view.queued_work_s,
-        view.recent_count, view.recent_time_s, c.static, out, mask,
-    )  # fmt: skip
-    return int(best)
+        st, k, d, st.proj_min, st.queued_work, st.recent, st.recent_t, static, out, mask
+    )
+    return k, best
 
 
 class _Copy:
@@ -180,6 +253,44 @@ class _Copy:
         self.seed = seed
         self.dec = np.ascontiguousarray(engine.batch_bounds()[0])
         self.static = node_table(engine.cluster)
+        options = getattr(engine, "options", None)
+        if options is None:
+            return
+        # the copy runs on the fault kernels (see _step_drift); no failures, jitter, links
+        cond = options.conditions
+        if cond is None:
+            cond_t, cond_node, cond_f = np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 3))
+        else:
+            cond_t, cond_node, cond_f = cond.change_points()
+        self.cp = (cond_t, cond_node, np.ascontiguousarray(cond_f), np.zeros(2, np.int64))
+        self.observed = options.estimates == "observed"
+        self.one = np.ones(1)
+
+    def step(self, k: int, act: bool, node: int, out: np.ndarray, mask: np.ndarray) -> tuple:
+        """:func:`_step_drift` on this copy: ``(k, MCT's node)``."""
+        e = self.engine
+        return _step_drift(
+            e.cstate, e.kernel.fstate, self.dec, k, act, node, self.observed, *self.cp,
+            self.static, out, mask, self.one,
+        )  # fmt: skip
+
+    def finish(self) -> SimResult:
+        """The run's result once every decision was stepped here."""
+        e = self.engine
+        if not self.spec_compiled:
+            # the engine did not run its own loop: mark it over, report the conditions
+            e._over = True
+            e._next_arrival = e.n_batches
+            for h in e.hooks:
+                if isinstance(h, ConditionsHook):
+                    h.changes = int(self.cp[3][0])
+                    h.retimed = int(self.cp[3][1])
+        return e.finish(policy_name="rl")
+
+    @property
+    def spec_compiled(self) -> bool:
+        """True on the base model (no options)."""
+        return getattr(self.engine, "options", None) is None
 
 
 class VecSim:
@@ -291,13 +402,12 @@ class VecSim:
             )  # fmt: skip
             return
         for e, c in enumerate(self.copies):
-            k = int(self.k[e])
-            if act[e]:
-                c.engine.commit(actions[e : e + 1])
-                k += 1
-                self.k[e] = k
-            if k < c.dec.shape[0]:
-                self.best[e] = _observe(c, k, self.obs[e], self.mask[e])
+            k, best = c.step(
+                int(self.k[e]), bool(act[e]), int(actions[e]), self.obs[e], self.mask[e]
+            )
+            self.k[e] = k
+            if best >= 0:
+                self.best[e] = best
 
     def episode_ids(self) -> np.ndarray:
         """The episode each copy is playing (its last one when idle), ``(E,)``."""
@@ -329,7 +439,7 @@ class VecSim:
 
     def _end_episode(self, i: int) -> tuple[int, dict]:
         c = self.copies[i]
-        result = c.engine.finish(policy_name="rl")
+        result = c.finish()
         st = c.engine.state
         obj = self.objective
         costs = obj.task_costs(
