@@ -162,18 +162,9 @@ class _Collector:
 
 def collect_all(config: HybridTrainConfig, seed: int) -> list[Snapshot]:
     """Snapshots of every decision batch of >= 2 tasks of an MCT run on workload ``seed``."""
-    from hybridsched.sim import SimConfig, simulate
-    from hybridsched.workload import generate
-
     out: list[Snapshot] = []
-    cluster, workload = generate(config.scenario, config.n_tasks, config.load, seed)
-    simulate(
-        cluster,
-        workload,
-        _Collector(out),
-        config=SimConfig(decision_interval=config.decision_interval, queue=config.queue),
-        seed=seed,
-    )
+    # the episode's instance, its drift and estimates included (docs/RL.md)
+    config.spec().build(seed).run(_Collector(out), seed)
     return out
 
 
@@ -432,24 +423,15 @@ class HybridTrainer(TrainingRun):
     def evaluate(self, policy: str = "hybrid") -> float:
         """Mean response, s, over the validation seeds (the hybrid with the current network)."""
         from hybridsched.policies import make_policy
-        from hybridsched.sim import SimConfig, simulate
-        from hybridsched.workload import generate
 
         c = self.config
         total, n = 0.0, 0
         for s in self.validation_seeds():
-            cluster, workload = generate(c.scenario, c.eval_tasks, c.load, s)
             pol = make_policy(policy)
             if policy == "hybrid":
                 pol.model = self.model
                 pol.temperature = c.temperature
-            res = simulate(
-                cluster,
-                workload,
-                pol,
-                config=SimConfig(decision_interval=c.decision_interval, queue=c.queue),
-                seed=s,
-            )
+            res = c.spec(c.eval_tasks).build(s).run(pol, s)
             total += res.summary["mean_response_s"] * res.summary["tasks"]
             n += res.summary["tasks"]
         return total / n
