@@ -5,6 +5,9 @@ Two commands::
     # train one objective variant (a few minutes; see VARIANTS)
     python benchmarks/bench_rl_drift.py train --variant g99 --minutes 4 --out runs/drift-g99
 
+    # continue a run for more minutes
+    python benchmarks/bench_rl_drift.py resume runs/drift-g99 --minutes 20
+
     # paired comparison on held-out seeds (20,000 and up), every checkpoint given
     python benchmarks/bench_rl_drift.py compare runs/drift-g99 runs/drift-avg --seeds 10
 
@@ -72,6 +75,14 @@ def train(variant: str, minutes: float, out: Path, seed: int) -> None:
                       "best_val": p.best_objective, "mct_val": p.mct_objective}))  # fmt: skip
 
 
+def resume(out: Path, minutes: float) -> None:
+    trainer = Trainer.resume(out)
+    trainer.run(minutes)
+    p = trainer.progress
+    print(json.dumps({"updates": p.updates, "decisions": p.decisions,
+                      "best_val": p.best_objective, "mct_val": p.mct_objective}))  # fmt: skip
+
+
 def _mean_response(act, spec: InstanceSpec, seeds: list[int]) -> list[float]:
     return [r["mean_response_s"] for r in run_greedy(act, spec, seeds)]
 
@@ -106,6 +117,9 @@ def main() -> None:
     t.add_argument("--minutes", type=float, default=4.0)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("resume")
+    r.add_argument("out", type=Path)
+    r.add_argument("--minutes", type=float, default=10.0)
     c = sub.add_parser("compare")
     c.add_argument("runs", type=Path, nargs="*")
     c.add_argument("--seeds", type=int, default=10)
@@ -113,6 +127,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.cmd == "train":
         train(a.variant, a.minutes, a.out, a.seed)
+    elif a.cmd == "resume":
+        resume(a.out, a.minutes)
     else:
         table = compare(a.runs, a.seeds)
         if a.json:

@@ -121,7 +121,7 @@ class IoTCloudEnv(gym.Env):
         sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
         self.scenario = sc
         # validates drift and estimates; builds each episode's engine
-        self.spec = InstanceSpec(
+        self._instances = InstanceSpec(
             sc, float(load), int(n_tasks), decision_interval, queue, drift, estimates
         )
         self.load = float(load)
@@ -186,7 +186,7 @@ class IoTCloudEnv(gym.Env):
             inst = int(options["instance_seed"])
         else:
             inst = int(self.np_random.integers(0, 2**31 - 1))
-        self.engine = self.spec.build(inst)
+        self.engine = self._instances.build(inst)
         c = self.engine.cluster
         self._dynpow = np.ascontiguousarray((c.power_max_w - c.power_idle_w) / c.cores)
         self._idle_w = float(np.sum(c.power_idle_w))
