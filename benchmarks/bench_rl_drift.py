@@ -55,6 +55,7 @@ VARIANTS = {
     "g90": {"gamma": 0.9, "gae_lambda": 0.9},
     "g99": {"gamma": 0.99, "gae_lambda": 0.95},
     "avg": {"gamma": 1.0, "gae_lambda": 0.95, "average_reward": True},
+    "g99-slow": {"gamma": 0.99, "gae_lambda": 0.95, "lr": 3e-4},
 }
 """The objectives compared: myopic (today's), long discount, average reward."""
 
@@ -87,11 +88,12 @@ def _mean_response(act, spec: InstanceSpec, seeds: list[int]) -> list[float]:
     return [r["mean_response_s"] for r in run_greedy(act, spec, seeds)]
 
 
-def compare(paths: list[Path], n_seeds: int) -> dict:
+def compare(paths: list[Path], n_seeds: int, settings: list[str]) -> dict:
     seeds = list(range(20_000, 20_000 + n_seeds))
     policies = {"rl": DEFAULT_CHECKPOINT, **{p.name: p for p in paths}}
     table: dict = {}
-    for name, spec in SETTINGS.items():
+    for name in settings:
+        spec = SETTINGS[name]
         mct = _mean_response(lambda obs, mask, best: best, spec, seeds)
         row = {"mct": {"mean": float(np.mean(mct))}}
         for pname, path in policies.items():
@@ -124,13 +126,14 @@ def main() -> None:
     c.add_argument("runs", type=Path, nargs="*")
     c.add_argument("--seeds", type=int, default=10)
     c.add_argument("--json", type=Path, default=None)
+    c.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated")
     a = ap.parse_args()
     if a.cmd == "train":
         train(a.variant, a.minutes, a.out, a.seed)
     elif a.cmd == "resume":
         resume(a.out, a.minutes)
     else:
-        table = compare(a.runs, a.seeds)
+        table = compare(a.runs, a.seeds, a.settings.split(","))
         if a.json:
             a.json.write_text(json.dumps(table, indent=1))
 
