@@ -199,3 +199,24 @@ def test_env_with_drift():
     assert play(3)[3] == trace
     with pytest.raises(ConfigError, match="drift: must be one of"):
         IoTCloudEnv("iot-small", drift="often")
+
+
+def test_hybrid_config_refuses_unknown_drift():
+    from hybridsched.train.config import HybridTrainConfig
+
+    with pytest.raises(ConfigError, match="drift: must be one of none, scenario, random"):
+        HybridTrainConfig(drift="gradual")
+    assert HybridTrainConfig(drift="random", estimates="observed").spec().drift == "random"
+
+
+def test_hybrid_collection_runs_on_drift():
+    """The hybrid trainer's snapshots come from the drifting episode and see its observations."""
+    from hybridsched.train.config import HybridTrainConfig
+    from hybridsched.train.hybrid_trainer import collect_all
+
+    config = HybridTrainConfig(scenario="iot-small", n_tasks=300, drift="random", load=0.9)
+    snaps = collect_all(config, 5)
+    assert len(snaps) > 10
+    assert max(float(s.x[..., OBS].abs().max()) for s in snaps) > 0.05
+    calm = collect_all(replace(config, drift="none"), 5)
+    assert max(float(s.x[..., OBS].abs().max()) for s in calm) == 0.0

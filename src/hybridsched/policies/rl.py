@@ -4,7 +4,9 @@ For each task the network scores every (task, node) pair from the features of
 :mod:`hybridsched.learn.features` and the task goes to the best-scoring feasible
 node (``greedy``, the default) or to one drawn from the masked softmax with the
 run's generator. The tasks of a batch are placed one at a time, each seeing the
-tentative placement of the ones before it, as the heuristics do.
+tentative placement of the ones before it, as the heuristics do. A network made
+for the observed features (21) also reads what the view observes of each node
+(:func:`~hybridsched.learn.features.observe_nodes`); an older one (18) does not.
 
 The weights come from a checkpoint written by ``hybridsched train rl``
 (``checkpoint=PATH``: a ``.pt`` file or a training folder, whose ``best.pt`` is

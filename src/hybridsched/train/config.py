@@ -264,6 +264,7 @@ class HybridTrainConfig(EpisodeConfig):
     """Workers (Ray actors); each collects a share of the runs and samples their snapshots' ants."""
 
     def __post_init__(self) -> None:
+        self.spec()  # validates drift and estimates
         _require_counts(
             self,
             "hybrid train config",
