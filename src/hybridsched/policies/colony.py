@@ -67,7 +67,14 @@ import numpy as np
 from hybridsched.errors import ConfigError
 from hybridsched.model import PRIORITY_CLASSES, Cluster
 from hybridsched.policies import cost as costmod
-from hybridsched.policies.ants import MMASParams, construct_ant, construct_numpy, run_mmas
+from hybridsched.policies.ants import (
+    MMASParams,
+    construct_ant,
+    construct_numpy,
+    polish,
+    run_mmas,
+    search_state,
+)
 from hybridsched.sim.view import ClusterView, TaskBatch
 
 Heuristic = Callable[[TaskBatch, ClusterView], np.ndarray]
@@ -103,6 +110,11 @@ class ColonyParams:
 
     ants: int = _arg(8, "ants per iteration")
     iterations: int = _arg(8, "iterations per batch")
+    ant_limit: int = _arg(
+        256,
+        "ants only on batches up to this many tasks; a larger batch gets the best seed "
+        "polished by local search (0: no limit)",
+    )
     alpha: float = _arg(1.0, "exponent of the pheromone")
     beta: float = _arg(2.0, "exponent of the desirability")
     rho: float = _arg(0.2, "evaporation rate of the batch's trails, in (0, 1]")
@@ -138,6 +150,7 @@ class ColonyParams:
         ints = {
             "ants": 1,
             "iterations": 0,
+            "ant_limit": 0,
             "candidates": 1,
             "global_every": 1,
             "restart_after": 0,
@@ -438,13 +451,21 @@ class Colony:
         if best is None:
             best = np.ascontiguousarray(cand[:, 0])
             best_cost = costmod.evaluate_one(p, best, ws)
-        elif prm.explore > 0 and prm.alpha > 0:
-            tau0 = self._near_seed(tau0, cand, ncand, etab, best)
-        tau_min = self._tau_min(b, cand.shape[1])
-        tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
-        u = self._rng.random((prm.iterations, prm.ants, b))
         best = np.ascontiguousarray(best)
-        cost, evals = run_mmas(
+        tau_min = self._tau_min(b, cand.shape[1])
+        kp = prm.kernel_params(tau_min, b)
+        ls = search_state(p, cand, ncand, kp.prune)
+        evals = 0
+        if kp.ls_sweeps > 0:
+            # the ants search around the polished start, so that the local search of
+            # their best need only look near where it differs
+            best_cost, evals = polish(p, ws, best, cand, ncand, kp.ls_sweeps, kp.swaps, ls)
+        if seeds and prm.explore > 0 and prm.alpha > 0:
+            tau0 = self._near_seed(tau0, cand, ncand, etab, best)
+        tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
+        iterations = prm.iterations if prm.ant_limit == 0 or b <= prm.ant_limit else 0
+        u = self._rng.random((iterations, prm.ants, b))
+        cost, e = run_mmas(
             p,
             ws,
             u,
@@ -453,12 +474,14 @@ class Colony:
             ncand,
             tau0,
             np.ascontiguousarray(etab),
-            prm.kernel_params(tau_min, b),
+            kp,
             view.core_free_s,
             view.available_s,
             best,
             float(best_cost),
+            ls,
         )
+        evals += e
         self._remember(cls, best)
         seed_cost = float(min(seed_costs)) if seeds else float("nan")
         return ColonyResult(

@@ -136,6 +136,7 @@ def deadline_repair(p, ws, nodes, feasible, order, passes):
 _COLONY_ARGS = colony_args(
     "ants",
     "iterations",
+    "ant_limit",
     "alpha",
     "beta",
     "rho",
