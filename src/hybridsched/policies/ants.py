@@ -182,7 +182,7 @@ def run_mmas(
     """The MAX-MIN ant system on one batch (``tau_max = 1``).
 
     ``best`` is the starting point, already a local optimum when local search
-    is on (:func:`polish`; the initial trails lean to it). Each
+    is on (:func:`polish`). Each
     ``ls_every``-th iteration-best ant is improved near where it differs from
     the best-so-far (or, with ``ls_every = 0``, only the final best, near
     where it differs from the start).

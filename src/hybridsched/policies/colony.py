@@ -63,6 +63,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, get_type_hints
 
 import numpy as np
+from numba import njit
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import PRIORITY_CLASSES, Cluster
@@ -90,9 +91,112 @@ ORDERS = ("priority", "slack", "arrival")
 
 
 def completion_heuristic(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-    """The classic desirability: ``1 / (est_finish - now)``, 0 on infeasible nodes."""
-    eta = 1.0 / (view.est_finish_s - view.time)
-    return np.where(view.feasible, eta, 0.0)
+    """The classic desirability: ``1 / (est_finish - now)``, 0 on infeasible nodes.
+
+    ``est_finish`` is the view's MCT estimate (:attr:`ClusterView.est_finish_s`),
+    computed here in one compiled pass with the same operations (so the same
+    bits), without the view's intermediate ``(B, N)`` arrays.
+    """
+    eta = np.empty((len(tasks), view.n_nodes))
+    _completion_eta(*_estimate_inputs(tasks, view), eta)
+    return eta
+
+
+def _estimate_inputs(tasks: TaskBatch, view: ClusterView) -> tuple:
+    """What :func:`_completion_eta` and :func:`_best_finish` read, as contiguous arrays."""
+    c = view.cluster
+    return (
+        float(view.time),
+        np.ascontiguousarray(c.latency_s, dtype=np.float64),
+        np.ascontiguousarray(tasks.region, dtype=np.int64),
+        np.ascontiguousarray(tasks.data_mb, dtype=np.float64),
+        np.ascontiguousarray(c.bandwidth_mb_s, dtype=np.float64),
+        np.ascontiguousarray(tasks.work_gi, dtype=np.float64),
+        np.ascontiguousarray(c.speed, dtype=np.float64),
+        np.ascontiguousarray(view.available_s, dtype=np.float64),
+        np.ascontiguousarray(view.feasible),
+    )
+
+
+@njit(cache=True)
+def _finish(d, lat, region, data, bw, work, speed, avail, t, j):
+    # view.est_finish_s, operation for operation: max((d + lat) + data / bw, available) + exec
+    return max((d + lat[j, region[t]]) + data[t] / bw[j], avail[j]) + work[t] / speed[j]
+
+
+@njit(cache=True)
+def _completion_eta(d, lat, region, data, bw, work, speed, avail, feasible, eta):
+    for t in range(eta.shape[0]):
+        for j in range(eta.shape[1]):
+            if feasible[t, j]:
+                eta[t, j] = 1.0 / (_finish(d, lat, region, data, bw, work, speed, avail, t, j) - d)
+            else:
+                eta[t, j] = 0.0
+
+
+@njit(cache=True)
+def _best_finish(d, lat, region, data, bw, work, speed, avail, feasible):
+    """Per task, the earliest estimated finish over its feasible nodes (inf: none)."""
+    b, n = feasible.shape
+    best = np.full(b, np.inf)
+    for t in range(b):
+        for j in range(n):
+            if feasible[t, j]:
+                best[t] = min(best[t], _finish(d, lat, region, data, bw, work, speed, avail, t, j))
+    return best
+
+
+@njit(cache=True)
+def top_candidates(eta, feasible, k, seeds):
+    """Per task, the ``k`` nodes of highest ``eta``, then the seeds' nodes not among them.
+
+    A node counts only where it is feasible and ``eta`` is finite and > 0.
+    Best first, ties to the lower node index; one pass over the row, no sort.
+
+    Args:
+        eta, feasible: ``(B, N)``.
+        k: candidates per task.
+        seeds: ``(S, B)`` the seed assignments.
+
+    Returns:
+        ``(cand (B, k + S), ncand (B,), eta on cand (B, k + S))``; entries past
+        ``ncand`` are unset.
+    """
+    b, n = eta.shape
+    w = k + seeds.shape[0]
+    cand = np.zeros((b, w), dtype=np.int64)
+    val = np.zeros((b, w))
+    ncand = np.zeros(b, dtype=np.int64)
+    for t in range(b):
+        cnt = 0
+        for j in range(n):
+            v = eta[t, j]
+            if not (feasible[t, j] and v > 0 and v < np.inf):
+                continue
+            if cnt == k and not v > val[t, k - 1]:
+                continue
+            q = cnt if cnt < k else k - 1
+            if cnt < k:
+                cnt += 1
+            # strictly larger moves up: an earlier node stays first on ties
+            while q > 0 and v > val[t, q - 1]:
+                cand[t, q] = cand[t, q - 1]
+                val[t, q] = val[t, q - 1]
+                q -= 1
+            cand[t, q] = j
+            val[t, q] = v
+        for s in range(seeds.shape[0]):
+            j = seeds[s, t]
+            found = False
+            for q in range(cnt):
+                found = found or cand[t, q] == j
+            if not found:
+                cand[t, cnt] = j
+                v = eta[t, j]
+                val[t, cnt] = v if (feasible[t, j] and v > 0 and v < np.inf) else 0.0
+                cnt += 1
+        ncand[t] = cnt
+    return cand, ncand, val
 
 
 def _arg(default: Any, help: str) -> Any:
@@ -263,25 +367,11 @@ class ColonyResult:
 _WARM = False
 
 
-def warm_up() -> float:
-    """Compile the colony's kernels (or load them from numba's cache), once per process.
-
-    Solves a tiny batch (2 nodes, 4 tasks) with a throwaway colony of default
-    parameters, so that the first real batch does not pay for compilation and
-    a run's ``scheduler_seconds`` (which times ``assign`` only) counts deciding,
-    not compiling. :meth:`Colony.reset` calls it; the draws of the run are not
-    touched (the throwaway colony has its own generator).
-
-    Returns:
-        the seconds it took, 0 when the kernels were warm already.
-    """
-    global _WARM
-    if _WARM:
-        return 0.0
+def warm_engine() -> Any:
+    """A tiny run (2 nodes, 4 tasks, interval 0.5 s, priority queues) to compile kernels on."""
     from hybridsched.model import Workload
     from hybridsched.sim import Engine
 
-    t = time.perf_counter()
     node = {
         "cores": 2,
         "speed": 1.0,
@@ -312,9 +402,28 @@ def warm_up() -> float:
         },
         cluster=cluster,
     )
-    engine = Engine(cluster, workload, decision_interval=0.5, queue="priority")
+    return Engine(cluster, workload, decision_interval=0.5, queue="priority")
+
+
+def warm_up() -> float:
+    """Compile the colony's kernels (or load them from numba's cache), once per process.
+
+    Solves the batch of :func:`warm_engine` with a throwaway colony of default
+    parameters, so that the first real batch does not pay for compilation and
+    a run's ``scheduler_seconds`` (which times ``assign`` only) counts deciding,
+    not compiling. :meth:`Colony.reset` calls it; the draws of the run are not
+    touched (the throwaway colony has its own generator).
+
+    Returns:
+        the seconds it took, 0 when the kernels were warm already.
+    """
+    global _WARM
+    if _WARM:
+        return 0.0
+    t = time.perf_counter()
+    engine = warm_engine()
     colony = Colony(ColonyParams(ants=2, iterations=2))
-    colony.reset(cluster, np.random.default_rng(0), warm=False)
+    colony.reset(engine.cluster, np.random.default_rng(0), warm=False)
     batch = engine.next_batch()
     if batch is not None:
         colony.solve(*batch)
@@ -383,7 +492,7 @@ class Colony:
         b = len(tasks)
         if self.params.order == "arrival":
             return np.arange(b, dtype=np.int64)
-        best = np.min(np.where(view.feasible, view.est_finish_s, np.inf), axis=1)
+        best = _best_finish(*_estimate_inputs(tasks, view))
         slack = tasks.deadline_abs_s - best
         if self.params.order == "slack":
             return np.lexsort((np.arange(b), slack)).astype(np.int64)
@@ -398,28 +507,29 @@ class Colony:
             ``cand (B, K)`` (best first; padding repeats the last valid one) and
             ``ncand (B,)``, the number of valid entries.
         """
+        cand, ncand, _ = self._candidates(eta, np.ones(eta.shape, dtype=np.bool_), seeds)
+        return cand, ncand
+
+    def _candidates(
+        self, eta: np.ndarray, feasible: np.ndarray, seeds: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`candidates` on the feasible pairs, with ``eta`` on them (padded alike)."""
         b, n = eta.shape
         k = min(self.params.candidates, n)
-        if k < n:
-            part = np.argpartition(-eta, k - 1, axis=1)[:, :k]
-        else:
-            part = np.broadcast_to(np.arange(n), (b, n))
-        vals = np.take_along_axis(eta, part, axis=1)
-        # best first; ties by node index, for a deterministic order
-        srt = np.lexsort((part, -vals), axis=1)
-        cand = np.zeros((b, k + len(seeds)), dtype=np.int64)
-        cand[:, :k] = np.take_along_axis(part, srt, axis=1)
-        ncand = np.sum(vals > 0, axis=1).astype(np.int64)
-        for s in seeds:
-            valid = np.arange(cand.shape[1]) < ncand[:, None]
-            missing = np.flatnonzero(~np.any((cand == s[:, None]) & valid, axis=1))
-            cand[missing, ncand[missing]] = s[missing]
-            ncand[missing] += 1
-        cand = cand[:, : max(int(ncand.max()), 1)]
+        sd = np.zeros((len(seeds), b), dtype=np.int64)
+        for i, x in enumerate(seeds):
+            sd[i] = x
+        cand, ncand, val = top_candidates(
+            np.ascontiguousarray(eta, dtype=np.float64), np.ascontiguousarray(feasible), k, sd
+        )
+        width = max(int(ncand.max(initial=0)), 1)
+        cand, val = cand[:, :width], val[:, :width]
         # pad beyond ncand with a valid node so that every entry is an index
-        fill = cand[np.arange(b), np.maximum(ncand - 1, 0)]
-        cand = np.where(np.arange(cand.shape[1]) < ncand[:, None], cand, fill[:, None])
-        return np.ascontiguousarray(cand), ncand
+        last = np.maximum(ncand - 1, 0)[:, None]
+        pad = np.arange(width) >= ncand[:, None]
+        cand = np.where(pad, np.take_along_axis(cand, last, axis=1), cand)
+        val = np.where(pad, np.take_along_axis(val, last, axis=1), val)
+        return np.ascontiguousarray(cand), ncand, np.ascontiguousarray(val)
 
     def solve(self, tasks: TaskBatch, view: ClusterView) -> ColonyResult:
         """Assign one batch: seeds, then the MAX-MIN ant system; update the memory."""
@@ -439,12 +549,10 @@ class Colony:
             raise ConfigError(
                 f"aco heuristic: must return shape {(b, view.n_nodes)}, got {eta.shape}"
             )
-        eta = np.where(view.feasible & np.isfinite(eta) & (eta > 0), eta, 0.0)
-        cand, ncand = self.candidates(eta, seeds)
+        cand, ncand, etab = self._candidates(eta, view.feasible, seeds)
         if np.any(ncand == 0):
             raise ConfigError("aco heuristic: gives no node with eta > 0 to some task")
         order = self.construction_order(tasks, view)
-        etab = np.take_along_axis(eta, cand, axis=1)
         etab = etab * etab if prm.beta == 2.0 else etab**prm.beta
         cls = self.task_classes(tasks)
         tau0 = 1.0 - prm.memory + prm.memory * self._memory[cls[:, None], cand]
@@ -452,18 +560,18 @@ class Colony:
             best = np.ascontiguousarray(cand[:, 0])
             best_cost = costmod.evaluate_one(p, best, ws)
         best = np.ascontiguousarray(best)
+        start = best.copy()
         tau_min = self._tau_min(b, cand.shape[1])
         kp = prm.kernel_params(tau_min, b)
         ls = search_state(p, cand, ncand, kp.prune)
         evals = 0
         if kp.ls_sweeps > 0:
-            # the ants search around the polished start, so that the local search of
-            # their best need only look near where it differs
             best_cost, evals = polish(p, ws, best, cand, ncand, kp.ls_sweeps, kp.swaps, ls)
-        if seeds and prm.explore > 0 and prm.alpha > 0:
-            tau0 = self._near_seed(tau0, cand, ncand, etab, best)
-        tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
+        # a large batch gets no ants: their search costs far more than it finds there
         iterations = prm.iterations if prm.ant_limit == 0 or b <= prm.ant_limit else 0
+        if iterations > 0 and seeds and prm.explore > 0 and prm.alpha > 0:
+            tau0 = self._near_seed(tau0, cand, ncand, etab, start)
+        tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
         u = self._rng.random((iterations, prm.ants, b))
         cost, e = run_mmas(
             p,

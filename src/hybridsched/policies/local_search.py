@@ -33,7 +33,7 @@ def node_lists(sol, n):
 
 
 @njit(cache=True)
-def _unlink(head, nxt, j, t):
+def unlink(head, nxt, j, t):
     """Take task ``t`` out of node ``j``'s list."""
     if head[j] == t:
         head[j] = nxt[t]
@@ -46,7 +46,7 @@ def _unlink(head, nxt, j, t):
 
 
 @njit(cache=True)
-def _link(head, nxt, j, t):
+def link(head, nxt, j, t):
     """Put task ``t`` into node ``j``'s list, keeping it ascending."""
     if head[j] < 0 or head[j] > t:
         nxt[t] = head[j]
@@ -241,8 +241,8 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                 new = new_body + _horizon(p, top_v, top_j, a, la, j, lj)
                 if new < cur - tol:
                     sol[t] = j
-                    _unlink(head, nxt, a, t)
-                    _link(head, nxt, j, t)
+                    unlink(head, nxt, a, t)
+                    link(head, nxt, j, t)
                     ncost[a], ncost[j] = ca, cj
                     _top_set(nlast, top_v, top_j, a, la)
                     _top_set(nlast, top_v, top_j, j, lj)
@@ -282,10 +282,10 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                 if new < cur - tol:
                     sol[t1] = j
                     sol[t2] = a
-                    _unlink(head, nxt, a, t1)
-                    _unlink(head, nxt, j, t2)
-                    _link(head, nxt, j, t1)
-                    _link(head, nxt, a, t2)
+                    unlink(head, nxt, a, t1)
+                    unlink(head, nxt, j, t2)
+                    link(head, nxt, j, t1)
+                    link(head, nxt, a, t2)
                     ncost[a], ncost[j] = ca, cj
                     _top_set(nlast, top_v, top_j, a, la)
                     _top_set(nlast, top_v, top_j, j, lj)
