@@ -43,7 +43,14 @@ from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
 from hybridsched.model import Cluster
 from hybridsched.policies import cost
 from hybridsched.policies.base import register
-from hybridsched.policies.colony import Colony, ColonyResult, colony_args, warm_engine
+from hybridsched.policies.colony import (
+    Colony,
+    ColonyResult,
+    colony_args,
+    completion_heuristic,
+    top_candidates,
+    warm_engine,
+)
 from hybridsched.policies.cost import CostFields
 from hybridsched.policies.local_search import link, node_lists, unlink
 from hybridsched.sim.view import ClusterView, TaskBatch
@@ -217,12 +224,25 @@ class Hybrid(_COLONY_ARGS, CostFields):
         metadata={"help": "never place a task where it misses a deadline it can meet elsewhere"},
     )
     threads: int = field(default=1, metadata={"help": "torch threads while scoring"})
+    shortlist: int = field(
+        default=128,
+        metadata={
+            "help": "on clusters larger than this, the network scores only each task's this "
+            "many nodes of earliest estimated finish (0: every node)"
+        },
+    )
 
     def __post_init__(self) -> None:
         from hybridsched.learn.network import load_checkpoint
 
         if not (self.temperature > 0 and np.isfinite(self.temperature)):
             raise ConfigError(f"hybrid temperature: must be > 0, got {self.temperature!r}")
+        if (
+            isinstance(self.shortlist, bool)
+            or not isinstance(self.shortlist, int)
+            or (self.shortlist < 0)
+        ):
+            raise ConfigError(f"hybrid shortlist: must be an integer >= 0, got {self.shortlist!r}")
         self.params = self.colony_params()
         if self.checkpoint:
             path = Path(self.checkpoint)
@@ -244,7 +264,11 @@ class Hybrid(_COLONY_ARGS, CostFields):
         self._static = node_table(cluster)
 
     def logits(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        """The network's scores of every pair of the batch, one forward, ``(B, N)``."""
+        """The network's scores of the pairs of the batch, one forward, ``(B, N)``.
+
+        With a shortlist (:attr:`shortlist` smaller than the cluster), only each
+        task's shortlisted nodes are scored; the others get ``-inf``.
+        """
         import torch
 
         if self._static.shape[0] != view.n_nodes:
@@ -254,18 +278,46 @@ class Hybrid(_COLONY_ARGS, CostFields):
         mask = np.empty((b, n), dtype=np.bool_)
         idx = np.ascontiguousarray(tasks.index, dtype=np.int64)
         batch_features(view.compiled, idx, float(view.time), self._static, feats, mask)
-        x = torch.from_numpy(feats)
+        nodes = self.shortlisted(tasks, view)
+        rows = np.arange(b)[:, None]
+        x = torch.from_numpy(feats if nodes is None else feats[rows, nodes])
         old = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                out = self.model.score(x).numpy()
+                out = self.model.score(x).numpy().astype(np.float64)
         finally:
             torch.set_num_threads(old)
-        return out.astype(np.float64)
+        if nodes is None:
+            return out
+        full = np.full((b, n), -np.inf)
+        full[rows, nodes] = out
+        return full
+
+    def shortlisted(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray | None:
+        """Each task's :attr:`shortlist` feasible nodes of earliest estimated finish.
+
+        ``(B, M)`` node indices (a task with fewer feasible nodes has them all,
+        then node 0, which its feasibility mask leaves out if it must), or None
+        when every node is scored (no shortlist, or a cluster no larger than
+        it). The network's cost is per pair, and a large cluster puts most of
+        its nodes far from a task's best.
+        """
+        if self.shortlist == 0 or view.n_nodes <= self.shortlist:
+            return None
+        eta = completion_heuristic(tasks, view)  # 1 / estimated response: best first
+        nodes, _, _ = top_candidates(
+            eta,
+            np.ascontiguousarray(view.feasible),
+            self.shortlist,
+            np.zeros((0, len(tasks)), dtype=np.int64),
+        )
+        return nodes
 
     def _heuristic(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        self._eta = eta_from_logits(self.logits(tasks, view), view.feasible, self.temperature)
+        logits = self.logits(tasks, view)
+        allowed = view.feasible & np.isfinite(logits)
+        self._eta = eta_from_logits(logits, allowed, self.temperature)
         return self._eta
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
