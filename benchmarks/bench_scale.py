@@ -26,6 +26,7 @@ Usage::
     python benchmarks/bench_scale.py --nodes 10000 --tasks 20000 --policies aco
     python benchmarks/bench_scale.py --json out.json              # machine-readable rows
     python benchmarks/bench_scale.py --baseline old.json          # quality against old rows
+    python benchmarks/bench_scale.py --nodes 1000 --batch 64      # batches of 64 tasks on average
 """
 
 from __future__ import annotations
@@ -80,13 +81,26 @@ def cluster_of(n_nodes: int, seed: int = 0) -> Any:
 
 
 def run_case(
-    policy: str, n_nodes: int, queue: str, n_tasks: int, seed: int = 0, delta: float = 0.5
+    policy: str,
+    n_nodes: int,
+    queue: str,
+    n_tasks: int,
+    seed: int = 0,
+    delta: float = 0.5,
+    batch: int = 0,
 ) -> dict[str, Any]:
-    """One timed run; returns the row of figures."""
+    """One timed run; returns the row of figures.
+
+    With ``batch`` > 0 the decision interval is set so that a batch holds
+    ``batch`` tasks on average (``batch`` mean inter-arrival times) instead of ``delta``.
+    """
     cluster = cluster_of(n_nodes, seed)
     wl = generate_workload(
         cluster, get_scenario("iot-default").workload, n_tasks, QUEUES[queue], seed
     )
+    if batch > 0:
+        span = float(wl.arrival_s.max() - wl.arrival_s.min())
+        delta = batch * span / max(n_tasks - 1, 1)
     timed = Timed(make_policy(policy))
     res = Engine(cluster, wl, decision_interval=delta, queue="priority").run(timed, seed)
     sec = np.asarray(timed.seconds)
@@ -99,6 +113,7 @@ def run_case(
         "nodes": n_nodes,
         "queue": queue,
         "tasks": n_tasks,
+        "interval_s": delta,
         "batches": len(sec),
         "mean_batch": float(size.mean()),
         "tasks_per_s": float(size.sum() / sec.sum()),
@@ -120,6 +135,9 @@ def main() -> None:
     ap.add_argument("--queues", default="short,long")
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--batch", type=int, default=0, help="interval for this mean batch size (0: 0.5 s)"
+    )
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--baseline", default=None, help="rows (--json) to compare quality with")
     a = ap.parse_args()
@@ -127,11 +145,15 @@ def main() -> None:
     base = {}
     if a.baseline:
         with open(a.baseline) as fh:
-            base = {(r["policy"], r["nodes"], r["queue"], r["tasks"]): r for r in json.load(fh)}
+            base = {
+                (r["policy"], r["nodes"], r["queue"], r["tasks"], r.get("interval_s")): r
+                for r in json.load(fh)
+            }
     for p in policies:  # compile outside the measurement
         run_case(p, 20, "short", 200)
     rows = []
-    table = Table(title="Decision cost per batch through assign (decision interval 0.5 s)")
+    title = f"batches of {a.batch} tasks on average" if a.batch else "decision interval 0.5 s"
+    table = Table(title=f"Decision cost per batch through assign ({title})")
     for col in (
         "policy",
         "nodes",
@@ -152,9 +174,9 @@ def main() -> None:
     for n in (int(x) for x in a.nodes.split(",")):
         for q in a.queues.split(","):
             for p in policies:
-                r = run_case(p, n, q, a.tasks, a.seed)
+                r = run_case(p, n, q, a.tasks, a.seed, batch=a.batch)
                 rows.append(r)
-                old = base.get((p, n, q, a.tasks))
+                old = base.get((p, n, q, a.tasks, r["interval_s"]))
                 vs = ""
                 if old is not None:
                     resp = r["mean_response_s"] / old["mean_response_s"] - 1

@@ -38,6 +38,8 @@ Per decision batch of ``B`` tasks:
    don't-look bits and a cheap bound that skips hopeless moves. It improves the
    best seed first, then every ``ls_every``-th iteration-best ant near where it
    differs from the best-so-far (an iterated local search driven by the ants).
+   A batch of more than ``ant_limit`` tasks gets no ants: the polished seed is
+   its answer (there the ants' search cost far more than it found).
 9. **Memory across batches.** A persistent trail ``M[class, node]``, with the
    class of a task its (region, priority class, size bucket of work), initialises
    the batch's trails: ``tau0 = tau_max * (1 - memory + memory * M)`` (before the
