@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,24 +24,15 @@ from hypothesis import strategies as st
 from hybridsched.policies import colony, cost, make_policy
 from hybridsched.policies.ants import polish, search_state
 from hybridsched.policies.hybrid import REPAIR_PASSES, deadline_repair
-from hybridsched.sim import Engine, simulate
+from hybridsched.sim import simulate
 from hybridsched.workload import generate
 
-
-def _mid_run(scenario: str = "iot-small", n_tasks: int = 300, load: float = 1.2, seed: int = 4):
-    """A batch half way through an MCT run (queues not empty)."""
-    cluster, workload = generate(scenario, n_tasks, load, seed=seed)
-    engine = Engine(cluster, workload, decision_interval=0.5, queue="priority")
-    mct = make_policy("mct")
-    mct.reset(cluster, np.random.default_rng(0))
-    for _ in range(engine.n_batches // 2):
-        tasks, view = engine.next_batch()
-        engine.commit(mct.assign(tasks, view))
-    return cluster, *engine.next_batch()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_aco import _problem_inputs
 
 
 def test_compiled_dense_passes_equal_the_views_arrays() -> None:
-    _, tasks, view = _mid_run()
+    _, tasks, view = _problem_inputs()
     want = np.where(view.feasible, 1.0 / (view.est_finish_s - view.time), 0.0)
     assert np.array_equal(colony.completion_heuristic(tasks, view), want)
     p = cost.build_problem(tasks, view, cost.CostWeights())
@@ -109,7 +103,7 @@ def test_local_search_returns_the_exact_cost_of_a_local_optimum() -> None:
         ("iot-small", 200, 0.9, 1),
         ("iot-default", 3000, 1.0, 2),
     ):
-        _, tasks, view = _mid_run(scenario, n_tasks, load, seed)
+        _, tasks, view = _problem_inputs(scenario, n_tasks, load, seed)
         p, sol, c, cand, ncand = _polished(tasks, view)
         exact = cost.batch_cost(p, sol)
         assert abs(c - exact) <= 1e-9 * max(1.0, abs(exact))
@@ -161,7 +155,7 @@ def _repair_by_full_rescan(pt, p, nodes, feasible, order, passes):
 def test_deadline_repair_makes_the_moves_of_the_full_rescan() -> None:
     moved = 0
     for seed in range(4):
-        _, tasks, view = _mid_run("iot-small", 400, 1.6, seed)
+        _, tasks, view = _problem_inputs("iot-small", 400, 1.6, seed)
         pt = cost.build_problem(tasks, view, cost.CostWeights())
         p = cost.compile_problem(pt)
         feasible = np.ascontiguousarray(view.feasible)
@@ -207,7 +201,7 @@ def test_large_batches_without_ants_place_feasibly_and_repeat() -> None:
     # never worse than its best seed, batch by batch: the polished seed is kept only if cheaper
     pol = make_policy("aco", args)
     pol.reset(cluster, np.random.default_rng(0))
-    _, tasks, view = _mid_run("iot-small", 400, 1.5, 3)
+    _, tasks, view = _problem_inputs("iot-small", 400, 1.5, 3)
     found = pol.colony.solve(tasks, view)
     assert len(tasks) > 4
     assert found.cost <= found.seed_cost + 1e-12

@@ -106,15 +106,8 @@ def completion_heuristic(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
 
 def _estimate_inputs(tasks: TaskBatch, view: ClusterView) -> tuple:
     """What :func:`_completion_eta` and :func:`_best_finish` read, as contiguous arrays."""
-    c = view.cluster
     return (
-        float(view.time),
-        np.ascontiguousarray(c.latency_s, dtype=np.float64),
-        np.ascontiguousarray(tasks.region, dtype=np.int64),
-        np.ascontiguousarray(tasks.data_mb, dtype=np.float64),
-        np.ascontiguousarray(c.bandwidth_mb_s, dtype=np.float64),
-        np.ascontiguousarray(tasks.work_gi, dtype=np.float64),
-        np.ascontiguousarray(c.speed, dtype=np.float64),
+        *costmod.pair_inputs(tasks, view),
         np.ascontiguousarray(view.available_s, dtype=np.float64),
         np.ascontiguousarray(view.feasible),
     )

@@ -247,6 +247,24 @@ def _snapshot(st, d):
             q_dl, q_pr)  # fmt: skip
 
 
+def pair_inputs(tasks: TaskBatch, view: ClusterView) -> tuple:
+    """``(d, latency (N, R), region, data, bandwidth, work, speed)`` as contiguous arrays.
+
+    What the compiled per-pair estimates read (:func:`_pair_times` here, the
+    colony's desirability): the view's ``ready_s`` and ``exec_s`` come from these.
+    """
+    c = view.cluster
+    return (
+        float(view.time),
+        np.ascontiguousarray(c.latency_s, dtype=np.float64),
+        np.ascontiguousarray(tasks.region, dtype=np.int64),
+        np.ascontiguousarray(tasks.data_mb, dtype=np.float64),
+        np.ascontiguousarray(c.bandwidth_mb_s, dtype=np.float64),
+        np.ascontiguousarray(tasks.work_gi, dtype=np.float64),
+        np.ascontiguousarray(c.speed, dtype=np.float64),
+    )
+
+
 @njit(cache=True)
 def _pair_times(d, lat, region, data, bw, work, speed, dynpow):
     """``ready``, ``dur`` and ``dyn_j`` of the batch, ``(B, N)`` each, in one pass.
@@ -287,14 +305,7 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
     c = view.cluster
     dynpow = (c.power_max_w - c.power_idle_w) / c.cores
     ready, dur, dyn_j = _pair_times(
-        d,
-        np.ascontiguousarray(c.latency_s, dtype=np.float64),
-        np.ascontiguousarray(tasks.region, dtype=np.int64),
-        np.ascontiguousarray(tasks.data_mb, dtype=np.float64),
-        np.ascontiguousarray(c.bandwidth_mb_s, dtype=np.float64),
-        np.ascontiguousarray(tasks.work_gi, dtype=np.float64),
-        np.ascontiguousarray(c.speed, dtype=np.float64),
-        np.ascontiguousarray(dynpow, dtype=np.float64),
+        *pair_inputs(tasks, view), np.ascontiguousarray(dynpow, dtype=np.float64)
     )
     return Problem(
         d=d,
@@ -397,6 +408,7 @@ __all__ = [
     "memo_put",
     "node_cost",
     "node_schedule",
+    "pair_inputs",
     "predict",
     "schedule_assigned",
     "simulate_small",
