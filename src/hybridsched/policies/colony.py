@@ -157,7 +157,36 @@ def top_candidates(eta, feasible, k, seeds):
         ``(cand (B, k + S), ncand (B,), eta on cand (B, k + S))``; entries past
         ``ncand`` are unset.
     """
-    b, n = eta.shape
+    none = np.zeros((0, 0))
+    return _top_rows(eta, feasible, k, seeds, 0.0, none, none, np.zeros(0))
+
+
+@njit(cache=True)
+def completion_candidates(feasible, k, seeds, d, ready, dur, avail):
+    """:func:`top_candidates` of :func:`completion_heuristic`, without its ``(B, N)`` array.
+
+    The desirability of each pair is computed in the pass from the batch
+    problem's ready and execution times (the view's, to the bit) and the
+    nodes' ``available_s``, with the same operations, so the same candidates.
+    """
+    return _top_rows(np.zeros((0, 0)), feasible, k, seeds, d, ready, dur, avail)
+
+
+@njit(cache=True)
+def _value(eta, feasible, d, ready, dur, avail, t, j):
+    """The desirability of (t, j), 0 when it does not count (infeasible, <= 0, inf)."""
+    if not feasible[t, j]:
+        return 0.0
+    if ready.shape[0] > 0:
+        v = 1.0 / ((max(ready[t, j], avail[j]) + dur[t, j]) - d)
+    else:
+        v = eta[t, j]
+    return v if (v > 0 and v < np.inf) else 0.0
+
+
+@njit(cache=True)
+def _top_rows(eta, feasible, k, seeds, d, ready, dur, avail):
+    b, n = feasible.shape
     w = k + seeds.shape[0]
     cand = np.zeros((b, w), dtype=np.int64)
     val = np.zeros((b, w))
@@ -165,10 +194,8 @@ def top_candidates(eta, feasible, k, seeds):
     for t in range(b):
         cnt = 0
         for j in range(n):
-            v = eta[t, j]
-            if not (feasible[t, j] and v > 0 and v < np.inf):
-                continue
-            if cnt == k and not v > val[t, k - 1]:
+            v = _value(eta, feasible, d, ready, dur, avail, t, j)
+            if v == 0.0 or (cnt == k and not v > val[t, k - 1]):
                 continue
             q = cnt if cnt < k else k - 1
             if cnt < k:
@@ -187,8 +214,7 @@ def top_candidates(eta, feasible, k, seeds):
                 found = found or cand[t, q] == j
             if not found:
                 cand[t, cnt] = j
-                v = eta[t, j]
-                val[t, cnt] = v if (feasible[t, j] and v > 0 and v < np.inf) else 0.0
+                val[t, cnt] = _value(eta, feasible, d, ready, dur, avail, t, j)
                 cnt += 1
         ncand[t] = cnt
     return cand, ncand, val
@@ -502,21 +528,34 @@ class Colony:
             ``cand (B, K)`` (best first; padding repeats the last valid one) and
             ``ncand (B,)``, the number of valid entries.
         """
-        cand, ncand, _ = self._candidates(eta, np.ones(eta.shape, dtype=np.bool_), seeds)
+        feasible = np.ones(eta.shape, dtype=np.bool_)
+        feasible.flags.writeable = False  # the view's mask is read-only: one compiled variant
+        cand, ncand, _ = self._candidates(eta, feasible, seeds)
         return cand, ncand
 
     def _candidates(
-        self, eta: np.ndarray, feasible: np.ndarray, seeds: Sequence[np.ndarray]
+        self,
+        eta: np.ndarray | None,
+        feasible: np.ndarray,
+        seeds: Sequence[np.ndarray],
+        times: tuple | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`candidates` on the feasible pairs, with ``eta`` on them (padded alike)."""
-        b, n = eta.shape
+        """:meth:`candidates` on the feasible pairs, with ``eta`` on them (padded alike).
+
+        With ``times`` ``(d, ready, dur, available)`` instead of ``eta``, the
+        desirability is :func:`completion_heuristic`'s, computed in the pass.
+        """
+        b, n = feasible.shape
         k = min(self.params.candidates, n)
         sd = np.zeros((len(seeds), b), dtype=np.int64)
         for i, x in enumerate(seeds):
             sd[i] = x
-        cand, ncand, val = top_candidates(
-            np.ascontiguousarray(eta, dtype=np.float64), np.ascontiguousarray(feasible), k, sd
-        )
+        feasible = np.ascontiguousarray(feasible)
+        if times is None:
+            eta = np.ascontiguousarray(eta, dtype=np.float64)
+            cand, ncand, val = top_candidates(eta, feasible, k, sd)
+        else:
+            cand, ncand, val = completion_candidates(feasible, k, sd, *times)
         width = max(int(ncand.max(initial=0)), 1)
         cand, val = cand[:, :width], val[:, :width]
         # pad beyond ncand with a valid node so that every entry is an index
@@ -530,7 +569,8 @@ class Colony:
         """Assign one batch: seeds, then the MAX-MIN ant system; update the memory."""
         prm = self.params
         b = len(tasks)
-        p = costmod.compile_problem(costmod.build_problem(tasks, view, self.weights))
+        pt = costmod.build_problem(tasks, view, self.weights)
+        p = costmod.compile_problem(pt)
         seeds = [np.asarray(pol.assign(tasks, view), dtype=np.int64) for pol in self._seeds]
         ws = costmod.make_scratch(p)
         seed_costs = [costmod.evaluate_one(p, s, ws) for s in seeds]
@@ -539,12 +579,18 @@ class Colony:
             best, best_cost = seeds[i].copy(), float(seed_costs[i])
         else:
             best, best_cost = None, np.inf
-        eta = np.asarray(self.heuristic(tasks, view), dtype=np.float64)
-        if eta.shape != (b, view.n_nodes):
-            raise ConfigError(
-                f"aco heuristic: must return shape {(b, view.n_nodes)}, got {eta.shape}"
-            )
-        cand, ncand, etab = self._candidates(eta, view.feasible, seeds)
+        if self.heuristic is completion_heuristic:
+            # the default desirability, computed inside the candidate pass
+            avail = np.array(view.available_s, dtype=np.float64)
+            times = (float(view.time), pt.ready, pt.dur, avail)
+            cand, ncand, etab = self._candidates(None, view.feasible, seeds, times)
+        else:
+            eta = np.asarray(self.heuristic(tasks, view), dtype=np.float64)
+            if eta.shape != (b, view.n_nodes):
+                raise ConfigError(
+                    f"aco heuristic: must return shape {(b, view.n_nodes)}, got {eta.shape}"
+                )
+            cand, ncand, etab = self._candidates(eta, view.feasible, seeds)
         if np.any(ncand == 0):
             raise ConfigError("aco heuristic: gives no node with eta > 0 to some task")
         order = self.construction_order(tasks, view)
