@@ -44,6 +44,18 @@ def test_compiled_dense_passes_equal_the_views_arrays() -> None:
     slack = tasks.deadline_abs_s - best
     want_order = np.lexsort((np.arange(len(tasks)), slack, tasks.priority))
     assert np.array_equal(colony.Colony().construction_order(tasks, view), want_order)
+    # the candidate pass of the default desirability: the same lists, and the same earliest finish
+    seeds = np.zeros((0, len(tasks)), dtype=np.int64)
+    avail = np.array(view.available_s)
+    cand, ncand, val, first = colony.completion_candidates(
+        view.feasible, 8, seeds, float(view.time), p.ready, p.dur, avail
+    )
+    want = colony.top_candidates(colony.completion_heuristic(tasks, view), view.feasible, 8, seeds)
+    for t in range(len(tasks)):
+        assert ncand[t] == want[1][t]
+        assert np.array_equal(cand[t, : ncand[t]], want[0][t, : ncand[t]])
+        assert np.array_equal(val[t, : ncand[t]], want[2][t, : ncand[t]])
+    assert np.array_equal(first, best)
 
 
 def _reference_candidates(eta, feasible, k, seeds):

@@ -158,7 +158,7 @@ def top_candidates(eta, feasible, k, seeds):
         ``ncand`` are unset.
     """
     none = np.zeros((0, 0))
-    return _top_rows(eta, feasible, k, seeds, 0.0, none, none, np.zeros(0))
+    return _top_rows(eta, feasible, k, seeds, 0.0, none, none, np.zeros(0))[:3]
 
 
 @njit(cache=True)
@@ -168,6 +168,10 @@ def completion_candidates(feasible, k, seeds, d, ready, dur, avail):
     The desirability of each pair is computed in the pass from the batch
     problem's ready and execution times (the view's, to the bit) and the
     nodes' ``available_s``, with the same operations, so the same candidates.
+
+    Returns:
+        as :func:`top_candidates`, and each task's earliest estimated finish
+        over its feasible nodes (what :meth:`Colony.construction_order` reads).
     """
     return _top_rows(np.zeros((0, 0)), feasible, k, seeds, d, ready, dur, avail)
 
@@ -191,9 +195,12 @@ def _top_rows(eta, feasible, k, seeds, d, ready, dur, avail):
     cand = np.zeros((b, w), dtype=np.int64)
     val = np.zeros((b, w))
     ncand = np.zeros(b, dtype=np.int64)
+    best = np.full(b, np.inf)  # earliest estimated finish (times only)
     for t in range(b):
         cnt = 0
         for j in range(n):
+            if ready.shape[0] > 0 and feasible[t, j]:
+                best[t] = min(best[t], max(ready[t, j], avail[j]) + dur[t, j])
             v = _value(eta, feasible, d, ready, dur, avail, t, j)
             if v == 0.0 or (cnt == k and not v > val[t, k - 1]):
                 continue
@@ -217,7 +224,7 @@ def _top_rows(eta, feasible, k, seeds, d, ready, dur, avail):
                 val[t, cnt] = _value(eta, feasible, d, ready, dur, avail, t, j)
                 cnt += 1
         ncand[t] = cnt
-    return cand, ncand, val
+    return cand, ncand, val, best
 
 
 def _arg(default: Any, help: str) -> Any:
@@ -477,6 +484,7 @@ class Colony:
         self._rng = np.random.default_rng(0)
         self._seeds: list = []
         self._memory = np.ones((0, 0))
+        self._best: np.ndarray | None = None  # earliest finish per task, from the candidate pass
         self.compile_seconds = 0.0
         """Seconds the latest :meth:`reset` spent compiling or loading the kernels."""
 
@@ -508,12 +516,18 @@ class Colony:
         prio = np.minimum(tasks.priority, PRIORITY_CLASSES - 1)
         return (tasks.region * PRIORITY_CLASSES + prio) * nb + size
 
-    def construction_order(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        """Task indices, most urgent first (see :attr:`ColonyParams.order`)."""
+    def construction_order(
+        self, tasks: TaskBatch, view: ClusterView, best: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Task indices, most urgent first (see :attr:`ColonyParams.order`).
+
+        ``best``: each task's earliest estimated finish, when already known.
+        """
         b = len(tasks)
         if self.params.order == "arrival":
             return np.arange(b, dtype=np.int64)
-        best = _best_finish(*_estimate_inputs(tasks, view))
+        if best is None:
+            best = _best_finish(*_estimate_inputs(tasks, view))
         slack = tasks.deadline_abs_s - best
         if self.params.order == "slack":
             return np.lexsort((np.arange(b), slack)).astype(np.int64)
@@ -551,11 +565,12 @@ class Colony:
         for i, x in enumerate(seeds):
             sd[i] = x
         feasible = np.ascontiguousarray(feasible)
+        self._best = None
         if times is None:
             eta = np.ascontiguousarray(eta, dtype=np.float64)
             cand, ncand, val = top_candidates(eta, feasible, k, sd)
         else:
-            cand, ncand, val = completion_candidates(feasible, k, sd, *times)
+            cand, ncand, val, self._best = completion_candidates(feasible, k, sd, *times)
         width = max(int(ncand.max(initial=0)), 1)
         cand, val = cand[:, :width], val[:, :width]
         # pad beyond ncand with a valid node so that every entry is an index
@@ -593,7 +608,7 @@ class Colony:
             cand, ncand, etab = self._candidates(eta, view.feasible, seeds)
         if np.any(ncand == 0):
             raise ConfigError("aco heuristic: gives no node with eta > 0 to some task")
-        order = self.construction_order(tasks, view)
+        order = self.construction_order(tasks, view, self._best)
         etab = etab * etab if prm.beta == 2.0 else etab**prm.beta
         cls = self.task_classes(tasks)
         tau0 = 1.0 - prm.memory + prm.memory * self._memory[cls[:, None], cand]
