@@ -172,14 +172,9 @@ def main() -> None:
     ap.add_argument("--envs", type=int, default=256)
     ap.add_argument("--steps", type=int, default=16)
     a = ap.parse_args()
-    if a.rollouts:
-        res = rollout_bench(a.rollouts, a.repeat, a.envs, a.steps)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(res, f, indent=2)
-        return
-    if a.train_updates:
-        res = train_bench(a.train_updates, a.repeat, a.envs, a.steps)
+    if a.rollouts or a.train_updates:
+        bench, n = (rollout_bench, a.rollouts) if a.rollouts else (train_bench, a.train_updates)
+        res = bench(n, a.repeat, a.envs, a.steps)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=2)
