@@ -298,6 +298,13 @@ def replay(
     ] = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many wall seconds.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Seed of the simulator's policy (prediction).")] = 0,
+    ahead: Annotated[
+        float,
+        typer.Option(
+            help="Submit each task this many wall seconds before its arrival (the service "
+            "holds it unseen until then); 0: at its arrival."
+        ),
+    ] = 0.0,
 ) -> None:
     """Replay a workload live (each task at its arrival), then compare with the simulator."""
     from rich.table import Table
@@ -327,7 +334,9 @@ def replay(
                 fail(f"replay: {server}: {exc}")
             if abs(scale - time_scale) > 1e-9:
                 fail(f"replay: --time-scale {time_scale:g}, but the service runs at {scale:g}")
-        rp = Replay(server, token, w)
+        if not 0 <= ahead < float("inf"):
+            fail(f"--ahead: must be a finite number of seconds >= 0, got {ahead!r}")
+        rp = Replay(server, token, w, ahead_s=ahead)
         t = time.perf_counter()
         cols = asyncio.run(rp.run(timeout_s=timeout))
         wall = time.perf_counter() - t
