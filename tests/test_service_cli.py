@@ -218,6 +218,19 @@ def test_readyz_is_503_until_the_decision_process_answered(tmp: Path) -> None:
 # ---------------------------------------------------------------- clock, ahead
 
 
+def test_replay_refuses_a_negative_ahead(tmp: Path) -> None:
+    from hybridsched.cli import app
+    from hybridsched.cli.app import _register
+
+    _register()
+    res = CliRunner().invoke(app, [
+        "replay", "--server", "http://127.0.0.1:1", "--token", "t", "--workload",
+        str(tmp / "absent.parquet"), "--out", str(tmp / "out"), "--ahead", "-0.5"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--ahead: must be a finite number of seconds >= 0, got -0.5" in res.output
+    assert not (tmp / "out").exists()
+
+
 def test_server_clock_takes_the_midpoint_of_the_shortest_round_trip() -> None:
     from hybridsched.service.client import ServerClock
 

@@ -35,12 +35,7 @@ def serve(
         list[str] | None, typer.Option(help="Policy argument KEY=VALUE (repeatable).")
     ] = None,
     policy_args_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--policy-args",
-            help="YAML file of the policy's arguments (as `tune` writes it); "
-            "--policy-arg overrides it.",
-        ),
+        Path | None, typer.Option("--policy-args", help="Policy arguments file (tune's).")
     ] = None,
     decision_interval: Annotated[
         float, typer.Option(help="Batching interval, model s; 0 decides as tasks arrive.")
@@ -320,6 +315,8 @@ def replay(
     token = token or os.environ.get("HYBRIDSCHED_TOKEN", "")
     if not token:
         fail("replay: --token is required (a submit token of the service)")
+    if not 0 <= ahead < float("inf"):
+        fail(f"--ahead: must be a finite number of seconds >= 0, got {ahead:g}")
     try:
         w = read_workload(workload)
         if time_scale is not None:
@@ -334,8 +331,6 @@ def replay(
                 fail(f"replay: {server}: {exc}")
             if abs(scale - time_scale) > 1e-9:
                 fail(f"replay: --time-scale {time_scale:g}, but the service runs at {scale:g}")
-        if not 0 <= ahead < float("inf"):
-            fail(f"--ahead: must be a finite number of seconds >= 0, got {ahead!r}")
         rp = Replay(server, token, w, ahead_s=ahead)
         t = time.perf_counter()
         cols = asyncio.run(rp.run(timeout_s=timeout))
