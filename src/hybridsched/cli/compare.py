@@ -23,7 +23,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hybridsched.cli.app import PluginOption, app, console, err_console, fail, load_plugins
+from hybridsched.cli.app import (
+    EstimatesOption,
+    PluginOption,
+    app,
+    console,
+    err_console,
+    fail,
+    load_plugins,
+)
 from hybridsched.errors import ConfigError, HybridSchedError
 from hybridsched.experiments.compare import QUICK
 
@@ -70,6 +78,8 @@ _FIELDS = {
     "focus": "focus",
     "capacity_bound": "capacity_bound",
     "backend": "backend",
+    "conditions": "conditions",
+    "estimates": "estimates",
 }
 
 _BACKEND_HELP = (
@@ -129,6 +139,14 @@ def compare(
     workload: Annotated[
         Path | None, typer.Option(help="Workload file, with --cluster, instead of a scenario.")
     ] = None,
+    conditions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Conditions file (node,start_s,end_s,speed,latency,bandwidth) applied to "
+            "every run; docs/MODEL.md section 12."
+        ),
+    ] = None,
+    estimates: EstimatesOption = "nominal",
     focus: Annotated[
         str | None,
         typer.Option(
@@ -208,6 +226,8 @@ def compare(
         "focus": focus,
         "capacity_bound": capacity_bound,
         "backend": backend,
+        "conditions": str(conditions) if conditions else None,
+        "estimates": estimates,
     }
     progress = {"done": 0, "total": 0}
     runner = None

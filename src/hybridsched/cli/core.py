@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hybridsched.cli.app import (
+    EstimatesOption,
     PluginOption,
     app,
     check_number,
@@ -30,13 +31,27 @@ from hybridsched.cli.app import (
 )
 from hybridsched.errors import HybridSchedError
 
+if TYPE_CHECKING:
+    from hybridsched.workload import Scenario
+
 GENERATE_EXAMPLES = """
 [bold]Examples[/]
 
   hybridsched generate --scenario iot-default --tasks 10000 --load 0.8 --seed 1
 
   hybridsched generate --scenario iot-small --tasks 500 --out w.csv --cluster-out c.json
+
+  hybridsched generate --scenario iot-drift --tasks 8000 --load 0.85 --conditions-out cond.csv
+
+  hybridsched generate --scenario iot-bursty --drift --drift-share 0.5 --drift-slowdown 0.2:0.5
 """
+
+_DRIFT_OPTIONS = {
+    "node_share": "--drift-share",
+    "slowdown": "--drift-slowdown",
+    "window_share": "--drift-window",
+    "region_share": "--drift-regions",
+}
 
 
 @app.command(epilog=GENERATE_EXAMPLES)
@@ -55,30 +70,146 @@ def generate(
     cluster_out: Annotated[
         Path, typer.Option(help="Cluster file to write (.yaml or .json).")
     ] = Path("cluster.yaml"),
+    conditions_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Conditions file to write (.csv), for simulate --conditions. Default: "
+            "conditions.csv when the scenario drifts, else none; without drift it gets "
+            "the header only (nothing changes).",
+            show_default=False,
+        ),
+    ] = None,
+    drift: Annotated[
+        bool | None,
+        typer.Option(
+            "--drift/--no-drift",
+            help="Add drift (slow nodes, degraded links, a shifting task mix) to the "
+            "scenario, or take it away. Default: the scenario's own.",
+            show_default=False,
+        ),
+    ] = None,
+    drift_share: Annotated[
+        str | None,
+        typer.Option(
+            help="Share of nodes slowed (implies --drift), LO:HI or one value in [0, 1]; "
+            "default 0.3:0.4."
+        ),
+    ] = None,
+    drift_slowdown: Annotated[
+        str | None,
+        typer.Option(
+            help="Speed multiplier of a slowed node (implies --drift), LO:HI or one value "
+            "> 0; default 0.15:0.6."
+        ),
+    ] = None,
+    drift_window: Annotated[
+        str | None,
+        typer.Option(
+            help="Share of the run a slowed node is slow (implies --drift), LO:HI in "
+            "(0, 1]; default 0.1:0.4."
+        ),
+    ] = None,
+    drift_regions: Annotated[
+        str | None,
+        typer.Option(
+            help="Share of regions with degraded links (implies --drift), LO:HI in "
+            "[0, 1]; default 0.2:0.3."
+        ),
+    ] = None,
 ) -> None:
-    """Generate a synthetic IoT workload and its cluster from a scenario preset."""
-    from hybridsched.io import atomic_paths, check_writable, write_cluster, write_workload
-    from hybridsched.workload import generate as gen
+    """Generate a synthetic IoT workload and its cluster from a scenario preset.
 
+    With drift (scenario iot-drift, or --drift) it also writes the conditions
+    during the run (docs/SCENARIOS.md, "Drift").
+    """
+    from hybridsched.io import atomic_paths, check_writable, write_cluster, write_workload
+    from hybridsched.workload import generate_instance, get_scenario
+    from hybridsched.workload.drift import empty_conditions, write_conditions
+
+    ranges = {
+        "node_share": drift_share,
+        "slowdown": drift_slowdown,
+        "window_share": drift_window,
+        "region_share": drift_regions,
+    }
+    given = {k: v for k, v in ranges.items() if v is not None}
     try:
         _check_suffix(out, (".parquet", ".pq", ".csv"), "--out")
         _check_suffix(cluster_out, (".yaml", ".yml", ".json"), "--cluster-out")
+        if conditions_out is not None:
+            _check_suffix(conditions_out, (".csv",), "--conditions-out")
+        if drift is False and given:
+            fail(
+                f"{_DRIFT_OPTIONS[next(iter(given))]}: cannot be used with --no-drift; "
+                "leave one of them out"
+            )
         check_seed(seed)
+        sc = _drifted(get_scenario(scenario), drift, given)
+        if conditions_out is None and sc.drift is not None:
+            conditions_out = Path("conditions.csv")
         check_writable(out.parent, "--out")
         check_writable(cluster_out.parent, "--cluster-out")
-        cluster, workload = gen(scenario, tasks, load, seed)
-        # both files or neither: a failed write leaves no cluster without its workload
-        with atomic_paths([cluster_out, out]) as (tmp_cluster, tmp_workload):
-            write_cluster(cluster, tmp_cluster)
-            write_workload(workload, tmp_workload)
+        if conditions_out is not None:
+            check_writable(conditions_out.parent, "--conditions-out")
+        inst = generate_instance(sc, tasks, load, seed)
+        cluster, workload = inst.cluster, inst.workload
+        frame = inst.conditions if inst.conditions is not None else empty_conditions()
+        paths = [cluster_out, out] + ([conditions_out] if conditions_out is not None else [])
+        # all files or none: a failed write leaves no cluster without its workload
+        with atomic_paths(paths) as tmps:
+            write_cluster(cluster, tmps[0])
+            write_workload(workload, tmps[1])
+            if conditions_out is not None:
+                write_conditions(frame, tmps[2])
     except HybridSchedError as exc:
         fail(str(exc))
     except MemoryError:
         fail(f"--tasks {tasks:,}: not enough memory for that many tasks; use fewer")
+    conditions_note = ""
+    if conditions_out is not None:
+        conditions_note = (
+            f" and {len(frame):,} condition windows on {frame['node'].nunique()} nodes "
+            f"to {conditions_out}"
+        )
     console.print(
-        f"wrote [bold]{len(workload):,}[/] tasks to {out} and {cluster.n_nodes} nodes "
-        f"({cluster.n_regions} regions) to {cluster_out}"
+        f"wrote [bold]{len(workload):,}[/] tasks to {out}, {cluster.n_nodes} nodes "
+        f"({cluster.n_regions} regions) to {cluster_out}{conditions_note}"
     )
+
+
+def _drifted(sc: Scenario, drift: bool | None, ranges: dict[str, str]) -> Scenario:
+    """The scenario with drift added (``--drift`` or any range given), removed
+    (``--no-drift``), or as it is; the ranges replace those of its drift spec."""
+    from hybridsched.workload import with_drift
+    from hybridsched.workload.drift import DriftSpec
+
+    if drift is False:
+        return replace(sc, drift=None, workload=replace(sc.workload, mix_shift=None))
+    if not drift and not ranges:
+        return sc
+    sc = with_drift(sc)
+    fields = {k: _parse_range(v, _DRIFT_OPTIONS[k]) for k, v in ranges.items()}
+    try:
+        return replace(sc, drift=replace(sc.drift or DriftSpec(), **fields))
+    except HybridSchedError as exc:
+        # the library names its field (DriftSpec.slowdown); the user typed the option
+        named = [f for f in ranges if f"DriftSpec.{f}:" in str(exc)]
+        where = f"{_DRIFT_OPTIONS[named[0]]} {ranges[named[0]]}: " if named else ""
+        fail(f"{where}{exc}")
+
+
+def _parse_range(text: str, option: str) -> tuple[float, float]:
+    """``LO:HI`` or one value ``X`` (meaning ``X:X``) as a pair of floats."""
+    parts = text.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        fail(f"{option} {text}: must be LO:HI or one number (e.g. 0.3:0.4 or 0.35)")
+    return values[0], values[1]
 
 
 SIMULATE_EXAMPLES = """
@@ -132,6 +263,14 @@ def simulate(
             help="Node outages file (.csv/.parquet: node,down_s,up_s; empty up_s: never back)."
         ),
     ] = None,
+    conditions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Windows of node speed, latency, bandwidth (.csv/.parquet: node,start_s,end_s,"
+            "speed,latency,bandwidth; docs/MODEL.md section 12)."
+        ),
+    ] = None,
+    estimates: EstimatesOption = "nominal",
     mtbf: Annotated[
         str | None,
         typer.Option(
@@ -209,6 +348,7 @@ def simulate(
                 latency_jitter=latency_jitter,
                 shared_links=shared_links,
                 max_retries=max_retries,
+                estimates=estimates,
             )
         except HybridSchedError as exc:
             # the library names its fields (options.mttr_s); the user typed the options
@@ -226,6 +366,10 @@ def simulate(
         w = read_workload(workload, cluster=c)
         if failures is not None:
             options = replace(options, failures=read_failures(failures, cluster=c))
+        if conditions is not None:
+            from hybridsched.sim.conditions import read_conditions
+
+            options = replace(options, conditions=read_conditions(conditions, c))
         bar = ProgressBar(len(w), f"{policy} on {w.n_tasks:,} tasks", force=progress)
         t = time.perf_counter()
         try:
@@ -386,6 +530,7 @@ _OPTION_FIELDS = {
     "mttr_s": "--mttr",
     "estimate_cv": "--estimate-cv",
     "latency_jitter": "--latency-jitter",
+    "options.estimates": "--estimates",
 }
 
 

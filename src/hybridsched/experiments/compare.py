@@ -93,6 +93,12 @@ class CompareConfig:
     """The policy whose differences to the best other are reported (default: hybrid if run)."""
     policy_args: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per policy, arguments as given with --policy-arg (NAME.KEY=VALUE)."""
+    conditions: str | None = None
+    """Conditions file (windows of node speed, latency, bandwidth; docs/MODEL.md section
+    12) applied to every run; its node names must be the workloads' cluster's."""
+    estimates: str = "nominal"
+    """The schedulers' estimates in every run: ``nominal`` or ``observed`` (corrected by
+    what completed tasks revealed; :attr:`hybridsched.sim.options.SimOptions.estimates`)."""
     capacity_bound: bool = False
     """Also compute the capacity lower bound of every workload (slow: about 50 s
     per 30,000 tasks; :func:`hybridsched.sim.bounds.capacity_lower_bound`)."""
@@ -104,6 +110,8 @@ class CompareConfig:
             raise ConfigError(f"seeds: must be >= 1, got {self.seeds}")
         if self.workers < 1:
             raise ConfigError(f"workers: must be >= 1, got {self.workers}")
+        if self.estimates not in ("nominal", "observed"):
+            raise ConfigError(f"estimates: expected nominal or observed, got {self.estimates!r}")
         if self.backend not in ("local", "ray"):
             raise ConfigError(f"backend: expected local or ray, got {self.backend!r}")
         if not self.policies:
@@ -172,6 +180,7 @@ def _one_run(
         workload,
         make_policy(policy, cfg.policy_args.get(policy)),
         config=SimConfig(decision_interval=cfg.decision_interval, queue=cfg.queue),
+        options=_options(cfg, cluster),
         seed=seed,
     )
     s = result.summary
@@ -189,6 +198,17 @@ def _one_run(
     row["response_quantiles"] = q.tolist()
     # plain Python numbers: a row saved as JSON and read back is the same row
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+
+
+def _options(cfg: CompareConfig, cluster: Any) -> Any:
+    """The simulation options of every run (``None``: the base model)."""
+    from hybridsched.sim.options import SimOptions
+
+    if cfg.conditions is None:
+        return SimOptions(estimates=cfg.estimates)
+    from hybridsched.sim.conditions import read_conditions
+
+    return SimOptions(conditions=read_conditions(cfg.conditions, cluster), estimates=cfg.estimates)
 
 
 def _capacity_bound(
@@ -213,6 +233,11 @@ def check_inputs(cfg: CompareConfig) -> None:
         make_policy(p, cfg.policy_args.get(p))
     if cfg.from_files:
         _inputs(cfg, float("nan"), 0)
+    if cfg.conditions is not None:
+        from hybridsched.workload import generate
+
+        cluster = _inputs(cfg, float("nan"), 0)[0] if cfg.from_files else None
+        _options(cfg, cluster or generate(cfg.scenario, 1, cfg.loads[0], 0)[0])
 
 
 def run_key(load: float, seed: int, policy: str | None) -> str:
@@ -387,11 +412,11 @@ def experiment_values(data: dict[str, Any], source: str) -> dict[str, Any]:
             if value not in ("local", "ray"):
                 raise bad("local or ray")
             out[key] = value
-        elif key in ("scenario", "queue"):
+        elif key in ("scenario", "queue", "estimates"):
             if not isinstance(value, str):
                 raise bad("a string")
             out[key] = value
-        elif key in ("cluster", "workload", "focus"):
+        elif key in ("cluster", "workload", "focus", "conditions"):
             if value is not None and not isinstance(value, str):
                 raise bad("a string or null")
             out[key] = value

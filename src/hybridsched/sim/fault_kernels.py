@@ -1,9 +1,13 @@
-"""Compiled kernels of the simulator with options: failures, shared links, jitter.
+"""Compiled kernels of the simulator with options: failures, shared links, jitter, conditions.
 
 They work on the engine's :class:`~hybridsched.sim.state.CoreState` plus a
 :class:`FaultArrays` of their own, declared once in :data:`FAULT_FIELDS`: an
 indexed event heap (one live event per task and per link, so displaced tasks
-leave nothing stale behind) and the per-node link state. The model is
+leave nothing stale behind), the per-node link state, and the true node speed,
+latency and bandwidth in force now. The CoreState's ``speed``, ``latency`` and
+``bandwidth`` are what schedulers believe (the nominal values): the bookkeeping
+that a view shows (projection, queued work) uses them; what really happens
+(transfer and execution times) uses the true ones here. The model is
 ``docs/OPTIONS.md``'s; :mod:`hybridsched.sim.options_engine` drives them.
 """
 
@@ -16,6 +20,7 @@ from numba import njit
 
 from hybridsched.sim import core
 from hybridsched.sim.layout import declare, parse_fields
+from hybridsched.sim.view import OBS_TAU_S
 
 P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
 P_LATENCY = 1  # in its latency; its event: the data enters the shared link
@@ -49,6 +54,16 @@ lrate     float64[::1]  current rate of each transfer of the link, MB/s
 lt        float64[::1]  time of the last update of the link, s
 mem       float64[::1]  true memory per node (CoreState.memory is -1 while down), MB
 wasted    float64[::1]  core-seconds of killed runs per node
+speed     float64[::1]  true per-core speed per node now (nominal x conditions), GI/s
+bandwidth float64[::1]  true ingress bandwidth per node now, MB/s
+latency   float64[:,::1] true latency from each region now, s, (N, R)
+speed0    float64[::1]  nominal per-core speed per node, GI/s
+bw0       float64[::1]  nominal ingress bandwidth per node, MB/s
+lat0      float64[:,::1] nominal latency from each region, s, (N, R)
+ready0    float64[::1]  nominal ready time of each task's last transfer, s
+q_est     float64[::1]  estimated execution time booked in queued work at assignment, s
+obs       float64[:,::1] per node: exec ratio mean, weight, time; transfer the same, (N, 6)
+obs_n     int64[:,::1]  per node: executions and transfers observed, (N, 2)
 counters  int64[::1]    events in the heap, tasks on a node, shared links on, spare
 """
 )
@@ -173,7 +188,7 @@ def _link_reschedule(st, fs, j, t):
     if k == 0:
         _hp_remove(fs, n + j)
         return
-    fs.lrate[j] = st.bandwidth[j] / k
+    fs.lrate[j] = fs.bandwidth[j] / k
     m = np.inf
     f = fs.lhead[j]
     while f >= 0:
@@ -200,10 +215,47 @@ def _link_enter(st, fs, i, j, t):
 
 
 @njit(cache=True)
+def observe(fs, j, k, x, t):
+    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer).
+
+    The decayed mean: weight ``w * exp(-(t - last) / tau) + 1``, mean ``m + (x - m) / w``.
+    """
+    o = 3 * k
+    if fs.obs_n[j, k] == 0:
+        fs.obs[j, o] = x
+        fs.obs[j, o + 1] = 1.0
+    else:
+        w = fs.obs[j, o + 1] * np.exp(-(t - fs.obs[j, o + 2]) / OBS_TAU_S) + 1.0
+        fs.obs[j, o] += (x - fs.obs[j, o]) / w
+        fs.obs[j, o + 1] = w
+    fs.obs[j, o + 2] = t
+    fs.obs_n[j, k] += 1
+
+
+@njit(cache=True)
+def running_ratio(st, fs, t):
+    """Per node, the largest elapsed / nominal execution time of its running tasks at ``t``
+    (0 when none runs)."""
+    n_nodes = st.cores.shape[0]
+    out = np.zeros(n_nodes)
+    for j in range(n_nodes):
+        for s in range(st.cores[j]):
+            i = st.slot_task[j, s]
+            if i >= 0:
+                r = (t - st.start[i]) / (st.work_est[i] / fs.speed0[j])
+                if r > out[j]:
+                    out[j] = r
+    return out
+
+
+@njit(cache=True)
 def _make_ready(st, fs, i, j, t):
     st.ready[i] = t
     fs.phase[i] = P_WAITING
     core.join_waiting(st, i, j)
+    nominal = fs.ready0[i] - st.decision[i]
+    if nominal > 0:
+        observe(fs, j, 1, (t - st.decision[i]) / nominal, t)
 
 
 @njit(cache=True)
@@ -240,8 +292,65 @@ def _dispatch(st, fs, j, t):
         return
     while st.n_free[j] > 0 and st.wroot[j] >= 0:
         i, f = core.start_next(st, j, t)
+        booked = st.work_est[i] / st.speed[j]
+        if booked != fs.q_est[i]:
+            # the estimate changed since the assignment: take out what was put in
+            st.queued_work[j] += booked - fs.q_est[i]
+        dur = st.work[i] / fs.speed[j]
+        if dur != st.dur[i]:
+            # the true speed in force at the start, not the belief booked at assignment
+            st.busy_s[j] += dur - st.dur[i]
+            st.dur[i] = dur
+            f = t + dur
+            st.finish[i] = f
         fs.phase[i] = P_RUNNING
         _hp_set(fs, i, f)
+
+
+@njit(cache=True)
+def set_speed(st, fs, j, t, v):
+    """Node ``j``'s true per-core speed becomes ``v`` at ``t`` (after the events before ``t``).
+
+    Each task running on ``j`` that finishes after ``t`` does its remaining work
+    at the new speed: ``finish = t + (finish - t) * v_old / v`` (left to right).
+
+    Returns:
+        the number of running tasks re-timed.
+    """
+    v_old = fs.speed[j]
+    fs.speed[j] = v
+    if v == v_old:
+        return 0
+    m = 0
+    for s in range(st.cores[j]):
+        i = st.slot_task[j, s]
+        if i >= 0 and st.finish[i] > t:
+            f_old = st.finish[i]
+            f = t + (f_old - t) * v_old / v
+            st.finish[i] = f
+            st.dur[i] = f - st.start[i]
+            st.busy_s[j] += f - f_old
+            _hp_set(fs, i, f)
+            m += 1
+    return m
+
+
+@njit(cache=True)
+def set_bandwidth(st, fs, j, t, bw):
+    """Node ``j``'s true ingress bandwidth becomes ``bw`` at ``t``.
+
+    A transfer in flight without shared links keeps the bandwidth of its
+    decision; with shared links the link's transfers are re-timed to the new
+    rate from ``t`` on.
+    """
+    if bw == fs.bandwidth[j]:
+        return
+    if fs.lcount[j] > 0:
+        _link_update(fs, j, t)
+        fs.bandwidth[j] = bw
+        _link_reschedule(st, fs, j, t)
+    else:
+        fs.bandwidth[j] = bw
 
 
 @njit(cache=True)
@@ -264,6 +373,7 @@ def advance(st, fs, until):
                     core.release_core(st, e, j)
                     fs.phase[e] = P_DONE
                     fs.counters[K_ACTIVE] -= 1
+                    observe(fs, j, 0, st.dur[e] / (st.work_est[e] / fs.speed0[j]), t)
                 elif ph == P_TRANSIT:
                     _make_ready(st, fs, e, j, t)
                 else:  # P_LATENCY
@@ -281,26 +391,28 @@ def commit_many(st, fs, idx, nodes, d, lat_factor):
     """Assign tasks ``idx[k]`` to ``nodes[k]`` at ``d``; latencies x ``lat_factor[k]``.
 
     Bookkeeping is :func:`hybridsched.sim.core.commit`'s (the projection uses the
-    nominal ready time, what a scheduler would estimate); the transfer is timed
-    with the jittered latency, through the shared link when it is on.
+    ready time the scheduler believes); the transfer is timed with the true
+    latency and bandwidth in force now, the latency jittered, through the
+    shared link when it is on.
     """
     shared = fs.counters[K_SHARED] == 1
     for k in range(idx.shape[0]):
         i = idx[k]
         j = nodes[k]
-        lat = st.latency[j, st.region[i]]
-        r = d + lat + st.data[i] / st.bandwidth[j]
+        r = d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
         st.start[i] = np.nan
         st.finish[i] = np.nan
         core.book(st, i, j, d, r)
+        fs.q_est[i] = st.work_est[i] / st.speed[j]
+        fs.ready0[i] = d + fs.lat0[j, st.region[i]] + st.data[i] / fs.bw0[j]
         fs.counters[K_ACTIVE] += 1
-        s = d + lat * lat_factor[k]
+        s = d + fs.latency[j, st.region[i]] * lat_factor[k]
         if shared and st.data[i] > 0:
             fs.phase[i] = P_LATENCY
             _hp_set(fs, i, s)
         else:
             fs.phase[i] = P_TRANSIT
-            _hp_set(fs, i, s + st.data[i] / st.bandwidth[j])
+            _hp_set(fs, i, s + st.data[i] / fs.bandwidth[j])
 
 
 @njit(cache=True)

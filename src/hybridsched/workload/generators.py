@@ -14,7 +14,8 @@ is the mean inter-arrival gap (so ``n`` tasks span about ``n`` units):
   one vectorised NumPy step.
 
 The first ``n`` arrivals in time order are kept. Each task then gets a kind
-(filter, aggregate, detect, compress) with its own heavy-tailed (log-normal)
+(filter, aggregate, detect, compress; an optional :class:`MixShift` moves the
+mix towards a second one over the run) with its own heavy-tailed (log-normal)
 data size and work, correlated in log space, clipped so that the task fits the
 memory of the largest node; a priority class; and a deadline that is a
 priority-dependent factor times its service time on a *reference node*
@@ -38,7 +39,9 @@ from hybridsched.workload.clusters import as_generator
 __all__ = [
     "DEFAULT_KINDS",
     "KIND_NAMES",
+    "MIX_SHAPES",
     "KindProfile",
+    "MixShift",
     "WorkloadParams",
     "generate_workload",
     "validate_load",
@@ -60,16 +63,18 @@ def _unit(owner: str, name: str, v: object, closed: bool) -> None:
         raise ConfigError(f"{owner}.{name}: must be a number in {rule}, got {_plain(v)}")
 
 
-def _probs(owner: str, name: str, p: tuple[float, ...], n: int, what: str) -> None:
+def _probs(owner: str, name: str, p: tuple[float, ...], n: int | None, what: str) -> None:
+    """Refuse ``p`` unless it is a tuple of ``n`` (None: any number of) probabilities."""
     ok = (
         isinstance(p, tuple)
-        and len(p) == n
+        and len(p) == (n if n is not None else max(len(p), 1))
         and all(_finite(x) and x >= 0 for x in p)
         and abs(sum(p) - 1.0) <= 1e-9
     )
     if not ok:
+        count = "" if n is None else f"{n} "
         raise ConfigError(
-            f"{owner}.{name}: must be {n} probabilities (one per {what}) >= 0 summing to 1, "
+            f"{owner}.{name}: must be {count}probabilities (one per {what}) >= 0 summing to 1, "
             f"got {_plain(p)}"
         )
 
@@ -119,6 +124,57 @@ DEFAULT_KINDS: tuple[KindProfile, ...] = (
 """Profiles of the kinds named in :data:`KIND_NAMES`, in that order."""
 
 
+MIX_SHAPES: tuple[str, ...] = ("sine", "step", "ramp")
+"""Shapes of a :class:`MixShift`'s weight over the run."""
+
+
+@dataclass(frozen=True)
+class MixShift:
+    """A task mix that drifts over the run, between the workload's own and a second one.
+
+    At the position ``x`` in [0, 1] of a task in the run (its arrival over the
+    last arrival), the shift has a weight ``lam(x)`` in [0, 1]. With probability
+    ``lam(x)`` the task's kind is redrawn from ``kind_probs``, so the mix at ``x``
+    is ``(1 - lam) * own mix + lam * kind_probs``; every task's work is then
+    multiplied by ``1 + lam * (work_scale - 1)``. The weight follows ``shape``:
+
+    * ``sine``: ``(1 - cos(2 pi cycles x)) / 2``, from the own mix at the start to
+      the second mix at the middle of each cycle and back;
+    * ``step``: the sine rounded to 0 or 1 (abrupt switches, two per cycle);
+    * ``ramp``: ``x``, one slow change from start to end (``cycles`` is not used).
+
+    The load is still met exactly: the time axis is stretched after the shift.
+    """
+
+    kind_probs: tuple[float, ...] = (0.1, 0.1, 0.6, 0.2)
+    """The second mix: probability of each kind, one per entry of ``WorkloadParams.kinds``."""
+    work_scale: float = 1.0
+    """Work multiplier at full weight, > 0 (1: sizes do not drift)."""
+    shape: str = "sine"
+    """How the weight moves over the run: one of :data:`MIX_SHAPES`."""
+    cycles: float = 1.0
+    """Number of there-and-back cycles of ``sine`` and ``step`` over the run, > 0."""
+
+    def __post_init__(self) -> None:
+        m = "MixShift"
+        _probs(m, "kind_probs", self.kind_probs, None, "kind")
+        for name in ("work_scale", "cycles"):
+            v = getattr(self, name)
+            if not _finite(v) or v <= 0:
+                raise ConfigError(f"{m}.{name}: must be a finite number > 0, got {_plain(v)}")
+        if self.shape not in MIX_SHAPES:
+            raise ConfigError(
+                f"{m}.shape: must be one of {', '.join(MIX_SHAPES)}, got {self.shape!r}"
+            )
+
+    def weight(self, x: np.ndarray) -> np.ndarray:
+        """The weight ``lam(x)`` of the second mix at run positions ``x`` in [0, 1]."""
+        if self.shape == "ramp":
+            return np.clip(x, 0.0, 1.0)
+        lam = 0.5 * (1.0 - np.cos(2.0 * np.pi * self.cycles * x))
+        return np.where(lam >= 0.5, 1.0, 0.0) if self.shape == "step" else lam
+
+
 @dataclass(frozen=True)
 class WorkloadParams:
     """Shape of a synthetic IoT workload; the scale comes from ``n_tasks`` and ``load``."""
@@ -159,6 +215,8 @@ class WorkloadParams:
     """Work and data are clipped at this multiple of their kind's median, >= 1."""
     kinds: tuple[KindProfile, ...] = field(default=DEFAULT_KINDS)
     """Profiles of the task kinds; the ``kind`` column indexes this tuple."""
+    mix_shift: MixShift | None = None
+    """A task mix drifting over the run; None: the mix is the same throughout."""
 
     def __post_init__(self) -> None:
         w = "WorkloadParams"
@@ -200,6 +258,12 @@ class WorkloadParams:
             )
         _probs(w, "periodic_priority_probs", self.periodic_priority_probs, n_prio, "priorities")
         _probs(w, "event_priority_probs", self.event_priority_probs, n_prio, "priorities")
+        if self.mix_shift is not None:
+            if not isinstance(self.mix_shift, MixShift):
+                raise ConfigError(
+                    f"{w}.mix_shift: must be a MixShift or None, got {self.mix_shift!r}"
+                )
+            _probs(w, "mix_shift.kind_probs", self.mix_shift.kind_probs, n_kinds, "kinds")
 
 
 MAX_TASKS = 50_000_000
@@ -376,6 +440,14 @@ def generate_workload(
     gen = as_generator(rng)
 
     t, region, kind, prio = _arrival_shape(gen, params, n, cluster.n_regions)
+    shift = params.mix_shift
+    if shift is not None:
+        # drawn only with a shift: workloads without one stay the same, bit for bit
+        span0 = float(t[-1] - t[0])
+        lam = shift.weight((t - t[0]) / span0 if span0 > 0 else np.zeros(n))
+        redraw = gen.uniform(0.0, 1.0, n) < lam
+        second = gen.choice(len(shift.kind_probs), size=n, p=shift.kind_probs)
+        kind = np.where(redraw, second, kind)
 
     # Heavy-tailed sizes: log-normal per kind, work and data correlated in log space.
     kp = params.kinds
@@ -391,6 +463,8 @@ def generate_workload(
     work = w_med * np.exp(w_sig * (c * z[0] + math.sqrt(1.0 - c * c) * z[1]))
     clip = params.work_clip
     work = np.minimum(work, w_med * clip)
+    if shift is not None and shift.work_scale != 1.0:
+        work = work * (1.0 + lam * (shift.work_scale - 1.0))
     max_mem = float(np.max(cluster.memory_mb))
     # Clip data so that the task's memory fits the largest node.
     with np.errstate(divide="ignore"):

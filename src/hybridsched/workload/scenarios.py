@@ -2,28 +2,45 @@
 
 A :class:`Scenario` fixes everything but the scale: :func:`generate` draws its
 cluster and a workload of ``n_tasks`` tasks at a target ``load`` from one seed.
-The presets are described in ``docs/SCENARIOS.md``.
+A scenario with drift also has changing conditions: :func:`generate_instance`
+returns them with the cluster and workload, as an :class:`Instance`;
+:func:`with_drift` adds drift to any scenario. The presets are described in
+``docs/SCENARIOS.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster, Workload
 from hybridsched.workload.clusters import ClusterParams, TierSpec, generate_cluster
+from hybridsched.workload.drift import DriftSpec, make_conditions
 from hybridsched.workload.generators import (
+    MixShift,
     WorkloadParams,
     generate_workload,
     validate_load,
     validate_n_tasks,
 )
 
-__all__ = ["SCENARIOS", "Scenario", "generate", "get_scenario"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "SCENARIOS",
+    "Instance",
+    "Scenario",
+    "generate",
+    "generate_instance",
+    "get_scenario",
+    "with_drift",
+]
 
 
 @dataclass(frozen=True)
@@ -37,7 +54,49 @@ class Scenario:
     cluster: ClusterParams = field(default_factory=ClusterParams)
     """Tier sizes, number of regions and node attribute ranges."""
     workload: WorkloadParams = field(default_factory=WorkloadParams)
-    """Arrival process, task kinds, sizes, priorities and deadlines."""
+    """Arrival process, task kinds, sizes, priorities and deadlines (and a mix shift)."""
+    drift: DriftSpec | None = None
+    """Slow nodes and degraded links during the run; None: conditions never change."""
+
+    def __post_init__(self) -> None:
+        if self.drift is not None and not isinstance(self.drift, DriftSpec):
+            raise ConfigError(f"Scenario.drift: must be a DriftSpec or None, got {self.drift!r}")
+
+    @property
+    def drifts(self) -> bool:
+        """Whether anything drifts: conditions, or the task mix."""
+        return self.drift is not None or self.workload.mix_shift is not None
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One generated problem: a cluster, a workload and the conditions during the run."""
+
+    cluster: Cluster
+    """The scenario's cluster (depends on the seed only)."""
+    workload: Workload
+    """The tasks, at the requested size and load."""
+    conditions: pd.DataFrame | None
+    """Changing conditions (columns ``hybridsched.workload.drift.CONDITIONS_COLUMNS``) over
+    the arrivals, 0 to the last arrival; None when the scenario has no ``drift``."""
+
+
+def with_drift(
+    scenario: str | Scenario,
+    drift: DriftSpec | None = None,
+    mix_shift: MixShift | None = None,
+) -> Scenario:
+    """``scenario`` with drift: conditions from ``drift`` and a task mix shifting by
+    ``mix_shift``.
+
+    Each left out keeps the scenario's own, or else takes the default
+    (:class:`DriftSpec` ``()``, :class:`MixShift` ``()``). The name is kept, so the
+    cluster is the one the stationary scenario draws from the same seed.
+    """
+    sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
+    drift = drift if drift is not None else sc.drift or DriftSpec()
+    shift = mix_shift if mix_shift is not None else sc.workload.mix_shift or MixShift()
+    return replace(sc, drift=drift, workload=replace(sc.workload, mix_shift=shift))
 
 
 _HETERO_EDGE = TierSpec(
@@ -121,6 +180,16 @@ SCENARIOS: Mapping[str, Scenario] = _registry(
         workload=WorkloadParams(n_sensors=2000, work_data_corr=0.7, work_clip=500.0),
     ),
     Scenario(
+        name="iot-drift",
+        description="A 60-node IoT cluster (36 edge, 18 fog, 6 cloud; 6 regions) whose "
+        "conditions drift: 30-40% of nodes slowed to 0.15-0.6 of their speed for 10-40% "
+        "of the run, the access links of 1-2 regions degraded, and a task mix shifting "
+        "towards detection and back.",
+        cluster=ClusterParams(n_edge=36, n_fog=18, n_cloud=6, n_regions=6),
+        workload=WorkloadParams(n_sensors=1200, mix_shift=MixShift()),
+        drift=DriftSpec(),
+    ),
+    Scenario(
         name="iot-large",
         description="Country-scale IoT: 400 edge, 150 fog, 50 cloud nodes; 32 regions.",
         cluster=ClusterParams(n_edge=400, n_fog=150, n_cloud=50, n_regions=32),
@@ -150,7 +219,8 @@ def generate(
 
     The cluster and the workload get independent child generators of
     ``numpy.random.SeedSequence(seed)``, so the cluster depends on the seed only,
-    not on ``n_tasks`` or ``load``.
+    not on ``n_tasks`` or ``load``. A scenario's changing conditions are left out:
+    :func:`generate_instance` has them.
 
     Args:
         scenario: a preset name (see :data:`SCENARIOS`) or a :class:`Scenario`.
@@ -164,14 +234,46 @@ def generate(
     Raises:
         ConfigError: unknown scenario, or ``n_tasks``, ``load`` or ``seed`` out of range.
     """
+    inst = _draw(scenario, n_tasks, load, seed, conditions=False)
+    return inst.cluster, inst.workload
+
+
+def generate_instance(
+    scenario: str | Scenario, n_tasks: int, load: float, seed: int = 0
+) -> Instance:
+    """:func:`generate`, with the scenario's changing conditions.
+
+    The cluster and workload are exactly :func:`generate`'s. The conditions come
+    from :func:`hybridsched.workload.drift.make_conditions` over a run from 0 to the
+    workload's last arrival, with a third child generator of the seed's
+    ``SeedSequence``: the same seed draws the same pattern (in shares of the run)
+    at any ``n_tasks`` and ``load``.
+
+    Returns:
+        An :class:`Instance`; its ``conditions`` is None for a scenario without drift.
+
+    Raises:
+        ConfigError: as :func:`generate`.
+    """
+    return _draw(scenario, n_tasks, load, seed, conditions=True)
+
+
+def _draw(
+    scenario: str | Scenario, n_tasks: int, load: float, seed: int, conditions: bool
+) -> Instance:
     sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
     n = validate_n_tasks(n_tasks)
     rho = validate_load(load)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
-    cluster_seq, workload_seq = np.random.SeedSequence(int(seed)).spawn(2)
+    # spawn(3)[:2] == spawn(2): the cluster and workload are those of before conditions
+    cluster_seq, workload_seq, drift_seq = np.random.SeedSequence(int(seed)).spawn(3)
     cluster = generate_cluster(sc.cluster, np.random.default_rng(cluster_seq), name=sc.name)
     workload = generate_workload(
         cluster, sc.workload, n_tasks=n, load=rho, rng=np.random.default_rng(workload_seq)
     )
-    return cluster, workload
+    frame = None
+    if conditions and sc.drift is not None:
+        horizon = float(workload.arrival_s[-1])
+        frame = make_conditions(cluster, horizon, sc.drift, np.random.default_rng(drift_seq))
+    return Instance(cluster, workload, frame)
