@@ -82,19 +82,14 @@ def cluster_of(n_nodes: int, seed: int = 0) -> Any:
 
 
 def run_case(
-    policy: str,
-    n_nodes: int,
-    queue: str,
-    n_tasks: int,
-    seed: int = 0,
-    delta: float = 0.5,
-    batch: int = 0,
+    policy: str, n_nodes: int, queue: str, n_tasks: int, seed: int = 0, batch: int = 0
 ) -> dict[str, Any]:
     """One timed run; returns the row of figures.
 
-    With ``batch`` > 0 the decision interval is set so that a batch holds
-    ``batch`` tasks on average (``batch`` mean inter-arrival times) instead of ``delta``.
+    The decision interval is 0.5 s or, with ``batch`` > 0, set so that a batch
+    holds ``batch`` tasks on average (``batch`` mean inter-arrival times).
     """
+    delta = 0.5
     cluster = cluster_of(n_nodes, seed)
     wl = generate_workload(
         cluster, get_scenario("iot-default").workload, n_tasks, QUEUES[queue], seed
