@@ -27,6 +27,21 @@ Every arithmetic expression is written the way docs/MODEL.md writes it, in float
 * ``ready = d + latency_s[j, region] + data_mb / bandwidth_mb_s[j]`` (evaluated
   left to right; :attr:`Cluster.latency_s` has shape ``(N, R)``);
 * ``finish = start + work_gi / speed[j]``.
+
+**Conditions** (docs/MODEL.md section 12), optional: windows
+``(node, start_s, end_s, speed, latency, bandwidth)``; inside a window
+``[start_s, end_s)`` the node's speed, latency and bandwidth are the nominal
+ones times the window's factors, outside it the nominal ones. Then:
+
+* ``ready = d + latency_s[j, region] * l + data_mb / (bandwidth_mb_s[j] * b)``
+  with the factors ``l``, ``b`` in force at the decision ``d``;
+* a task starting at ``t`` runs ``work_gi / (speed[j] * s)`` with the factor in
+  force at ``t``;
+* when the node's speed changes at ``t`` from ``v_old`` to ``v_new``, a task
+  running there that finishes after ``t`` is re-timed to
+  ``t + (finish - t) * v_old / v_new``; the change comes before the
+  completions and readiness of ``t`` (a task finishing exactly at ``t``
+  finishes; a task starting at ``t`` runs at the new speed).
 """
 
 from __future__ import annotations
@@ -78,11 +93,25 @@ def _queue_key(queue: str, workload: Workload, ready_s: np.ndarray, k: int) -> t
     return (int(workload.priority[k]), absolute_deadline, ready, task_id)
 
 
+Window = tuple[int, float, float, float, float, float]
+"""A condition window: node index, start_s, end_s, speed, latency, bandwidth factors."""
+
+
+def factors_at(windows: list[Window], node: int, t: float) -> tuple[float, float, float]:
+    """The (speed, latency, bandwidth) factors of ``node`` in force at ``t``."""
+    for j, start, end, speed, latency, bandwidth in windows:
+        if j == node and start <= t < end:
+            return speed, latency, bandwidth
+    return 1.0, 1.0, 1.0
+
+
 def _simulate_one_node(
     rows: list[int],
     cores: int,
     ready_s: np.ndarray,
-    duration_s: np.ndarray,
+    work_gi: np.ndarray,
+    speed_at: Any,
+    speed_changes: list[float],
     keys: dict[int, tuple[Any, ...]],
     start_s: np.ndarray,
     finish_s: np.ndarray,
@@ -90,12 +119,16 @@ def _simulate_one_node(
     """Run the tasks ``rows`` on one node with ``cores`` cores; fill ``start_s``/``finish_s``.
 
     A plain time-stepping loop over the sorted event instants, with explicit lists.
+    ``speed_at(t)`` is the node's speed in force at ``t``; ``speed_changes`` the
+    times it may change (sorted).
     """
     not_ready: list[int] = sorted(rows, key=lambda k: float(ready_s[k]))  # by ready time
     next_ready = 0  # index into not_ready of the next task to become ready
     waiting: list[int] = []  # ready, not yet started
     running: list[tuple[float, int]] = []  # (finish time, row)
     free_cores = cores
+    changes = list(speed_changes)
+    speed = speed_at(-np.inf)
 
     while next_ready < len(not_ready) or waiting or running:
         # 1. The next instant: the earliest pending readiness or completion.
@@ -106,6 +139,15 @@ def _simulate_one_node(
         if not candidates:  # pragma: no cover - waiting tasks always find a free core
             raise AssertionError("tasks wait but nothing runs and nothing arrives")
         t = min(candidates)
+        if changes and changes[0] <= t:
+            # a speed change comes first: re-time what runs past it, then go on from there
+            t = changes.pop(0)
+            new = speed_at(t)
+            if new != speed:
+                running = [(t + (f - t) * speed / new, k) if f > t else (f, k) for f, k in running]
+                for f, k in running:
+                    finish_s[k] = f
+                speed = new
 
         # 2a. Apply every completion stamped t.
         still_running: list[tuple[float, int]] = []
@@ -126,7 +168,7 @@ def _simulate_one_node(
             k = min(waiting, key=lambda r: keys[r])
             waiting.remove(k)
             start_s[k] = t
-            finish_s[k] = t + float(duration_s[k])
+            finish_s[k] = t + float(work_gi[k]) / speed
             running.append((float(finish_s[k]), k))
             free_cores -= 1
 
@@ -191,6 +233,7 @@ def reference_simulate(
     node_of_task: np.ndarray,
     delta: float,
     queue: str,
+    conditions: list[Window] | None = None,
 ) -> dict[str, Any]:
     """Simulate docs/MODEL.md's base model for a fixed assignment.
 
@@ -200,6 +243,8 @@ def reference_simulate(
         node_of_task: ``node_of_task[k]`` is the node index of workload row ``k``.
         delta: the decision interval (``0``: decide at arrival).
         queue: ``"fifo"`` or ``"priority"``.
+        conditions: windows ``(node, start_s, end_s, speed, latency, bandwidth)``
+            (docs/MODEL.md section 12); ``None``: none.
 
     Returns:
         A dict with per-row float64 arrays ``decision_s``, ``ready_s``, ``start_s``,
@@ -231,15 +276,15 @@ def reference_simulate(
         )
 
     # Rules 1-2: decision and readiness.
+    windows = list(conditions or [])
     decision = decision_times(workload.arrival_s, delta)
     ready = np.empty(n, dtype=np.float64)
-    duration = np.empty(n, dtype=np.float64)
     for k in range(n):
         j = int(nodes[k])
-        latency = float(cluster.latency_s[j, int(workload.region[k])])
-        transfer = float(workload.data_mb[k]) / float(cluster.bandwidth_mb_s[j])
+        _, lat_f, bw_f = factors_at(windows, j, float(decision[k]))
+        latency = float(cluster.latency_s[j, int(workload.region[k])]) * lat_f
+        transfer = float(workload.data_mb[k]) / (float(cluster.bandwidth_mb_s[j]) * bw_f)
         ready[k] = float(decision[k]) + latency + transfer
-        duration[k] = float(workload.work_gi[k]) / float(cluster.speed[j])
 
     # Rule 3: execution, node by node.
     start = np.full(n, np.nan, dtype=np.float64)
@@ -248,7 +293,26 @@ def reference_simulate(
     for j in range(cluster.n_nodes):
         rows = [k for k in range(n) if nodes[k] == j]
         if rows:
-            _simulate_one_node(rows, int(cluster.cores[j]), ready, duration, keys, start, finish)
+            nominal = float(cluster.speed[j])
+
+            def speed_at(t: float, j: int = j, nominal: float = nominal) -> float:
+                return nominal * factors_at(windows, j, t)[0]
+
+            changes = sorted(
+                {w[1] for w in windows if w[0] == j} | {w[2] for w in windows if w[0] == j}
+            )
+            changes = [t for t in changes if t < np.inf]
+            _simulate_one_node(
+                rows,
+                int(cluster.cores[j]),
+                ready,
+                workload.work_gi,
+                speed_at,
+                changes,
+                keys,
+                start,
+                finish,
+            )
 
     return {
         "decision_s": decision,

@@ -70,6 +70,7 @@ _FIELDS = {
     "focus": "focus",
     "capacity_bound": "capacity_bound",
     "backend": "backend",
+    "conditions": "conditions",
 }
 
 _BACKEND_HELP = (
@@ -128,6 +129,13 @@ def compare(
     ] = None,
     workload: Annotated[
         Path | None, typer.Option(help="Workload file, with --cluster, instead of a scenario.")
+    ] = None,
+    conditions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Conditions file (node,start_s,end_s,speed,latency,bandwidth) applied to "
+            "every run; docs/MODEL.md section 12."
+        ),
     ] = None,
     focus: Annotated[
         str | None,
@@ -208,6 +216,7 @@ def compare(
         "focus": focus,
         "capacity_bound": capacity_bound,
         "backend": backend,
+        "conditions": str(conditions) if conditions else None,
     }
     progress = {"done": 0, "total": 0}
     runner = None

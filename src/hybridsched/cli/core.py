@@ -262,6 +262,13 @@ def simulate(
             help="Node outages file (.csv/.parquet: node,down_s,up_s; empty up_s: never back)."
         ),
     ] = None,
+    conditions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Windows of node speed, latency, bandwidth (.csv/.parquet: node,start_s,end_s,"
+            "speed,latency,bandwidth; docs/MODEL.md section 12)."
+        ),
+    ] = None,
     mtbf: Annotated[
         str | None,
         typer.Option(
@@ -356,6 +363,10 @@ def simulate(
         w = read_workload(workload, cluster=c)
         if failures is not None:
             options = replace(options, failures=read_failures(failures, cluster=c))
+        if conditions is not None:
+            from hybridsched.sim.conditions import read_conditions
+
+            options = replace(options, conditions=read_conditions(conditions, c))
         bar = ProgressBar(len(w), f"{policy} on {w.n_tasks:,} tasks", force=progress)
         t = time.perf_counter()
         try:

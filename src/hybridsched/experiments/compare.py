@@ -93,6 +93,9 @@ class CompareConfig:
     """The policy whose differences to the best other are reported (default: hybrid if run)."""
     policy_args: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per policy, arguments as given with --policy-arg (NAME.KEY=VALUE)."""
+    conditions: str | None = None
+    """Conditions file (windows of node speed, latency, bandwidth; docs/MODEL.md section
+    12) applied to every run; its node names must be the workloads' cluster's."""
     capacity_bound: bool = False
     """Also compute the capacity lower bound of every workload (slow: about 50 s
     per 30,000 tasks; :func:`hybridsched.sim.bounds.capacity_lower_bound`)."""
@@ -172,6 +175,7 @@ def _one_run(
         workload,
         make_policy(policy, cfg.policy_args.get(policy)),
         config=SimConfig(decision_interval=cfg.decision_interval, queue=cfg.queue),
+        options=_options(cfg, cluster),
         seed=seed,
     )
     s = result.summary
@@ -189,6 +193,16 @@ def _one_run(
     row["response_quantiles"] = q.tolist()
     # plain Python numbers: a row saved as JSON and read back is the same row
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+
+
+def _options(cfg: CompareConfig, cluster: Any) -> Any:
+    """The simulation options of every run (``None``: the base model)."""
+    if cfg.conditions is None:
+        return None
+    from hybridsched.sim.conditions import read_conditions
+    from hybridsched.sim.options import SimOptions
+
+    return SimOptions(conditions=read_conditions(cfg.conditions, cluster))
 
 
 def _capacity_bound(
@@ -213,6 +227,11 @@ def check_inputs(cfg: CompareConfig) -> None:
         make_policy(p, cfg.policy_args.get(p))
     if cfg.from_files:
         _inputs(cfg, float("nan"), 0)
+    if cfg.conditions is not None:
+        from hybridsched.workload import generate
+
+        cluster = _inputs(cfg, float("nan"), 0)[0] if cfg.from_files else None
+        _options(cfg, cluster or generate(cfg.scenario, 1, cfg.loads[0], 0)[0])
 
 
 def run_key(load: float, seed: int, policy: str | None) -> str:
@@ -391,7 +410,7 @@ def experiment_values(data: dict[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(value, str):
                 raise bad("a string")
             out[key] = value
-        elif key in ("cluster", "workload", "focus"):
+        elif key in ("cluster", "workload", "focus", "conditions"):
             if value is not None and not isinstance(value, str):
                 raise bad("a string or null")
             out[key] = value

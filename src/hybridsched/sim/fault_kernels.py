@@ -1,9 +1,13 @@
-"""Compiled kernels of the simulator with options: failures, shared links, jitter.
+"""Compiled kernels of the simulator with options: failures, shared links, jitter, conditions.
 
 They work on the engine's :class:`~hybridsched.sim.state.CoreState` plus a
 :class:`FaultArrays` of their own, declared once in :data:`FAULT_FIELDS`: an
 indexed event heap (one live event per task and per link, so displaced tasks
-leave nothing stale behind) and the per-node link state. The model is
+leave nothing stale behind), the per-node link state, and the true node speed,
+latency and bandwidth in force now. The CoreState's ``speed``, ``latency`` and
+``bandwidth`` are what schedulers believe (the nominal values): the bookkeeping
+that a view shows (projection, queued work) uses them; what really happens
+(transfer and execution times) uses the true ones here. The model is
 ``docs/OPTIONS.md``'s; :mod:`hybridsched.sim.options_engine` drives them.
 """
 
@@ -49,6 +53,9 @@ lrate     float64[::1]  current rate of each transfer of the link, MB/s
 lt        float64[::1]  time of the last update of the link, s
 mem       float64[::1]  true memory per node (CoreState.memory is -1 while down), MB
 wasted    float64[::1]  core-seconds of killed runs per node
+speed     float64[::1]  true per-core speed per node now (nominal x conditions), GI/s
+bandwidth float64[::1]  true ingress bandwidth per node now, MB/s
+latency   float64[:,::1] true latency from each region now, s, (N, R)
 counters  int64[::1]    events in the heap, tasks on a node, shared links on, spare
 """
 )
@@ -173,7 +180,7 @@ def _link_reschedule(st, fs, j, t):
     if k == 0:
         _hp_remove(fs, n + j)
         return
-    fs.lrate[j] = st.bandwidth[j] / k
+    fs.lrate[j] = fs.bandwidth[j] / k
     m = np.inf
     f = fs.lhead[j]
     while f >= 0:
@@ -240,8 +247,62 @@ def _dispatch(st, fs, j, t):
         return
     while st.n_free[j] > 0 and st.wroot[j] >= 0:
         i, f = core.start_next(st, j, t)
+        v = fs.speed[j]
+        if v != st.speed[j]:
+            # the speed in force at the start, not the one booked at assignment
+            dur = st.work[i] / v
+            st.busy_s[j] += dur - st.dur[i]
+            st.dur[i] = dur
+            f = t + dur
+            st.finish[i] = f
         fs.phase[i] = P_RUNNING
         _hp_set(fs, i, f)
+
+
+@njit(cache=True)
+def set_speed(st, fs, j, t, v):
+    """Node ``j``'s true per-core speed becomes ``v`` at ``t`` (after the events before ``t``).
+
+    Each task running on ``j`` that finishes after ``t`` does its remaining work
+    at the new speed: ``finish = t + (finish - t) * v_old / v`` (left to right).
+
+    Returns:
+        the number of running tasks re-timed.
+    """
+    v_old = fs.speed[j]
+    fs.speed[j] = v
+    if v == v_old:
+        return 0
+    m = 0
+    for s in range(st.cores[j]):
+        i = st.slot_task[j, s]
+        if i >= 0 and st.finish[i] > t:
+            f_old = st.finish[i]
+            f = t + (f_old - t) * v_old / v
+            st.finish[i] = f
+            st.dur[i] = f - st.start[i]
+            st.busy_s[j] += f - f_old
+            _hp_set(fs, i, f)
+            m += 1
+    return m
+
+
+@njit(cache=True)
+def set_bandwidth(st, fs, j, t, bw):
+    """Node ``j``'s true ingress bandwidth becomes ``bw`` at ``t``.
+
+    A transfer in flight without shared links keeps the bandwidth of its
+    decision; with shared links the link's transfers are re-timed to the new
+    rate from ``t`` on.
+    """
+    if bw == fs.bandwidth[j]:
+        return
+    if fs.lcount[j] > 0:
+        _link_update(fs, j, t)
+        fs.bandwidth[j] = bw
+        _link_reschedule(st, fs, j, t)
+    else:
+        fs.bandwidth[j] = bw
 
 
 @njit(cache=True)
@@ -281,26 +342,26 @@ def commit_many(st, fs, idx, nodes, d, lat_factor):
     """Assign tasks ``idx[k]`` to ``nodes[k]`` at ``d``; latencies x ``lat_factor[k]``.
 
     Bookkeeping is :func:`hybridsched.sim.core.commit`'s (the projection uses the
-    nominal ready time, what a scheduler would estimate); the transfer is timed
-    with the jittered latency, through the shared link when it is on.
+    ready time the scheduler believes); the transfer is timed with the true
+    latency and bandwidth in force now, the latency jittered, through the
+    shared link when it is on.
     """
     shared = fs.counters[K_SHARED] == 1
     for k in range(idx.shape[0]):
         i = idx[k]
         j = nodes[k]
-        lat = st.latency[j, st.region[i]]
-        r = d + lat + st.data[i] / st.bandwidth[j]
+        r = d + st.latency[j, st.region[i]] + st.data[i] / st.bandwidth[j]
         st.start[i] = np.nan
         st.finish[i] = np.nan
         core.book(st, i, j, d, r)
         fs.counters[K_ACTIVE] += 1
-        s = d + lat * lat_factor[k]
+        s = d + fs.latency[j, st.region[i]] * lat_factor[k]
         if shared and st.data[i] > 0:
             fs.phase[i] = P_LATENCY
             _hp_set(fs, i, s)
         else:
             fs.phase[i] = P_TRANSIT
-            _hp_set(fs, i, s + st.data[i] / st.bandwidth[j])
+            _hp_set(fs, i, s + st.data[i] / fs.bandwidth[j])
 
 
 @njit(cache=True)

@@ -96,23 +96,7 @@ class FailureTrace:
                 raise ValidationError(
                     f"{source}: column {c} has {len(columns[c])} rows, expected {n}"
                 )
-        names = []
-        known = set(cluster.node_names) if cluster is not None else None
-        for k, v in enumerate(columns["node"]):
-            if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == "":
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column node: must be a node name, got {_plain(v)}"
-                )
-            name = str(v).strip()
-            if known is not None and name not in known:
-                listed = ", ".join(cluster.node_names[:8]) + (
-                    ", ..." if cluster.n_nodes > 8 else ""
-                )
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column node: unknown node {name!r}; the cluster's "
-                    f"nodes are {listed}"
-                )
-            names.append(name)
+        names = node_names(columns["node"], cluster, source)
         down = _numbers(columns["down_s"], "down_s", source, empty=None)
         up = _numbers(columns["up_s"], "up_s", source, empty=np.inf)
         for k in range(n):
@@ -175,6 +159,31 @@ class FailureTrace:
                 )
             out[k] = pos[nm]
         return out
+
+
+def node_names(raw: Any, cluster: Cluster | None, source: str) -> list[str]:
+    """The ``node`` column of an input file as names, each checked against ``cluster``.
+
+    Raises:
+        ValidationError: an empty cell, or a name the cluster does not have
+            (naming the source, the row and the value).
+    """
+    names = []
+    known = set(cluster.node_names) if cluster is not None else None
+    for k, v in enumerate(raw):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == "":
+            raise ValidationError(
+                f"{source}: row {k + 1}, column node: must be a node name, got {_plain(v)}"
+            )
+        name = str(v).strip()
+        if known is not None and name not in known:
+            listed = ", ".join(cluster.node_names[:8]) + (", ..." if cluster.n_nodes > 8 else "")
+            raise ValidationError(
+                f"{source}: row {k + 1}, column node: unknown node {name!r}; the cluster's "
+                f"nodes are {listed}"
+            )
+        names.append(name)
+    return names
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -356,6 +365,9 @@ class SimOptions:
     """A task interrupted by failures more than this many times is rejected
     (reason ``retry limit``): with failures much more frequent than tasks are
     long, no attempt would ever finish. An integer >= 0; no option on its own."""
+    conditions: Any = field(default=None, compare=False)
+    """Windows of node speed, latency and bandwidth
+    (:class:`~hybridsched.sim.conditions.Conditions`); ``None``: nominal throughout."""
 
     def __post_init__(self) -> None:
         if self.failures is not None and not isinstance(self.failures, FailureTrace):
@@ -381,6 +393,14 @@ class SimOptions:
             if self.failures is not None:
                 raise ConfigError(
                     "options.failures: give either a failures trace or mtbf_s/mttr_s, not both"
+                )
+        if self.conditions is not None:
+            from hybridsched.sim.conditions import Conditions
+
+            if not isinstance(self.conditions, Conditions):
+                raise ConfigError(
+                    f"options.conditions: must be a Conditions (see read_conditions), "
+                    f"got {type(self.conditions).__name__}"
                 )
         if self.estimate_cv is not None:
             _cv(self.estimate_cv, "estimate_cv")
@@ -409,14 +429,20 @@ class SimOptions:
         return self.latency_jitter > 0 or bool(self.shared_links)
 
     @property
+    def conditions_on(self) -> bool:
+        """Node speed, latency or bandwidth change in time windows."""
+        return self.conditions is not None
+
+    @property
     def needs_engine(self) -> bool:
-        """The run needs the options engine (failures or network); estimates alone do not."""
-        return self.failures_on or self.network_on
+        """The run needs the options engine (failures, network or conditions); estimates
+        alone do not."""
+        return self.failures_on or self.network_on or self.conditions_on
 
     @property
     def active(self) -> bool:
         """Any option is on; ``False`` is exactly the base model."""
-        return self.failures_on or self.estimates_on or self.network_on
+        return self.failures_on or self.estimates_on or self.network_on or self.conditions_on
 
     def tier_rates(self, cluster: Cluster) -> tuple[np.ndarray, np.ndarray]:
         """MTBF and MTTR per node of ``cluster``, s (inf MTBF: the node never fails).
@@ -459,6 +485,11 @@ class SimOptions:
             "latency_jitter": float(self.latency_jitter),
             "shared_links": bool(self.shared_links),
             **({"max_retries": int(self.max_retries)} if self.failures_on else {}),
+            **(
+                {"conditions": self.conditions.source, "condition_windows": len(self.conditions)}
+                if self.conditions is not None
+                else {}
+            ),
         }
 
 

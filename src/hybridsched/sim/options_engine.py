@@ -56,6 +56,8 @@ from hybridsched.sim.fault_kernels import (
     compile_faults,
     node_down,
     node_up,
+    set_bandwidth,
+    set_speed,
 )
 from hybridsched.sim.options import (
     WORK_EST_COLUMN,
@@ -129,6 +131,10 @@ class FaultKernel(Kernel):
             lt=np.zeros(n_nodes),
             mem=np.array(engine.cluster.memory_mb, dtype=np.float64),
             wasted=np.zeros(n_nodes),
+            # the truth starts nominal; a ConditionsHook changes it
+            speed=np.array(engine.cluster.speed, dtype=np.float64),
+            bandwidth=np.array(engine.cluster.bandwidth_mb_s, dtype=np.float64),
+            latency=np.array(engine.cluster.latency_s, dtype=np.float64, order="C"),
             counters=np.array([0, 0, int(bool(options.shared_links)), 0], dtype=np.int64),
         )
         self.fstate = compile_faults(self.farrays)
@@ -187,6 +193,74 @@ class FaultKernel(Kernel):
     def node_up(self, j: int, t: float) -> None:
         """Node ``j`` is back at ``t``, idle."""
         node_up(self.engine.cstate, self.fstate, j, t)
+
+    def set_conditions(
+        self, j: int, t: float, speed: float, latency: np.ndarray, bandwidth: float
+    ) -> int:
+        """Node ``j``'s true speed, latency (per region) and bandwidth from ``t`` on.
+
+        Returns:
+            the number of running tasks re-timed by a change of speed.
+        """
+        fa = self.farrays
+        fa.latency[j] = latency
+        set_bandwidth(self.engine.cstate, self.fstate, j, t, bandwidth)
+        return int(set_speed(self.engine.cstate, self.fstate, j, t, speed))
+
+
+class ConditionsHook(EngineHooks):
+    """Windows of node speed, latency and bandwidth on a :class:`FaultKernel`.
+
+    Its events are the change points of the windows
+    (:meth:`~hybridsched.sim.conditions.Conditions.change_points`). At each one
+    the node's true values become nominal x the multipliers in force: a task
+    running there continues its remaining work at the new speed, a task started
+    later runs at the speed of its start, a transfer takes the latency and
+    bandwidth of its decision (with shared links the link follows the
+    bandwidth). Schedulers keep seeing the nominal values.
+
+    Args:
+        kernel: the engine's kernel.
+        conditions: the windows, built for the engine's cluster.
+    """
+
+    def __init__(self, kernel: FaultKernel, conditions: Any) -> None:
+        self.kernel = kernel
+        self.conditions = conditions
+
+    def attach(self, engine: Engine) -> None:
+        """Check the cluster and lay out the change points."""
+        super().attach(engine)
+        self.conditions.check(engine.cluster)
+        self._t, self._node, self._factors = self.conditions.change_points()
+        self._k = 0
+        self.changes = 0
+        """Change points applied during the run."""
+        self.retimed = 0
+        """Running tasks re-timed by a change of speed."""
+
+    def next_event_time(self) -> float:
+        """The next change point, s."""
+        return float(self._t[self._k]) if self._k < self._t.shape[0] else np.inf
+
+    def before_instant(self, t: float) -> None:
+        """Apply every change point stamped ``t``."""
+        c = self.engine.cluster
+        while self._k < self._t.shape[0] and self._t[self._k] == t:
+            j = int(self._node[self._k])
+            fs, fl, fb = self._factors[self._k].tolist()
+            self.retimed += self.kernel.set_conditions(
+                j, t, c.speed[j] * fs, c.latency_s[j] * fl, c.bandwidth_mb_s[j] * fb
+            )
+            self.changes += 1
+            self._k += 1
+
+    def result(self, result: SimResult) -> SimResult:
+        """The summary gains ``condition_windows``, ``condition_changes``, ``retimed_tasks``."""
+        result.summary["condition_windows"] = len(self.conditions)
+        result.summary["condition_changes"] = self.changes
+        result.summary["retimed_tasks"] = self.retimed
+        return result
 
 
 class FailureHook(EngineHooks):
@@ -429,6 +503,8 @@ class OptionsEngine(Engine):
             self.hide_true_work()
         # always on: with no failures it has no events, and it reports the option columns
         self.add_hooks(FailureHook(self.kernel, options, seeds.failures))
+        if options.conditions is not None:
+            self.add_hooks(ConditionsHook(self.kernel, options.conditions))
 
 
 def _with_option_columns(result: SimResult, options: SimOptions) -> SimResult:
