@@ -14,7 +14,10 @@ instance, as in ``compare``. The variants:
 
 For a drifting scenario, ``mct`` also runs on the same cluster and workload
 *without* the conditions (variant ``mct, no conditions``): how much drift
-raises the mean response.
+raises the mean response. A scenario given as ``NAME:stationary`` (e.g.
+``iot-drift:stationary``) runs every variant on NAME's instances with their
+conditions left out (a shifting task mix stays: it is part of the workload),
+to tell what drift changes from what the cluster does.
 
 ``--estimates nominal,observed`` runs every variant once per estimate mode.
 A mode other than ``nominal`` needs ``SimOptions.estimates`` (what the view's
@@ -23,15 +26,16 @@ only ``nominal`` runs, and asking for another mode is refused.
 
 It prints one Markdown table per (scenario, load, estimate mode): per variant
 the mean of each metric with its 95% CI over the seeds, and the paired
-difference of the mean response to ``mct``; then the ablation pairs. Raw
-per-seed results go to ``--out`` (JSON).
+difference of the mean response to ``mct``; then the ablation pairs; last, one
+summary table of the paired differences in mean response. Raw per-seed results
+go to ``--out`` (JSON, saved as each run ends).
 
 Usage::
 
     python benchmarks/bench_drift.py [--tasks 8000] [--seeds 10] [--loads 0.85] \\
         [--scenarios iot-default,iot-drift] [--estimates nominal] [--workers 2] \\
         [--out benchmarks/results/drift.json]
-    python benchmarks/bench_drift.py --tables benchmarks/results/drift.json
+    python benchmarks/bench_drift.py --tables benchmarks/results/drift*.json
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ VARIANTS: tuple[str, ...] = (
 
 NO_CONDITIONS = "mct, no conditions"
 """MCT on a drifting scenario's cluster and workload with its conditions left out."""
+
+STATIONARY = ":stationary"
+"""Suffix of a scenario run with its conditions left out."""
 
 NON_LEARNED: tuple[str, ...] = ("mct", "min-min", "sufferage", "edf-mct", "aco")
 """The schedulers without a learned part: the hybrid's goal is set against the best."""
@@ -107,9 +114,10 @@ def run_one(job: tuple) -> dict[str, Any]:
     from hybridsched.workload import generate_instance
 
     scenario, tasks, load, seed, variant, estimates, ckpt = job
-    inst = generate_instance(scenario, tasks, load, seed)
+    name, how, _ = scenario.partition(STATIONARY)
+    inst = generate_instance(name, tasks, load, seed)
     kw: dict[str, Any] = {} if estimates == "nominal" else {"estimates": estimates}
-    if inst.conditions is not None and variant != NO_CONDITIONS:
+    if inst.conditions is not None and variant != NO_CONDITIONS and not how:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
     if variant == "hybrid-untrained":
         policy = make_policy("hybrid", {"checkpoint": ckpt})
@@ -183,6 +191,34 @@ def tables(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def summary(rows: list[dict[str, Any]]) -> str:
+    """One Markdown table over every (scenario, load, estimate mode): the paired
+    differences in mean response that the ablation is about."""
+    cols = [
+        ("hybrid vs hybrid-untrained", "hybrid", "hybrid-untrained"),
+        ("hybrid vs aco", "hybrid", "aco"),
+        ("hybrid-untrained vs aco", "hybrid-untrained", "aco"),
+        ("aco vs mct", "aco", "mct"),
+        ("rl vs mct", "rl", "mct"),
+        ("drift on mct", "mct", NO_CONDITIONS),
+    ]
+    head = ["scenario", "load", "estimates", "best non-learned", "hybrid vs it"]
+    out = ["| " + " | ".join(head + [c[0] for c in cols]) + " |"]
+    out.append("| --- | ---: | --- | --- |" + " ---: |" * (len(cols) + 1))
+    for key in sorted({(r["scenario"], r["load"], r["estimates"]) for r in rows}):
+        sub = [r for r in rows if (r["scenario"], r["load"], r["estimates"]) == key]
+        have = {r["variant"] for r in sub}
+        best = min(
+            (v for v in NON_LEARNED if v in have),
+            key=lambda v: float(np.mean(_series(sub, v, "mean_response_s"))),
+        )
+        cells = [key[0], f"{key[1]:g}", key[2], best]
+        cells.append(_pair(sub, "hybrid", best) if "hybrid" in have else "")
+        cells += [_pair(sub, a, b) if {a, b} <= have else "" for _, a, b in cols]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def save(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Write ``{"config": meta, "runs": rows}`` as JSON, one run per line."""
     runs = ",\n".join(json.dumps(r) for r in rows)
@@ -199,10 +235,13 @@ def main() -> None:
     ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/drift.json"))
-    ap.add_argument("--tables", type=Path, help="only print the tables of a saved --out file")
+    ap.add_argument(
+        "--tables", type=Path, nargs="+", help="only print the tables of saved --out files"
+    )
     a = ap.parse_args()
     if a.tables is not None:
-        print(tables(json.loads(a.tables.read_text())["runs"]))
+        rows = [r for f in a.tables for r in json.loads(f.read_text())["runs"]]
+        print(tables(rows) + "\n" + summary(rows))
         return
     from hybridsched.workload import get_scenario
 
@@ -217,7 +256,13 @@ def main() -> None:
         why = "" if estimate_modes() else " (this tree's SimOptions has no estimates field yet)"
         ap.error(f"--estimates: {', '.join(bad)} not available{why}; known: {', '.join(known)}")
     # the calibration run: mct on each drifting scenario's instances without their conditions
-    extra = {s: (NO_CONDITIONS,) for s in scenarios if get_scenario(s).drift is not None}
+    for s in scenarios:
+        get_scenario(s.removesuffix(STATIONARY))
+    extra = {
+        s: (NO_CONDITIONS,)
+        for s in scenarios
+        if not s.endswith(STATIONARY) and get_scenario(s).drift is not None
+    }
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = str(untrained_checkpoint(Path(tmp)))
         jobs = [
@@ -239,7 +284,7 @@ def main() -> None:
                 save(a.out, meta, rows)
     print(f"{len(jobs)} runs of {a.tasks:,} tasks in {time.perf_counter() - t:.0f} s "
           f"({a.workers} workers); raw per-seed results: {a.out}\n")  # fmt: skip
-    print(tables(rows))
+    print(tables(rows) + "\n" + summary(rows))
 
 
 if __name__ == "__main__":
