@@ -39,10 +39,12 @@ def _cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
-def _direct(scenario: str, with_conditions: bool, seed: int = 0) -> tuple[Any, Any, Any]:
+def _direct(
+    scenario: str, with_conditions: bool, seed: int = 0, tasks: int = 500
+) -> tuple[Any, Any, Any]:
     """mct simulated directly on the scenario's (load 0.85, seed) instance: (summary,
     cluster, workload), with or without the instance's conditions."""
-    inst = generate_instance(scenario, 500, 0.85, seed)
+    inst = generate_instance(scenario, tasks, 0.85, seed)
     options = None
     if with_conditions:
         options = SimOptions(conditions=Conditions.from_frame(inst.conditions, inst.cluster))
@@ -181,3 +183,38 @@ def test_the_nominal_bound_is_nan_where_a_window_speeds_a_node_up(
     else:
         assert math.isnan(row["bound_mean_response_s"])
         assert math.isnan(row["capacity_bound_mean_response_s"])
+
+
+@pytest.mark.slow
+def test_ray_applies_the_same_conditions_as_the_local_pool() -> None:
+    import os
+
+    from hybridsched.experiments.backends import RayBackend
+    from hybridsched.experiments.compare import WALL_CLOCK_COLUMNS
+    from ray_helpers import RAY_INIT, import_ray
+
+    ray = import_ray()
+    cfg = CompareConfig(
+        scenario="iot-drift",
+        tasks=300,
+        loads=(0.85,),
+        seeds=2,
+        policies=("mct", "min-min"),
+        workers=2,
+        capacity_bound=True,
+    )
+    local = run_compare(cfg)
+    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    ray.init(num_cpus=2, runtime_env={"env_vars": env} if env["PYTHONPATH"] else None, **RAY_INIT)
+    try:
+        remote = run_compare(cfg, backend=RayBackend())
+    finally:
+        ray.shutdown()
+
+    def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in WALL_CLOCK_COLUMNS} for r in rows]
+
+    assert strip(remote) == strip(local)
+    direct, _, _ = _direct("iot-drift", with_conditions=True, seed=1, tasks=300)
+    assert remote[2]["policy"] == "mct" and remote[2]["seed"] == 1
+    assert remote[2]["mean_response_s"] == direct["mean_response_s"]
