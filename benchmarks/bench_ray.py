@@ -8,10 +8,17 @@ the local pool's (wall-clock columns aside). Then it projects the standard
 suite at ``--project-tasks`` tasks per run onto a cluster of ``--project-nodes``
 nodes from the measured per-task cost (docs/SCALE.md).
 
+With ``--train-updates N`` it measures training instead: ``train rl`` with
+``--shards 2`` for N updates in this process, then on 1 and 2 Ray actors
+(the same work and, checked, the same weights), repeated ``--repeat`` times
+in turn, and reports rollout decisions per second (environment + policy, the
+part that runs in the workers) and each run's wall time.
+
 Usage::
 
     PYTHONPATH=src python benchmarks/bench_ray.py [--tasks 300] [--seeds 1] \\
         [--workers 1,2] [--json out.json]
+    PYTHONPATH=src python benchmarks/bench_ray.py --train-updates 8 [--repeat 3]
 """
 
 from __future__ import annotations
@@ -45,6 +52,53 @@ def strip(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in WALL_CLOCK_COLUMNS} for r in rows]
 
 
+def train_bench(updates: int, repeat: int, envs: int, steps: int) -> dict:
+    """Rollout throughput of ``train rl`` in this process and on 1 and 2 Ray actors."""
+    import tempfile
+
+    import torch
+
+    from hybridsched.train.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        n_envs=envs,
+        rollout_steps=steps,
+        shards=2,
+        max_updates=updates,
+        minutes=60.0,
+        eval_seeds=1,
+        eval_tasks=200,
+        eval_every_s=1e9,
+    )
+    setups = (("local", 1), ("ray", 1), ("ray", 2))
+    out: dict = {setup: [] for setup in setups}
+    reference = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeat):
+            for backend, workers in setups:
+                t = Trainer(
+                    replace(cfg, backend=backend, workers=workers), f"{tmp}/{r}{backend}{workers}"
+                )
+                t0 = time.perf_counter()
+                t.run()
+                wall = time.perf_counter() - t0
+                p = t.progress
+                weights = [v.clone() for v in t.model.state_dict().values()]
+                reference = reference or weights
+                same = all(torch.equal(a, b) for a, b in zip(weights, reference, strict=True))
+                row = {
+                    "rollout_decisions_per_s": p.rollout_rate,
+                    "training_decisions_per_s": p.training_rate,
+                    "rollout_s": p.rollout_s,
+                    "update_s": p.update_s,
+                    "wall_s": wall,
+                    "same_weights_as_local": same,
+                }
+                out[(backend, workers)].append(row)
+                print(json.dumps({"backend": backend, "workers": workers, **row}), flush=True)
+    return {f"{b}{w}": rows for (b, w), rows in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=300)
@@ -55,7 +109,17 @@ def main() -> None:
     ap.add_argument("--project-nodes", type=int, default=100)
     ap.add_argument("--project-cores", type=int, default=16)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--train-updates", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--envs", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=16)
     a = ap.parse_args()
+    if a.train_updates:
+        res = train_bench(a.train_updates, a.repeat, a.envs, a.steps)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=2)
+        return
     base = CompareConfig(
         tasks=a.tasks, seeds=a.seeds, loads=LOADS, policies=default_policies(), workers=1
     )

@@ -150,6 +150,13 @@ def small() -> tuple[Cluster, Workload]:
     return generate("iot-default", 800, 0.9, 5)
 
 
+def examples(n: int) -> Any:
+    """Hypothesis settings: ``n`` examples, no deadline, a module fixture."""
+    return settings(
+        max_examples=n, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+
+
 def random_conditions(cluster: Cluster, horizon: float, seed: int) -> Conditions:
     """Up to 3 windows per node, some open-ended, factors in [0.2, 3]."""
     rng = np.random.default_rng(seed)
@@ -167,17 +174,16 @@ def random_conditions(cluster: Cluster, horizon: float, seed: int) -> Conditions
     return windows(cluster, *rows)
 
 
-@settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@examples(16)
 @given(
     seed=st.integers(0, 10_000),
     delta=st.sampled_from([0.0, 0.5]),
     queue=st.sampled_from(["fifo", "priority"]),
-    policy=st.sampled_from(["mct", "min-min", "random"]),
+    policy=st.sampled_from(["mct", "min-min", "sufferage", "random", "round-robin"]),
+    shared=st.booleans(),
 )
-def test_random_conditions_match_the_reference(
-    small: tuple[Cluster, Workload], seed: int, delta: float, queue: str, policy: str
+def test_random_conditions_match_the_reference_and_ones_change_nothing(
+    small: tuple[Cluster, Workload], seed: int, delta: float, queue: str, policy: str, shared: bool
 ) -> None:
     c, w = small
     cond = random_conditions(c, float(w.arrival_s.max()), seed)
@@ -188,24 +194,10 @@ def test_random_conditions_match_the_reference(
     for key in ("mean_response_s", "p95_response_s", "makespan_s", "energy_j", "utilization"):
         assert res.summary[key] == pytest.approx(ref["summary"][key], rel=1e-12), key
 
-
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    seed=st.integers(0, 10_000),
-    delta=st.sampled_from([0.0, 0.5]),
-    shared=st.booleans(),
-    policy=st.sampled_from(["mct", "sufferage", "round-robin"]),
-)
-def test_all_ones_conditions_change_nothing(
-    small: tuple[Cluster, Workload], seed: int, delta: float, shared: bool, policy: str
-) -> None:
-    c, w = small
-    cond = random_conditions(c, float(w.arrival_s.max()), seed)
+    # the same windows with every multiplier 1: the run without conditions, bit for bit
     ones = Conditions.from_frame(cond.to_frame(c)[["node", "start_s", "end_s"]], c)
-    base = run(c, w, None, policy, delta=delta, shared_links=shared)
-    res = run(c, w, ones, policy, delta=delta, shared_links=shared)
+    base = run(c, w, None, policy, delta=delta, queue=queue, shared_links=shared)
+    res = run(c, w, ones, policy, delta=delta, queue=queue, shared_links=shared)
     for col, v in base.tasks.items():
         assert np.array_equal(v, res.tasks[col], equal_nan=v.dtype.kind == "f"), col
     for key, value in base.summary.items():
@@ -342,16 +334,20 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return c, w
 
 
+def _simulate(files: tuple[Path, Path], out: Path, conditions: Path) -> Any:
+    c, w = files
+    return _cli("simulate", "--cluster", str(c), "--workload", str(w), "--out", str(out),
+                "--conditions", str(conditions))  # fmt: skip
+
+
 def test_simulate_with_conditions(files: tuple[Path, Path], tmp_path: Path) -> None:
     from hybridsched.io import read_cluster
 
-    c, w = files
-    names = read_cluster(c).node_names
+    names = read_cluster(files[0]).node_names
     f = tmp_path / "cond.csv"
     f.write_text(f"node,start_s,end_s,speed\n{names[0]},0,,0.25\n{names[1]},1,3,0.5\n")
     out = tmp_path / "o"
-    res = _cli("simulate", "--cluster", str(c), "--workload", str(w), "--out", str(out),
-               "--conditions", str(f))  # fmt: skip
+    res = _simulate(files, out, f)
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["condition_windows"] == 2
@@ -360,12 +356,10 @@ def test_simulate_with_conditions(files: tuple[Path, Path], tmp_path: Path) -> N
 
 
 def test_simulate_refuses_a_bad_conditions_file(files: tuple[Path, Path], tmp_path: Path) -> None:
-    c, w = files
     f = tmp_path / "cond.csv"
     f.write_text("node,start_s,end_s\nnope,0,1\n")
     out = tmp_path / "o"
-    res = _cli("simulate", "--cluster", str(c), "--workload", str(w), "--out", str(out),
-               "--conditions", str(f))  # fmt: skip
+    res = _simulate(files, out, f)
     assert res.exit_code == 2
     assert "row 1, column node: unknown node 'nope'" in " ".join(res.output.split())
     assert "Traceback" not in res.output
@@ -393,3 +387,41 @@ def test_compare_with_conditions_records_the_file(files: tuple[Path, Path], tmp_
     assert res.exit_code == 2, res.output
     assert "unknown node 'nope'" in " ".join(res.output.split())
     assert not out2.exists() or not any(out2.iterdir())
+
+
+def test_conditions_with_noise_jitter_and_failures_are_deterministic(
+    small: tuple[Cluster, Workload],
+) -> None:
+    c, w = small
+    cond = random_conditions(c, float(w.arrival_s.max()), 11)
+    kw = dict(estimate_cv=0.5, latency_jitter=0.3, shared_links=True, mtbf_s=60.0, mttr_s=5.0)
+    a = run(c, w, cond, "mct", delta=0.5, **kw)
+    b = run(c, w, cond, "mct", delta=0.5, **kw)
+    for col, v in a.tasks.items():
+        assert np.array_equal(v, b.tasks[col], equal_nan=v.dtype.kind == "f"), col
+    s = a.summary
+    assert s["finished"] + s["rejected"] == len(w)
+    assert s["outages"] > 0 and s["retimed_tasks"] > 0
+    done = a.tasks["status"] == "finished"
+    assert np.all(a.tasks["finish_s"][done] >= a.tasks["start_s"][done])
+    assert np.all(a.tasks["start_s"][done] >= a.tasks["ready_s"][done])
+
+
+@examples(6)
+@given(seed=st.integers(0, 10_000), shared=st.booleans())
+def test_generated_drift_runs_and_matches_the_reference(
+    small: tuple[Cluster, Workload], seed: int, shared: bool
+) -> None:
+    """Frames of the drift generator (hybridsched.workload.drift) are conditions as they are."""
+    from hybridsched.workload.drift import sample_drift
+
+    c, w = small
+    frame = sample_drift(c, float(w.arrival_s.max()), seed)
+    cond = Conditions.from_frame(frame, c, source="sample_drift")
+    assert len(cond) == len(frame)
+    res = run(c, w, cond, "mct", delta=0.5, shared_links=shared)
+    assert res.summary["condition_windows"] == len(frame)
+    if not shared:
+        ref = reference_simulate(c, w, res.tasks["node_index"], 0.5, "fifo", as_windows(cond))
+        for col in ("ready_s", "start_s", "finish_s"):
+            assert np.array_equal(ref[col], res.tasks[col]), col

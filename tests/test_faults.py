@@ -94,7 +94,13 @@ def test_options_off_is_the_base_model_bit_for_bit(
     c, w = small
     cfg = SimConfig(decision_interval=delta, queue=queue)
     base = simulate(c, w, make_policy(policy), config=cfg, seed=3)
-    for options in (SimOptions(), SimOptions(latency_jitter=0.0, shared_links=False)):
+    nothing = (
+        SimOptions(),
+        SimOptions(latency_jitter=0.0, shared_links=False),
+        # estimates that follow observations: exact estimates observe ratios of 1
+        SimOptions(estimates="observed"),
+    )
+    for options in nothing:
         res = simulate(c, w, make_policy(policy), config=cfg, options=options, seed=3)
         same_tasks(base.tasks, res.tasks)
         same_summary(base.summary, res.summary)

@@ -1,12 +1,14 @@
-"""The ray backend on a local Ray of 2 CPUs: the same results as the local pool."""
+"""The ray backend on a local Ray of 2 CPUs: the results of the local one (sweeps, tune, train)."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from hybridsched.cli import app
@@ -15,7 +17,10 @@ from hybridsched.errors import ConfigError
 from hybridsched.experiments.backends import RayBackend
 from hybridsched.experiments.compare import WALL_CLOCK_COLUMNS, CompareConfig, run_compare
 from hybridsched.experiments.tune import TuneConfig, run_tune
+from hybridsched.train.hybrid_trainer import HybridTrainer
+from hybridsched.train.trainer import Trainer
 from ray_helpers import RAY_INIT, import_ray
+from test_train_scaffold import HYBRID_TINY, RL_TINY, _assert_same_weights
 
 ray = import_ray()
 _register()
@@ -105,3 +110,45 @@ def test_tune_on_ray_equals_tune_on_the_local_pool(tmp_path: Path) -> None:
     assert remote["best_args"] == local["best_args"]
     assert remote["held_out"] == local["held_out"]
     assert remote["tuned_minus_defaults"] == local["tuned_minus_defaults"]
+
+
+# ---------------------------------------------------------------- training on Ray
+
+RL_SHARDED = replace(RL_TINY, shards=2)
+
+
+def test_rl_on_two_ray_workers_reaches_the_weights_of_one_local_worker(tmp_path: Path) -> None:
+    # 3 updates in this process; 2 on two Ray actors (one shard each), then 1 more here
+    whole = Trainer(replace(RL_SHARDED, max_updates=3), tmp_path / "whole")
+    whole.run(minutes=5.0)
+    split = Trainer(replace(RL_SHARDED, max_updates=2, backend="ray", workers=2), tmp_path / "r")
+    split.run(minutes=5.0)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (cfg["backend"], cfg["workers"], cfg["shards"], cfg["ray_nodes"]) == ("ray", 2, 2, 1)
+    resumed = Trainer.resume(tmp_path / "r")
+    assert resumed.config.backend == "ray" and resumed.progress.updates == 2
+    resumed.config = replace(resumed.config, backend="local", workers=1, max_updates=3)
+    resumed.run(minutes=5.0)
+    assert resumed.progress.decisions == whole.progress.decisions == 3 * 4 * 8
+    assert resumed.progress.train_objective == whole.progress.train_objective
+    _assert_same_weights(resumed.model, whole.model)
+    # the shards, not the workers, decide: one shard gives other weights (the check can fail)
+    one = Trainer(replace(RL_SHARDED, max_updates=3, shards=1), tmp_path / "one")
+    one.run(minutes=5.0)
+    assert not torch.equal(one.model.trunk[0].weight, whole.model.trunk[0].weight)
+
+
+def test_hybrid_on_two_ray_workers_reaches_the_weights_of_one_local_worker(
+    tmp_path: Path,
+) -> None:
+    # two runs with 2 + 1 snapshots: both workers hold some
+    cfg = replace(HYBRID_TINY, collect_runs=2, keep=1.0, max_updates=2)
+    local = HybridTrainer(cfg, tmp_path / "local").run(minutes=5.0)
+    remote = HybridTrainer(replace(cfg, backend="ray", workers=2), tmp_path / "ray")
+    remote.run(minutes=5.0)
+    assert {w for w, _ in remote._owner} == {0, 1}  # each actor collected one run
+    assert len(remote.snaps) == len(local.snaps)
+    assert remote.train_cost == local.train_cost
+    _assert_same_weights(remote.model, local.model)
+    saved = json.loads((tmp_path / "ray" / "config.json").read_text())
+    assert (saved["backend"], saved["workers"], saved["ray_nodes"]) == ("ray", 2, 1)

@@ -116,6 +116,26 @@ def cli():
         (["train", "--policy=hybrid"], "`hybridsched train hybrid ...`"),
         (["train", "--policy", "mct"], "not trainable"),
         (["train", "sufferage"], "not trainable"),
+        # where the work runs: a worker count the backend cannot use is refused up front
+        *[
+            (["train", cmd, "--backend", "ray", "--workers", bad], msg)
+            for cmd in ("rl", "hybrid")
+            for bad, msg in (
+                ("0", "--workers: must be an integer >= 1, got 0"),
+                ("-1", "--workers: must be an integer >= 1, got -1"),
+                ("two", "Invalid value for '--workers'"),
+                ("1.5", "Invalid value for '--workers'"),
+            )
+        ],
+        (["train", "rl", "--workers", "2"], "--workers 2: the local backend trains in this"),
+        (["train", "hybrid", "--workers", "2"], "use --backend ray for more workers"),
+        (["train", "rl", "--backend", "spark"], "--backend: expected one of local, ray, got"),
+        (["train", "rl", "--ray-address", "h:1"], "--ray-address: goes with --backend ray"),
+        (
+            ["train", "rl", "--backend", "ray", "--workers", "3", "--shards", "2"],
+            "--workers 3: the run has 2 shard(s)",
+        ),
+        (["train", "rl", "--envs", "4", "--shards", "5"], "more shards than simulator copies"),
     ],
 )
 def test_train_refuses_what_does_not_apply(cli, tmp_path: Path, args, needle) -> None:
@@ -134,7 +154,14 @@ def test_resume_refuses_options_that_would_change_the_run(cli, tmp_path: Path) -
         assert res.exit_code == 2, res.output
         assert extra[0] in res.output and "--resume" in res.output
     assert (run / "state.pt").read_bytes() == before
-    res = cli(["train", "rl", "--resume", str(run), "--max-updates", "2"])
+    # one shard: more than one worker cannot apply, and --shards is the run's
+    res = cli(["train", "rl", "--resume", str(run), "--backend", "ray", "--workers", "2"])
+    assert res.exit_code == 2, res.output
+    assert "the run has 1 shard(s)" in res.output
+    res = cli(["train", "rl", "--resume", str(run), "--shards", "2"])
+    assert res.exit_code == 2 and "--shards" in res.output, res.output
+    assert (run / "state.pt").read_bytes() == before
+    res = cli(["train", "rl", "--resume", str(run), "--max-updates", "2", "--backend", "local"])
     assert res.exit_code == 0, res.output
     assert Trainer.resume(run).progress.updates == 2
 

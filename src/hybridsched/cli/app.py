@@ -156,6 +156,15 @@ PluginOption = Annotated[
 ]
 """The ``--plugin`` option, for any command that builds policies by name."""
 
+EstimatesOption = Annotated[
+    str,
+    typer.Option(
+        help="Schedulers' estimates: nominal, or observed (corrected by what completed "
+        "tasks revealed; docs/MODEL.md section 12.1)."
+    ),
+]
+"""The ``--estimates`` option of ``simulate`` and ``compare``."""
+
 
 def load_plugins(specs: list[str] | None) -> None:
     """Import the ``--plugin`` modules, and name them for worker processes too.

@@ -23,7 +23,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hybridsched.cli.app import PluginOption, app, console, err_console, fail, load_plugins
+from hybridsched.cli.app import (
+    EstimatesOption,
+    PluginOption,
+    app,
+    console,
+    err_console,
+    fail,
+    load_plugins,
+)
 from hybridsched.errors import ConfigError, HybridSchedError
 from hybridsched.experiments.compare import QUICK
 
@@ -71,6 +79,7 @@ _FIELDS = {
     "capacity_bound": "capacity_bound",
     "backend": "backend",
     "conditions": "conditions",
+    "estimates": "estimates",
 }
 
 _BACKEND_HELP = (
@@ -137,6 +146,7 @@ def compare(
             "every run; docs/MODEL.md section 12."
         ),
     ] = None,
+    estimates: EstimatesOption = "nominal",
     focus: Annotated[
         str | None,
         typer.Option(
@@ -217,6 +227,7 @@ def compare(
         "capacity_bound": capacity_bound,
         "backend": backend,
         "conditions": str(conditions) if conditions else None,
+        "estimates": estimates,
     }
     progress = {"done": 0, "total": 0}
     runner = None

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hybridsched.cli.app import (
+    EstimatesOption,
     PluginOption,
     app,
     check_number,
@@ -269,6 +270,7 @@ def simulate(
             "speed,latency,bandwidth; docs/MODEL.md section 12)."
         ),
     ] = None,
+    estimates: EstimatesOption = "nominal",
     mtbf: Annotated[
         str | None,
         typer.Option(
@@ -346,6 +348,7 @@ def simulate(
                 latency_jitter=latency_jitter,
                 shared_links=shared_links,
                 max_retries=max_retries,
+                estimates=estimates,
             )
         except HybridSchedError as exc:
             # the library names its fields (options.mttr_s); the user typed the options
@@ -527,6 +530,7 @@ _OPTION_FIELDS = {
     "mttr_s": "--mttr",
     "estimate_cv": "--estimate-cv",
     "latency_jitter": "--latency-jitter",
+    "options.estimates": "--estimates",
 }
 
 

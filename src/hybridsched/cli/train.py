@@ -2,9 +2,11 @@
 
 Each subcommand takes only the options that apply to its trainer, with the
 defaults of its config (:mod:`hybridsched.train.config`). ``--resume DIR``
-continues the run in ``DIR`` with that run's own config: only ``--minutes``
-and ``--max-updates`` may be given with it; any other option is refused, never
-ignored. The old spelling ``train --policy X`` is refused with the new one.
+continues the run in ``DIR`` with that run's own config: only ``--minutes``,
+``--max-updates`` and where the work runs (``--backend``, ``--workers``,
+``--ray-address``: the weights do not depend on it) may be given with it; any
+other option is refused, never ignored. The old spelling ``train --policy X``
+is refused with the new one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.compare import _ADDRESS_HELP
 from hybridsched.errors import HybridSchedError
 from hybridsched.model import PRIORITY_CLASSES
 from hybridsched.train.config import HybridTrainConfig, TrainConfig
@@ -79,7 +82,8 @@ Resume = Annotated[
     Path | None,
     typer.Option(
         help="Continue the run in this folder with its own config "
-        "(only --minutes and --max-updates may be given with it)."
+        "(only --minutes, --max-updates, --backend, --workers and --ray-address "
+        "may be given with it)."
     ),
 ]
 Seed = Annotated[int, typer.Option(help="Root seed of the run.")]
@@ -91,8 +95,16 @@ EvalTasks = Annotated[int, typer.Option(help="Tasks per validation episode.")]
 EvalEvery = Annotated[float, typer.Option(help="Seconds between evaluations.")]
 MaxUpdates = Annotated[int, typer.Option(help="Stop after N updates (0: time only).")]
 Threads = Annotated[int, typer.Option(help="Torch threads.")]
+_BACKEND_HELP = (
+    "Where the simulator work runs: local (this process, one worker) or ray "
+    "(--workers Ray actors); see docs/SCALE.md."
+)
+Backend = Annotated[str, typer.Option(help=_BACKEND_HELP)]
+Workers = Annotated[int, typer.Option(help="Workers (Ray actors with --backend ray).")]
+RayAddress = Annotated[str | None, typer.Option(help=_ADDRESS_HELP)]
 
-_WITH_RESUME = ("resume", "minutes", "max_updates")
+# what may change on resume: the budget and where the work runs, never the results
+_WITH_RESUME = ("resume", "minutes", "max_updates", "backend", "workers", "ray_address")
 
 
 @train_app.command("rl")
@@ -124,6 +136,16 @@ def train_rl(
     eval_every: EvalEvery = _RL["eval_every_s"],
     max_updates: MaxUpdates = _RL["max_updates"],
     threads: Threads = _RL["threads"],
+    backend: Backend = _RL["backend"],
+    workers: Workers = _RL["workers"],
+    ray_address: RayAddress = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            help="Fixed groups of the simulator copies, each with its own random streams; "
+            "the weights depend on it, not on --workers (default: --workers)."
+        ),
+    ] = None,
 ) -> None:
     """Train the pair-scoring network by PPO (the `rl` policy)."""
     from hybridsched.train.objective import Objective
@@ -132,7 +154,12 @@ def train_rl(
     def config(**common: Any) -> TrainConfig:
         objective = Objective(response=w_response, miss=_miss(w_miss), energy=w_energy)
         return TrainConfig(
-            **common, objective=objective, n_envs=envs, rollout_steps=steps, init=init
+            **common,
+            objective=objective,
+            n_envs=envs,
+            rollout_steps=steps,
+            init=init,
+            shards=workers if shards is None else shards,
         )
 
     trainer, p = _start(ctx, Trainer, config, "training")
@@ -140,6 +167,7 @@ def train_rl(
         f"rl training in {trainer.out}",
         [
             ("updates", f"{p.updates:,}"),
+            ("backend, workers, shards", _where(trainer.config, trainer.config.shards)),
             ("decisions", f"{p.decisions:,}"),
             ("decisions/s (env + policy, rollouts)", f"{p.rollout_rate:,.0f}"),
             ("decisions/s (rollouts + PPO updates)", f"{p.training_rate:,.0f}"),
@@ -174,6 +202,9 @@ def train_hybrid(
     eval_every: EvalEvery = _HY["eval_every_s"],
     max_updates: MaxUpdates = _HY["max_updates"],
     threads: Threads = _HY["threads"],
+    backend: Backend = _HY["backend"],
+    workers: Workers = _HY["workers"],
+    ray_address: RayAddress = None,
 ) -> None:
     """Train the hybrid's network through the ant colony by REINFORCE (the `hybrid` policy)."""
     from hybridsched.train.hybrid_trainer import HybridTrainer
@@ -186,12 +217,17 @@ def train_hybrid(
         f"hybrid training in {trainer.out}",
         [
             ("updates", f"{p.updates:,}"),
+            ("backend, workers", _where(trainer.config)),
             ("validation mean response, best (s)", f"{p.best:.4f}"),
             ("validation mean response, MCT (s)", f"{p.mct:.4f}"),
         ],
         trainer.out,
         "hybrid",
     )
+
+
+def _where(config: Any, *more: int) -> str:
+    return ", ".join(str(v) for v in (config.backend, config.workers, *more))
 
 
 def _miss(text: str) -> tuple[float, ...]:
@@ -223,6 +259,8 @@ _COMMON = {
     "eval_tasks": "eval_tasks",
     "eval_every": "eval_every_s",
     "threads": "threads",
+    "backend": "backend",
+    "workers": "workers",
 }
 
 
@@ -238,6 +276,9 @@ def _start(
             c = config(**{field: params[option] for option, field in _COMMON.items()})
             c.spec().build(0)  # check scenario, load and options before training
             trainer = trainer_class(c, params["out"])
+        if params["ray_address"] and trainer.config.backend != "ray":
+            fail("--ray-address: goes with --backend ray")
+        trainer.ray_address = params["ray_address"]
         return trainer, _run(ctx, trainer, params["minutes"], label)
     except (HybridSchedError, ValueError) as exc:
         fail(str(exc))
@@ -257,11 +298,21 @@ def _resume(ctx: typer.Context, trainer_class: Any, folder: Path, max_updates: i
         names = ", ".join("--" + n.replace("_", "-") for n in refused)
         fail(
             f"--resume {folder}: the run continues with its own config, so {names} cannot "
-            "apply; only --minutes and --max-updates may be given with --resume"
+            "apply; only --minutes, --max-updates, --backend, --workers and --ray-address "
+            "may be given with --resume"
         )
     trainer = trainer_class.resume(folder)
+    changes: dict[str, Any] = {}
     if _given(ctx, "max_updates"):
-        trainer.config = replace(trainer.config, max_updates=max_updates)
+        changes["max_updates"] = max_updates
+    if _given(ctx, "backend"):
+        # a run moved to this machine's single worker need not say --workers 1
+        changes["backend"] = ctx.params["backend"]
+        if ctx.params["backend"] == "local":
+            changes["workers"] = 1
+    if _given(ctx, "workers"):
+        changes["workers"] = ctx.params["workers"]
+    trainer.config = replace(trainer.config, **changes)
     return trainer
 
 

@@ -239,18 +239,7 @@ class RayBackend:
 
     @staticmethod
     def _get(ref: Any, name: str) -> Any:
-        import ray
-        from ray.exceptions import RayError, RayTaskError
-
-        try:
-            return ray.get(ref)
-        except RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, HybridSchedError):
-                raise cause from None
-            raise WorkerError(f"{name} failed in a Ray task:\n{exc}") from None
-        except RayError as exc:  # worker or node died more often than the retries allow
-            raise WorkerError(f"{name}: its Ray task was lost: {exc}") from None
+        return ray_get(ref, name)
 
     def close(self) -> None:
         """Stop the local Ray that :meth:`start` started (an existing one is left alone)."""
@@ -267,6 +256,27 @@ class RayBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def ray_get(ref: Any, name: str) -> Any:
+    """The value of a Ray task or actor call; the library's own error if it raised one.
+
+    Raises:
+        HybridSchedError: what the task raised, when it is one (a bad input).
+        WorkerError: any other failure, or the task was lost (its worker or node died).
+    """
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, HybridSchedError):
+            raise cause from None
+        raise WorkerError(f"{name} failed in a Ray task:\n{exc}") from None
+    except RayError as exc:  # worker or node died more often than the retries allow
+        raise WorkerError(f"{name}: its Ray task was lost: {exc}") from None
 
 
 def _check_reachable(address: str) -> None:

@@ -99,6 +99,9 @@ class CompareConfig:
     """Conditions file (windows of node speed, latency, bandwidth; docs/MODEL.md section
     12) applied to every run; its node names must be the workloads' cluster's. Not with
     a scenario that draws its own conditions (one with drift, e.g. ``iot-drift``)."""
+    estimates: str = "nominal"
+    """The schedulers' estimates in every run: ``nominal`` or ``observed`` (corrected by
+    what completed tasks revealed; :attr:`hybridsched.sim.options.SimOptions.estimates`)."""
     capacity_bound: bool = False
     """Also compute the capacity lower bound of every workload (slow: about 50 s
     per 30,000 tasks; :func:`hybridsched.sim.bounds.capacity_lower_bound`)."""
@@ -110,6 +113,8 @@ class CompareConfig:
             raise ConfigError(f"seeds: must be >= 1, got {self.seeds}")
         if self.workers < 1:
             raise ConfigError(f"workers: must be >= 1, got {self.workers}")
+        if self.estimates not in ("nominal", "observed"):
+            raise ConfigError(f"estimates: expected nominal or observed, got {self.estimates!r}")
         if self.backend not in ("local", "ray"):
             raise ConfigError(f"backend: expected local or ray, got {self.backend!r}")
         if not self.policies:
@@ -206,7 +211,7 @@ def _one_run(
         workload,
         make_policy(policy, cfg.policy_args.get(policy)),
         config=SimConfig(decision_interval=cfg.decision_interval, queue=cfg.queue),
-        options=_options(conditions),
+        options=_options(cfg, conditions),
         seed=seed,
     )
     s = result.summary
@@ -228,13 +233,12 @@ def _one_run(
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
 
 
-def _options(conditions: Any) -> Any:
-    """The simulation options of a run (``None``: the base model)."""
-    if conditions is None:
-        return None
+def _options(cfg: CompareConfig, conditions: Any) -> Any:
+    """The simulation options of a run: ``cfg``'s estimates, under ``conditions``
+    (a :class:`~hybridsched.sim.conditions.Conditions` or None)."""
     from hybridsched.sim.options import SimOptions
 
-    return SimOptions(conditions=conditions)
+    return SimOptions(conditions=conditions, estimates=cfg.estimates)
 
 
 def nominal_bounds_hold(conditions: Any) -> bool:
@@ -468,7 +472,7 @@ def experiment_values(data: dict[str, Any], source: str) -> dict[str, Any]:
             if value not in ("local", "ray"):
                 raise bad("local or ray")
             out[key] = value
-        elif key in ("scenario", "queue"):
+        elif key in ("scenario", "queue", "estimates"):
             if not isinstance(value, str):
                 raise bad("a string")
             out[key] = value

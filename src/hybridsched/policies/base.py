@@ -214,7 +214,7 @@ class KernelPolicy:
             self.rule,
             self._draws(len(tasks)),
             self._dynpow,
-            self._inv,
+            view.node_table,  # the view's estimates (nominal, or observed)
             self._rr,
             False,
             view.core_free_s.copy(),

@@ -16,7 +16,14 @@ from hybridsched.sim.engine import (
 )
 from hybridsched.sim.metrics import SUMMARY_KEYS, summarize
 from hybridsched.sim.options import SimOptions
-from hybridsched.sim.view import ClusterView, CompiledRun, NodeSnapshot, Policy, TaskBatch
+from hybridsched.sim.view import (
+    ClusterView,
+    CompiledRun,
+    NodeObservations,
+    NodeSnapshot,
+    Policy,
+    TaskBatch,
+)
 
 __all__ = [
     "QUEUES",
@@ -26,6 +33,7 @@ __all__ = [
     "Engine",
     "EngineHooks",
     "Kernel",
+    "NodeObservations",
     "NodeSnapshot",
     "Policy",
     "SimConfig",

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from hybridsched.errors import ConfigError, ValidationError
-from hybridsched.model import MAX_TIME_S, Cluster
-from hybridsched.sim.options import _numbers, _plain, _readonly, node_names
+from hybridsched.model import Cluster
+from hybridsched.sim.options import _numbers, _plain, _readonly, node_names, time_intervals
 
 CONDITION_COLUMNS: tuple[str, ...] = ("node", "start_s", "end_s", "speed", "latency", "bandwidth")
 """The columns of a conditions file, in the order :meth:`Conditions.to_frame` writes them."""
@@ -114,24 +114,7 @@ class Conditions:
         names = node_names(columns["node"], cluster, source)
         pos = {nm: j for j, nm in enumerate(cluster.node_names)}
         node = np.asarray([pos[nm] for nm in names], dtype=np.int64)
-        start = _numbers(columns["start_s"], "start_s", source, empty=None)
-        end = _numbers(columns["end_s"], "end_s", source, empty=np.inf)
-        for k in range(n):
-            if not (np.isfinite(start[k]) and 0 <= start[k] <= MAX_TIME_S):
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column start_s: must be a finite number of seconds "
-                    f">= 0 and <= {MAX_TIME_S:g}, got {_plain(start[k])}"
-                )
-            if not end[k] > start[k]:
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column end_s: must be > start_s "
-                    f"({_plain(start[k])}) or empty (until the end), got {_plain(end[k])}"
-                )
-            if not (end[k] <= MAX_TIME_S or end[k] == np.inf):
-                raise ValidationError(
-                    f"{source}: row {k + 1}, column end_s: must be at most {MAX_TIME_S:g} "
-                    f"seconds or empty (until the end), got {_plain(end[k])}"
-                )
+        start, end = time_intervals(columns, "start_s", "end_s", source, "until the end")
         factors = {}
         for m in MULTIPLIERS:
             if m not in columns:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from hybridsched.sim.view import (
     Policy,
     TaskBatch,
 )
+
+if TYPE_CHECKING:
+    from hybridsched.sim.view import NodeObservations
 
 QUEUES = ("fifo", "priority")
 
@@ -101,8 +104,8 @@ class EngineHooks:
     """An optional behaviour of the engine loop; every method here does nothing.
 
     The base model is :class:`Engine` with no hooks. A behaviour beyond it
-    (node failures today; time windows of node speed, latency or bandwidth
-    next) subclasses this and overrides what it needs. At each instant ``t``
+    (node failures, time windows of node speed, latency or bandwidth)
+    subclasses this and overrides what it needs. At each instant ``t``
     the engine:
 
     1. simulates the task events strictly before ``t`` (``engine.kernel.advance(t)``);
@@ -176,6 +179,10 @@ class Kernel:
         """Assign tasks ``idx`` to ``nodes`` at ``t``, or raise and change nothing."""
         self.engine._check_assignment(idx, nodes)
         core.commit_many(self.engine.cstate, idx, nodes, t)
+
+    def observations(self, t: float) -> NodeObservations | None:
+        """What tasks revealed per node as of ``t``; the base model keeps none."""
+        return None
 
     def active(self) -> bool:
         """True while tasks are on nodes (assigned, not finished); only asked with hooks."""
@@ -262,6 +269,10 @@ class Engine:
         """Optional behaviours of the loop, in call order."""
         self._finished: SimResult | None = None
         self._seen: tuple[CoreState, Any] | None = None  # what views read, when not the state
+        self.estimates = "nominal"
+        """What the views' estimates are: ``nominal``, or ``observed`` (a hook keeps the
+        state's speed, latency and bandwidth at the observed estimates)."""
+        self._table: np.ndarray | None = None  # the views' node_table, kept while unchanged
 
         # the loop
         self._arange = np.arange(self.n_tasks, dtype=np.int64)
@@ -423,9 +434,13 @@ class Engine:
         tasks = self._task_batch(self._cur)
         return tasks, self._view(tasks)
 
+    def beliefs_changed(self) -> None:
+        """For hooks: the state's speed, latency or bandwidth estimates were rewritten."""
+        self._table = None
+
     def _view(self, tasks: TaskBatch) -> ClusterView:
         arrays, handle = self._seen or (self.state, self.cstate)
-        return ClusterView._over(
+        view = ClusterView._over(
             arrays,
             handle,
             self._now,
@@ -433,7 +448,13 @@ class Engine:
             tasks,
             queue=self.config.queue,
             unavailable=self.kernel.unavailable,
+            observations=self.kernel.observations,
+            estimates=self.estimates,
+            table=self._table,
         )
+        if self._table is None:
+            self._table = view.node_table
+        return view
 
     def snapshot(self) -> NodeSnapshot:
         """The plain node state at the current decision (what :meth:`next_batch`'s view shows).

@@ -20,6 +20,7 @@ from numba import njit
 
 from hybridsched.sim import core
 from hybridsched.sim.layout import declare, parse_fields
+from hybridsched.sim.view import OBS_TAU_S
 
 P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
 P_LATENCY = 1  # in its latency; its event: the data enters the shared link
@@ -56,6 +57,13 @@ wasted    float64[::1]  core-seconds of killed runs per node
 speed     float64[::1]  true per-core speed per node now (nominal x conditions), GI/s
 bandwidth float64[::1]  true ingress bandwidth per node now, MB/s
 latency   float64[:,::1] true latency from each region now, s, (N, R)
+speed0    float64[::1]  nominal per-core speed per node, GI/s
+bw0       float64[::1]  nominal ingress bandwidth per node, MB/s
+lat0      float64[:,::1] nominal latency from each region, s, (N, R)
+ready0    float64[::1]  nominal ready time of each task's last transfer, s
+q_est     float64[::1]  estimated execution time booked in queued work at assignment, s
+obs       float64[:,::1] per node: exec ratio mean, weight, time; transfer the same, (N, 6)
+obs_n     int64[:,::1]  per node: executions and transfers observed, (N, 2)
 counters  int64[::1]    events in the heap, tasks on a node, shared links on, spare
 """
 )
@@ -207,10 +215,47 @@ def _link_enter(st, fs, i, j, t):
 
 
 @njit(cache=True)
+def observe(fs, j, k, x, t):
+    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer).
+
+    The decayed mean: weight ``w * exp(-(t - last) / tau) + 1``, mean ``m + (x - m) / w``.
+    """
+    o = 3 * k
+    if fs.obs_n[j, k] == 0:
+        fs.obs[j, o] = x
+        fs.obs[j, o + 1] = 1.0
+    else:
+        w = fs.obs[j, o + 1] * np.exp(-(t - fs.obs[j, o + 2]) / OBS_TAU_S) + 1.0
+        fs.obs[j, o] += (x - fs.obs[j, o]) / w
+        fs.obs[j, o + 1] = w
+    fs.obs[j, o + 2] = t
+    fs.obs_n[j, k] += 1
+
+
+@njit(cache=True)
+def running_ratio(st, fs, t):
+    """Per node, the largest elapsed / nominal execution time of its running tasks at ``t``
+    (0 when none runs)."""
+    n_nodes = st.cores.shape[0]
+    out = np.zeros(n_nodes)
+    for j in range(n_nodes):
+        for s in range(st.cores[j]):
+            i = st.slot_task[j, s]
+            if i >= 0:
+                r = (t - st.start[i]) / (st.work_est[i] / fs.speed0[j])
+                if r > out[j]:
+                    out[j] = r
+    return out
+
+
+@njit(cache=True)
 def _make_ready(st, fs, i, j, t):
     st.ready[i] = t
     fs.phase[i] = P_WAITING
     core.join_waiting(st, i, j)
+    nominal = fs.ready0[i] - st.decision[i]
+    if nominal > 0:
+        observe(fs, j, 1, (t - st.decision[i]) / nominal, t)
 
 
 @njit(cache=True)
@@ -247,10 +292,13 @@ def _dispatch(st, fs, j, t):
         return
     while st.n_free[j] > 0 and st.wroot[j] >= 0:
         i, f = core.start_next(st, j, t)
-        v = fs.speed[j]
-        if v != st.speed[j]:
-            # the speed in force at the start, not the one booked at assignment
-            dur = st.work[i] / v
+        booked = st.work_est[i] / st.speed[j]
+        if booked != fs.q_est[i]:
+            # the estimate changed since the assignment: take out what was put in
+            st.queued_work[j] += booked - fs.q_est[i]
+        dur = st.work[i] / fs.speed[j]
+        if dur != st.dur[i]:
+            # the true speed in force at the start, not the belief booked at assignment
             st.busy_s[j] += dur - st.dur[i]
             st.dur[i] = dur
             f = t + dur
@@ -325,6 +373,7 @@ def advance(st, fs, until):
                     core.release_core(st, e, j)
                     fs.phase[e] = P_DONE
                     fs.counters[K_ACTIVE] -= 1
+                    observe(fs, j, 0, st.dur[e] / (st.work_est[e] / fs.speed0[j]), t)
                 elif ph == P_TRANSIT:
                     _make_ready(st, fs, e, j, t)
                 else:  # P_LATENCY
@@ -354,6 +403,8 @@ def commit_many(st, fs, idx, nodes, d, lat_factor):
         st.start[i] = np.nan
         st.finish[i] = np.nan
         core.book(st, i, j, d, r)
+        fs.q_est[i] = st.work_est[i] / st.speed[j]
+        fs.ready0[i] = d + fs.lat0[j, st.region[i]] + st.data[i] / fs.bw0[j]
         fs.counters[K_ACTIVE] += 1
         s = d + fs.latency[j, st.region[i]] * lat_factor[k]
         if shared and st.data[i] > 0:

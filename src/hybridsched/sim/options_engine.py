@@ -1,4 +1,4 @@
-"""The engine with options: node failures, estimate noise, shared links and jitter.
+"""The engine with options: node failures, estimate noise, shared links, jitter, conditions.
 
 :func:`hybridsched.sim.simulate` with ``options=`` is the entry point; with every
 option off it is the base model (the fused compiled loop).
@@ -29,6 +29,9 @@ The model (``docs/OPTIONS.md`` has the full text):
   base model.
 * **Jitter.** Each transfer's latency is multiplied by a lognormal factor with
   mean 1. The schedulers' view keeps nominal transfer times.
+* **Conditions** (:class:`ConditionsHook`). Windows multiply a node's true
+  speed, latency and bandwidth; running tasks continue at the new speed, a
+  transfer takes the values of its decision. The view keeps nominal values.
 
 The compiled kernels are in :mod:`hybridsched.sim.fault_kernels`; node events
 are rare and handled here, in Python.
@@ -56,6 +59,7 @@ from hybridsched.sim.fault_kernels import (
     compile_faults,
     node_down,
     node_up,
+    running_ratio,
     set_bandwidth,
     set_speed,
 )
@@ -67,7 +71,7 @@ from hybridsched.sim.options import (
     option_seeds,
 )
 from hybridsched.sim.state import compile_state
-from hybridsched.sim.view import Policy
+from hybridsched.sim.view import NodeObservations, Policy, believe
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +115,15 @@ class FaultKernel(Kernel):
         self.options = options
         n = engine.n_tasks
         n_nodes = engine.cluster.n_nodes
-        # memory is masked (-1) while a node is down, so it needs its own copy
-        engine.state = engine.state._replace(memory=engine.state.memory.copy())
+        # memory is masked (-1) while a node is down, and the estimates of speed, latency
+        # and bandwidth may follow observations: each needs its own copy
+        st = engine.state
+        engine.state = st._replace(
+            memory=st.memory.copy(),
+            speed=st.speed.copy(),
+            bandwidth=st.bandwidth.copy(),
+            latency=st.latency.copy(),
+        )
         st = engine.state
         for a in (st.decision, st.ready, st.dur, st.start, st.finish):
             a.fill(np.nan)  # a rejected task keeps them: it never ran
@@ -135,6 +146,13 @@ class FaultKernel(Kernel):
             speed=np.array(engine.cluster.speed, dtype=np.float64),
             bandwidth=np.array(engine.cluster.bandwidth_mb_s, dtype=np.float64),
             latency=np.array(engine.cluster.latency_s, dtype=np.float64, order="C"),
+            speed0=np.array(engine.cluster.speed, dtype=np.float64),
+            bw0=np.array(engine.cluster.bandwidth_mb_s, dtype=np.float64),
+            lat0=np.array(engine.cluster.latency_s, dtype=np.float64, order="C"),
+            ready0=np.zeros(n),
+            q_est=np.zeros(n),
+            obs=np.zeros((n_nodes, 6)),
+            obs_n=np.zeros((n_nodes, 2), dtype=np.int64),
             counters=np.array([0, 0, int(bool(options.shared_links)), 0], dtype=np.int64),
         )
         self.fstate = compile_faults(self.farrays)
@@ -147,6 +165,26 @@ class FaultKernel(Kernel):
     def unavailable(self) -> np.ndarray:  # type: ignore[override]
         """The nodes that are down now (``~state.up``), for views."""
         return ~self.engine.state.up
+
+    def observations(self, t: float) -> NodeObservations:  # type: ignore[override]
+        """What completed and running tasks revealed per node, as of ``t``.
+
+        The decayed means are the kernel's (updated at each completion and data
+        arrival); the running ratio is computed here from the tasks on the cores.
+        """
+        fa = self.farrays
+        seen = fa.obs_n > 0
+        return NodeObservations(
+            exec_ratio=np.where(seen[:, 0], fa.obs[:, 0], np.nan),
+            exec_weight=fa.obs[:, 1],
+            exec_time_s=np.where(seen[:, 0], fa.obs[:, 2], -np.inf),
+            exec_count=fa.obs_n[:, 0],
+            transfer_ratio=np.where(seen[:, 1], fa.obs[:, 3], np.nan),
+            transfer_weight=fa.obs[:, 4],
+            transfer_time_s=np.where(seen[:, 1], fa.obs[:, 5], -np.inf),
+            transfer_count=fa.obs_n[:, 1],
+            running_ratio=running_ratio(self.engine.cstate, self.fstate, t),
+        )
 
     def advance(self, until: float) -> None:
         """Simulate the task events of every instant before ``until``."""
@@ -206,6 +244,25 @@ class FaultKernel(Kernel):
         fa.latency[j] = latency
         set_bandwidth(self.engine.cstate, self.fstate, j, t, bandwidth)
         return int(set_speed(self.engine.cstate, self.fstate, j, t, speed))
+
+
+class ObservationHook(EngineHooks):
+    """Estimates that follow observations (``SimOptions.estimates = "observed"``).
+
+    Before each decision instant it writes the observed estimates
+    (:func:`~hybridsched.sim.view.believe`) into the state's speed, latency and
+    bandwidth, which the view, its accessors and compiled policies read.
+    """
+
+    def __init__(self, kernel: FaultKernel) -> None:
+        self.kernel = kernel
+
+    def triage(self, idx: np.ndarray, t: float) -> np.ndarray:
+        """Update the estimates to ``t``; every task is decided."""
+        e = self.engine
+        believe(e.state, e.cluster, self.kernel.observations(t), t)
+        e.beliefs_changed()
+        return idx
 
 
 class ConditionsHook(EngineHooks):
@@ -497,6 +554,7 @@ class OptionsEngine(Engine):
         super().__init__(cluster, workload, config)
         options = SimOptions() if options is None else options
         self.options = options
+        self.estimates = options.estimates
         seeds = option_seeds(seed)
         self.kernel = FaultKernel(self, options, seeds.jitter)
         if self.config.work_estimate is not None:
@@ -505,6 +563,8 @@ class OptionsEngine(Engine):
         self.add_hooks(FailureHook(self.kernel, options, seeds.failures))
         if options.conditions is not None:
             self.add_hooks(ConditionsHook(self.kernel, options.conditions))
+        if options.estimates == "observed":
+            self.add_hooks(ObservationHook(self.kernel))
 
 
 def _with_option_columns(result: SimResult, options: SimOptions) -> SimResult:

@@ -103,6 +103,134 @@ def _column(name: str, value: Any, dtype: type, ndim: int = 1) -> np.ndarray:
     return a
 
 
+OBS_TAU_S = 30.0
+"""Time constant of the decayed averages of observations, s (docs/MODEL.md section 13)."""
+OBS_PRIOR_WEIGHT = 1.0
+"""Weight of the nominal value (a ratio of 1) in an observed estimate: one observation's."""
+
+ESTIMATES = ("nominal", "observed")
+"""What the view's execution and transfer estimates are: the cluster file's values, or
+those values corrected by the observations (:meth:`NodeObservations.exec_factor`)."""
+
+_OBS_FIELDS = (
+    ("exec_ratio", np.float64),
+    ("exec_weight", np.float64),
+    ("exec_time_s", np.float64),
+    ("exec_count", np.int64),
+    ("transfer_ratio", np.float64),
+    ("transfer_weight", np.float64),
+    ("transfer_time_s", np.float64),
+    ("transfer_count", np.int64),
+    ("running_ratio", np.float64),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class NodeObservations:
+    """What each node's tasks revealed: realized over nominal times, with their timestamps.
+
+    Per node, arrays ``(N,)``. A ratio is realized over nominal: for an execution,
+    ``(finish - start) / (work estimate / nominal speed)``; for a transfer,
+    ``(ready - decision) / (nominal ready - decision)`` (transfers of no time are
+    not observed). Each ratio is an exponentially time-decayed mean (time
+    constant :data:`OBS_TAU_S`): at an observation ``x`` at ``t``, the weight
+    becomes ``w * exp(-(t - time) / tau) + 1`` and the mean ``m + (x - m) / w``.
+    Never the conditions themselves: only what completed (and running) tasks show.
+    """
+
+    exec_ratio: np.ndarray
+    """Decayed mean of realized / nominal execution time (NaN: none observed)."""
+    exec_weight: np.ndarray
+    """Its weight as of :attr:`exec_time_s` (decayed count of observations)."""
+    exec_time_s: np.ndarray
+    """Time of the last execution observed, s (-inf: none)."""
+    exec_count: np.ndarray
+    """Executions observed, int64."""
+    transfer_ratio: np.ndarray
+    """Decayed mean of realized / nominal transfer time (NaN: none observed)."""
+    transfer_weight: np.ndarray
+    """Its weight as of :attr:`transfer_time_s`."""
+    transfer_time_s: np.ndarray
+    """Time of the last transfer observed, s (-inf: none)."""
+    transfer_count: np.ndarray
+    """Transfers observed, int64."""
+    running_ratio: np.ndarray
+    """Largest elapsed / nominal execution time over the node's running tasks at the
+    snapshot's time (0: none running)."""
+
+    def __post_init__(self) -> None:
+        n = None
+        for name, dt in _OBS_FIELDS:
+            a = _column(f"observations.{name}", getattr(self, name), dt)
+            object.__setattr__(self, name, a)
+            if n is None:
+                n = a.shape[0]
+            elif a.shape[0] != n:
+                raise ConfigError(f"observations.{name}: has {a.shape[0]} nodes, expected {n}")
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes ``N``."""
+        return int(self.exec_ratio.shape[0])
+
+    @classmethod
+    def empty(cls, n_nodes: int) -> NodeObservations:
+        """Nothing observed yet."""
+        nan, zero = np.full(n_nodes, np.nan), np.zeros(n_nodes)
+        never, none = np.full(n_nodes, -np.inf), np.zeros(n_nodes, dtype=np.int64)
+        return cls(nan, zero, never, none, nan, zero, never, none, zero)
+
+    def exec_factor(self, time: float) -> np.ndarray:
+        """The observed estimate of execution time over nominal per node, at ``time``.
+
+        ``(W * m + w0) / (W + w0)`` with ``m`` the mean ratio, ``W`` its weight
+        decayed to ``time`` and ``w0`` = :data:`OBS_PRIOR_WEIGHT` (the nominal
+        value as one observation), so that an estimate returns to nominal when
+        nothing is observed for a while; then at least :attr:`running_ratio`
+        (a running task already took that long). Exactly 1 when every ratio was 1.
+        """
+        f = _shrunk(self.exec_ratio, self.exec_weight, self.exec_time_s, self.exec_count, time)
+        return np.maximum(f, self.running_ratio)
+
+    def transfer_factor(self, time: float) -> np.ndarray:
+        """The observed estimate of transfer time over nominal per node, at ``time``
+        (as :meth:`exec_factor`, without a running part)."""
+        return _shrunk(
+            self.transfer_ratio, self.transfer_weight, self.transfer_time_s,
+            self.transfer_count, time,
+        )  # fmt: skip
+
+    def check(self, n_nodes: int) -> None:
+        """Refuse observations of another number of nodes, or ratios that are not > 0.
+
+        Raises:
+            ConfigError: naming the field and the node.
+        """
+        if self.n_nodes != n_nodes:
+            raise ConfigError(
+                f"snapshot.observations: has {self.n_nodes} nodes, the cluster has {n_nodes}"
+            )
+        for name in ("exec_ratio", "transfer_ratio"):
+            a = getattr(self, name)
+            bad = np.flatnonzero(~(np.isnan(a) | ((a > 0) & np.isfinite(a))))
+            if bad.size:
+                j = int(bad[0])
+                raise ConfigError(
+                    f"snapshot.observations.{name}: node {j}: must be a finite ratio > 0 or NaN "
+                    f"(none), got {a[j]!r}"
+                )
+
+
+def _shrunk(
+    mean: np.ndarray, weight: np.ndarray, last: np.ndarray, count: np.ndarray, time: float
+) -> np.ndarray:
+    """Decayed mean ratios shrunk towards 1 (the nominal value) by the prior weight."""
+    seen = count > 0
+    w = np.where(seen, weight * np.exp(-np.maximum(time - last, 0.0) / OBS_TAU_S), 0.0)
+    m = np.where(seen, mean, 1.0)
+    return (w * m + OBS_PRIOR_WEIGHT) / (w + OBS_PRIOR_WEIGHT)
+
+
 _SNAP_TASK_COLUMNS = (
     ("queued_node", np.int64),
     ("queued_task_id", np.int64),
@@ -150,6 +278,8 @@ class NodeSnapshot:
     """float64[N, C]: the projected core-free times to use as they are (the engine's
     list-scheduling projection, ``inf`` beyond a node's cores); None: derived (running
     tasks' finishes, then the queued tasks list-scheduled in assignment order)."""
+    observations: NodeObservations | None = None
+    """What completed and running tasks revealed per node; None: nothing observed."""
 
     def __post_init__(self) -> None:
         t = self.time
@@ -254,6 +384,8 @@ class NodeSnapshot:
                 f"snapshot.recent_assignments: has {self.recent_assignments.shape[0]} nodes, "
                 f"the cluster has {n}"
             )
+        if self.observations is not None:
+            self.observations.check(n)
         if self.core_free_s is not None and self.core_free_s.shape != (n, int(cluster.cores.max())):
             raise ConfigError(
                 f"snapshot.core_free_s: must have shape ({n}, {int(cluster.cores.max())}), got "
@@ -318,11 +450,23 @@ class ClusterView:
         *,
         queue: str,
         unavailable: np.ndarray | None = None,
+        observations: Any = None,
+        estimates: str = "nominal",
+        table: np.ndarray | None = None,
     ) -> ClusterView:
-        """The view over compiled state ``arrays`` (a CoreState) and its ``handle``."""
+        """The view over compiled state ``arrays`` (a CoreState) and its ``handle``.
+
+        ``observations``: a :class:`NodeObservations`, or a callable giving them at
+        the view's time (``None``: nothing observed); ``table``: the belief's
+        :attr:`node_table` when the caller keeps one.
+        """
         self = object.__new__(cls)
         self._arr = arrays
         self._handle = handle
+        self._obs = observations
+        self.estimates = estimates
+        if table is not None:
+            self.__dict__["node_table"] = table
         self._unavailable = None if unavailable is None else _ro(unavailable)
         self.tasks = tasks
         self.time = float(time)
@@ -334,7 +478,13 @@ class ClusterView:
 
     @classmethod
     def from_snapshot(
-        cls, cluster: Cluster, tasks: TaskBatch, snapshot: NodeSnapshot, *, queue: str = "fifo"
+        cls,
+        cluster: Cluster,
+        tasks: TaskBatch,
+        snapshot: NodeSnapshot,
+        *,
+        queue: str = "fifo",
+        estimates: str = "nominal",
     ) -> ClusterView:
         """The view the simulator would give in the state ``snapshot`` describes.
 
@@ -342,7 +492,9 @@ class ClusterView:
         cores), the queued tasks (in assignment order) and the batch, so that
         every accessor, :meth:`predict_finish` and compiled policies read
         exactly what they read in the engine. ``tasks.index`` must be
-        ``0..B-1`` (as :meth:`TaskBatch.from_columns` gives).
+        ``0..B-1`` (as :meth:`TaskBatch.from_columns` gives). With ``estimates =
+        "observed"`` the execution and transfer estimates are corrected by
+        ``snapshot.observations`` (as the simulator does, :func:`believe`).
 
         Raises:
             ConfigError: a snapshot that does not fit ``cluster`` or ``tasks``.
@@ -360,7 +512,12 @@ class ClusterView:
             )
         if b and (int(tasks.region.max()) >= cluster.n_regions or int(tasks.region.min()) < 0):
             raise ConfigError(f"tasks.region: out of range 0..{cluster.n_regions - 1}")
-        arrays, handle = _snapshot_state(cluster, tasks, snapshot, queue)
+        if estimates not in ESTIMATES:
+            raise ConfigError(
+                f"estimates: must be one of {', '.join(ESTIMATES)}, got {estimates!r}"
+            )
+        observed = snapshot.observations if estimates == "observed" else None
+        arrays, handle = _snapshot_state(cluster, tasks, snapshot, queue, observed)
         down = ~snapshot.up
         return cls._over(
             arrays,
@@ -370,13 +527,19 @@ class ClusterView:
             tasks,
             queue=queue,
             unavailable=down if down.any() else None,
+            observations=snapshot.observations,
+            estimates=estimates,
         )
 
     def snapshot(self) -> NodeSnapshot:
         """The :class:`NodeSnapshot` of the state this view shows."""
         st = self._arr
         up = np.ones(self.n_nodes, dtype=bool) if self._unavailable is None else ~self._unavailable
-        return _state_snapshot(st, self.time, up, self.recent_assignments)
+        return _state_snapshot(st, self.time, up, self.recent_assignments, self._observed())
+
+    def _observed(self) -> NodeObservations | None:
+        obs = self._obs
+        return obs(self.time) if callable(obs) else obs
 
     # ------------------------------------------------------------- accessors
 
@@ -456,26 +619,42 @@ class ClusterView:
         return _ro(st.recent * np.exp(-(self.time - st.recent_t) / core.RECENT_TAU_S))
 
     @cached_property
+    def observations(self) -> NodeObservations:
+        """What each node's completed and running tasks revealed, as of :attr:`time`
+        (:class:`NodeObservations`; empty when nothing is observed)."""
+        obs = self._observed()
+        return NodeObservations.empty(self.n_nodes) if obs is None else obs
+
+    @cached_property
+    def node_table(self) -> np.ndarray:
+        """The estimates per node as compiled rules read them, ``(2 + R, N)``: rows
+        1 / bandwidth, 1 / speed, then the latency from each region (the belief:
+        nominal, or corrected by observations with ``estimates = "observed"``)."""
+        st = self._arr
+        return _ro(np.ascontiguousarray(np.vstack([1.0 / st.bandwidth, 1.0 / st.speed,
+                                                   st.latency.T])))  # fmt: skip
+
+    @cached_property
     def transfer_s(self) -> np.ndarray:
-        """Latency + data / bandwidth, ``(B, N)``, s."""
-        c = self.cluster
+        """Latency + data / bandwidth, ``(B, N)``, s (estimated)."""
+        st = self._arr
         t = self.tasks
-        lat = c.latency_s[:, t.region].T
-        return _ro(lat + t.data_mb[:, None] / c.bandwidth_mb_s[None, :])
+        lat = st.latency[:, t.region].T
+        return _ro(lat + t.data_mb[:, None] / st.bandwidth[None, :])
 
     @cached_property
     def ready_s(self) -> np.ndarray:
-        """When the task's data would be at each node, ``(B, N)``, s."""
-        c = self.cluster
+        """When the task's data would be at each node, ``(B, N)``, s (estimated)."""
+        st = self._arr
         t = self.tasks
-        lat = c.latency_s[:, t.region].T
+        lat = st.latency[:, t.region].T
         # same association as the simulator: (now + latency) + data / bandwidth
-        return _ro((self.time + lat) + t.data_mb[:, None] / c.bandwidth_mb_s[None, :])
+        return _ro((self.time + lat) + t.data_mb[:, None] / st.bandwidth[None, :])
 
     @cached_property
     def exec_s(self) -> np.ndarray:
         """Estimated execution time on one core of each node, ``(B, N)``, s."""
-        return _ro(self.tasks.work_gi[:, None] / self.cluster.speed[None, :])
+        return _ro(self.tasks.work_gi[:, None] / self._arr.speed[None, :])
 
     @cached_property
     def est_finish_s(self) -> np.ndarray:
@@ -505,7 +684,23 @@ class ClusterView:
         return core.predict(self._handle, self.time, self.tasks.index, nodes, not true_work)
 
 
-def _state_snapshot(st: Any, time: float, up: np.ndarray, recent: np.ndarray) -> NodeSnapshot:
+def believe(st: Any, cluster: Cluster, obs: NodeObservations, time: float) -> None:
+    """Write the observed estimates at ``time`` into state ``st``'s speed, latency, bandwidth.
+
+    Nominal values (``cluster``'s) times :meth:`NodeObservations.transfer_factor`
+    (latency; bandwidth divided) and divided by :meth:`NodeObservations.exec_factor`
+    (speed). With every ratio 1 they are the nominal values exactly.
+    """
+    fe = obs.exec_factor(time)
+    fx = obs.transfer_factor(time)
+    st.speed[:] = cluster.speed / fe
+    st.bandwidth[:] = cluster.bandwidth_mb_s / fx
+    st.latency[:] = cluster.latency_s * fx[:, None]
+
+
+def _state_snapshot(
+    st: Any, time: float, up: np.ndarray, recent: np.ndarray, obs: NodeObservations | None
+) -> NodeSnapshot:
     """The :class:`NodeSnapshot` of compiled state ``st`` at decision time ``time``."""
     n_nodes = st.cores.shape[0]
     r_node, r_fin = [], []
@@ -541,13 +736,19 @@ def _state_snapshot(st: Any, time: float, up: np.ndarray, recent: np.ndarray) ->
         queued_deadline_abs_s=st.abs_deadline[qi],
         recent_assignments=recent,
         core_free_s=st.proj,
+        observations=obs,
     )
 
 
 def _snapshot_state(
-    cluster: Cluster, tasks: TaskBatch, snap: NodeSnapshot, queue: str
+    cluster: Cluster,
+    tasks: TaskBatch,
+    snap: NodeSnapshot,
+    queue: str,
+    observed: NodeObservations | None = None,
 ) -> tuple[Any, Any]:
-    """A compiled state holding the batch (``0..B-1``), the queued and the running tasks."""
+    """A compiled state holding the batch (``0..B-1``), the queued and the running tasks;
+    with ``observed``, its estimates corrected by them (:func:`believe`)."""
     b = len(tasks)
     q = snap.queued_node.shape[0]
     r = snap.running_node.shape[0]
@@ -574,6 +775,10 @@ def _snapshot_state(
     st.up[:] = snap.up
     # the compiled policy rules test memory, not up: a down node's memory reads -1
     st = st._replace(memory=np.where(down, -1.0, st.memory))
+    if observed is not None:
+        st = st._replace(speed=st.speed.copy(), bandwidth=st.bandwidth.copy(),
+                         latency=st.latency.copy())  # fmt: skip
+        believe(st, cluster, observed, snap.time)
     # running tasks: start at their expected finish with no work left, so that
     # start + work_est / speed (what predictions read) is that finish exactly
     for k in range(r):

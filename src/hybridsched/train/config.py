@@ -35,6 +35,24 @@ def _require_counts(config: object, what: str, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{what}: {name} must be an integer >= 1, got {v!r}")
 
 
+def check_workers(backend: object, workers: object) -> None:
+    """Refuse a backend name or worker count that cannot train (``--backend``, ``--workers``).
+
+    The local backend trains in this process: one worker (docs/SCALE.md).
+    """
+    from hybridsched.experiments.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers: must be an integer >= 1, got {workers!r}")
+    if backend == "local" and workers > 1:
+        raise ConfigError(
+            f"--workers {workers}: the local backend trains in this process (one worker); "
+            "use --backend ray for more workers"
+        )
+
+
 @dataclass(frozen=True)
 class EpisodeConfig:
     """The instances a run trains on: a scenario at a load, and the simulator's options."""
@@ -111,8 +129,16 @@ class TrainConfig(EpisodeConfig):
     """Seconds of training between evaluations (one also at the start and the end)."""
     threads: int = 1
     """Torch threads (1 is fastest on 2 shared cores)."""
+    shards: int = 1
+    """Fixed groups of the copies, each with its own random streams and network forward:
+    the weights depend on it, not on ``workers`` (:mod:`hybridsched.train.rl_rollout`)."""
+    backend: str = "local"
+    """Where the rollouts run: ``local`` (this process) or ``ray`` (Ray actors)."""
+    workers: int = 1
+    """Rollout workers (Ray actors); each steps a contiguous share of the shards."""
 
     def __post_init__(self) -> None:
+        check_workers(self.backend, self.workers)
         _require_counts(
             self,
             "train config",
@@ -127,8 +153,19 @@ class TrainConfig(EpisodeConfig):
                 "eval_seeds",
                 "eval_tasks",
                 "threads",
+                "shards",
             ),
         )
+        if self.shards > self.n_envs:
+            raise ConfigError(
+                f"--shards {self.shards}: more shards than simulator copies (--envs {self.n_envs})"
+            )
+        if self.workers > self.shards:
+            raise ConfigError(
+                f"--workers {self.workers}: the run has {self.shards} shard(s) of simulator "
+                f"copies and a worker steps whole shards, so at most {self.shards} worker(s) "
+                "(a new run takes --shards)"
+            )
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ConfigError(f"train config: gamma and gae_lambda must be in [0, 1], got {self}")
         if self.minutes < 0 or self.lr <= 0 or self.clip <= 0:
@@ -209,6 +246,10 @@ class HybridTrainConfig(EpisodeConfig):
     """Seconds between evaluations (one also at the start and the end)."""
     threads: int = 1
     """Torch threads (1: the tensors are small, and 2 shared cores oversubscribe badly)."""
+    backend: str = "local"
+    """Where collection and ant sampling run: ``local`` (this process) or ``ray`` (actors)."""
+    workers: int = 1
+    """Workers (Ray actors); each collects a share of the runs and samples their snapshots' ants."""
 
     def __post_init__(self) -> None:
         _require_counts(
@@ -216,6 +257,7 @@ class HybridTrainConfig(EpisodeConfig):
             "hybrid train config",
             ("n_tasks", "collect_runs", "ants", "snapshots_per_update", "candidates", "threads"),
         )
+        check_workers(self.backend, self.workers)
         if self.ants < 2:
             raise ConfigError(f"hybrid train config: ants must be >= 2, got {self.ants}")
         if not 0 < self.keep <= 1:

@@ -24,6 +24,7 @@ weights as one never stopped. Writes ``config.json``, ``best.pt``,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from hybridsched.train.scaffold import (
     TrainingRun,
     validation_seeds,
 )
+from hybridsched.train.workers import WorkerGroup, share
 
 
 @dataclass
@@ -73,6 +75,52 @@ class Snapshot:
     """Compiled batch problem (:func:`hybridsched.policies.cost.compile_problem`)."""
 
 
+@dataclass
+class SnapshotFeatures:
+    """What the learner needs of a snapshot (the rest stays with the worker that holds it)."""
+
+    x: torch.Tensor
+    """Pair features ``(B, N, F)``."""
+    allowed: np.ndarray
+    """Nodes the colony may use ``(B, N)``."""
+
+
+class SnapshotWorker:
+    """Collects a share of the runs' snapshots and samples their ants (a Ray actor on ray).
+
+    Args:
+        config: the run's configuration.
+    """
+
+    def __init__(self, config: HybridTrainConfig) -> None:
+        self.config = config
+        self._runs: list[list[Snapshot]] = []
+        self.snaps: list[Snapshot] = []
+
+    def collect(self, seeds: list[int]) -> list[int]:
+        """Snapshot every batch of >= 2 tasks of an MCT run per seed; the counts per run."""
+        self._runs = [collect_all(self.config, s) for s in seeds]
+        return [len(r) for r in self._runs]
+
+    def keep(self, masks: list[np.ndarray]) -> list[SnapshotFeatures]:
+        """Keep the snapshots ``masks`` (one per run) select; their features, in order."""
+        self.snaps = [
+            sn
+            for run, m in zip(self._runs, masks, strict=True)
+            for sn, k in zip(run, m, strict=True)
+            if k
+        ]
+        self._runs = []
+        return [SnapshotFeatures(sn.x, sn.allowed) for sn in self.snaps]
+
+    def sample(self, jobs: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:func:`ants_and_costs` of ``(snapshot index, z, cand, valid, u)`` jobs, in order."""
+        beta = self.config.beta
+        return [
+            ants_and_costs(self.snaps[i], z, cand, valid, beta, u) for i, z, cand, valid, u in jobs
+        ]
+
+
 def snapshot(tasks: TaskBatch, view: ClusterView, weights: costmod.CostWeights) -> Snapshot:
     """Freeze a decision batch (copies of everything the ants read)."""
     best = np.min(np.where(view.feasible, view.est_finish_s, np.inf), axis=1)
@@ -92,16 +140,14 @@ def snapshot(tasks: TaskBatch, view: ClusterView, weights: costmod.CostWeights) 
 
 
 class _Collector:
-    """MCT that keeps snapshots of the batches it decides (a policy for the engine)."""
+    """MCT that snapshots every batch of >= 2 tasks it decides (a policy for the engine)."""
 
     name = "mct-collector"
 
-    def __init__(self, keep: float, rng: np.random.Generator, out: list[Snapshot]) -> None:
+    def __init__(self, out: list[Snapshot]) -> None:
         from hybridsched.policies import make_policy
 
         self._mct = make_policy("mct")
-        self._keep = keep
-        self._rng = rng
         self._out = out
         self._w = costmod.CostWeights()
 
@@ -109,29 +155,61 @@ class _Collector:
         self._mct.reset(cluster, rng)
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        if len(tasks) >= 2 and self._rng.random() < self._keep:
+        if len(tasks) >= 2:
             self._out.append(snapshot(tasks, view, self._w))
         return self._mct.assign(tasks, view)
+
+
+def collect_all(config: HybridTrainConfig, seed: int) -> list[Snapshot]:
+    """Snapshots of every decision batch of >= 2 tasks of an MCT run on workload ``seed``."""
+    from hybridsched.sim import SimConfig, simulate
+    from hybridsched.workload import generate
+
+    out: list[Snapshot] = []
+    cluster, workload = generate(config.scenario, config.n_tasks, config.load, seed)
+    simulate(
+        cluster,
+        workload,
+        _Collector(out),
+        config=SimConfig(decision_interval=config.decision_interval, queue=config.queue),
+        seed=seed,
+    )
+    return out
 
 
 def collect(
     config: HybridTrainConfig, seeds: list[int], rng: np.random.Generator
 ) -> list[Snapshot]:
-    """Snapshots of decision batches from MCT runs on the given workload seeds."""
-    from hybridsched.sim import SimConfig, simulate
-    from hybridsched.workload import generate
+    """Snapshots of decision batches from MCT runs on the given workload seeds.
 
+    Each batch of >= 2 tasks is kept with probability ``config.keep``: one draw
+    of ``rng`` per such batch, run by run, in decision order (the runs may be
+    collected anywhere; the draws are made here, in this order).
+    """
     out: list[Snapshot] = []
     for s in seeds:
-        cluster, workload = generate(config.scenario, config.n_tasks, config.load, s)
-        simulate(
-            cluster,
-            workload,
-            _Collector(config.keep, rng, out),
-            config=SimConfig(decision_interval=config.decision_interval, queue=config.queue),
-            seed=s,
-        )
+        every = collect_all(config, s)
+        out += [
+            sn for sn, kept in zip(every, keep_draws(config, rng, len(every)), strict=True) if kept
+        ]
     return out
+
+
+def keep_draws(config: HybridTrainConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Which of a run's ``n`` batches to keep: ``n`` draws of ``rng`` against ``config.keep``."""
+    return rng.random(n) < config.keep
+
+
+def ants_and_costs(
+    snap: Snapshot, z: np.ndarray, cand: np.ndarray, valid: np.ndarray, beta: float, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sample_ants` on ``snap``, and each ant's exact batch cost ``(K,)``."""
+    picks, corr = sample_ants(snap, z, cand, valid, beta, u)
+    nodes = np.take_along_axis(
+        np.broadcast_to(cand, (u.shape[0], *cand.shape)), picks[:, :, None], axis=2
+    )
+    costs = costmod.evaluate(snap.problem, np.ascontiguousarray(nodes[:, :, 0]))
+    return picks, corr, costs
 
 
 def candidates(logits: torch.Tensor, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,26 +275,43 @@ def sample_ants(
     return picks, corr
 
 
+Sampler = Callable[[list[tuple]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+"""``sample(jobs) -> [(picks, corr, costs)]``: the ants of ``(z, cand, valid, u)`` per snapshot."""
+
+
 def reinforce_loss(
     model: PairScorer,
-    snaps: list[Snapshot],
+    snaps: Sequence[Snapshot | SnapshotFeatures],
     config: HybridTrainConfig,
     rng: np.random.Generator,
+    sample: Sampler | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """The REINFORCE loss over ``snaps`` and the mean relative ant cost (for the curve)."""
-    losses = []
-    rel = []
+    """The REINFORCE loss over ``snaps`` and the mean relative ant cost (for the curve).
+
+    The network's logits and the draws ``u`` are made here, in snapshot order;
+    the ants are sampled and costed by ``sample`` (default: here, on the
+    :class:`Snapshot` objects), wherever the snapshots live.
+    """
+    jobs = []
+    zs = []
     for snap in snaps:
         logits = model.score(snap.x).double()
         cand, valid = candidates(logits.detach(), snap.allowed, config.candidates)
         lc = logits.gather(1, torch.from_numpy(cand))
         z = config.beta * lc / config.temperature  # log tau = 0
         u = rng.random((config.ants, cand.shape[0]))
-        picks, corr = sample_ants(snap, z.detach().numpy(), cand, valid, config.beta, u)
-        nodes = np.take_along_axis(
-            np.broadcast_to(cand, (config.ants, *cand.shape)), picks[:, :, None], axis=2
-        )[:, :, 0]
-        costs = costmod.evaluate(snap.problem, np.ascontiguousarray(nodes))
+        zs.append(z)
+        jobs.append((z.detach().numpy(), cand, valid, u))
+    if sample is None:
+        ants = [
+            ants_and_costs(sn, *job[:3], config.beta, job[3])
+            for sn, job in zip(snaps, jobs, strict=True)
+        ]
+    else:
+        ants = sample(jobs)
+    losses = []
+    rel = []
+    for z, (_, _, valid, _), (picks, corr, costs) in zip(zs, jobs, ants, strict=True):
         full = z.unsqueeze(0) + torch.from_numpy(corr)
         full = torch.where(torch.from_numpy(valid).unsqueeze(0), full, torch.full_like(full, -1e30))
         logp = torch.log_softmax(full, dim=2).gather(2, torch.from_numpy(picks)[:, :, None])
@@ -279,16 +374,21 @@ class HybridTrainer(TrainingRun):
         self.config = config
         self.out = Path(out)
         ss = np.random.SeedSequence(config.seed)
-        collect_ss, sample_ss, pick_ss = ss.spawn(3)
+        # not in state.pt: the snapshots are collected again on resume, with the same draws
+        self._collect_ss, sample_ss, pick_ss = ss.spawn(3)
         self.model, self.init_config = load_checkpoint(config.init or FALLBACK_CHECKPOINT)
         self.model.train()
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        # not in state.pt: the snapshots are collected again on resume, with the same draws
-        self.collect_rng = np.random.default_rng(collect_ss)
         self.sample_rng = np.random.default_rng(sample_ss)
         self.pick_rng = np.random.default_rng(pick_ss)
         self.progress = HybridProgress()
-        self.snaps: list[Snapshot] = []
+        self.ray_address: str | None = None
+        """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
+        self.snaps: list[SnapshotFeatures] = []
+        """The snapshots' features, in collection order."""
+        self._owner: list[tuple[int, int]] = []
+        """(worker, index there) of each snapshot."""
+        self._group: WorkerGroup | None = None
 
     # the figures, as attributes (what the CLI and callers read)
     updates = property(lambda self: self.progress.updates, doc="Updates so far.")
@@ -312,8 +412,10 @@ class HybridTrainer(TrainingRun):
 
     def resolved_config(self) -> dict[str, Any]:
         """The config as run, with what training resolved."""
+        ray = self._group is not None and self.config.backend == "ray"
         return {
             **self.config.to_dict(),
+            **({"ray_nodes": self._group.nodes} if ray else {}),
             "policy": "hybrid",
             "version": __version__,
             "feature_names": list(FEATURE_NAMES),
@@ -353,18 +455,51 @@ class HybridTrainer(TrainingRun):
         return total / n
 
     def prepare(self) -> None:
-        """Collect the snapshots (once per trainer) and MCT's validation mean response."""
-        c = self.config
-        if not self.snaps:
-            seeds = [
-                int(s)
-                for s in self.collect_rng.integers(TRAIN_SEED_BASE, 2**31 - 1, c.collect_runs)
-            ]
-            self.snaps = collect(c, seeds, self.collect_rng)
-            if not self.snaps:
-                raise ConfigError("hybrid training: no decision batch of >= 2 tasks was collected")
+        """Collect the snapshots in the workers (once per session) and MCT's validation figure."""
+        if self._group is None:
+            self._collect()
         if self.progress.mct != self.progress.mct:
             self.progress.mct = self.evaluate("mct")
+
+    def _collect(self) -> None:
+        c = self.config
+        rng = np.random.default_rng(self._collect_ss)
+        seeds = [int(s) for s in rng.integers(TRAIN_SEED_BASE, 2**31 - 1, c.collect_runs)]
+        runs = share(c.collect_runs, c.workers)
+        group = WorkerGroup(c.backend, c.workers, self.ray_address)
+        try:
+            group.start(SnapshotWorker, [(c,)] * c.workers)
+            counts = group.call_each("collect", [([seeds[r] for r in w],) for w in runs])
+            # the keep draws in run order, as one collection here would make them
+            masks = [[keep_draws(c, rng, n) for n in worker] for worker in counts]
+            kept = group.call_each("keep", [(m,) for m in masks])
+        except BaseException:
+            group.close()
+            raise
+        self.snaps = [SnapshotFeatures(f.x, np.array(f.allowed)) for worker in kept for f in worker]
+        self._owner = [(w, i) for w, worker in enumerate(kept) for i in range(len(worker))]
+        if not self.snaps:
+            group.close()
+            raise ConfigError("hybrid training: no decision batch of >= 2 tasks was collected")
+        self._group = group
+
+    def _sample(self, picked: list[int]) -> Sampler:
+        """Send each picked snapshot's ants to the worker that holds it."""
+        assert self._group is not None
+        group = self._group
+
+        def sample(jobs: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            per: list[list[tuple]] = [[] for _ in range(group.workers)]
+            where = []
+            for snap, job in zip(picked, jobs, strict=True):
+                w, i = self._owner[snap]
+                where.append((w, len(per[w])))
+                per[w].append((i, *job))
+            answers = group.call_each("sample", [(jobs_w,) for jobs_w in per])
+            # copies: arrays from Ray's object store are read-only, which torch warns about
+            return [tuple(np.array(a) for a in answers[w][k]) for w, k in where]
+
+        return sample
 
     def update(self) -> None:
         """One REINFORCE step on a few snapshots."""
@@ -372,7 +507,10 @@ class HybridTrainer(TrainingRun):
         pick = self.pick_rng.choice(
             len(self.snaps), min(c.snapshots_per_update, len(self.snaps)), replace=False
         )
-        loss, cost = reinforce_loss(self.model, [self.snaps[i] for i in pick], c, self.sample_rng)
+        picked = [int(i) for i in pick]
+        loss, cost = reinforce_loss(
+            self.model, [self.snaps[i] for i in picked], c, self.sample_rng, self._sample(picked)
+        )
         self.optim.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
@@ -414,8 +552,13 @@ class HybridTrainer(TrainingRun):
     def run(
         self, minutes: float | None = None, progress: scaffold.ProgressCallback | None = None
     ) -> HybridTrainer:
-        """Train for ``minutes`` (default: the config's) of wall-clock time."""
-        super().run(minutes, progress)
+        """Train for ``minutes`` (default: the config's); the workers end with it."""
+        try:
+            super().run(minutes, progress)
+        finally:
+            if self._group is not None:
+                self._group.close()
+                self._group = None
         return self
 
 

@@ -31,6 +31,7 @@ replayed on resume).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,18 +42,20 @@ import numpy as np
 import torch
 
 from hybridsched import __version__
+from hybridsched.errors import ConfigError
 from hybridsched.learn.features import FEATURE_NAMES, N_FEATURES
 from hybridsched.learn.network import PairScorer, masked_logits
 from hybridsched.train import scaffold
 from hybridsched.train.config import TrainConfig
-from hybridsched.train.rollout import VecSim, run_greedy
+from hybridsched.train.rl_rollout import RolloutWorker
+from hybridsched.train.rollout import run_greedy
 from hybridsched.train.scaffold import (
     TRAIN_SEED_BASE,
     VALIDATION_SEED_BASE,
     TrainingRun,
-    training_seeds,
     validation_seeds,
 )
+from hybridsched.train.workers import WorkerGroup, share
 
 
 @dataclass
@@ -141,25 +144,45 @@ class Trainer(TrainingRun):
             torch.manual_seed(int(init_ss.generate_state(1)[0]))
             self.model = PairScorer(N_FEATURES, config.hidden, config.init)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.sample_rng = np.random.default_rng(sample_ss)
         self.order_rng = np.random.default_rng(order_ss)
-        self.episode_rng = np.random.default_rng(episode_ss)
+        # one shard keeps the streams of runs made before sharding
+        self._streams = (
+            [(sample_ss, episode_ss)]
+            if config.shards == 1
+            else list(
+                zip(sample_ss.spawn(config.shards), episode_ss.spawn(config.shards), strict=True)
+            )
+        )
         self.progress = Progress()
         self.reward_scale = 0.0
-        self.vs: VecSim | None = None
-        self._saved_copies: dict[str, Any] | None = None
+        self.ray_address: str | None = None
+        """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
+        self._group: WorkerGroup | None = None
+        self._saved_shards: list[dict[str, Any]] | None = None
         self._train_costs: list[float] = []
 
     # ------------------------------------------------------------ state
 
     def generators(self) -> Sequence[np.random.Generator]:
-        """Action sampling, minibatch order and episode seeds."""
-        return (self.sample_rng, self.order_rng, self.episode_rng)
+        """The minibatch order (each shard keeps its own generators: :meth:`extra_state`)."""
+        return (self.order_rng,)
+
+    @classmethod
+    def upgrade_state(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """A ``state.pt`` from before sharding: its sampling and episode generators in one shard."""
+        if "shards" in meta:
+            return meta
+        sample, order, episode = meta["rng"]
+        shard = {"rng": [sample, episode], "copies": meta.get("copies")}
+        return {**meta, "rng": [order], "shards": [shard]}
 
     def resolved_config(self) -> dict[str, Any]:
         """The config as run, with what training resolved (for checkpoints)."""
+        ray = self._group is not None and self.config.backend == "ray"
+        nodes = {"ray_nodes": self._group.nodes} if ray else {}
         return {
             **self.config.to_dict(),
+            **nodes,
             "version": __version__,
             "feature_names": list(FEATURE_NAMES),
             "reward_scale": self.reward_scale,
@@ -170,18 +193,23 @@ class Trainer(TrainingRun):
             "decisions": self.progress.decisions,
         }
 
+    def _shard_states(self) -> list[dict[str, Any]] | None:
+        if self._group is None:
+            return self._saved_shards
+        return [s for worker in self._group.call("state") for s in worker]
+
     def extra_state(self) -> dict[str, Any]:
-        """The reward scale, the simulator copies' episodes and the latest episode costs."""
+        """The reward scale, each shard's generators and episodes, the latest episode costs."""
         return {
             "reward_scale": self.reward_scale,
-            "copies": self.vs.episode_state() if self.vs is not None else None,
+            "shards": self._shard_states(),
             "train_costs": self._train_costs[-self.config.n_envs :],
         }
 
     def load_extra_state(self, meta: Mapping[str, Any]) -> None:
-        """Restore what :meth:`extra_state` saved (older runs saved no copies)."""
+        """Restore what :meth:`extra_state` saved."""
         self.reward_scale = float(meta["reward_scale"])
-        self._saved_copies = meta.get("copies")
+        self._saved_shards = meta["shards"]
         self._train_costs = [float(v) for v in meta.get("train_costs", [])]
 
     # ------------------------------------------------------------ running
@@ -210,15 +238,42 @@ class Trainer(TrainingRun):
             self.reward_scale = max(self.progress.mct_objective, 1e-9)
 
     def prepare(self) -> None:
-        """MCT's validation objective (the reward scale), then the simulator copies."""
+        """MCT's validation objective (the reward scale), then the rollout workers."""
         c = self.config
         self._reference()
-        seeds = training_seeds(self.episode_rng)
-        if self._saved_copies is not None:
-            self.vs = VecSim.resume(c.spec(), seeds, self._saved_copies, c.objective)
-            self._saved_copies = None
-        else:
-            self.vs = VecSim(c.spec(), c.n_envs, seeds, c.objective)
+        if self._group is not None:
+            return
+        saved = self._saved_shards or [None] * c.shards
+        shards = [
+            (copies, sample_ss, episode_ss, state)
+            for copies, (sample_ss, episode_ss), state in zip(
+                share(c.n_envs, c.shards), self._streams, saved, strict=True
+            )
+        ]
+        group = WorkerGroup(c.backend, c.workers, self.ray_address)
+        try:
+            owned = share(c.shards, c.workers)
+            group.start(RolloutWorker, [(c, shards[w.start : w.stop]) for w in owned])
+            widths = {n for worker in group.call("n_nodes") for n in worker}
+        except BaseException:
+            group.close()
+            raise
+        if len(widths) != 1:
+            group.close()
+            raise ConfigError(f"rl training: the shards' clusters differ in size: {sorted(widths)}")
+        self._group = group
+        self._saved_shards = None
+
+    def run(self, minutes: float | None = None, progress: Callable[[Progress], None] | None = None):
+        """Train for ``minutes`` (see :meth:`TrainingRun.run`); the workers end with it."""
+        try:
+            return super().run(minutes, progress)
+        finally:
+            if self._group is not None:
+                with contextlib.suppress(Exception):
+                    self._saved_shards = self._shard_states()
+                self._group.close()
+                self._group = None
 
     def validate(self) -> tuple[float, list[dict]]:
         """The greedy policy's objective per task on the validation seeds."""
@@ -263,67 +318,32 @@ class Trainer(TrainingRun):
         self.progress.update_s += time.perf_counter() - t_update
 
     def _rollout(self) -> dict[str, Any]:
+        """Every shard's rollout with the current weights, gathered in shard order."""
         c = self.config
-        vs = self.vs
-        assert vs is not None
+        assert self._group is not None
         t0 = time.perf_counter()
-        steps, e, n = c.rollout_steps, vs.n_envs, vs.n_nodes
-        k = min(c.candidates, n)
-        obs = torch.empty(steps, e, k, N_FEATURES)
-        mask = torch.empty(steps, e, k, dtype=torch.bool)
-        act = torch.empty(steps, e, dtype=torch.long)
-        logp = torch.empty(steps, e)
-        value = torch.empty(steps + 1, e)
-        episodes = np.empty((steps + 1, e), dtype=np.int64)
-        tasks = np.empty((steps, e), dtype=np.int64)
-        model = self.model
-        model.eval()
-        rows = torch.arange(e)
-        with torch.inference_mode():
-            for t in range(steps):
-                x = torch.from_numpy(vs.obs)
-                m = torch.from_numpy(vs.mask)
-                h = model.embed(x)
-                logits = masked_logits(model.score(x, h), m)
-                g = torch.from_numpy(self.sample_rng.gumbel(size=(e, n)).astype(np.float32))
-                a = (logits + g).argmax(dim=1)
-                top = logits.topk(k, dim=1).indices
-                missing = ~(top == a[:, None]).any(dim=1)
-                top[missing, k - 1] = a[missing]
-                pos = (top == a[:, None]).to(torch.int64).argmax(dim=1)
-                lk = logits.gather(1, top)
-                logp[t] = torch.log_softmax(lk, dim=1)[rows, pos]
-                hk = h.gather(1, top[..., None].expand(-1, -1, h.shape[-1]))
-                mk = m.gather(1, top)
-                value[t] = model.value(hk, mk)
-                obs[t] = x.gather(1, top[..., None].expand(-1, -1, N_FEATURES))
-                mask[t] = mk
-                act[t] = pos
-                episodes[t] = vs.episode_ids()
-                tasks[t] = vs.k
-                for _, summary in vs.step(a.numpy()):
-                    self._train_costs.append(summary["objective"] / summary["tasks"])
-            episodes[steps] = vs.episode_ids()
-            x = torch.from_numpy(vs.obs)
-            m = torch.from_numpy(vs.mask)
-            h = model.embed(x)
-            top = masked_logits(model.score(x, h), m).topk(k, dim=1).indices
-            hk = h.gather(1, top[..., None].expand(-1, -1, h.shape[-1]))
-            value[steps] = model.value(hk, m.gather(1, top))
-        costs = vs.costs(episodes[:steps], tasks)
+        weights = self._group.put(self.model.state_dict())
+        parts = [b for worker in self._group.call("rollout", weights) for b in worker]
+        batch = {key: torch.cat([b[key] for b in parts], dim=1) for key in _GATHERED}
+        costs = np.concatenate([b["costs"] for b in parts], axis=1)
+        done = torch.from_numpy(np.concatenate([b["done"] for b in parts], axis=1))
+        for _, _, cost in sorted(e for b in parts for e in b["ended"]):
+            self._train_costs.append(cost)
+        steps, e = costs.shape
         p = self.progress
         p.decisions += steps * e
         p.rollout_s += time.perf_counter() - t0
         if self._train_costs:
             p.train_objective = float(np.mean(self._train_costs[-c.n_envs :]))
         reward = torch.from_numpy(-costs / self.reward_scale).to(torch.float32)
-        done = torch.from_numpy(episodes[1:] != episodes[:-1])
+        value = batch["value"]
         adv = _gae(reward, value, done, c.gamma, c.gae_lambda)
+        k = batch["obs"].shape[2]
         return {
-            "obs": obs.reshape(steps * e, k, N_FEATURES),
-            "mask": mask.reshape(steps * e, k),
-            "act": act.reshape(-1),
-            "logp": logp.reshape(-1),
+            "obs": batch["obs"].reshape(steps * e, k, N_FEATURES),
+            "mask": batch["mask"].reshape(steps * e, k),
+            "act": batch["act"].reshape(-1),
+            "logp": batch["logp"].reshape(-1),
             "adv": adv.reshape(-1),
             "ret": (adv + value[:steps]).reshape(-1),
         }
@@ -358,6 +378,10 @@ class Trainer(TrainingRun):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), c.max_grad_norm)
                 self.optim.step()
+
+
+_GATHERED = ("obs", "mask", "act", "logp", "value")
+"""The rollout tensors gathered along the copies' axis."""
 
 
 def _gae(
