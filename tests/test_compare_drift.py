@@ -40,14 +40,17 @@ def _cli(*args: str) -> Any:
 
 
 def _direct(
-    scenario: str, with_conditions: bool, seed: int = 0, tasks: int = 500
+    scenario: str,
+    with_conditions: bool,
+    seed: int = 0,
+    tasks: int = 500,
+    estimates: str = "nominal",
 ) -> tuple[Any, Any, Any]:
     """mct simulated directly on the scenario's (load 0.85, seed) instance: (summary,
     cluster, workload), with or without the instance's conditions."""
     inst = generate_instance(scenario, tasks, 0.85, seed)
-    options = None
-    if with_conditions:
-        options = SimOptions(conditions=Conditions.from_frame(inst.conditions, inst.cluster))
+    cond = Conditions.from_frame(inst.conditions, inst.cluster) if with_conditions else None
+    options = SimOptions(conditions=cond, estimates=estimates)
     res = simulate(
         inst.cluster,
         inst.workload,
@@ -78,6 +81,16 @@ def test_compare_applies_the_scenario_conditions(drift_row: dict[str, Any]) -> N
     bound = float(response_lower_bound(cluster, workload, 0.5).mean())
     assert drift_row["bound_mean_response_s"] == bound
     assert bound < drift_row["mean_response_s"]
+
+
+def test_observed_estimates_see_the_scenario_conditions(drift_row: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    (row,) = run_compare(replace(DRIFT, estimates="observed"))
+    direct, _, _ = _direct("iot-drift", with_conditions=True, estimates="observed")
+    assert row["mean_response_s"] == direct["mean_response_s"]
+    # the observations correct the estimates only where conditions differ from nominal
+    assert row["mean_response_s"] != drift_row["mean_response_s"]
 
 
 def test_a_stationary_scenario_has_no_conditions() -> None:
