@@ -27,7 +27,8 @@ only ``nominal`` runs, and asking for another mode is refused.
 It prints one Markdown table per (scenario, load, estimate mode): per variant
 the mean of each metric with its 95% CI over the seeds, and the paired
 difference of the mean response to ``mct``; then the ablation pairs; last, one
-summary table of the paired differences in mean response. Raw per-seed results
+summary table of the paired differences in mean response, and where both
+estimate modes ran, one of observed against nominal. Raw per-seed results
 go to ``--out`` (JSON, saved as each run ends).
 
 Usage::
@@ -219,6 +220,38 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def modes_table(rows: list[dict[str, Any]]) -> str:
+    """Where both estimate modes ran: each variant's observed against its nominal
+    estimates, and the hybrid in each mode against the best non-learned scheduler in
+    its better mode (paired differences in mean response); empty otherwise."""
+    out: list[str] = []
+    keys = sorted({(r["scenario"], r["load"]) for r in rows})
+    for scenario, load in keys:
+        sub = [r for r in rows if (r["scenario"], r["load"]) == (scenario, load)]
+        if {r["estimates"] for r in sub} != {"nominal", "observed"}:
+            continue
+        if not out:
+            out += ["| scenario | load | comparison (mean response, paired) | difference |"]
+            out += ["| --- | ---: | --- | ---: |"]
+
+        def series(variant: str, mode: str, sub: list = sub) -> list[float]:
+            return _series([r for r in sub if r["estimates"] == mode], variant, "mean_response_s")
+
+        have = {r["variant"] for r in sub}
+        lines: list[tuple[str, str, str, str, str]] = [
+            (v, "observed", v, "nominal", "") for v in (*VARIANTS, NO_CONDITIONS) if v in have
+        ]
+        cands = [(v, m) for v in NON_LEARNED if v in have for m in ("nominal", "observed")]
+        if cands and "hybrid" in have:
+            bv, bm = min(cands, key=lambda c: float(np.mean(series(*c))))
+            lines += [("hybrid", m, bv, bm, " (best non-learned)") for m in ("nominal", "observed")]
+        for a, am, b, bm, note in lines:
+            d = paired_diff(series(a, am), series(b, bm), "mean_response_s", b)
+            text = d.percent() + ("" if d.significant else " (n.s.)")
+            out.append(f"| {scenario} | {load:g} | {a} {am} vs {b} {bm}{note} | {text} |")
+    return "\n".join(out)
+
+
 def save(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Write ``{"config": meta, "runs": rows}`` as JSON, one run per line."""
     runs = ",\n".join(json.dumps(r) for r in rows)
@@ -241,7 +274,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.tables is not None:
         rows = [r for f in a.tables for r in json.loads(f.read_text())["runs"]]
-        print(tables(rows) + "\n" + summary(rows))
+        print(tables(rows) + "\n" + summary(rows) + "\n\n" + modes_table(rows))
         return
     from hybridsched.workload import get_scenario
 
@@ -284,7 +317,7 @@ def main() -> None:
                 save(a.out, meta, rows)
     print(f"{len(jobs)} runs of {a.tasks:,} tasks in {time.perf_counter() - t:.0f} s "
           f"({a.workers} workers); raw per-seed results: {a.out}\n")  # fmt: skip
-    print(tables(rows) + "\n" + summary(rows))
+    print(tables(rows) + "\n" + summary(rows) + "\n\n" + modes_table(rows))
 
 
 if __name__ == "__main__":
