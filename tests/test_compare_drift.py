@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from hybridsched.workload import generate, generate_instance
 DRIFT = CompareConfig(
     scenario="iot-drift", tasks=500, loads=(0.85,), seeds=1, policies=("mct",), workers=1
 )
+
+TWO_SEEDS = replace(DRIFT, seeds=2, policies=("mct", "min-min"), workers=2, capacity_bound=True)
+"""Two seeds, two policies, two workers and the capacity bound (shared inputs)."""
 
 
 def _cli(*args: str) -> Any:
@@ -84,8 +88,6 @@ def test_compare_applies_the_scenario_conditions(drift_row: dict[str, Any]) -> N
 
 
 def test_observed_estimates_see_the_scenario_conditions(drift_row: dict[str, Any]) -> None:
-    from dataclasses import replace
-
     (row,) = run_compare(replace(DRIFT, estimates="observed"))
     direct, _, _ = _direct("iot-drift", with_conditions=True, estimates="observed")
     assert row["mean_response_s"] == direct["mean_response_s"]
@@ -105,16 +107,7 @@ def test_a_stationary_scenario_has_no_conditions() -> None:
 
 
 def test_two_workers_and_the_capacity_bound_agree_with_one(drift_row: dict[str, Any]) -> None:
-    cfg = CompareConfig(
-        scenario="iot-drift",
-        tasks=500,
-        loads=(0.85,),
-        seeds=2,
-        policies=("mct", "min-min"),
-        workers=2,
-        capacity_bound=True,
-    )
-    rows = run_compare(cfg)
+    rows = run_compare(TWO_SEEDS)
     assert [(r["seed"], r["policy"]) for r in rows] == [
         (0, "mct"), (0, "min-min"), (1, "mct"), (1, "min-min")
     ]  # fmt: skip
@@ -207,20 +200,11 @@ def test_ray_applies_the_same_conditions_as_the_local_pool() -> None:
     from ray_helpers import RAY_INIT, import_ray
 
     ray = import_ray()
-    cfg = CompareConfig(
-        scenario="iot-drift",
-        tasks=300,
-        loads=(0.85,),
-        seeds=2,
-        policies=("mct", "min-min"),
-        workers=2,
-        capacity_bound=True,
-    )
-    local = run_compare(cfg)
+    local = run_compare(TWO_SEEDS)
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     ray.init(num_cpus=2, runtime_env={"env_vars": env} if env["PYTHONPATH"] else None, **RAY_INIT)
     try:
-        remote = run_compare(cfg, backend=RayBackend())
+        remote = run_compare(TWO_SEEDS, backend=RayBackend())
     finally:
         ray.shutdown()
 
@@ -228,6 +212,6 @@ def test_ray_applies_the_same_conditions_as_the_local_pool() -> None:
         return [{k: v for k, v in r.items() if k not in WALL_CLOCK_COLUMNS} for r in rows]
 
     assert strip(remote) == strip(local)
-    direct, _, _ = _direct("iot-drift", with_conditions=True, seed=1, tasks=300)
+    direct, _, _ = _direct("iot-drift", with_conditions=True, seed=1)
     assert remote[2]["policy"] == "mct" and remote[2]["seed"] == 1
     assert remote[2]["mean_response_s"] == direct["mean_response_s"]
