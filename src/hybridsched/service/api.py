@@ -9,6 +9,7 @@ not. A submission is answered only after its transaction commits.
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from hybridsched.service import ops
 from hybridsched.service.auth import Principal, TokenTable
 from hybridsched.service.config import ServiceConfig
 from hybridsched.service.models import (
+    ClockOut,
     ClusterOut,
     DrainIn,
     LeaseIn,
@@ -221,14 +223,25 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> Response:
-        """200 once the service is ready (state loaded, loops running), else 503.
+        """Liveness: 200 once the service is up (state loaded, loops running), else 503.
 
-        ``decider`` says whether the decision process has its policy compiled
-        (``ready``) or is still starting (``starting``): tasks are accepted
-        meanwhile and decided once it is ready.
+        Work is accepted from then on. ``decider`` says whether the decision process
+        has its policy compiled (``ready``) or is still starting (``starting``);
+        ``/readyz`` turns 200 only when it is ready.
         """
         dec = "ready" if svc.decider.ready else "starting"
         if svc.ready:
+            return JSONResponse({"status": "ready", "decider": dec})
+        return JSONResponse({"status": "starting", "decider": dec}, status_code=503)
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> Response:
+        """Readiness: 200 once the service is up *and* its decision process has answered
+        (policy built and compiled), so tasks submitted now are decided without waiting
+        for a compilation; 503 ``{"status": "starting", "decider": ...}`` before, and
+        while a dead decision process is being replaced."""
+        dec = "ready" if svc.decider.ready else "starting"
+        if svc.ready and dec == "ready":
             return JSONResponse({"status": "ready", "decider": dec})
         return JSONResponse({"status": "starting", "decider": dec}, status_code=503)
 
@@ -257,6 +270,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
                 raise HTTPException(
                     422, [{"loc": [*loc, why.split(":")[0]], "msg": why, "input": t["task_id"]}]
                 )
+        _now = svc.clock.now()
         res = await commit(ops.submit(rows, svc.clock.now()))
         svc.metrics.submitted.inc(sum(1 for r in res if not r[2]))
         svc.metrics.submit_seconds.observe(time.perf_counter() - t0)
@@ -370,7 +384,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
         return {"time_s": svc.clock.now()}
 
     @app.post("/v1/agent/lease", response_model=LeaseOut, tags=["agents"], responses=err)
-    async def lease(body: LeaseIn, p: Annotated[Principal, Depends(role("node"))]) -> LeaseOut:
+    async def lease(body: LeaseIn, p: Annotated[Principal, Depends(role("node"))]) -> Response:
         """Tasks assigned to these nodes and not yet delivered (long-polls up to wait_s)."""
         check_nodes(p, body.nodes)
         svc.heartbeat(body.nodes)
@@ -385,9 +399,15 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
                 await asyncio.wait_for(ev.wait(), timeout=left)
             except asyncio.TimeoutError:
                 pass
-        return LeaseOut(
-            time_s=svc.clock.now(), time_scale=svc.clock.time_scale, queue=config.queue, tasks=got
-        )
+        # plain JSON types: encoded directly (the answer waits on the critical path from a
+        # decision to the agent; the document still shows LeaseOut)
+        for t in got:
+            if t["deadline_abs_s"] == math.inf:
+                t["deadline_abs_s"] = None
+        return _json_response(
+            {"time_s": svc.clock.now(), "time_scale": svc.clock.time_scale,
+             "queue": config.queue, "tasks": got}
+        )  # fmt: skip
 
     @app.post("/v1/agent/reports", response_model=ReportsOut, tags=["agents"], responses=err)
     async def reports(body: ReportsIn, p: Annotated[Principal, Depends(role("node"))]) -> Response:
@@ -429,6 +449,11 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             nodes=svc.cluster.n_nodes,
             cluster=svc.cluster.to_dict(),
         )
+
+    @app.get("/v1/clock", response_model=ClockOut, tags=["cluster"], responses=err)
+    async def clock(_p: Annotated[Principal, Depends(role("submit", "node"))]) -> Response:
+        """The model clock now: a short answer that agents and replays set their clocks by."""
+        return _json_response({"time_s": svc.clock.now(), "time_scale": svc.clock.time_scale})
 
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
     return app

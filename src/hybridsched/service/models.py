@@ -214,6 +214,13 @@ class ClusterOut(BaseModel):
     cluster: dict[str, Any] = Field(description="The cluster in the cluster file's format")
 
 
+class ClockOut(BaseModel):
+    """The model clock now."""
+
+    time_s: float = Field(description="Model time now, s")
+    time_scale: float = Field(description="Model seconds per wall second")
+
+
 class Problem(BaseModel):
     """An error."""
 

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from hybridsched.model import Cluster, Workload
-from hybridsched.service.client import request_through_outages
+from hybridsched.service.client import ServerClock, request_through_outages
 from hybridsched.sim import SimResult
 from hybridsched.sim.metrics import summarize
 
@@ -36,6 +36,9 @@ class Replay:
         workload: the tasks (arrival times relative to the start of the replay).
         lead_s: model seconds between the service's clock at start and the origin.
         outage_s: how long (wall s) to keep retrying an unreachable service.
+        ahead_s: wall seconds before its arrival that a task is submitted (the service
+            holds it, unseen by the policy, until its arrival on the model clock); 0
+            submits each task at its arrival.
     """
 
     def __init__(
@@ -46,14 +49,18 @@ class Replay:
         *,
         lead_s: float = 1.0,
         outage_s: float = 120.0,
+        ahead_s: float = 0.0,
     ) -> None:
         self.server = server.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self.workload = workload
         self.lead_s = lead_s
         self.outage_s = outage_s
+        self.ahead_s = ahead_s
         self.t0 = 0.0
         self.info: dict[str, Any] = {}
+        self.acked_s = np.full(len(workload), np.nan)
+        """Per task (workload order), when its submission was acknowledged, model s from t0."""
 
     async def _req(
         self, client: httpx.AsyncClient, method: str, path: str, body: Any = None
@@ -74,14 +81,18 @@ class Replay:
         async with httpx.AsyncClient(timeout=30.0) as client:
             self.info = await self._req(client, "GET", "/v1/cluster")
             scale = float(self.info["time_scale"])
-            self.t0 = float(self.info["time_s"]) + self.lead_s
-            mono0 = time.monotonic() + self.lead_s / scale  # wall instant of model t0
+            # the service's clock from short round trips: a late estimate would submit
+            # every task late by it
+            clock = ServerClock(scale)
+            await clock.sync(lambda: self._req(client, "GET", "/v1/clock"))
+            self.t0 = clock.now() + self.lead_s
+            ahead = self.ahead_s * scale
             order = np.lexsort((w.task_id, w.arrival_s))
             i = 0
             n = len(w)
             deadline = time.monotonic() + timeout_s
             while i < n:
-                model_now = (time.monotonic() - mono0) * scale  # relative to t0
+                model_now = clock.now() - self.t0 + ahead  # what may be submitted now
                 j = i
                 while j < n and w.arrival_s[order[j]] <= model_now and j - i < 5000:
                     j += 1
@@ -90,6 +101,7 @@ class Replay:
                     await asyncio.sleep(min(max(wait, 0.0), 0.05))
                     continue
                 await self._req(client, "POST", "/v1/tasks", [self._task(k) for k in order[i:j]])
+                self.acked_s[order[i:j]] = clock.now() - self.t0
                 i = j
             ids = [int(x) for x in w.task_id]
             while True:
