@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from hybridsched.service.client import request_through_outages
+from hybridsched.service.client import ServiceClient
 
 log = logging.getLogger("hybridsched.agent")
 
@@ -59,7 +59,7 @@ class Clock:
         return self._model + (time.monotonic() - self._mono) * self.time_scale
 
 
-class Agent:
+class Agent(ServiceClient):
     """Agents for several nodes of one service, in one asyncio task.
 
     Args:
@@ -84,13 +84,11 @@ class Agent:
         outage_s: float = 120.0,
         tick_s: float = 0.005,
     ) -> None:
-        self.server = server.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(server, token, outage_s, log)
         self.node_names = nodes
         self.time_scale = time_scale
         self.exec_cmd = exec_cmd
         self.poll_s = poll_s
-        self.outage_s = outage_s
         self.tick_s = tick_s
         self.nodes: dict[str, _Node] = {}
         self.queue = "fifo"
@@ -109,16 +107,8 @@ class Agent:
     async def _call(
         self, client: httpx.AsyncClient, path: str, body: Any, retry_body: Any = None
     ) -> Any:
-        return await request_through_outages(
-            client,
-            "POST",
-            self.server + path,
-            headers=self._headers,
-            body=body,
-            outage_s=self.outage_s,
-            log=log,
-            retry_body=retry_body,
-            stop=self._stop,
+        return await self._request(
+            client, "POST", path, body, retry_body=retry_body, stop=self._stop
         )
 
     async def _cluster(self, client: httpx.AsyncClient) -> dict[str, Any]:
