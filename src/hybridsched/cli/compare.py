@@ -27,6 +27,7 @@ from hybridsched.cli.app import PluginOption, app, console, err_console, fail, l
 from hybridsched.cli.options import (
     Backend,
     Interval,
+    Loads,
     Policies,
     Queue,
     RayAddress,
@@ -96,10 +97,7 @@ def compare(
         ),
     ] = None,
     scenario: Scenario = "iot-default",
-    load: Annotated[
-        list[float] | None,
-        typer.Option(help="Offered load, work / capacity (repeatable).", show_default="0.9"),
-    ] = None,
+    load: Loads = None,
     seeds: Annotated[int, typer.Option(help="Seeds per load.")] = 5,
     tasks: Annotated[int, typer.Option(help="Tasks per generated workload.")] = 30_000,
     quick: Annotated[bool, typer.Option("--quick", help=_QUICK_HELP)] = False,

@@ -11,6 +11,10 @@ from typing import Annotated
 import typer
 
 Scenario = Annotated[str, typer.Option(help="Scenario preset.")]
+Loads = Annotated[
+    list[float] | None,
+    typer.Option(help="Offered load, work / capacity (repeatable).", show_default="0.9"),
+]
 Policies = Annotated[
     str | None,
     typer.Option(

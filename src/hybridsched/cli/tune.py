@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hybridsched.cli.app import app, console, err_console, fail
 from hybridsched.cli.compare import _progress, _stop_on_sigterm
-from hybridsched.cli.options import Backend, Interval, Queue, RayAddress, Scenario, Workers
+from hybridsched.cli.options import Backend, Interval, Loads, Queue, RayAddress, Scenario, Workers
 from hybridsched.errors import HybridSchedError
 
 TUNE_EXAMPLE = """Example:
@@ -27,10 +27,7 @@ TUNE_EXAMPLE = """Example:
 def tune(
     policy: Annotated[str, typer.Option(help="The policy tuned: aco or hybrid.")],
     scenario: Scenario = "iot-default",
-    load: Annotated[
-        list[float] | None,
-        typer.Option(help="Offered load (repeatable).", show_default="0.9"),
-    ] = None,
+    load: Loads = None,
     tasks: Annotated[int, typer.Option(help="Tasks per workload.")] = 2_000,
     trials: Annotated[int, typer.Option(help="Trials of the study.")] = 20,
     train_seeds: Annotated[int, typer.Option(help="Training workloads per load.")] = 3,
