@@ -86,8 +86,11 @@ def best_two(st, i, d, proj_min, inv):
     best = np.inf
     second = np.inf
     arg = -1
+    need = st.mem_req[i]
+    memory = st.memory
+    up = st.up
     for j in range(st.cores.shape[0]):
-        if not fits(st, i, j):
+        if need > memory[j] or not up[j]:  # fits(), with the arrays loaded once
             continue
         f = max(ready(st, i, j, d, inv), proj_min[j]) + st.work_est[i] * inv[1, j]
         if f < best:
@@ -159,8 +162,11 @@ def _scan(st, i, d, proj_min, inv, topf, topn):
     kk = topf.shape[0]
     cnt = 0
     thr = np.inf
+    need = st.mem_req[i]
+    memory = st.memory
+    up = st.up
     for j in range(st.cores.shape[0]):
-        if not fits(st, i, j):
+        if need > memory[j] or not up[j]:  # fits(), with the arrays loaded once
             continue
         f = _finish(st, i, j, d, proj_min, inv)
         if cnt == kk:
