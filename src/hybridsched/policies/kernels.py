@@ -86,11 +86,8 @@ def best_two(st, i, d, proj_min, inv):
     best = np.inf
     second = np.inf
     arg = -1
-    need = st.mem_req[i]
-    memory = st.memory
-    up = st.up
     for j in range(st.cores.shape[0]):
-        if need > memory[j] or not up[j]:  # fits(), with the arrays loaded once
+        if not fits(st, i, j):
             continue
         f = max(ready(st, i, j, d, inv), proj_min[j]) + st.work_est[i] * inv[1, j]
         if f < best:
