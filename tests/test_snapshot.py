@@ -181,8 +181,8 @@ def test_every_policy_assigns_on_a_snapshot_view(name: str) -> None:
 
 def _unmasked_down_view(queue: str) -> tuple[object, TaskBatch, ClusterView]:
     # n0 is down but would win every rule when up: the fastest, most cores, memory and
-    # bandwidth, idle, first on ties. Its memory is put back after the view masked it
-    # (-1), so that only the `up` mask says it is down (docs/VIEW.md).
+    # bandwidth, idle, first on ties. Its memory fits every task: only the `up` mask
+    # says it is down (docs/VIEW.md).
     cluster = make_cluster(
         [{"cores": 4, "speed": 8.0, "memory_mb": 64000.0, "bandwidth_mb_s": 100.0}, {}, {}],
         regions=1,
@@ -200,7 +200,7 @@ def _unmasked_down_view(queue: str) -> tuple[object, TaskBatch, ClusterView]:
     )
     snap = replace(NodeSnapshot.empty(3, time=1.0), up=[False, True, True])
     view = ClusterView.from_snapshot(cluster, tasks, snap, queue=queue)
-    view._arr.memory[:] = cluster.memory_mb  # test only: the state without the -1 mask
+    np.testing.assert_array_equal(view._arr.memory, cluster.memory_mb)  # no mask in memory
     return cluster, tasks, view
 
 
