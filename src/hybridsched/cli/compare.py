@@ -10,17 +10,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import rich.progress
 import typer
 from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from hybridsched.cli.app import (
@@ -249,7 +242,7 @@ def compare(
             else ResultsFolder.create(out, cfg, record)
         )
 
-        def show(bar: Progress, job: Any, k: int, n: int) -> None:
+        def show(bar: rich.progress.Progress, job: Any, k: int, n: int) -> None:
             if progress["total"] == 0:
                 # runs taken from the folder: not counted in the speed behind the ETA
                 bar.reset(job, total=n, completed=k)
@@ -382,14 +375,14 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _progress(transient: bool) -> Progress:
-    return Progress(
+def _progress(transient: bool) -> rich.progress.Progress:
+    return rich.progress.Progress(
         "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TimeElapsedColumn(),
+        rich.progress.TextColumn("ETA"),
+        rich.progress.TimeRemainingColumn(),
         console=console,
         transient=transient,
     )

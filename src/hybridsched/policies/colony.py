@@ -78,6 +78,7 @@ from hybridsched.policies.ants import (
     run_mmas,
     search_state,
 )
+from hybridsched.policies.cost import policy_arg
 from hybridsched.sim.view import ClusterView, TaskBatch
 
 Heuristic = Callable[[TaskBatch, ClusterView], np.ndarray]
@@ -227,10 +228,6 @@ def _top_rows(eta, feasible, k, seeds, d, ready, dur, avail):
     return cand, ncand, val, best
 
 
-def _arg(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
 class ColonyParams:
     """Parameters of the MAX-MIN ant system (see the module docstring).
@@ -240,40 +237,42 @@ class ColonyParams:
     (:func:`colony_args`).
     """
 
-    ants: int = _arg(8, "ants per iteration")
-    iterations: int = _arg(8, "iterations per batch")
-    ant_limit: int = _arg(
+    ants: int = policy_arg(8, "ants per iteration")
+    iterations: int = policy_arg(8, "iterations per batch")
+    ant_limit: int = policy_arg(
         256,
         "ants only on batches up to this many tasks; a larger batch gets the best seed "
         "polished by local search (0: no limit)",
     )
-    alpha: float = _arg(1.0, "exponent of the pheromone")
-    beta: float = _arg(2.0, "exponent of the desirability")
-    rho: float = _arg(0.2, "evaporation rate of the batch's trails, in (0, 1]")
-    p_best: float = _arg(0.05, "MMAS p_best, sets tau_min, in (0, 1]")
-    candidates: int = _arg(8, "candidate nodes per task (most desirable)")
-    global_every: int = _arg(3, "best-so-far deposits every this many iterations")
-    restart_after: int = _arg(
+    alpha: float = policy_arg(1.0, "exponent of the pheromone")
+    beta: float = policy_arg(2.0, "exponent of the desirability")
+    rho: float = policy_arg(0.2, "evaporation rate of the batch's trails, in (0, 1]")
+    p_best: float = policy_arg(0.05, "MMAS p_best, sets tau_min, in (0, 1]")
+    candidates: int = policy_arg(8, "candidate nodes per task (most desirable)")
+    global_every: int = policy_arg(3, "best-so-far deposits every this many iterations")
+    restart_after: int = policy_arg(
         5, "reset trails after this many iterations without improvement (0: never)"
     )
-    local_search: int = _arg(10, "most sweeps of move/swap local search per solution (0: off)")
-    ls_every: int = _arg(
+    local_search: int = policy_arg(
+        10, "most sweeps of move/swap local search per solution (0: off)"
+    )
+    ls_every: int = policy_arg(
         2,
         "local search on the iteration-best every this many iterations "
         "(0: only on the best seed and the final best)",
     )
-    prune: bool = _arg(True, "skip local-search moves that a cheap bound shows cannot pay")
-    swap_limit: int = _arg(32, "try swaps only in batches up to this size")
-    dynamic_eta: bool = _arg(True, "correct the desirability by the ant's own placements")
-    order: str = _arg("priority", "construction order: priority, slack or arrival")
-    memory: float = _arg(0.5, "weight of the cross-batch trail in [0, 1] (0: no memory)")
-    memory_rho: float = _arg(0.1, "evaporation rate of the cross-batch trail")
-    size_buckets: int = _arg(4, "work-size buckets of the memory's classes")
-    explore: float = _arg(
+    prune: bool = policy_arg(True, "skip local-search moves that a cheap bound shows cannot pay")
+    swap_limit: int = policy_arg(32, "try swaps only in batches up to this size")
+    dynamic_eta: bool = policy_arg(True, "correct the desirability by the ant's own placements")
+    order: str = policy_arg("priority", "construction order: priority, slack or arrival")
+    memory: float = policy_arg(0.5, "weight of the cross-batch trail in [0, 1] (0: no memory)")
+    memory_rho: float = policy_arg(0.1, "evaporation rate of the cross-batch trail")
+    size_buckets: int = policy_arg(4, "work-size buckets of the memory's classes")
+    explore: float = policy_arg(
         4.0,
         "initial trails around the best seed: tasks an ant places elsewhere (0: uniform start)",
     )
-    seeds: tuple[str, ...] = _arg(
+    seeds: tuple[str, ...] = policy_arg(
         ("mct", "edf-mct", "max-min"),
         "comma-separated policies whose assignments seed the colony",
     )

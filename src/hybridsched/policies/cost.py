@@ -151,31 +151,28 @@ class CostWeights:
         return self.miss * np.power(self.miss_decay, np.asarray(priority, dtype=np.float64))
 
 
+def policy_arg(default: Any, help: str) -> Any:
+    """A dataclass field that is a policy argument: its default and its ``--help`` line."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class CostFields:
     """Cost weights as policy arguments (a base of the ``aco`` and ``optimal`` policies)."""
 
-    w_response: float = field(
-        default=CostWeights.response, metadata={"help": "cost per second of response time"}
+    w_response: float = policy_arg(CostWeights.response, "cost per second of response time")
+    w_miss: float = policy_arg(
+        CostWeights.miss, "cost of a missed deadline at priority 0 (seconds of response)"
     )
-    w_miss: float = field(
-        default=CostWeights.miss,
-        metadata={"help": "cost of a missed deadline at priority 0 (seconds of response)"},
+    miss_decay: float = policy_arg(
+        CostWeights.miss_decay, "factor on the miss cost per priority class"
     )
-    miss_decay: float = field(
-        default=CostWeights.miss_decay,
-        metadata={"help": "factor on the miss cost per priority class"},
+    w_energy: float = policy_arg(CostWeights.energy, "cost per joule of energy increase")
+    w_displaced: float = policy_arg(
+        CostWeights.displaced, "factor on the delay and misses caused to queued tasks (0: ignore)"
     )
-    w_energy: float = field(
-        default=CostWeights.energy, metadata={"help": "cost per joule of energy increase"}
-    )
-    w_displaced: float = field(
-        default=CostWeights.displaced,
-        metadata={"help": "factor on the delay and misses caused to queued tasks (0: ignore)"},
-    )
-    w_wait: float = field(
-        default=CostWeights.wait,
-        metadata={"help": "extra cost per second of predicted waiting, times (1 + priority)"},
+    w_wait: float = policy_arg(
+        CostWeights.wait, "extra cost per second of predicted waiting, times (1 + priority)"
     )
 
     def cost_weights(self) -> CostWeights:

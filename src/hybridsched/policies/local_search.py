@@ -151,6 +151,22 @@ def _horizon(p, top_v, top_j, a, la, b, lb):
 
 
 @njit(cache=True)
+def _move(head, nxt, sol, t, a, j):
+    """Send task ``t`` from node ``a`` to node ``j`` (``sol`` and the node lists)."""
+    sol[t] = j
+    unlink(head, nxt, a, t)
+    link(head, nxt, j, t)
+
+
+@njit(cache=True)
+def _set_pair(nlast, top_v, top_j, ncost, a, ca, la, j, cj, lj):
+    """Nodes ``a`` and ``j`` changed: their new costs and last finishes (top list kept exact)."""
+    ncost[a], ncost[j] = ca, cj
+    _top_set(nlast, top_v, top_j, a, la)
+    _top_set(nlast, top_v, top_j, j, lj)
+
+
+@njit(cache=True)
 def _wake_on(head, nxt, x, active):
     """Mark for local search the tasks on node ``x`` (it gained a task: they may leave)."""
     t = head[x]
@@ -240,14 +256,9 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                 new_body = body - ncost[a] - ncost[j] + ca + cj
                 new = new_body + _horizon(p, top_v, top_j, a, la, j, lj)
                 if new < cur - tol:
-                    sol[t] = j
-                    unlink(head, nxt, a, t)
-                    link(head, nxt, j, t)
-                    ncost[a], ncost[j] = ca, cj
-                    _top_set(nlast, top_v, top_j, a, la)
-                    _top_set(nlast, top_v, top_j, j, lj)
-                    body = new_body
-                    cur = new
+                    _move(head, nxt, sol, t, a, j)
+                    _set_pair(nlast, top_v, top_j, ncost, a, ca, la, j, cj, lj)
+                    body, cur = new_body, new
                     _wake_near(head, nxt, a, by_off, by_node, active)
                     _wake_on(head, nxt, j, active)
                     active[t] = False
@@ -280,17 +291,10 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                 new_body = body - ncost[a] - ncost[j] + ca + cj
                 new = new_body + _horizon(p, top_v, top_j, a, la, j, lj)
                 if new < cur - tol:
-                    sol[t1] = j
-                    sol[t2] = a
-                    unlink(head, nxt, a, t1)
-                    unlink(head, nxt, j, t2)
-                    link(head, nxt, j, t1)
-                    link(head, nxt, a, t2)
-                    ncost[a], ncost[j] = ca, cj
-                    _top_set(nlast, top_v, top_j, a, la)
-                    _top_set(nlast, top_v, top_j, j, lj)
-                    body = new_body
-                    cur = new
+                    _move(head, nxt, sol, t1, a, j)
+                    _move(head, nxt, sol, t2, j, a)
+                    _set_pair(nlast, top_v, top_j, ncost, a, ca, la, j, cj, lj)
+                    body, cur = new_body, new
                     _wake_near(head, nxt, a, by_off, by_node, active)
                     _wake_near(head, nxt, j, by_off, by_node, active)
     return cur, evals
