@@ -215,19 +215,27 @@ def _link_enter(st, fs, i, j, t):
 
 
 @njit(cache=True)
-def observe(fs, j, k, x, t):
-    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer).
+def decayed_mean(mean, weight, last, count, x, t):
+    """The decayed mean ``(mean, weight)`` after ratio ``x`` observed at ``t``.
 
-    The decayed mean: weight ``w * exp(-(t - last) / tau) + 1``, mean ``m + (x - m) / w``.
+    ``(mean, weight)`` was last updated at ``last``, after ``count`` observations.
+    Weight ``w * exp(-(t - last) / tau) + 1``, mean ``m + (x - m) / w``; the first
+    observation is the mean with weight 1. Shared by the simulator and the live
+    service (hybridsched.service.state), so both record the same numbers.
     """
+    if count == 0:
+        return x, 1.0
+    w = weight * np.exp(-(t - last) / OBS_TAU_S) + 1.0
+    return mean + (x - mean) / w, w
+
+
+@njit(cache=True)
+def observe(fs, j, k, x, t):
+    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer)."""
     o = 3 * k
-    if fs.obs_n[j, k] == 0:
-        fs.obs[j, o] = x
-        fs.obs[j, o + 1] = 1.0
-    else:
-        w = fs.obs[j, o + 1] * np.exp(-(t - fs.obs[j, o + 2]) / OBS_TAU_S) + 1.0
-        fs.obs[j, o] += (x - fs.obs[j, o]) / w
-        fs.obs[j, o + 1] = w
+    m, w = decayed_mean(fs.obs[j, o], fs.obs[j, o + 1], fs.obs[j, o + 2], fs.obs_n[j, k], x, t)
+    fs.obs[j, o] = m
+    fs.obs[j, o + 1] = w
     fs.obs[j, o + 2] = t
     fs.obs_n[j, k] += 1
 
