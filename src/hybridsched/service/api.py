@@ -455,6 +455,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             policy_args={k: str(v) for k, v in config.policy_args.items()},
             decision_interval_s=config.decision_interval,
             queue=config.queue,
+            estimates=config.estimates,
             counts=counts,
             nodes_up=up,
             nodes=svc.cluster.n_nodes,

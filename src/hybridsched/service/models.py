@@ -223,6 +223,7 @@ class ClusterOut(BaseModel):
     policy_args: dict[str, Any]
     decision_interval_s: float
     queue: str
+    estimates: str = Field(description="The view's estimates: nominal or observed")
     counts: dict[str, int]
     nodes_up: int
     nodes: int
