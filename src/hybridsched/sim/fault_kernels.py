@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from hybridsched.sim import core
+from hybridsched.sim import core, view
 from hybridsched.sim.layout import declare, parse_fields
-from hybridsched.sim.view import OBS_TAU_S
 
 P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
 P_LATENCY = 1  # in its latency; its event: the data enters the shared link
@@ -214,19 +213,8 @@ def _link_enter(st, fs, i, j, t):
     _link_reschedule(st, fs, j, t)
 
 
-@njit(cache=True)
-def decayed_mean(mean, weight, last, count, x, t):
-    """The decayed mean ``(mean, weight)`` after ratio ``x`` observed at ``t``.
-
-    ``(mean, weight)`` was last updated at ``last``, after ``count`` observations.
-    Weight ``w * exp(-(t - last) / tau) + 1``, mean ``m + (x - m) / w``; the first
-    observation is the mean with weight 1. Shared by the simulator and the live
-    service (hybridsched.service.state), so both record the same numbers.
-    """
-    if count == 0:
-        return x, 1.0
-    w = weight * np.exp(-(t - last) / OBS_TAU_S) + 1.0
-    return mean + (x - mean) / w, w
+decayed_mean = njit(cache=True)(view.decayed_mean)
+"""The decayed-mean update of observations, compiled (the one rule, sim.view)."""
 
 
 @njit(cache=True)
