@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from hybridsched.service.client import ServerClock, request_through_outages
+from hybridsched.service.client import ServerClock, ServiceClient
 
 log = logging.getLogger("hybridsched.agent")
 
@@ -41,7 +41,7 @@ class _Node:
     running: int = 0
 
 
-class Agent:
+class Agent(ServiceClient):
     """Agents for several nodes of one service, in one asyncio task.
 
     Args:
@@ -70,13 +70,11 @@ class Agent:
         tick_s: float = 0.005,
         report_s: float = 0.02,
     ) -> None:
-        self.server = server.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(server, token, outage_s, log)
         self.node_names = nodes
         self.time_scale = time_scale
         self.exec_cmd = exec_cmd
         self.poll_s = poll_s
-        self.outage_s = outage_s
         self.tick_s = tick_s
         self.report_s = report_s
         self.nodes: dict[str, _Node] = {}
@@ -101,16 +99,8 @@ class Agent:
         retry_body: Any = None,
         method: str = "POST",
     ) -> Any:
-        return await request_through_outages(
-            client,
-            method,
-            self.server + path,
-            headers=self._headers,
-            body=body,
-            outage_s=self.outage_s,
-            log=log,
-            retry_body=retry_body,
-            stop=self._stop,
+        return await self._request(
+            client, method, path, body, retry_body=retry_body, stop=self._stop
         )
 
     async def _cluster(self, client: httpx.AsyncClient) -> dict[str, Any]:

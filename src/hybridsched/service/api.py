@@ -50,27 +50,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def _task_out(rec: TaskRec) -> TaskOut:
-    return TaskOut(
-        task_id=rec.task_id,
-        status=rec.status,
-        node=rec.node,
-        arrival_s=rec.arrival_s,
-        region=rec.region,
-        data_mb=rec.data_mb,
-        work_gi=rec.work_gi,
-        memory_mb=rec.memory_mb,
-        deadline_s=rec.deadline_s,
-        priority=rec.priority,
-        attempt=rec.attempt,
-        retries=rec.retries,
-        decision_s=rec.decision_s,
-        ready_s=rec.ready_s,
-        start_s=rec.start_s,
-        finish_s=rec.finish_s,
-        observed_s=rec.observed_s,
-        exit_code=rec.exit_code,
-        reason=rec.reason,
-    )
+    return TaskOut.model_validate(rec, from_attributes=True)
 
 
 class _BodyLimit:

@@ -98,3 +98,43 @@ class ServerClock:
             sent = time.monotonic()
             out = await fetch()
             self.sample(sent, time.monotonic(), float(out["time_s"]))
+
+
+class ServiceClient:
+    """A client of one service: its base URL, a bearer token and the outage budget.
+
+    Args:
+        server: base URL of the service.
+        token: the bearer token of every request.
+        outage_s: how long (wall s) to keep retrying an unreachable service.
+        log: where the first failed try of a request is logged.
+    """
+
+    def __init__(self, server: str, token: str, outage_s: float, log: logging.Logger) -> None:
+        self.server = server.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self.outage_s = outage_s
+        self._log = log
+
+    async def _request(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        retry_body: Any = None,
+        stop: asyncio.Event | threading.Event | None = None,
+    ) -> Any:
+        """:func:`request_through_outages` of ``method path`` on this service."""
+        return await request_through_outages(
+            client,
+            method,
+            self.server + path,
+            headers=self._headers,
+            body=body,
+            outage_s=self.outage_s,
+            log=self._log,
+            retry_body=retry_body,
+            stop=stop,
+        )

@@ -11,6 +11,13 @@ MAX_BATCH = 10_000
 """Most tasks or reports in one request."""
 
 
+def _finite(v: float | None) -> float | None:
+    """A validator: refuse NaN and infinities (Python's JSON parser reads them)."""
+    if v is not None and not math.isfinite(v):
+        raise ValueError("must be finite")
+    return v
+
+
 class TaskIn(BaseModel):
     """A task: the workload columns of docs/MODEL.md and an optional opaque payload."""
 
@@ -30,12 +37,7 @@ class TaskIn(BaseModel):
     priority: int = Field(default=0, ge=0, le=1_000_000, description="Priority class, 0 first")
     payload: Any = Field(default=None, description="Opaque JSON handed to the agent")
 
-    @field_validator("arrival_s", "data_mb", "work_gi", "memory_mb")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be finite")
-        return v
+    _finite = field_validator("arrival_s", "data_mb", "work_gi", "memory_mb")(_finite)
 
 
 class SubmitResult(BaseModel):
@@ -185,12 +187,7 @@ class ReportIn(BaseModel):
     observed_s: float | None = Field(default=None, ge=0, description="Observed execution, s")
     exit_code: int | None = None
 
-    @field_validator("time_s", "start_s")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be finite")
-        return v
+    _finite = field_validator("time_s", "start_s")(_finite)
 
 
 class ReportsIn(BaseModel):

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,9 @@ class Transition:
             "reason": self.reason,
             "retries": self.retries,
         }
+
+
+_TRANSITION_FIELDS = tuple(f.name for f in fields(Transition))
 
 
 class ModelClock:
@@ -332,17 +335,7 @@ class LiveState:
 
     def transition(self, rec: TaskRec) -> Transition:
         """The status message of ``rec`` as it is now."""
-        return Transition(
-            task_id=rec.task_id,
-            status=rec.status,
-            node=rec.node,
-            arrival_s=rec.arrival_s,
-            start_s=rec.start_s,
-            finish_s=rec.finish_s,
-            deadline_abs_s=rec.deadline_abs_s,
-            reason=rec.reason,
-            retries=rec.retries,
-        )
+        return Transition(**{k: getattr(rec, k) for k in _TRANSITION_FIELDS})
 
 
 class Writer:

@@ -51,7 +51,6 @@ lhead     int64[::1]    head of each node's link member list
 lcount    int64[::1]    transfers in each node's link
 lrate     float64[::1]  current rate of each transfer of the link, MB/s
 lt        float64[::1]  time of the last update of the link, s
-mem       float64[::1]  true memory per node (CoreState.memory is -1 while down), MB
 wasted    float64[::1]  core-seconds of killed runs per node
 speed     float64[::1]  true per-core speed per node now (nominal x conditions), GI/s
 bandwidth float64[::1]  true ingress bandwidth per node now, MB/s
@@ -485,8 +484,6 @@ def node_down(st, fs, j, t):
         st.slot_of[i] = -1
     fs.counters[K_ACTIVE] -= m
     st.up[j] = False
-    # the compiled policy rules (hybridsched.policies) test memory, not up: no task fits
-    st.memory[j] = -1.0
     for c in range(st.cores[j]):
         st.proj[j, c] = np.inf
     st.proj_min[j] = np.inf
@@ -497,7 +494,6 @@ def node_down(st, fs, j, t):
 def node_up(st, fs, j, t):
     """Node ``j`` is back at ``t``, idle."""
     st.up[j] = True
-    st.memory[j] = fs.mem[j]
     for c in range(st.cores[j]):
         st.proj[j, c] = t
     st.proj_min[j] = t

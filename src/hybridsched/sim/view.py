@@ -792,8 +792,6 @@ def _snapshot_state(
     t = snap.time
     down = ~snap.up
     st.up[:] = snap.up
-    # the compiled policy rules test memory, not up: a down node's memory reads -1
-    st = st._replace(memory=np.where(down, -1.0, st.memory))
     if observed is not None:
         st = st._replace(speed=st.speed.copy(), bandwidth=st.bandwidth.copy(),
                          latency=st.latency.copy())  # fmt: skip

@@ -27,6 +27,7 @@ from hybridsched.workload.traces.common import (
     RowFilter,
     categories,
     hash_strings,
+    priorities,
     require_number,
 )
 
@@ -94,11 +95,7 @@ class Alibaba2018(CsvTraceFormat):
         task_type = require_number(chunk, rows, "task_type", minimum=1, integer=True)
         mem = require_number(chunk, rows, "plan_mem", missing_ok=True)
         keep = np.flatnonzero(rows.alive)
-        priority = (
-            task_type[keep].astype(np.int64) - 1
-            if p["priority"] is None
-            else np.full(keep.size, p["priority"], np.int64)
-        )
+        priority = priorities(p, task_type[keep].astype(np.int64) - 1)
         return Records(
             t_ns=start[keep] * 1_000_000_000,
             work_gi=(end[keep] - start[keep]) * ctx.options.reference_speed,

@@ -28,6 +28,7 @@ from hybridsched.workload.traces.common import (
     RowFilter,
     categories,
     hash_strings,
+    priorities,
     require_number,
     require_time,
 )
@@ -79,13 +80,13 @@ class AlibabaGenAI(CsvTraceFormat):
         data_mb = (prompt[keep] + negative[keep]) * (p["prompt_bytes"] / 1e6) + INPUT_IMAGES[k] * p[
             "image_mb"
         ]
-        priority = k if p["priority"] is None else np.full(keep.size, p["priority"], np.int64)
+        priority = priorities(p, k)
         return Records(
             t_ns=t[keep],
             work_gi=exec_s[keep] * ctx.options.reference_speed,
             data_mb=data_mb,
             memory_mb=np.full(keep.size, p["memory_mb"]),
-            priority=priority.astype(np.int64),
+            priority=priority,
             key=hash_strings(chunk.array("groupId").take(keep)),
             rows=keep,
         )

@@ -561,6 +561,13 @@ def require_time(chunk: Chunk, rows: RowFilter, column: str, rule: str) -> np.nd
     return t
 
 
+def priorities(params: Mapping[str, Any], mapped: np.ndarray) -> np.ndarray:
+    """Each task's priority, int64: the format's ``mapped`` one, or the ``priority`` param
+    for every task when it is given."""
+    given = params["priority"]
+    return mapped.astype(np.int64) if given is None else np.full(mapped.shape[0], given, np.int64)
+
+
 def categories(
     chunk: Chunk, rows: RowFilter, column: str, values: Sequence[str], rule: str | None = None
 ) -> np.ndarray:

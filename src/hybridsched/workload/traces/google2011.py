@@ -41,6 +41,7 @@ from hybridsched.workload.traces.common import (
     Records,
     RowFilter,
     hash_ints,
+    priorities,
     require_number,
 )
 
@@ -279,11 +280,7 @@ class Google2011(CsvTraceFormat):
         carry = _merge_sorted(rest, fresh)
 
         h = heads[kept]
-        priority = (
-            priority_band(a_prio[kept])
-            if p["priority"] is None
-            else np.full(kept.size, p["priority"], np.int64)
-        )
+        priority = priorities(p, priority_band(a_prio[kept]))
         records = Records(
             t_ns=time[h] * 1000,
             work_gi=duration_us[kept] / 1e6 * ctx.options.reference_speed,
