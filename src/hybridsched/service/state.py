@@ -256,11 +256,14 @@ class LiveState:
         execution time of a node's running tasks."""
         n = self.cluster.n_nodes
         speed = self.cluster.speed.tolist()
-        running = np.zeros(n)
+        tasks = self.tasks
+        ratio = [0.0] * n
         for j, run in enumerate(self.running):
-            for tid in run:
-                rec = self.tasks[tid]
-                running[j] = max(running[j], (now - rec.start_s) / (rec.work_gi / speed[j]))
+            if run:
+                sp = speed[j]
+                r = max((now - tasks[t].start_s) / (tasks[t].work_gi / sp) for t in run)
+                ratio[j] = max(r, 0.0)
+        running = np.array(ratio)
         nan, zero = np.full(n, np.nan), np.zeros(n)
         return NodeObservations(
             exec_ratio=self.exec_ratio.copy(),
