@@ -202,8 +202,8 @@ def test_the_service_records_what_the_simulator_records(tmp_path: Path) -> None:
 def test_reports_of_a_slow_node_over_http_are_shown_and_kept_by_a_restart(
     tmp_path: Path,
 ) -> None:
-    # a test agent for n0 that reports every task twice as long as nominal (2 s of
-    # model time per 4 GI): after 3 tasks n0's exec_ratio is 2, n1 has none
+    # a test agent for n0 that reports every task twice as long as nominal (4 model s
+    # for 4 GI at speed 2, nominal 2 s): after 3 tasks n0's exec_ratio is 2, n1 has none
     write_inputs(tmp_path, CLUSTER)
     srv = Server(tmp_path, f"sqlite:///{tmp_path / 'http.db'}", "--estimates", "observed")
     node = {"Authorization": f"Bearer {NODE_ALL}"}
