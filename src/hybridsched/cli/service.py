@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.app import EstimatesOption, app, console, fail
 from hybridsched.errors import HybridSchedError
 
 
@@ -43,6 +43,7 @@ def serve(
     queue: Annotated[str, typer.Option(help="Queue discipline at the nodes: fifo or priority.")] = (
         "fifo"
     ),
+    estimates: EstimatesOption = "nominal",
     db: Annotated[
         str, typer.Option(help="sqlite:///PATH (WAL) or postgresql://USER@HOST/DB.")
     ] = "sqlite:///hybridsched.db",
@@ -120,6 +121,7 @@ def serve(
             policy_args=args,
             decision_interval=decision_interval,
             queue=queue,
+            estimates=estimates,
             db_url=db,
             tokens=toks,
             time_scale=time_scale,

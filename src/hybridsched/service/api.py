@@ -42,6 +42,7 @@ from hybridsched.service.models import (
 )
 from hybridsched.service.runtime import Service
 from hybridsched.service.state import TaskRec
+from hybridsched.sim.view import NodeObservations
 
 log = logging.getLogger("hybridsched.service.api")
 
@@ -302,12 +303,14 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
 
     # --------------------------------------------------------------- nodes
 
-    def node_out(j: int) -> NodeOut:
+    def node_out(j: int, seen: NodeObservations, model_now: float) -> NodeOut:
+        # ``seen``: the nodes' observations at model time ``model_now`` (under the lock)
         st = svc.state
         c = svc.cluster
         name = c.node_names[j]
         obs = st.observed.get(name)
         now = time.time()
+        ratio = float(seen.exec_ratio[j])
         return NodeOut(
             name=name,
             index=j,
@@ -321,6 +324,10 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             running=len(st.running[j]),
             last_seen_s_ago=float(now - st.last_seen[j]),
             observed_mean_s=(sum(obs) / len(obs)) if obs else None,
+            exec_ratio=None if math.isnan(ratio) else ratio,
+            exec_count=int(seen.exec_count[j]),
+            exec_estimate=float(seen.exec_factor(model_now)[j]),
+            running_ratio=float(seen.running_ratio[j]),
         )
 
     @app.get("/v1/nodes", response_model=list[NodeOut], tags=["nodes"], responses=err)
@@ -329,7 +336,9 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
     ) -> list[NodeOut]:
         """Every node's state."""
         with svc.state.lock:
-            return [node_out(j) for j in range(svc.cluster.n_nodes)]
+            now = svc.clock.now()
+            seen = svc.state.observations(now)
+            return [node_out(j, seen, now) for j in range(svc.cluster.n_nodes)]
 
     @app.get("/v1/nodes/{name}", response_model=NodeOut, tags=["nodes"], responses=err)
     async def get_node(
@@ -340,7 +349,8 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
         if j is None:
             raise HTTPException(404, f"node {name!r}: no such node in the cluster")
         with svc.state.lock:
-            return node_out(j)
+            now = svc.clock.now()
+            return node_out(j, svc.state.observations(now), now)
 
     @app.post("/v1/nodes/{name}/drain", response_model=NodeOut, tags=["nodes"], responses=err)
     async def drain(
@@ -352,7 +362,8 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             raise HTTPException(404, f"node {name!r}: no such node in the cluster")
         await commit(ops.drain(j, body.drained))
         with svc.state.lock:
-            return node_out(j)
+            now = svc.clock.now()
+            return node_out(j, svc.state.observations(now), now)
 
     @app.post("/v1/agent/heartbeat", tags=["agents"], responses=err)
     async def heartbeat(
@@ -424,6 +435,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             policy_args={k: str(v) for k, v in config.policy_args.items()},
             decision_interval_s=config.decision_interval,
             queue=config.queue,
+            estimates=config.estimates,
             counts=counts,
             nodes_up=up,
             nodes=svc.cluster.n_nodes,

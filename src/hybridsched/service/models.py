@@ -106,6 +106,21 @@ class NodeOut(BaseModel):
     running: int
     last_seen_s_ago: float
     observed_mean_s: float | None = Field(description="Mean observed execution time reported")
+    exec_ratio: float | None = Field(
+        default=None,
+        description="Decayed mean of realized / nominal execution time of finished tasks "
+        "(null: none observed)",
+    )
+    exec_count: int = Field(default=0, description="Finished tasks observed on this node")
+    exec_estimate: float = Field(
+        default=1.0,
+        description="The observed estimate of execution time / nominal now (what "
+        "--estimates observed uses): the ratio shrunk towards 1, at least running_ratio",
+    )
+    running_ratio: float = Field(
+        default=0.0,
+        description="Largest elapsed / nominal execution time of the running tasks now",
+    )
 
 
 class DrainIn(BaseModel):
@@ -205,6 +220,7 @@ class ClusterOut(BaseModel):
     policy_args: dict[str, Any]
     decision_interval_s: float
     queue: str
+    estimates: str = Field(description="The view's estimates: nominal or observed")
     counts: dict[str, int]
     nodes_up: int
     nodes: int

@@ -54,6 +54,7 @@ class Service:
             config.seed,
             config.queue,
             config.policy_modules,
+            config.estimates,
         )
         self.clock = ModelClock(config.time_scale)
         self.ready = False

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from hybridsched.sim import core
+from hybridsched.sim import core, view
 from hybridsched.sim.layout import declare, parse_fields
-from hybridsched.sim.view import OBS_TAU_S
 
 P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
 P_LATENCY = 1  # in its latency; its event: the data enters the shared link
@@ -213,20 +212,17 @@ def _link_enter(st, fs, i, j, t):
     _link_reschedule(st, fs, j, t)
 
 
+decayed_mean = njit(cache=True)(view.decayed_mean)
+"""The decayed-mean update of observations, compiled (the one rule, sim.view)."""
+
+
 @njit(cache=True)
 def observe(fs, j, k, x, t):
-    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer).
-
-    The decayed mean: weight ``w * exp(-(t - last) / tau) + 1``, mean ``m + (x - m) / w``.
-    """
+    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer)."""
     o = 3 * k
-    if fs.obs_n[j, k] == 0:
-        fs.obs[j, o] = x
-        fs.obs[j, o + 1] = 1.0
-    else:
-        w = fs.obs[j, o + 1] * np.exp(-(t - fs.obs[j, o + 2]) / OBS_TAU_S) + 1.0
-        fs.obs[j, o] += (x - fs.obs[j, o]) / w
-        fs.obs[j, o + 1] = w
+    m, w = decayed_mean(fs.obs[j, o], fs.obs[j, o + 1], fs.obs[j, o + 2], fs.obs_n[j, k], x, t)
+    fs.obs[j, o] = m
+    fs.obs[j, o + 1] = w
     fs.obs[j, o + 2] = t
     fs.obs_n[j, k] += 1
 

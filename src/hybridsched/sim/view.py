@@ -10,6 +10,7 @@ a neural network can score every pair at once; they are computed on first use.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
@@ -107,6 +108,24 @@ OBS_TAU_S = 30.0
 """Time constant of the decayed averages of observations, s (docs/MODEL.md section 13)."""
 OBS_PRIOR_WEIGHT = 1.0
 """Weight of the nominal value (a ratio of 1) in an observed estimate: one observation's."""
+
+
+def decayed_mean(
+    mean: float, weight: float, last: float, count: int, x: float, t: float
+) -> tuple[float, float]:
+    """The decayed mean ``(mean, weight)`` after ratio ``x`` observed at ``t``.
+
+    ``(mean, weight)`` was last updated at ``last``, after ``count`` observations.
+    Weight ``w * exp(-(t - last) / OBS_TAU_S) + 1``, mean ``m + (x - m) / w``; the
+    first observation is the mean, with weight 1. Plain Python: the simulator runs
+    it compiled (``fault_kernels.observe``), the live service as it is, so both
+    record the same numbers.
+    """
+    if count == 0:
+        return x, 1.0
+    w = weight * math.exp(-(t - last) / OBS_TAU_S) + 1.0
+    return mean + (x - mean) / w, w
+
 
 ESTIMATES = ("nominal", "observed")
 """What the view's execution and transfer estimates are: the cluster file's values, or
