@@ -25,8 +25,8 @@ from hybridsched.service.state import LiveState, Writer
 from hybridsched.service.store import Store
 from hybridsched.sim import ClusterView, TaskBatch, simulate
 from hybridsched.sim.conditions import Conditions
+from hybridsched.sim.observations import OBS_PRIOR_WEIGHT, OBS_TAU_S, NodeObservations
 from hybridsched.sim.options import SimOptions
-from hybridsched.sim.view import OBS_PRIOR_WEIGHT, OBS_TAU_S, NodeObservations
 from hybridsched.workload import generate
 from service_support import ADMIN, NODE_ALL, Server, pg_database, wait_for, write_inputs
 

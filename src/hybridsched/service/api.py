@@ -42,7 +42,7 @@ from hybridsched.service.models import (
 )
 from hybridsched.service.runtime import Service
 from hybridsched.service.state import TaskRec
-from hybridsched.sim.view import NodeObservations
+from hybridsched.sim.observations import NodeObservations
 
 log = logging.getLogger("hybridsched.service.api")
 

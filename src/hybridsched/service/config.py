@@ -8,7 +8,7 @@ from typing import Any
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
-from hybridsched.sim.view import ESTIMATES
+from hybridsched.sim.observations import ESTIMATES
 
 
 @dataclass(frozen=True)

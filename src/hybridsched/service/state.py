@@ -27,7 +27,7 @@ from hybridsched.model import Cluster
 from hybridsched.service.store import TASK_COLUMNS, Store
 from hybridsched.service.view_adapter import NodeSnapshot
 from hybridsched.sim.core import RECENT_TAU_S
-from hybridsched.sim.view import NodeObservations, decayed_mean
+from hybridsched.sim.observations import NodeObservations, decayed_mean
 
 log = logging.getLogger("hybridsched.service")
 

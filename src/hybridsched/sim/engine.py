@@ -48,7 +48,7 @@ from hybridsched.sim.view import (
 )
 
 if TYPE_CHECKING:
-    from hybridsched.sim.view import NodeObservations
+    from hybridsched.sim.observations import NodeObservations
 
 QUEUES = ("fifo", "priority")
 

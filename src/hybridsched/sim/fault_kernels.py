@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from hybridsched.sim import core, view
+from hybridsched.sim import core, observations
 from hybridsched.sim.layout import declare, parse_fields
 
 P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
@@ -212,7 +212,7 @@ def _link_enter(st, fs, i, j, t):
     _link_reschedule(st, fs, j, t)
 
 
-decayed_mean = njit(cache=True)(view.decayed_mean)
+decayed_mean = njit(cache=True)(observations.decayed_mean)
 """The decayed-mean update of observations, compiled (the one rule, sim.view)."""
 
 

@@ -63,6 +63,7 @@ from hybridsched.sim.fault_kernels import (
     set_bandwidth,
     set_speed,
 )
+from hybridsched.sim.observations import NodeObservations, believe
 from hybridsched.sim.options import (
     WORK_EST_COLUMN,
     SimOptions,
@@ -71,7 +72,7 @@ from hybridsched.sim.options import (
     option_seeds,
 )
 from hybridsched.sim.state import compile_state
-from hybridsched.sim.view import NodeObservations, Policy, believe
+from hybridsched.sim.view import Policy
 
 log = logging.getLogger(__name__)
 
