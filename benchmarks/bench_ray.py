@@ -19,6 +19,11 @@ Usage::
     PYTHONPATH=src python benchmarks/bench_ray.py [--tasks 300] [--seeds 1] \\
         [--workers 1,2] [--json out.json]
     PYTHONPATH=src python benchmarks/bench_ray.py --train-updates 8 [--repeat 3]
+    PYTHONPATH=src python benchmarks/bench_ray.py --rollouts 8 [--repeat 3]
+
+``--rollouts N`` measures the rollouts alone (no learner): N rollouts of the
+two shards on 1 local worker, 1 Ray actor and 2, with each worker's CPU
+seconds, which show how the work divides when the cores are busy.
 """
 
 from __future__ import annotations
@@ -99,6 +104,58 @@ def train_bench(updates: int, repeat: int, envs: int, steps: int) -> dict:
     return {f"{b}{w}": rows for (b, w), rows in out.items()}
 
 
+def rollout_bench(rollouts: int, repeat: int, envs: int, steps: int) -> dict:
+    """The rollouts alone (no learner): wall rate and each worker's CPU seconds.
+
+    Two shards of ``envs / 2`` copies, stepped by one local worker, one Ray
+    actor, or two; ``rollouts`` rollouts with fixed weights after one warm-up.
+    On a machine whose cores are taken by other jobs the wall rate cannot show
+    scaling; the CPU seconds show how the work divides: with two actors each
+    should use half of what one uses, and ``decisions / max(CPU s)`` is the
+    rate the workers would reach with a free core each.
+    """
+    import numpy as np
+
+    from hybridsched.learn.features import N_FEATURES
+    from hybridsched.learn.network import PairScorer
+    from hybridsched.train.rl_rollout import RolloutWorker
+    from hybridsched.train.trainer import TrainConfig
+    from hybridsched.train.workers import WorkerGroup, share
+
+    out: dict = {}
+    for _ in range(repeat):
+        for backend, workers in (("local", 1), ("ray", 1), ("ray", 2)):
+            cfg = TrainConfig(
+                n_envs=envs, rollout_steps=steps, shards=2, backend=backend, workers=workers
+            )
+            streams = zip(*(np.random.SeedSequence(k).spawn(2) for k in (1, 2)), strict=True)
+            shards = [(c, a, b, None) for c, (a, b) in zip(share(envs, 2), streams, strict=True)]
+            group = WorkerGroup(backend, workers)
+            try:
+                group.start(
+                    RolloutWorker, [(cfg, shards[w.start : w.stop]) for w in share(2, workers)]
+                )
+                weights = group.put(PairScorer(N_FEATURES, cfg.hidden, "mct").state_dict())
+                group.call("rollout", weights)  # warm-up: first calls load compiled kernels
+                cpu0 = group.call("cpu_seconds")
+                t0 = time.perf_counter()
+                for _ in range(rollouts):
+                    group.call("rollout", weights)
+                wall = time.perf_counter() - t0
+                cpu = [b - a for a, b in zip(cpu0, group.call("cpu_seconds"), strict=True)]
+            finally:
+                group.close()
+            decisions = rollouts * envs * steps
+            row = {
+                "wall_decisions_per_s": decisions / wall,
+                "worker_cpu_s": cpu,
+                "free_core_decisions_per_s": decisions / max(cpu),
+            }
+            out.setdefault(f"{backend}{workers}", []).append(row)
+            print(json.dumps({"backend": backend, "workers": workers, **row}), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=300)
@@ -110,12 +167,14 @@ def main() -> None:
     ap.add_argument("--project-cores", type=int, default=16)
     ap.add_argument("--json", default=None)
     ap.add_argument("--train-updates", type=int, default=0)
+    ap.add_argument("--rollouts", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--envs", type=int, default=256)
     ap.add_argument("--steps", type=int, default=16)
     a = ap.parse_args()
-    if a.train_updates:
-        res = train_bench(a.train_updates, a.repeat, a.envs, a.steps)
+    if a.rollouts or a.train_updates:
+        bench, n = (rollout_bench, a.rollouts) if a.rollouts else (train_bench, a.train_updates)
+        res = bench(n, a.repeat, a.envs, a.steps)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=2)

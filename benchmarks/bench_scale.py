@@ -11,7 +11,12 @@ heuristics is bypassed) and each call is timed:
 * ``p50 ms`` / ``p99 ms``: the decision time per batch; ``p99/64``: the p99 of
   the time per task scaled to a 64-task batch (batches here are whatever
   arrives in 0.5 s, so their sizes vary with the node count);
-* quality: mean response, deadline miss rate, energy (``summary.json`` keys).
+* ``cpu tasks/s``, ``cpu p50 ms``, ``cpu p99 ms`` and ``cpu p99/64``: the
+  same from the thread's CPU time,
+  which other jobs on a shared machine inflate far less than the wall clock;
+* quality: mean response, deadline miss rate, energy (``summary.json`` keys);
+  with ``--baseline rows.json`` (an earlier ``--json``, for example of the
+  previous version), their change against it on the same case.
 
 Compilation happens before the timed runs (a small warm-up run per policy).
 
@@ -21,6 +26,8 @@ Usage::
     python benchmarks/bench_scale.py --nodes 1000 --policies min-min,max-min,sufferage,mct
     python benchmarks/bench_scale.py --nodes 10000 --tasks 20000 --policies aco
     python benchmarks/bench_scale.py --json out.json              # machine-readable rows
+    python benchmarks/bench_scale.py --baseline old.json          # quality against old rows
+    python benchmarks/bench_scale.py --nodes 1000 --batch 64      # batches of 64 tasks on average
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from hybridsched.policies import make_policy
 from hybridsched.sim import Engine
 from hybridsched.workload import ClusterParams, generate_cluster, generate_workload, get_scenario
 
-console = Console(width=150)
+console = Console(width=190)
 
 QUEUES = {"short": 0.7, "long": 0.97}
 
@@ -50,6 +57,7 @@ class Timed:
         self.policy = policy
         self.name = policy.name
         self.seconds: list[float] = []
+        self.cpu: list[float] = []
         self.sizes: list[int] = []
 
     def reset(self, cluster: Any, rng: np.random.Generator) -> None:
@@ -57,7 +65,9 @@ class Timed:
 
     def assign(self, tasks: Any, view: Any) -> np.ndarray:
         t = time.perf_counter()
+        c = time.thread_time()
         out = self.policy.assign(tasks, view)
+        self.cpu.append(time.thread_time() - c)
         self.seconds.append(time.perf_counter() - t)
         self.sizes.append(len(tasks))
         return out
@@ -72,30 +82,44 @@ def cluster_of(n_nodes: int, seed: int = 0) -> Any:
 
 
 def run_case(
-    policy: str, n_nodes: int, queue: str, n_tasks: int, seed: int = 0, delta: float = 0.5
+    policy: str, n_nodes: int, queue: str, n_tasks: int, seed: int = 0, batch: int = 0
 ) -> dict[str, Any]:
-    """One timed run; returns the row of figures."""
+    """One timed run; returns the row of figures.
+
+    The decision interval is 0.5 s or, with ``batch`` > 0, set so that a batch
+    holds ``batch`` tasks on average (``batch`` mean inter-arrival times).
+    """
+    delta = 0.5
     cluster = cluster_of(n_nodes, seed)
     wl = generate_workload(
         cluster, get_scenario("iot-default").workload, n_tasks, QUEUES[queue], seed
     )
+    if batch > 0:
+        span = float(wl.arrival_s.max() - wl.arrival_s.min())
+        delta = batch * span / max(n_tasks - 1, 1)
     timed = Timed(make_policy(policy))
     res = Engine(cluster, wl, decision_interval=delta, queue="priority").run(timed, seed)
     sec = np.asarray(timed.seconds)
     size = np.asarray(timed.sizes)
     per64 = sec / size * 64
+    cpu = np.asarray(timed.cpu)
     s = res.summary
     return {
         "policy": policy,
         "nodes": n_nodes,
         "queue": queue,
         "tasks": n_tasks,
+        "interval_s": delta,
         "batches": len(sec),
         "mean_batch": float(size.mean()),
         "tasks_per_s": float(size.sum() / sec.sum()),
         "p50_ms": float(np.percentile(sec, 50) * 1e3),
         "p99_ms": float(np.percentile(sec, 99) * 1e3),
         "p99_ms_per64": float(np.percentile(per64, 99) * 1e3),
+        "cpu_tasks_per_s": float(size.sum() / cpu.sum()),
+        "cpu_p50_ms": float(np.percentile(cpu, 50) * 1e3),
+        "cpu_p99_ms": float(np.percentile(cpu, 99) * 1e3),
+        "cpu_p99_ms_per64": float(np.percentile(cpu / size * 64, 99) * 1e3),
         "mean_response_s": float(s["mean_response_s"]),
         "deadline_miss_rate": float(s["deadline_miss_rate"]),
         "energy_j": float(s["energy_j"]),
@@ -109,13 +133,25 @@ def main() -> None:
     ap.add_argument("--queues", default="short,long")
     ap.add_argument("--tasks", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--batch", type=int, default=0, help="interval for this mean batch size (0: 0.5 s)"
+    )
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument("--baseline", default=None, help="rows (--json) to compare quality with")
     a = ap.parse_args()
     policies = [p for p in a.policies.split(",") if p]
+    base = {}
+    if a.baseline:
+        with open(a.baseline) as fh:
+            base = {
+                (r["policy"], r["nodes"], r["queue"], r["tasks"], r.get("interval_s")): r
+                for r in json.load(fh)
+            }
     for p in policies:  # compile outside the measurement
         run_case(p, 20, "short", 200)
     rows = []
-    table = Table(title="Decision cost per batch through assign (decision interval 0.5 s)")
+    title = f"batches of {a.batch} tasks on average" if a.batch else "decision interval 0.5 s"
+    table = Table(title=f"Decision cost per batch through assign ({title})")
     for col in (
         "policy",
         "nodes",
@@ -125,16 +161,28 @@ def main() -> None:
         "p50 ms",
         "p99 ms",
         "p99/64 ms",
+        "cpu tasks/s",
+        "cpu p50 ms",
+        "cpu p99 ms",
+        "cpu p99/64",
         "mean resp s",
         "miss",
         "energy MJ",
+        "vs baseline",
     ):
         table.add_column(col, justify="right")
     for n in (int(x) for x in a.nodes.split(",")):
         for q in a.queues.split(","):
             for p in policies:
-                r = run_case(p, n, q, a.tasks, a.seed)
+                r = run_case(p, n, q, a.tasks, a.seed, batch=a.batch)
                 rows.append(r)
+                old = base.get((p, n, q, a.tasks, r["interval_s"]))
+                vs = ""
+                if old is not None:
+                    resp = r["mean_response_s"] / old["mean_response_s"] - 1
+                    miss = r["deadline_miss_rate"] - old["deadline_miss_rate"]
+                    energy = r["energy_j"] / old["energy_j"] - 1
+                    vs = f"resp {resp:+.2%} miss {miss:+.4f} energy {energy:+.2%}"
                 table.add_row(
                     p,
                     f"{n:,}",
@@ -144,9 +192,14 @@ def main() -> None:
                     f"{r['p50_ms']:.2f}",
                     f"{r['p99_ms']:.2f}",
                     f"{r['p99_ms_per64']:.2f}",
+                    f"{r['cpu_tasks_per_s']:,.0f}",
+                    f"{r['cpu_p50_ms']:.2f}",
+                    f"{r['cpu_p99_ms']:.2f}",
+                    f"{r['cpu_p99_ms_per64']:.2f}",
                     f"{r['mean_response_s']:.4f}",
                     f"{r['deadline_miss_rate']:.4f}",
                     f"{r['energy_j'] / 1e6:.4f}",
+                    vs,
                 )
                 console.print(json.dumps(r))
     console.print(table)

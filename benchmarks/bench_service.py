@@ -13,12 +13,19 @@ restart time, memory.
 3. ``submit``: latency of single-task submissions (acknowledged after commit), p50 / p99.
 4. ``restart``: a SQLite database with 100,000 tasks (5 % unfinished): process start to
    ``/healthz`` ready, the service's own load time, and memory. Goal: ready within 5 s.
+5. ``live``: live against simulated, as ``replay`` measures it: iot-small workloads (one
+   per seed) replayed at a time scale (default 4) through a real server and a real agent
+   process, the mean response live and simulated, and where live time departs from the
+   model, stage by stage (model s): arrival -> submission acknowledged -> decision ->
+   the agent holds the task -> start -> finish. ``--busy N`` adds N busy loops (a loaded
+   machine). Goal: within 15 % at time scale 4.
 
 Usage::
 
     python benchmarks/bench_service.py                       # everything (minutes)
     python benchmarks/bench_service.py --only decision
     python benchmarks/bench_service.py --only e2e --tasks 20000 --stores sqlite
+    python benchmarks/bench_service.py --only live --seeds 1 2 3 4 5 --busy 2
 """
 
 from __future__ import annotations
@@ -397,15 +404,105 @@ def bench_restart(n: int) -> None:
     console.print(table)
 
 
+# ------------------------------------------------------------------------- live
+
+
+def _busy_loops(n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` processes that spin (a loaded machine); the caller kills them."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def bench_live(seeds: list[int], time_scale: float, policy: str, n_tasks: int, load: float,
+               busy: int, aheads: list[float]) -> None:  # fmt: skip
+    import asyncio
+
+    from hybridsched.service.replay import Replay, live_result
+    from hybridsched.sim import simulate
+
+    table = Table(title=f"live vs simulated: iot-small, {n_tasks} tasks, load {load:g}, "
+                  f"{policy}, time scale {time_scale:g}, {busy} busy loops; "
+                  "means, model s")  # fmt: skip
+    cols = ("seed", "ahead s", "live resp", "sim resp", "live/sim", "ack-arr", "dec-arr",
+            "held-dec", "start-arr live", "sim", "run live", "sim", "late starts")  # fmt: skip
+    for c in cols:
+        table.add_column(c, justify="right")
+    ratios: dict[float, list[float]] = {a: [] for a in aheads}
+    hogs = _busy_loops(busy)
+    try:
+        for seed, ahead in ((s, a) for s in seeds for a in aheads):
+            cluster, w = generate("iot-small", n_tasks=n_tasks, load=load, seed=seed)
+            with tempfile.TemporaryDirectory() as tmpd:
+                tmp = Path(tmpd)
+                port = free_port()
+                srv, _ = start_server(tmp, cluster, f"sqlite:///{tmp / 'live.db'}", policy, port,
+                                      ("--time-scale", str(time_scale)))  # fmt: skip
+                url = f"http://127.0.0.1:{port}"
+                agent = Proc([sys.executable, "-m", "hybridsched.cli", "agent", "--server", url,
+                              "--token", "bench-node-token", "--all", "--log-level", "debug"],
+                             tmp / "agent.log", tmp)  # fmt: skip
+                try:
+                    while httpx.get(url + "/v1/cluster", headers=H).json()["nodes_up"] < len(
+                        cluster.node_names
+                    ):
+                        time.sleep(0.05)
+                    rp = Replay(url, "bench-admin-token", w, ahead_s=ahead)
+                    got = asyncio.run(rp.run(timeout_s=600))
+                finally:
+                    agent.stop()
+                    srv.stop()
+                held = {}
+                for line in (tmp / "agent.log").read_text().splitlines():
+                    if "event=leased" in line:
+                        kv = dict(x.split("=") for x in line.split() if "=" in x)
+                        held[int(kv["task_id"])] = float(kv["received_s"]) - rp.t0
+            live = live_result(cluster, w, got, rp.info)
+            sim = simulate(cluster, w, make_policy(policy))
+            lt, st = live.tasks, sim.tasks
+            arr = lt["arrival_s"]
+            held_s = np.array([held.get(int(t), np.nan) for t in w.task_id])
+            r = live.summary["mean_response_s"] / sim.summary["mean_response_s"]
+            ratios[ahead].append(r)
+            late = np.mean(lt["start_s"] > np.maximum(lt["ready_s"], held_s) + 1e-9)
+
+            def m(x: np.ndarray) -> str:
+                return f"{np.nanmean(x):.3f}"
+
+            table.add_row(
+                str(seed), f"{ahead:g}", f"{live.summary['mean_response_s']:.3f}",
+                f"{sim.summary['mean_response_s']:.3f}", f"{r:.3f}", m(rp.acked_s - arr),
+                m(lt["decision_s"] - arr), m(held_s - lt["decision_s"]),
+                m(lt["start_s"] - arr), m(st["start_s"] - st["arrival_s"]),
+                m(lt["finish_s"] - lt["start_s"]), m(st["finish_s"] - st["start_s"]),
+                f"{late:.0%}",
+            )  # fmt: skip
+            console.print(f"seed {seed} ahead {ahead:g}: live/sim {r:.3f}")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    console.print(table)
+    for a, rs in ratios.items():
+        worst = max(abs(x - 1) for x in rs)
+        console.print(f"ahead {a:g} s: worst |live/sim - 1| over {len(rs)} runs {worst:.1%}, "
+                      f"mean {np.mean(rs) - 1:+.1%} (goal: within 15 %)")  # fmt: skip
+    console.print(f"load average {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["decision", "e2e", "submit", "restart"])
+    ap.add_argument("--only", choices=["decision", "e2e", "submit", "restart", "live"])
     ap.add_argument("--tasks", type=int, default=20000, help="tasks of each e2e run")
     ap.add_argument("--nodes", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--policies", nargs="+", default=["mct", "hybrid"])
     ap.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"])
     ap.add_argument("--time-scale", type=float, default=1000.0)
     ap.add_argument("--batches", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="live runs")
+    ap.add_argument("--live-scale", type=float, default=4.0, help="time scale of live runs")
+    ap.add_argument("--live-tasks", type=int, default=250)
+    ap.add_argument("--busy", type=int, default=0, help="busy loops beside the live runs")
+    ap.add_argument("--ahead", type=float, nargs="+", default=[0.0],
+                    help="replay submits tasks this many wall s before their arrival")  # fmt: skip
     args = ap.parse_args()
     run = [args.only] if args.only else ["decision", "submit", "restart", "e2e"]
     if "decision" in run:
@@ -416,6 +513,8 @@ def main() -> None:
         bench_restart(100_000)
     if "e2e" in run:
         bench_e2e(args.tasks, args.nodes, args.policies, args.stores, args.time_scale)
+    if "live" in run:
+        bench_live(args.seeds, args.live_scale, "mct", args.live_tasks, 0.6, args.busy, args.ahead)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -103,13 +103,14 @@ class Server:
         self.db = db
         self.args = args
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = "--ssl-certfile" in args
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / f"serve-{self.port}.log"
 
     def start(self, timeout: float = 60.0, decider: bool = True) -> float:
-        """Start and wait until /healthz answers 200 (and, with ``decider``, says the
-        decision process is ready); returns the seconds it took."""
+        """Start and wait until /healthz answers 200 (with ``decider``: /readyz, the
+        decision process is ready too); returns the seconds it took."""
         path = os.pathsep.join(str(p) for p in (ROOT / "src", *self.pythonpath))
         env = dict(os.environ, PYTHONPATH=path)
         cmd = [
@@ -125,8 +126,10 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited {self.proc.returncode}: {self.log.read_text()}")
             try:
-                r = httpx.get(self.url + "/healthz", timeout=1.0)
-                if r.status_code == 200 and (not decider or r.json()["decider"] == "ready"):
+                # a self-signed test certificate: not verified
+                r = httpx.get(self.url + ("/readyz" if decider else "/healthz"), timeout=1.0,
+                              verify=not self.tls)  # fmt: skip
+                if r.status_code == 200:
                     return time.monotonic() - t0
             except httpx.HTTPError:
                 pass
@@ -147,6 +150,16 @@ class Server:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def wait_for(pred: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+    """Poll ``pred`` until it holds; fail naming ``what`` after ``timeout`` wall s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not reached in {timeout} s: {what}")
 
 
 def wait_all_ended(url: str, ids: list[int], timeout: float = 90.0) -> dict[int, dict]:

@@ -100,8 +100,11 @@ def test_finds_the_optimum_on_small_loaded_batches() -> None:
     assert np.mean(gaps <= 0.01) >= 0.95
 
 
-def _problem_inputs():
-    cluster, workload = generate("iot-small", 300, 1.2, seed=4)
+def _problem_inputs(
+    scenario: str = "iot-small", n_tasks: int = 300, load: float = 1.2, seed: int = 4
+):
+    """A batch half way through an MCT run (queues not empty)."""
+    cluster, workload = generate(scenario, n_tasks, load, seed=seed)
     engine = Engine(cluster, workload, decision_interval=0.5, queue="priority")
     mct = make_policy("mct")
     mct.reset(cluster, np.random.default_rng(0))

@@ -833,3 +833,36 @@ def test_noop_hook_steps_the_base_model_bit_for_bit(interval: float) -> None:
     assert {k: v for k, v in res.summary.items() if k != "scheduler_seconds"} == {
         k: v for k, v in base.summary.items() if k != "scheduler_seconds"
     }
+
+
+class _Keep(_Hold):
+    """Holds task_id 3 and never releases it; ``period`` > 0 fires empty events forever."""
+
+    def __init__(self, period: float) -> None:
+        super().__init__()
+        self.period = period
+        self.t = 0.0
+
+    def next_event_time(self) -> float:
+        return self.t + self.period if self.held and self.period > 0 else float("inf")
+
+    def triage(self, idx: np.ndarray, t: float) -> np.ndarray:
+        keep = self.engine.state.task_id[idx] != 3
+        self.held += idx[~keep].tolist()
+        return idx[keep]
+
+    def before_instant(self, t: float) -> None:
+        self.t = t
+
+
+@pytest.mark.parametrize(
+    ("period", "message"),
+    [(0.0, "has no event to come"), (1.0, "held tasks through 100,000 events in a row")],
+)
+def test_a_hook_that_never_releases_a_task_stops_the_run(period: float, message: str) -> None:
+    # without the guard the first loops forever and the second never ends either
+    cluster, wl = _small()
+    eng = Engine(cluster, wl)
+    eng.add_hooks(_Keep(period))
+    with pytest.raises(SimulationError, match=message):
+        eng.run(make_policy("mct"))

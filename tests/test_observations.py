@@ -22,9 +22,9 @@ from hybridsched.model import Cluster, Workload
 from hybridsched.policies import make_policy
 from hybridsched.sim import ClusterView, SimConfig, TaskBatch, simulate
 from hybridsched.sim.conditions import Conditions
+from hybridsched.sim.observations import OBS_PRIOR_WEIGHT, OBS_TAU_S, NodeObservations
 from hybridsched.sim.options import SimOptions
 from hybridsched.sim.options_engine import OptionsEngine
-from hybridsched.sim.view import OBS_PRIOR_WEIGHT, OBS_TAU_S, NodeObservations
 from hybridsched.workload import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

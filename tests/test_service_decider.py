@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 
 from builders import make_cluster
-from service_support import ADMIN, NODE_ALL, SUBMIT, Server, write_inputs
+from service_support import ADMIN, NODE_ALL, SUBMIT, Server, wait_for, write_inputs
 
 PLUGINS = Path(__file__).resolve().parent / "service_plugins"
 CLUSTER = make_cluster([{"cores": 2}, {"cores": 2}])
@@ -30,15 +28,6 @@ def _status(url: str, tid: int) -> str:
     r = httpx.get(f"{url}/v1/tasks/{tid}", headers=ADMIN, timeout=30)
     r.raise_for_status()
     return str(r.json()["status"])
-
-
-def _wait(pred: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not reached in {timeout} s: {what}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -82,7 +71,7 @@ def test_policy_holding_the_gil_does_not_block_the_server(tmp: Path) -> None:
         r = httpx.post(srv.url + "/v1/tasks", json=_task(7), headers=SUBMIT, timeout=30)
         assert r.status_code == 200, r.text
         # the decision process has entered the spin that holds its interpreter lock
-        _wait(started.exists, "the policy started deciding task 7")
+        wait_for(started.exists, "the policy started deciding task 7")
         answered = []
         # while it spins (it cannot stop before we write the flag), the server answers
         r = httpx.get(srv.url + "/healthz", timeout=60)
@@ -104,8 +93,8 @@ def test_policy_holding_the_gil_does_not_block_the_server(tmp: Path) -> None:
         m[0] = 1
         m.flush()
         del m
-        _wait(lambda: _status(srv.url, 7) == "assigned", "task 7 assigned after the release")
-        _wait(lambda: _status(srv.url, 8) == "assigned", "task 8 assigned")
+        wait_for(lambda: _status(srv.url, 7) == "assigned", "task 7 assigned after the release")
+        wait_for(lambda: _status(srv.url, 8) == "assigned", "task 8 assigned")
         r = httpx.get(f"{srv.url}/v1/tasks/7", headers=ADMIN)
         assert r.json()["node"] == names[0]
     finally:
@@ -119,13 +108,13 @@ def test_decider_restarted_when_it_dies_and_killed_with_the_server(tmp: Path) ->
         names = list(CLUSTER.node_names)
         httpx.post(srv.url + "/v1/agent/heartbeat", json={"nodes": names}, headers=NODE)
         httpx.post(srv.url + "/v1/tasks", json=_task(1), headers=SUBMIT, timeout=30)
-        _wait(lambda: _status(srv.url, 1) == "assigned", "task 1 assigned")
+        wait_for(lambda: _status(srv.url, 1) == "assigned", "task 1 assigned")
         (first,) = _decider_pids(srv.log)
         assert first != srv.proc.pid and _pid_alive(first)
         os.kill(first, 9)
-        _wait(lambda: not _pid_alive(first), "the decision process gone")
+        wait_for(lambda: not _pid_alive(first), "the decision process gone")
         httpx.post(srv.url + "/v1/tasks", json=_task(2), headers=SUBMIT, timeout=30)
-        _wait(lambda: _status(srv.url, 2) == "assigned", "task 2 assigned by a new decider")
+        wait_for(lambda: _status(srv.url, 2) == "assigned", "task 2 assigned by a new decider")
         pids = _decider_pids(srv.log)
         assert len(pids) == 2 and pids[1] != first
         assert "event=decider_restarted" in srv.log.read_text()
@@ -133,7 +122,7 @@ def test_decider_restarted_when_it_dies_and_killed_with_the_server(tmp: Path) ->
         assert _pid_alive(second)
     finally:
         srv.kill()  # SIGKILL: the server cannot clean up; the child sees its pipe close
-    _wait(lambda: not _pid_alive(second), "the decision process exits with the server", 30)
+    wait_for(lambda: not _pid_alive(second), "the decision process exits with the server", 30)
 
 
 def test_decider_decides_as_the_policy_in_process_for_a_fixed_seed() -> None:

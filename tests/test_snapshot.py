@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from builders import make_cluster
 from hybridsched.errors import ConfigError
+from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
 from hybridsched.policies import available_policies, make_policy
 from hybridsched.sim import ClusterView, Engine, NodeSnapshot, TaskBatch
 from hybridsched.sim.options import FailureTrace, SimOptions
@@ -174,6 +177,55 @@ def test_every_policy_assigns_on_a_snapshot_view(name: str) -> None:
         nodes = np.asarray(policy.assign(tasks, view))
         assert nodes.shape == (3,)
         assert set(nodes.tolist()) <= {0, 1}, f"{name} placed a task on the down node"
+
+
+def _unmasked_down_view(queue: str) -> tuple[object, TaskBatch, ClusterView]:
+    # n0 is down but would win every rule when up: the fastest, most cores, memory and
+    # bandwidth, idle, first on ties. Its memory fits every task: only the `up` mask
+    # says it is down (docs/VIEW.md).
+    cluster = make_cluster(
+        [{"cores": 4, "speed": 8.0, "memory_mb": 64000.0, "bandwidth_mb_s": 100.0}, {}, {}],
+        regions=1,
+    )
+    b = 6
+    tasks = TaskBatch.from_columns(
+        task_id=np.arange(b) + 100,
+        arrival_s=np.full(b, 1.0),
+        region=np.zeros(b, np.int64),
+        data_mb=np.full(b, 0.5),
+        work_gi=np.arange(1.0, b + 1.0),
+        memory_mb=np.full(b, 10.0),
+        deadline_abs_s=np.full(b, 50.0),
+        priority=np.zeros(b, np.int64),
+    )
+    snap = replace(NodeSnapshot.empty(3, time=1.0), up=[False, True, True])
+    view = ClusterView.from_snapshot(cluster, tasks, snap, queue=queue)
+    np.testing.assert_array_equal(view._arr.memory, cluster.memory_mb)  # no mask in memory
+    return cluster, tasks, view
+
+
+@pytest.mark.parametrize("name", sorted(available_policies()))
+def test_every_policy_reads_up_not_memory(name: str) -> None:
+    for queue in ("fifo", "priority"):
+        cluster, tasks, view = _unmasked_down_view(queue)
+        policy = make_policy(name)
+        policy.reset(cluster, np.random.default_rng(0))
+        nodes = np.asarray(policy.assign(tasks, view))
+        assert nodes.shape == (len(tasks),)
+        assert set(nodes.tolist()) <= {1, 2}, f"{name} placed a task on the down node"
+
+
+def test_learned_features_mask_reads_up_not_memory() -> None:
+    cluster, _, view = _unmasked_down_view("fifo")
+    out = np.ones((3, N_FEATURES), dtype=np.float32)
+    mask = np.ones(3, dtype=np.bool_)
+    best = pair_features_one(
+        view.compiled, 0, view.time, view.core_free_min_s.copy(), view.queued_work_s.copy(),
+        view.recent_count.copy(), view.recent_time_s.copy(), node_table(cluster), out, mask,
+    )  # fmt: skip
+    assert mask.tolist() == [False, True, True]
+    assert best == 1  # n1 and n2 are alike: the first
+    assert not out[0].any()
 
 
 def test_snapshot_input_errors() -> None:

@@ -10,17 +10,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import rich.progress
 import typer
 from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from hybridsched.cli.app import (
@@ -31,6 +24,16 @@ from hybridsched.cli.app import (
     err_console,
     fail,
     load_plugins,
+)
+from hybridsched.cli.options import (
+    Backend,
+    Interval,
+    Loads,
+    Policies,
+    Queue,
+    RayAddress,
+    Scenario,
+    Workers,
 )
 from hybridsched.errors import ConfigError, HybridSchedError
 from hybridsched.experiments.compare import QUICK
@@ -82,16 +85,6 @@ _FIELDS = {
     "estimates": "estimates",
 }
 
-_BACKEND_HELP = (
-    "Where the runs execute: local (this machine's process pool) or ray (a Ray cluster; "
-    'pip install -e ".[ray]"). Results are the same.'
-)
-_ADDRESS_HELP = (
-    "With --backend ray: the cluster's address (host:port or ray://host:port); "
-    "default: the RAY_ADDRESS environment variable, else a local Ray started for the run "
-    "with --workers CPUs."
-)
-
 
 @app.command(epilog=COMPARE_EXAMPLE)
 def compare(
@@ -106,21 +99,12 @@ def compare(
             "Options given on the command line override the file; unknown keys are refused.",
         ),
     ] = None,
-    scenario: Annotated[str, typer.Option(help="Scenario preset.")] = "iot-default",
-    load: Annotated[
-        list[float] | None,
-        typer.Option(help="Offered load, work / capacity (repeatable).", show_default="0.9"),
-    ] = None,
+    scenario: Scenario = "iot-default",
+    load: Loads = None,
     seeds: Annotated[int, typer.Option(help="Seeds per load.")] = 5,
     tasks: Annotated[int, typer.Option(help="Tasks per generated workload.")] = 30_000,
     quick: Annotated[bool, typer.Option("--quick", help=_QUICK_HELP)] = False,
-    policies: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated schedulers.",
-            show_default="every registered one but optimal",
-        ),
-    ] = None,
+    policies: Policies = None,
     policy_arg: Annotated[
         list[str] | None,
         typer.Option(
@@ -128,11 +112,9 @@ def compare(
             show_default=False,
         ),
     ] = None,
-    decision_interval: Annotated[float, typer.Option(help="Batching interval, s.")] = 0.5,
-    queue: Annotated[str, typer.Option(help="fifo or priority.")] = "priority",
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes.", show_default="the CPU count")
-    ] = None,
+    decision_interval: Interval = 0.5,
+    queue: Queue = "priority",
+    workers: Workers = None,
     cluster: Annotated[
         Path | None, typer.Option(help="Cluster file, with --workload, instead of a scenario.")
     ] = None,
@@ -197,8 +179,8 @@ def compare(
             show_default=False,
         ),
     ] = None,
-    backend: Annotated[str, typer.Option(help=_BACKEND_HELP)] = "local",
-    ray_address: Annotated[str | None, typer.Option(help=_ADDRESS_HELP)] = None,
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
 ) -> None:
     """Run schedulers head to head on identical workloads: table, report, plots.
 
@@ -260,7 +242,7 @@ def compare(
             else ResultsFolder.create(out, cfg, record)
         )
 
-        def show(bar: Progress, job: Any, k: int, n: int) -> None:
+        def show(bar: rich.progress.Progress, job: Any, k: int, n: int) -> None:
             if progress["total"] == 0:
                 # runs taken from the folder: not counted in the speed behind the ETA
                 bar.reset(job, total=n, completed=k)
@@ -393,14 +375,14 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _progress(transient: bool) -> Progress:
-    return Progress(
+def _progress(transient: bool) -> rich.progress.Progress:
+    return rich.progress.Progress(
         "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TimeElapsedColumn(),
+        rich.progress.TextColumn("ETA"),
+        rich.progress.TimeRemainingColumn(),
         console=console,
         transient=transient,
     )
@@ -554,24 +536,17 @@ def suite(
     ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per load.")] = 10,
     tasks: Annotated[int, typer.Option(help="Tasks per workload.")] = 10_000,
-    policies: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated schedulers.", show_default="every registered one but optimal"
-        ),
-    ] = None,
-    decision_interval: Annotated[float, typer.Option(help="Batching interval, s.")] = 0.5,
-    queue: Annotated[str, typer.Option(help="fifo or priority.")] = "priority",
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes.", show_default="the CPU count")
-    ] = None,
+    policies: Policies = None,
+    decision_interval: Interval = 0.5,
+    queue: Queue = "priority",
+    workers: Workers = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/suite"),
     page: Annotated[
         Path | None,
         typer.Option(help="The Markdown page to write.", show_default="OUT/RESULTS.md"),
     ] = None,
-    backend: Annotated[str, typer.Option(help=_BACKEND_HELP)] = "local",
-    ray_address: Annotated[str | None, typer.Option(help=_ADDRESS_HELP)] = None,
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
 ) -> None:
     """The standard suite: scenarios x loads x seeds into one Markdown page with plots."""
     import sys

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.app import EstimatesOption, app, console, fail
 from hybridsched.errors import HybridSchedError
 
 
@@ -34,12 +34,16 @@ def serve(
     policy_arg: Annotated[
         list[str] | None, typer.Option(help="Policy argument KEY=VALUE (repeatable).")
     ] = None,
+    policy_args_file: Annotated[
+        Path | None, typer.Option("--policy-args", help="Policy arguments file (tune's).")
+    ] = None,
     decision_interval: Annotated[
         float, typer.Option(help="Batching interval, model s; 0 decides as tasks arrive.")
     ] = 0.0,
     queue: Annotated[str, typer.Option(help="Queue discipline at the nodes: fifo or priority.")] = (
         "fifo"
     ),
+    estimates: EstimatesOption = "nominal",
     db: Annotated[
         str, typer.Option(help="sqlite:///PATH (WAL) or postgresql://USER@HOST/DB.")
     ] = "sqlite:///hybridsched.db",
@@ -101,7 +105,12 @@ def serve(
                 importlib.import_module(m)
             except ImportError as exc:
                 fail(f"serve: --policy-module {m!r}: {exc}")
-        args = parse_policy_args(policy_arg)
+        args: dict[str, str] = {}
+        if policy_args_file is not None:
+            from hybridsched.policies.args import read_policy_args
+
+            args.update(read_policy_args(policy_args_file, policy)[1])
+        args.update(parse_policy_args(policy_arg))  # --policy-arg wins over the file
         make_policy(policy, args)  # unknown names and arguments fail here, listed
         c = read_cluster(cluster)
         toks = read_tokens(tok_path)
@@ -112,6 +121,7 @@ def serve(
             policy_args=args,
             decision_interval=decision_interval,
             queue=queue,
+            estimates=estimates,
             db_url=db,
             tokens=toks,
             time_scale=time_scale,
@@ -130,6 +140,10 @@ def serve(
 
             parse_url(mqtt)  # a bad URL fails here, not in the server's start-up
 
+        _check_tls(ssl_certfile, ssl_keyfile)
+        # taken before the store is opened and the decision process spawned: uvicorn
+        # finds a busy port only after its start-up (exit 3, a traceback-like log)
+        _check_port(host, port)
         # an unreachable or foreign database is a one-line error here, not a
         # traceback from the server's start-up
         probe = Store(db)
@@ -147,6 +161,70 @@ def serve(
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
         ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail (exit 2) when ``host:port`` cannot be listened on (in use, not an address here).
+
+    Bound and released at once, as uvicorn binds it (``SO_REUSEADDR``): a port another
+    process listens on fails; one in TIME_WAIT does not. Port 0 (any) always passes.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"--host {host}: not an address to listen on: {exc.strerror}")
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"--port {port}: {where} is already in use (another server listens "
+                     "on it); choose another --port or stop that server")  # fmt: skip
+            fail(f"--host/--port: cannot listen on {where}: {exc.strerror or exc}")
+
+
+def _check_tls(certfile: Path | None, keyfile: Path | None) -> None:
+    """Fail (exit 2) naming the file when the TLS certificate or key cannot be used."""
+    import ssl
+
+    if certfile is None:
+        if keyfile is not None:
+            fail(f"--ssl-keyfile {keyfile}: needs --ssl-certfile (the certificate)")
+        return
+    files = [("--ssl-certfile", certfile)] + ([("--ssl-keyfile", keyfile)] if keyfile else [])
+    text = {}
+    for opt, f in files:
+        try:
+            text[opt] = f.read_text(errors="replace")
+        except OSError as exc:
+            fail(f"{opt} {f}: cannot be read: {exc.strerror or exc}")
+    if "-----BEGIN CERTIFICATE-----" not in text["--ssl-certfile"]:
+        fail(f"--ssl-certfile {certfile}: no PEM certificate in it "
+             "(a block -----BEGIN CERTIFICATE-----)")  # fmt: skip
+    key_opt, key_path = files[-1]
+    if "PRIVATE KEY-----" not in text[key_opt]:
+        fail(f"{key_opt} {key_path}: no PEM private key in it "
+             "(a block -----BEGIN ... PRIVATE KEY-----)")  # fmt: skip
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(str(certfile), None if keyfile is None else str(keyfile))
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            fail(f"{key_opt} {key_path}: this private key does not belong to the "
+                 f"certificate in --ssl-certfile {certfile}")  # fmt: skip
+        # which of the two is broken: the certificate alone must load into a client context
+        try:
+            ssl.create_default_context(cafile=str(certfile))
+        except ssl.SSLError:
+            fail(f"--ssl-certfile {certfile}: not a valid PEM certificate ({reason})")
+        fail(f"{key_opt} {key_path}: not a valid PEM private key ({reason})")
 
 
 def _check_server(server: str) -> str:
@@ -217,6 +295,13 @@ def replay(
     ] = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many wall seconds.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Seed of the simulator's policy (prediction).")] = 0,
+    ahead: Annotated[
+        float,
+        typer.Option(
+            help="Submit each task this many wall seconds before its arrival (the service "
+            "holds it unseen until then); 0: at its arrival."
+        ),
+    ] = 0.0,
 ) -> None:
     """Replay a workload live (each task at its arrival), then compare with the simulator."""
     from rich.table import Table
@@ -232,6 +317,8 @@ def replay(
     token = token or os.environ.get("HYBRIDSCHED_TOKEN", "")
     if not token:
         fail("replay: --token is required (a submit token of the service)")
+    if not 0 <= ahead < float("inf"):
+        fail(f"--ahead: must be a finite number of seconds >= 0, got {ahead:g}")
     try:
         w = read_workload(workload)
         if time_scale is not None:
@@ -246,7 +333,7 @@ def replay(
                 fail(f"replay: {server}: {exc}")
             if abs(scale - time_scale) > 1e-9:
                 fail(f"replay: --time-scale {time_scale:g}, but the service runs at {scale:g}")
-        rp = Replay(server, token, w)
+        rp = Replay(server, token, w, ahead_s=ahead)
         t = time.perf_counter()
         cols = asyncio.run(rp.run(timeout_s=timeout))
         wall = time.perf_counter() - t

@@ -22,7 +22,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from hybridsched.cli.app import app, console, fail
-from hybridsched.cli.compare import _ADDRESS_HELP
+from hybridsched.cli.options import RayAddress
 from hybridsched.errors import HybridSchedError
 from hybridsched.model import PRIORITY_CLASSES
 from hybridsched.train.config import HybridTrainConfig, TrainConfig
@@ -101,7 +101,6 @@ _BACKEND_HELP = (
 )
 Backend = Annotated[str, typer.Option(help=_BACKEND_HELP)]
 Workers = Annotated[int, typer.Option(help="Workers (Ray actors with --backend ray).")]
-RayAddress = Annotated[str | None, typer.Option(help=_ADDRESS_HELP)]
 
 # what may change on resume: the budget and where the work runs, never the results
 _WITH_RESUME = ("resume", "minutes", "max_updates", "backend", "workers", "ray_address")

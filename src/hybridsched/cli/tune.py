@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from hybridsched.cli.app import app, console, err_console, fail
-from hybridsched.cli.compare import _ADDRESS_HELP, _BACKEND_HELP, _progress, _stop_on_sigterm
+from hybridsched.cli.compare import _progress, _stop_on_sigterm
+from hybridsched.cli.options import Backend, Interval, Loads, Queue, RayAddress, Scenario, Workers
 from hybridsched.errors import HybridSchedError
 
 TUNE_EXAMPLE = """Example:
@@ -25,11 +26,8 @@ TUNE_EXAMPLE = """Example:
 @app.command(epilog=TUNE_EXAMPLE)
 def tune(
     policy: Annotated[str, typer.Option(help="The policy tuned: aco or hybrid.")],
-    scenario: Annotated[str, typer.Option(help="Scenario preset.")] = "iot-default",
-    load: Annotated[
-        list[float] | None,
-        typer.Option(help="Offered load (repeatable).", show_default="0.9"),
-    ] = None,
+    scenario: Scenario = "iot-default",
+    load: Loads = None,
     tasks: Annotated[int, typer.Option(help="Tasks per workload.")] = 2_000,
     trials: Annotated[int, typer.Option(help="Trials of the study.")] = 20,
     train_seeds: Annotated[int, typer.Option(help="Training workloads per load.")] = 3,
@@ -41,13 +39,11 @@ def tune(
         int, typer.Option(help="Trials run in parallel (part of the search: keep it to resume).")
     ] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
-    decision_interval: Annotated[float, typer.Option(help="Batching interval, s.")] = 0.5,
-    queue: Annotated[str, typer.Option(help="fifo or priority.")] = "priority",
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes.", show_default="the CPU count")
-    ] = None,
-    backend: Annotated[str, typer.Option(help=_BACKEND_HELP)] = "local",
-    ray_address: Annotated[str | None, typer.Option(help=_ADDRESS_HELP)] = None,
+    decision_interval: Interval = 0.5,
+    queue: Queue = "priority",
+    workers: Workers = None,
+    backend: Backend = "local",
+    ray_address: RayAddress = None,
     out: Annotated[Path, typer.Option(help="Study folder.")] = Path("results/tune"),
 ) -> None:
     """Tune a scheduler's arguments in simulation (Optuna), then check them on held-out seeds.

@@ -1,10 +1,12 @@
 """Head-to-head runs: every scheduler on identical workloads, in parallel processes.
 
 Each (load, seed) pair draws one cluster and workload (or reads the given
-files); every policy is simulated on exactly that pair. Runs are spread over a
-process pool (:mod:`hybridsched.experiments.pool`); each run is deterministic
-given (scenario, tasks, load, seed, policy), so results do not depend on the
-number of workers or their order. Given a results folder
+files); every policy is simulated on exactly that pair. A scenario with drift
+(``iot-drift``) also draws its changing conditions for the pair, and every run
+of the pair applies them; a ``--conditions`` file applies to every run instead.
+Runs are spread over a process pool (:mod:`hybridsched.experiments.pool`); each
+run is deterministic given (scenario, tasks, load, seed, policy), so results do
+not depend on the number of workers or their order. Given a results folder
 (:class:`hybridsched.experiments.store.ResultsFolder`), each finished run is
 saved as it ends and runs already there are not run again (``--resume``).
 """
@@ -95,7 +97,8 @@ class CompareConfig:
     """Per policy, arguments as given with --policy-arg (NAME.KEY=VALUE)."""
     conditions: str | None = None
     """Conditions file (windows of node speed, latency, bandwidth; docs/MODEL.md section
-    12) applied to every run; its node names must be the workloads' cluster's."""
+    12) applied to every run; its node names must be the workloads' cluster's. Not with
+    a scenario that draws its own conditions (one with drift, e.g. ``iot-drift``)."""
     estimates: str = "nominal"
     """The schedulers' estimates in every run: ``nominal`` or ``observed`` (corrected by
     what completed tasks revealed; :attr:`hybridsched.sim.options.SimOptions.estimates`)."""
@@ -123,6 +126,12 @@ class CompareConfig:
                 raise ConfigError(f"load: must be > 0, got {rho}")
         if (self.cluster is None) != (self.workload is None):
             raise ConfigError("--cluster and --workload go together")
+        if self.conditions is not None and self.scenario_drifts:
+            raise ConfigError(
+                f"--conditions {self.conditions}: scenario {self.scenario!r} draws its own "
+                "conditions for every load and seed; give --conditions with a scenario "
+                "without drift (e.g. iot-default) or with --cluster and --workload"
+            )
         if self.focus is not None and self.focus not in self.policies:
             raise ConfigError(f"focus: {self.focus!r} is not among the policies compared")
         for name, args in self.policy_args.items():
@@ -137,6 +146,15 @@ class CompareConfig:
     def from_files(self) -> bool:
         """Runs use the given cluster and workload files."""
         return self.workload is not None
+
+    @property
+    def scenario_drifts(self) -> bool:
+        """Runs apply the conditions the scenario draws for each (load, seed) (its
+        ``drift``; :func:`hybridsched.workload.generate_instance`)."""
+        from hybridsched.workload import SCENARIOS
+
+        sc = None if self.from_files else SCENARIOS.get(self.scenario)
+        return sc is not None and sc.drift is not None
 
     @property
     def focus_policy(self) -> str | None:
@@ -155,15 +173,28 @@ class CompareConfig:
         return (float("nan"),) if self.from_files else self.loads
 
 
-def _inputs(cfg: CompareConfig, load: float, seed: int):
+def _inputs(cfg: CompareConfig, load: float, seed: int) -> tuple[Any, Any, Any]:
+    """``(cluster, workload, conditions)`` of one (load, seed); ``conditions`` is a
+    :class:`~hybridsched.sim.conditions.Conditions` (the scenario's or the file's) or None."""
+    from hybridsched.sim.conditions import Conditions, read_conditions
+
     if cfg.from_files:
         from hybridsched.io import read_cluster, read_workload
 
         cluster = read_cluster(cfg.cluster)
-        return cluster, read_workload(cfg.workload, cluster=cluster)
-    from hybridsched.workload import generate
+        workload = read_workload(cfg.workload, cluster=cluster)
+        frame = None
+    else:
+        from hybridsched.workload import generate_instance
 
-    return generate(cfg.scenario, cfg.tasks, load, seed)
+        inst = generate_instance(cfg.scenario, cfg.tasks, load, seed)
+        cluster, workload, frame = inst.cluster, inst.workload, inst.conditions
+    if cfg.conditions is not None:
+        return cluster, workload, read_conditions(cfg.conditions, cluster)
+    if frame is None:
+        return cluster, workload, None
+    where = f"scenario {cfg.scenario}, load {load:g}, seed {seed}"
+    return cluster, workload, Conditions.from_frame(frame, cluster, source=where)
 
 
 def _one_run(
@@ -173,14 +204,14 @@ def _one_run(
     from hybridsched.sim import SUMMARY_KEYS, SimConfig, simulate
     from hybridsched.sim.bounds import response_lower_bound
 
-    # inputs: the (cluster, workload) of (load, seed), when a backend shares them
-    cluster, workload = _inputs(cfg, load, seed) if inputs is None else inputs
+    # inputs: the (cluster, workload, conditions) of (load, seed), when a backend shares them
+    cluster, workload, conditions = _inputs(cfg, load, seed) if inputs is None else inputs
     result = simulate(
         cluster,
         workload,
         make_policy(policy, cfg.policy_args.get(policy)),
         config=SimConfig(decision_interval=cfg.decision_interval, queue=cfg.queue),
-        options=_options(cfg, cluster),
+        options=_options(cfg, conditions),
         seed=seed,
     )
     s = result.summary
@@ -191,8 +222,10 @@ def _one_run(
     row["miss_rate_p0"] = s["deadline_miss_rate_by_priority"].get("0", 0.0)
     row["sched_us_per_task"] = 1e6 * s["scheduler_seconds"] / s["tasks"]
     # the same for every policy on this workload: no scheduler's mean is below it
-    row["bound_mean_response_s"] = float(
-        response_lower_bound(cluster, workload, cfg.decision_interval).mean()
+    row["bound_mean_response_s"] = (
+        float(response_lower_bound(cluster, workload, cfg.decision_interval).mean())
+        if nominal_bounds_hold(conditions)
+        else float("nan")
     )
     q = np.quantile(result.tasks["response_s"], np.linspace(0.0, 1.0, N_QUANTILES))
     row["response_quantiles"] = q.tolist()
@@ -200,15 +233,32 @@ def _one_run(
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
 
 
-def _options(cfg: CompareConfig, cluster: Any) -> Any:
-    """The simulation options of every run (``None``: the base model)."""
+def _options(cfg: CompareConfig, conditions: Any) -> Any:
+    """The simulation options of a run: ``cfg``'s estimates, under ``conditions``
+    (a :class:`~hybridsched.sim.conditions.Conditions` or None)."""
     from hybridsched.sim.options import SimOptions
 
-    if cfg.conditions is None:
-        return SimOptions(estimates=cfg.estimates)
-    from hybridsched.sim.conditions import read_conditions
+    return SimOptions(conditions=conditions, estimates=cfg.estimates)
 
-    return SimOptions(conditions=read_conditions(cfg.conditions, cluster), estimates=cfg.estimates)
+
+def nominal_bounds_hold(conditions: Any) -> bool:
+    """Whether the lower bounds computed on the nominal cluster still bound a run under
+    ``conditions`` (a :class:`~hybridsched.sim.conditions.Conditions` or None).
+
+    They do when no window makes anything faster: every speed and bandwidth
+    multiplier <= 1 and every latency multiplier >= 1. Each task's execution and
+    transfer then take at least their nominal time, so any schedule under the
+    conditions, replayed on the nominal cluster with the same start times, is a
+    nominal schedule with no larger responses. A window that speeds a node up can
+    beat the nominal bounds: compare records them as NaN then.
+    """
+    if conditions is None:
+        return True
+    return bool(
+        np.all(conditions.speed <= 1.0)
+        and np.all(conditions.latency >= 1.0)
+        and np.all(conditions.bandwidth <= 1.0)
+    )
 
 
 def _capacity_bound(
@@ -216,8 +266,12 @@ def _capacity_bound(
 ) -> dict[str, Any]:
     from hybridsched.sim.bounds import capacity_lower_bound
 
-    cluster, workload = _inputs(cfg, load, seed) if inputs is None else inputs
-    value = float(capacity_lower_bound(cluster, workload, cfg.decision_interval))
+    cluster, workload, conditions = _inputs(cfg, load, seed) if inputs is None else inputs
+    value = (
+        float(capacity_lower_bound(cluster, workload, cfg.decision_interval))
+        if nominal_bounds_hold(conditions)
+        else float("nan")
+    )
     return {"load": load, "seed": seed, "capacity_bound_mean_response_s": value}
 
 
@@ -233,11 +287,12 @@ def check_inputs(cfg: CompareConfig) -> None:
         make_policy(p, cfg.policy_args.get(p))
     if cfg.from_files:
         _inputs(cfg, float("nan"), 0)
-    if cfg.conditions is not None:
+    elif cfg.conditions is not None:
+        from hybridsched.sim.conditions import read_conditions
         from hybridsched.workload import generate
 
-        cluster = _inputs(cfg, float("nan"), 0)[0] if cfg.from_files else None
-        _options(cfg, cluster or generate(cfg.scenario, 1, cfg.loads[0], 0)[0])
+        # the cluster depends on the seed only: a one-task workload draws it cheaply
+        read_conditions(cfg.conditions, generate(cfg.scenario, 1, cfg.loads[0], 0)[0])
 
 
 def run_key(load: float, seed: int, policy: str | None) -> str:
@@ -348,13 +403,18 @@ def _nan_key(x: float) -> float:
 
 
 def resolved_config(cfg: CompareConfig, record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The configuration as recorded beside the results (with the package version, and
-    ``record``: facts of the run, e.g. ``ray_nodes``, the Ray nodes alive at its start)."""
+    """The configuration as recorded beside the results (with the package version,
+    ``conditions_from_scenario: true`` when the runs apply the conditions the scenario
+    draws, and ``record``: facts of the run, e.g. ``ray_nodes``, the Ray nodes alive
+    at its start)."""
     out = asdict(cfg)
     out["loads"] = list(cfg.loads)
     out["policies"] = list(cfg.policies)
     out["version"] = __version__
     out["seeds_used"] = list(range(cfg.seeds))
+    if cfg.scenario_drifts:
+        # only where true: folders of stationary runs keep the keys they had
+        out["conditions_from_scenario"] = True
     out.update(record or {})
     return out
 
@@ -372,7 +432,7 @@ def config_from_dict(data: dict[str, Any]) -> CompareConfig:
     return CompareConfig(**kw)
 
 
-_RECORD_ONLY = ("version", "seeds_used", "ray_nodes")
+_RECORD_ONLY = ("version", "seeds_used", "ray_nodes", "conditions_from_scenario")
 """Keys of config.json that describe a run and set nothing."""
 
 

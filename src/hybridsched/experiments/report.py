@@ -143,7 +143,9 @@ def focus_diffs(df: Any, cfg: CompareConfig, load: float) -> list[PairedDiff]:
 def headroom(df: Any, cfg: CompareConfig, load: float) -> dict[str, Any] | None:
     """The no-waiting lower bound on mean response against the best other scheduler.
 
-    Returns None for results written before the bound was recorded. ``max_reduction``
+    Returns None for results written before the bound was recorded, or where it does
+    not hold (NaN: conditions that speed a node up; :func:`~hybridsched.experiments.
+    compare.nominal_bounds_hold`). ``max_reduction``
     is the most any scheduler could lower the best other's mean response on these
     workloads (``1 - bound / best``; :mod:`hybridsched.sim.bounds`).
     """
@@ -157,6 +159,8 @@ def headroom(df: Any, cfg: CompareConfig, load: float) -> dict[str, Any] | None:
         return None
     best = min(means, key=means.get)
     bound = float(sub["bound_mean_response_s"].mean())
+    if bound != bound:  # conditions that speed a node up: the nominal bounds do not hold
+        return None
     out: dict[str, Any] = {
         "bound": bound,
         "best": best,

@@ -46,7 +46,7 @@ never refreshes them sees the neutral 0s. A network made for the first 18
 features (format 1 checkpoints, before observations) reads only those.
 
 Here ``sq(x) = x / (1 + x)`` maps ``[0, inf]`` onto ``[0, 1]`` (cheaper than a
-logarithm in the hot loop). Infeasible nodes (memory) get all-zero rows; the
+logarithm in the hot loop). Infeasible nodes (down, or memory) get all-zero rows; the
 mask says which they are.
 
 :func:`pair_features` is the reference, pure NumPy, from a
@@ -253,7 +253,7 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
     e_min = np.inf
     best = -1
     for j in range(n):
-        ok = st.mem_req[i] <= st.memory[j]
+        ok = st.up[j] and st.mem_req[i] <= st.memory[j]  # up: available; memory: fits
         mask[j] = ok
         if not ok:
             continue

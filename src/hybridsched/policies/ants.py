@@ -122,6 +122,46 @@ def construct_ant(
         pm[j] = pm0[j]
 
 
+class Search(NamedTuple):
+    """What the local search of one batch keeps between calls (:func:`search_state`)."""
+
+    lb: np.ndarray
+    """Per candidate, the task's own cost there (:func:`own_cost_bound`; empty: no pruning)."""
+    members: np.ndarray
+    """Scratch, one per task."""
+    active: np.ndarray
+    """The don't-look bits, one per task."""
+    by_off: np.ndarray
+    """For each node, the offsets of the tasks that have it as a candidate."""
+    by_node: np.ndarray
+    """Those tasks."""
+
+
+@njit(cache=True)
+def search_state(p, cand, ncand, prune):
+    """The local search's state for a batch with candidates ``cand``/``ncand``."""
+    b = cand.shape[0]
+    by_off, by_node = _by_node(cand, ncand, p.cores.shape[0])
+    lb = own_cost_bound(p, cand, ncand) if prune else np.zeros((0, 0))
+    members = np.empty(b, dtype=np.int64)
+    active = np.ones(b, dtype=np.bool_)
+    return Search(lb, members, active, by_off, by_node)
+
+
+@njit(cache=True)
+def polish(p, ws, sol, cand, ncand, sweeps, swaps, ls):
+    """Local search on every task of ``sol`` (in place): the best seed, before the ants.
+
+    Returns:
+        ``(cost, evaluations)``.
+    """
+    ls.active[:] = True
+    return local_search(
+        p, ws, sol, cand, ncand, ls.lb, sweeps, swaps, ls.members, ls.active, ls.by_off,
+        ls.by_node,
+    )  # fmt: skip
+
+
 @njit(cache=True)
 def run_mmas(
     p,
@@ -137,13 +177,15 @@ def run_mmas(
     pm0,
     best,
     best_cost,
+    ls,
 ):
     """The MAX-MIN ant system on one batch (``tau_max = 1``).
 
-    With local search, the best seed is first improved to a local optimum;
-    each ``ls_every``-th iteration-best ant is then improved near where it
-    differs from the best-so-far (or, with ``ls_every = 0``, only the final
-    best, near where it differs from the improved seed).
+    ``best`` is the starting point, already a local optimum when local search
+    is on (:func:`polish`). Each
+    ``ls_every``-th iteration-best ant is improved near where it differs from
+    the best-so-far (or, with ``ls_every = 0``, only the final best, near
+    where it differs from the start).
 
     Args:
         p: the batch problem (compiled handle).
@@ -153,7 +195,8 @@ def run_mmas(
         tau0: the initial trails ``(B, K)``.
         prm: the parameters (:class:`MMASParams`).
         proj, pm0: the nodes' projected core-free times and their minima.
-        best, best_cost: the seed assignment (updated in place) and its cost.
+        best, best_cost: the starting assignment (updated in place) and its cost.
+        ls: the local search's state (:func:`search_state`).
 
     Returns:
         ``(best cost, evaluations)``.
@@ -171,16 +214,7 @@ def run_mmas(
     slot = np.full(n, -1, dtype=np.int64)
     rows = np.empty((b, proj.shape[1]))
     wts = np.empty(k)
-    members = np.empty(b, dtype=np.int64)
-    active = np.ones(b, dtype=np.bool_)
-    by_off, by_node = _by_node(cand, ncand, n)
-    lb = own_cost_bound(p, cand, ncand) if prm.prune else np.zeros((0, 0))
     evals = 0
-    if ls_sweeps > 0:
-        best_cost, e = local_search(
-            p, ws, best, cand, ncand, lb, ls_sweeps, swaps, members, active, by_off, by_node
-        )
-        evals += e
     ref = best.copy()
     since = 0
     for it in range(n_it):
@@ -214,10 +248,11 @@ def run_mmas(
                 ib_cost = c
                 ib[:] = ant
         if ls_sweeps > 0 and ls_every > 0 and (it + 1) % ls_every == 0:
-            wake_differences(ib, best, by_off, by_node, active)
+            wake_differences(ib, best, ls.by_off, ls.by_node, ls.active)
             ib_cost, e = local_search(
-                p, ws, ib, cand, ncand, lb, ls_sweeps, swaps, members, active, by_off, by_node
-            )
+                p, ws, ib, cand, ncand, ls.lb, ls_sweeps, swaps, ls.members, ls.active,
+                ls.by_off, ls.by_node,
+            )  # fmt: skip
             evals += e
         if ib_cost < best_cost:
             best_cost = ib_cost
@@ -236,10 +271,11 @@ def run_mmas(
             tau[:] = tau0
             since = 0
     if ls_sweeps > 0 and ls_every == 0:
-        wake_differences(best, ref, by_off, by_node, active)
+        wake_differences(best, ref, ls.by_off, ls.by_node, ls.active)
         best_cost, e = local_search(
-            p, ws, best, cand, ncand, lb, ls_sweeps, swaps, members, active, by_off, by_node
-        )
+            p, ws, best, cand, ncand, ls.lb, ls_sweeps, swaps, ls.members, ls.active,
+            ls.by_off, ls.by_node,
+        )  # fmt: skip
         evals += e
     return best_cost, evals
 

@@ -38,6 +38,8 @@ Per decision batch of ``B`` tasks:
    don't-look bits and a cheap bound that skips hopeless moves. It improves the
    best seed first, then every ``ls_every``-th iteration-best ant near where it
    differs from the best-so-far (an iterated local search driven by the ants).
+   A batch of more than ``ant_limit`` tasks gets no ants: the polished seed is
+   its answer (there the ants' search cost far more than it found).
 9. **Memory across batches.** A persistent trail ``M[class, node]``, with the
    class of a task its (region, priority class, size bucket of work), initialises
    the batch's trails: ``tau0 = tau_max * (1 - memory + memory * M)`` (before the
@@ -67,7 +69,22 @@ import numpy as np
 from hybridsched.errors import ConfigError
 from hybridsched.model import PRIORITY_CLASSES, Cluster
 from hybridsched.policies import cost as costmod
-from hybridsched.policies.ants import MMASParams, construct_ant, construct_numpy, run_mmas
+from hybridsched.policies.ants import (
+    MMASParams,
+    construct_ant,
+    construct_numpy,
+    polish,
+    run_mmas,
+    search_state,
+)
+from hybridsched.policies.candidates import (
+    best_finish,
+    completion_candidates,
+    completion_heuristic,
+    estimate_inputs,
+    top_candidates,
+)
+from hybridsched.policies.cost import policy_arg
 from hybridsched.sim.view import ClusterView, TaskBatch
 
 Heuristic = Callable[[TaskBatch, ClusterView], np.ndarray]
@@ -82,16 +99,6 @@ ORDERS = ("priority", "slack", "arrival")
 """Construction orders: priority then slack (default), slack only, or decision order."""
 
 
-def completion_heuristic(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-    """The classic desirability: ``1 / (est_finish - now)``, 0 on infeasible nodes."""
-    eta = 1.0 / (view.est_finish_s - view.time)
-    return np.where(view.feasible, eta, 0.0)
-
-
-def _arg(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
 class ColonyParams:
     """Parameters of the MAX-MIN ant system (see the module docstring).
@@ -101,35 +108,42 @@ class ColonyParams:
     (:func:`colony_args`).
     """
 
-    ants: int = _arg(8, "ants per iteration")
-    iterations: int = _arg(8, "iterations per batch")
-    alpha: float = _arg(1.0, "exponent of the pheromone")
-    beta: float = _arg(2.0, "exponent of the desirability")
-    rho: float = _arg(0.2, "evaporation rate of the batch's trails, in (0, 1]")
-    p_best: float = _arg(0.05, "MMAS p_best, sets tau_min, in (0, 1]")
-    candidates: int = _arg(8, "candidate nodes per task (most desirable)")
-    global_every: int = _arg(3, "best-so-far deposits every this many iterations")
-    restart_after: int = _arg(
+    ants: int = policy_arg(8, "ants per iteration")
+    iterations: int = policy_arg(8, "iterations per batch")
+    ant_limit: int = policy_arg(
+        256,
+        "ants only on batches up to this many tasks; a larger batch gets the best seed "
+        "polished by local search (0: no limit)",
+    )
+    alpha: float = policy_arg(1.0, "exponent of the pheromone")
+    beta: float = policy_arg(2.0, "exponent of the desirability")
+    rho: float = policy_arg(0.2, "evaporation rate of the batch's trails, in (0, 1]")
+    p_best: float = policy_arg(0.05, "MMAS p_best, sets tau_min, in (0, 1]")
+    candidates: int = policy_arg(8, "candidate nodes per task (most desirable)")
+    global_every: int = policy_arg(3, "best-so-far deposits every this many iterations")
+    restart_after: int = policy_arg(
         5, "reset trails after this many iterations without improvement (0: never)"
     )
-    local_search: int = _arg(10, "most sweeps of move/swap local search per solution (0: off)")
-    ls_every: int = _arg(
+    local_search: int = policy_arg(
+        10, "most sweeps of move/swap local search per solution (0: off)"
+    )
+    ls_every: int = policy_arg(
         2,
         "local search on the iteration-best every this many iterations "
         "(0: only on the best seed and the final best)",
     )
-    prune: bool = _arg(True, "skip local-search moves that a cheap bound shows cannot pay")
-    swap_limit: int = _arg(32, "try swaps only in batches up to this size")
-    dynamic_eta: bool = _arg(True, "correct the desirability by the ant's own placements")
-    order: str = _arg("priority", "construction order: priority, slack or arrival")
-    memory: float = _arg(0.5, "weight of the cross-batch trail in [0, 1] (0: no memory)")
-    memory_rho: float = _arg(0.1, "evaporation rate of the cross-batch trail")
-    size_buckets: int = _arg(4, "work-size buckets of the memory's classes")
-    explore: float = _arg(
+    prune: bool = policy_arg(True, "skip local-search moves that a cheap bound shows cannot pay")
+    swap_limit: int = policy_arg(32, "try swaps only in batches up to this size")
+    dynamic_eta: bool = policy_arg(True, "correct the desirability by the ant's own placements")
+    order: str = policy_arg("priority", "construction order: priority, slack or arrival")
+    memory: float = policy_arg(0.5, "weight of the cross-batch trail in [0, 1] (0: no memory)")
+    memory_rho: float = policy_arg(0.1, "evaporation rate of the cross-batch trail")
+    size_buckets: int = policy_arg(4, "work-size buckets of the memory's classes")
+    explore: float = policy_arg(
         4.0,
         "initial trails around the best seed: tasks an ant places elsewhere (0: uniform start)",
     )
-    seeds: tuple[str, ...] = _arg(
+    seeds: tuple[str, ...] = policy_arg(
         ("mct", "edf-mct", "max-min"),
         "comma-separated policies whose assignments seed the colony",
     )
@@ -138,6 +152,7 @@ class ColonyParams:
         ints = {
             "ants": 1,
             "iterations": 0,
+            "ant_limit": 0,
             "candidates": 1,
             "global_every": 1,
             "restart_after": 0,
@@ -250,25 +265,11 @@ class ColonyResult:
 _WARM = False
 
 
-def warm_up() -> float:
-    """Compile the colony's kernels (or load them from numba's cache), once per process.
-
-    Solves a tiny batch (2 nodes, 4 tasks) with a throwaway colony of default
-    parameters, so that the first real batch does not pay for compilation and
-    a run's ``scheduler_seconds`` (which times ``assign`` only) counts deciding,
-    not compiling. :meth:`Colony.reset` calls it; the draws of the run are not
-    touched (the throwaway colony has its own generator).
-
-    Returns:
-        the seconds it took, 0 when the kernels were warm already.
-    """
-    global _WARM
-    if _WARM:
-        return 0.0
+def warm_engine() -> Any:
+    """A tiny run (2 nodes, 4 tasks, interval 0.5 s, priority queues) to compile kernels on."""
     from hybridsched.model import Workload
     from hybridsched.sim import Engine
 
-    t = time.perf_counter()
     node = {
         "cores": 2,
         "speed": 1.0,
@@ -299,9 +300,28 @@ def warm_up() -> float:
         },
         cluster=cluster,
     )
-    engine = Engine(cluster, workload, decision_interval=0.5, queue="priority")
+    return Engine(cluster, workload, decision_interval=0.5, queue="priority")
+
+
+def warm_up() -> float:
+    """Compile the colony's kernels (or load them from numba's cache), once per process.
+
+    Solves the batch of :func:`warm_engine` with a throwaway colony of default
+    parameters, so that the first real batch does not pay for compilation and
+    a run's ``scheduler_seconds`` (which times ``assign`` only) counts deciding,
+    not compiling. :meth:`Colony.reset` calls it; the draws of the run are not
+    touched (the throwaway colony has its own generator).
+
+    Returns:
+        the seconds it took, 0 when the kernels were warm already.
+    """
+    global _WARM
+    if _WARM:
+        return 0.0
+    t = time.perf_counter()
+    engine = warm_engine()
     colony = Colony(ColonyParams(ants=2, iterations=2))
-    colony.reset(cluster, np.random.default_rng(0), warm=False)
+    colony.reset(engine.cluster, np.random.default_rng(0), warm=False)
     batch = engine.next_batch()
     if batch is not None:
         colony.solve(*batch)
@@ -334,6 +354,7 @@ class Colony:
         self._rng = np.random.default_rng(0)
         self._seeds: list = []
         self._memory = np.ones((0, 0))
+        self._best: np.ndarray | None = None  # earliest finish per task, from the candidate pass
         self.compile_seconds = 0.0
         """Seconds the latest :meth:`reset` spent compiling or loading the kernels."""
 
@@ -365,12 +386,18 @@ class Colony:
         prio = np.minimum(tasks.priority, PRIORITY_CLASSES - 1)
         return (tasks.region * PRIORITY_CLASSES + prio) * nb + size
 
-    def construction_order(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        """Task indices, most urgent first (see :attr:`ColonyParams.order`)."""
+    def construction_order(
+        self, tasks: TaskBatch, view: ClusterView, best: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Task indices, most urgent first (see :attr:`ColonyParams.order`).
+
+        ``best``: each task's earliest estimated finish, when already known.
+        """
         b = len(tasks)
         if self.params.order == "arrival":
             return np.arange(b, dtype=np.int64)
-        best = np.min(np.where(view.feasible, view.est_finish_s, np.inf), axis=1)
+        if best is None:
+            best = best_finish(*estimate_inputs(tasks, view))
         slack = tasks.deadline_abs_s - best
         if self.params.order == "slack":
             return np.lexsort((np.arange(b), slack)).astype(np.int64)
@@ -385,34 +412,50 @@ class Colony:
             ``cand (B, K)`` (best first; padding repeats the last valid one) and
             ``ncand (B,)``, the number of valid entries.
         """
-        b, n = eta.shape
+        feasible = np.ones(eta.shape, dtype=np.bool_)
+        feasible.flags.writeable = False  # the view's mask is read-only: one compiled variant
+        cand, ncand, _ = self._candidates(eta, feasible, seeds)
+        return cand, ncand
+
+    def _candidates(
+        self,
+        eta: np.ndarray | None,
+        feasible: np.ndarray,
+        seeds: Sequence[np.ndarray],
+        times: tuple | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`candidates` on the feasible pairs, with ``eta`` on them (padded alike).
+
+        With ``times`` ``(d, ready, dur, available)`` instead of ``eta``, the
+        desirability is :func:`completion_heuristic`'s, computed in the pass.
+        """
+        b, n = feasible.shape
         k = min(self.params.candidates, n)
-        if k < n:
-            part = np.argpartition(-eta, k - 1, axis=1)[:, :k]
+        sd = np.zeros((len(seeds), b), dtype=np.int64)
+        for i, x in enumerate(seeds):
+            sd[i] = x
+        feasible = np.ascontiguousarray(feasible)
+        self._best = None
+        if times is None:
+            eta = np.ascontiguousarray(eta, dtype=np.float64)
+            cand, ncand, val = top_candidates(eta, feasible, k, sd)
         else:
-            part = np.broadcast_to(np.arange(n), (b, n))
-        vals = np.take_along_axis(eta, part, axis=1)
-        # best first; ties by node index, for a deterministic order
-        srt = np.lexsort((part, -vals), axis=1)
-        cand = np.zeros((b, k + len(seeds)), dtype=np.int64)
-        cand[:, :k] = np.take_along_axis(part, srt, axis=1)
-        ncand = np.sum(vals > 0, axis=1).astype(np.int64)
-        for s in seeds:
-            valid = np.arange(cand.shape[1]) < ncand[:, None]
-            missing = np.flatnonzero(~np.any((cand == s[:, None]) & valid, axis=1))
-            cand[missing, ncand[missing]] = s[missing]
-            ncand[missing] += 1
-        cand = cand[:, : max(int(ncand.max()), 1)]
+            cand, ncand, val, self._best = completion_candidates(feasible, k, sd, *times)
+        width = max(int(ncand.max(initial=0)), 1)
+        cand, val = cand[:, :width], val[:, :width]
         # pad beyond ncand with a valid node so that every entry is an index
-        fill = cand[np.arange(b), np.maximum(ncand - 1, 0)]
-        cand = np.where(np.arange(cand.shape[1]) < ncand[:, None], cand, fill[:, None])
-        return np.ascontiguousarray(cand), ncand
+        last = np.maximum(ncand - 1, 0)[:, None]
+        pad = np.arange(width) >= ncand[:, None]
+        cand = np.where(pad, np.take_along_axis(cand, last, axis=1), cand)
+        val = np.where(pad, np.take_along_axis(val, last, axis=1), val)
+        return np.ascontiguousarray(cand), ncand, np.ascontiguousarray(val)
 
     def solve(self, tasks: TaskBatch, view: ClusterView) -> ColonyResult:
         """Assign one batch: seeds, then the MAX-MIN ant system; update the memory."""
         prm = self.params
         b = len(tasks)
-        p = costmod.compile_problem(costmod.build_problem(tasks, view, self.weights))
+        pt = costmod.build_problem(tasks, view, self.weights)
+        p = costmod.compile_problem(pt)
         seeds = [np.asarray(pol.assign(tasks, view), dtype=np.int64) for pol in self._seeds]
         ws = costmod.make_scratch(p)
         seed_costs = [costmod.evaluate_one(p, s, ws) for s in seeds]
@@ -421,30 +464,42 @@ class Colony:
             best, best_cost = seeds[i].copy(), float(seed_costs[i])
         else:
             best, best_cost = None, np.inf
-        eta = np.asarray(self.heuristic(tasks, view), dtype=np.float64)
-        if eta.shape != (b, view.n_nodes):
-            raise ConfigError(
-                f"aco heuristic: must return shape {(b, view.n_nodes)}, got {eta.shape}"
-            )
-        eta = np.where(view.feasible & np.isfinite(eta) & (eta > 0), eta, 0.0)
-        cand, ncand = self.candidates(eta, seeds)
+        if self.heuristic is completion_heuristic:
+            # the default desirability, computed inside the candidate pass
+            avail = np.array(view.available_s, dtype=np.float64)
+            times = (float(view.time), pt.ready, pt.dur, avail)
+            cand, ncand, etab = self._candidates(None, view.feasible, seeds, times)
+        else:
+            eta = np.asarray(self.heuristic(tasks, view), dtype=np.float64)
+            if eta.shape != (b, view.n_nodes):
+                raise ConfigError(
+                    f"aco heuristic: must return shape {(b, view.n_nodes)}, got {eta.shape}"
+                )
+            cand, ncand, etab = self._candidates(eta, view.feasible, seeds)
         if np.any(ncand == 0):
             raise ConfigError("aco heuristic: gives no node with eta > 0 to some task")
-        order = self.construction_order(tasks, view)
-        etab = np.take_along_axis(eta, cand, axis=1)
+        order = self.construction_order(tasks, view, self._best)
         etab = etab * etab if prm.beta == 2.0 else etab**prm.beta
         cls = self.task_classes(tasks)
         tau0 = 1.0 - prm.memory + prm.memory * self._memory[cls[:, None], cand]
         if best is None:
             best = np.ascontiguousarray(cand[:, 0])
             best_cost = costmod.evaluate_one(p, best, ws)
-        elif prm.explore > 0 and prm.alpha > 0:
-            tau0 = self._near_seed(tau0, cand, ncand, etab, best)
-        tau_min = self._tau_min(b, cand.shape[1])
-        tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
-        u = self._rng.random((prm.iterations, prm.ants, b))
         best = np.ascontiguousarray(best)
-        cost, evals = run_mmas(
+        start = best.copy()
+        tau_min = self._tau_min(b, cand.shape[1])
+        kp = prm.kernel_params(tau_min, b)
+        ls = search_state(p, cand, ncand, kp.prune)
+        evals = 0
+        if kp.ls_sweeps > 0:
+            best_cost, evals = polish(p, ws, best, cand, ncand, kp.ls_sweeps, kp.swaps, ls)
+        # a large batch gets no ants: their search costs far more than it finds there
+        iterations = prm.iterations if prm.ant_limit == 0 or b <= prm.ant_limit else 0
+        if iterations > 0 and seeds and prm.explore > 0 and prm.alpha > 0:
+            tau0 = self._near_seed(tau0, cand, ncand, etab, start)
+        tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
+        u = self._rng.random((iterations, prm.ants, b))
+        cost, e = run_mmas(
             p,
             ws,
             u,
@@ -453,12 +508,14 @@ class Colony:
             ncand,
             tau0,
             np.ascontiguousarray(etab),
-            prm.kernel_params(tau_min, b),
+            kp,
             view.core_free_s,
             view.available_s,
             best,
             float(best_cost),
+            ls,
         )
+        evals += e
         self._remember(cls, best)
         seed_cost = float(min(seed_costs)) if seeds else float("nan")
         return ColonyResult(

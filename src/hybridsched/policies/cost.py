@@ -151,31 +151,28 @@ class CostWeights:
         return self.miss * np.power(self.miss_decay, np.asarray(priority, dtype=np.float64))
 
 
+def policy_arg(default: Any, help: str) -> Any:
+    """A dataclass field that is a policy argument: its default and its ``--help`` line."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class CostFields:
     """Cost weights as policy arguments (a base of the ``aco`` and ``optimal`` policies)."""
 
-    w_response: float = field(
-        default=CostWeights.response, metadata={"help": "cost per second of response time"}
+    w_response: float = policy_arg(CostWeights.response, "cost per second of response time")
+    w_miss: float = policy_arg(
+        CostWeights.miss, "cost of a missed deadline at priority 0 (seconds of response)"
     )
-    w_miss: float = field(
-        default=CostWeights.miss,
-        metadata={"help": "cost of a missed deadline at priority 0 (seconds of response)"},
+    miss_decay: float = policy_arg(
+        CostWeights.miss_decay, "factor on the miss cost per priority class"
     )
-    miss_decay: float = field(
-        default=CostWeights.miss_decay,
-        metadata={"help": "factor on the miss cost per priority class"},
+    w_energy: float = policy_arg(CostWeights.energy, "cost per joule of energy increase")
+    w_displaced: float = policy_arg(
+        CostWeights.displaced, "factor on the delay and misses caused to queued tasks (0: ignore)"
     )
-    w_energy: float = field(
-        default=CostWeights.energy, metadata={"help": "cost per joule of energy increase"}
-    )
-    w_displaced: float = field(
-        default=CostWeights.displaced,
-        metadata={"help": "factor on the delay and misses caused to queued tasks (0: ignore)"},
-    )
-    w_wait: float = field(
-        default=CostWeights.wait,
-        metadata={"help": "extra cost per second of predicted waiting, times (1 + priority)"},
+    w_wait: float = policy_arg(
+        CostWeights.wait, "extra cost per second of predicted waiting, times (1 + priority)"
     )
 
     def cost_weights(self) -> CostWeights:
@@ -247,6 +244,46 @@ def _snapshot(st, d):
             q_dl, q_pr)  # fmt: skip
 
 
+def pair_inputs(tasks: TaskBatch, view: ClusterView) -> tuple:
+    """``(d, latency (N, R), region, data, bandwidth, work, speed)`` as contiguous arrays.
+
+    What the compiled per-pair estimates read (:func:`_pair_times` here, the
+    colony's desirability): the view's ``ready_s`` and ``exec_s`` come from these.
+    """
+    c = view.cluster
+    return (
+        float(view.time),
+        np.ascontiguousarray(c.latency_s, dtype=np.float64),
+        np.ascontiguousarray(tasks.region, dtype=np.int64),
+        np.ascontiguousarray(tasks.data_mb, dtype=np.float64),
+        np.ascontiguousarray(c.bandwidth_mb_s, dtype=np.float64),
+        np.ascontiguousarray(tasks.work_gi, dtype=np.float64),
+        np.ascontiguousarray(c.speed, dtype=np.float64),
+    )
+
+
+@njit(cache=True)
+def _pair_times(d, lat, region, data, bw, work, speed, dynpow):
+    """``ready``, ``dur`` and ``dyn_j`` of the batch, ``(B, N)`` each, in one pass.
+
+    The view's ``ready_s`` and ``exec_s`` operation for operation (so the same
+    bits), without their intermediate arrays.
+    """
+    b = region.shape[0]
+    n = bw.shape[0]
+    ready = np.empty((b, n))
+    dur = np.empty((b, n))
+    dyn = np.empty((b, n))
+    for t in range(b):
+        r = region[t]
+        for j in range(n):
+            ready[t, j] = (d + lat[j, r]) + data[t] / bw[j]
+            x = work[t] / speed[j]
+            dur[t, j] = x
+            dyn[t, j] = x * dynpow[j]
+    return ready, dur, dyn
+
+
 def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> Problem:
     """The arrays of the batch problem of ``tasks`` on the cluster of ``view``.
 
@@ -264,7 +301,9 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
     h0 = float(max(run_last.max(), q_f0.max() if q_f0.shape[0] else d))
     c = view.cluster
     dynpow = (c.power_max_w - c.power_idle_w) / c.cores
-    dur = np.ascontiguousarray(view.exec_s)
+    ready, dur, dyn_j = _pair_times(
+        *pair_inputs(tasks, view), np.ascontiguousarray(dynpow, dtype=np.float64)
+    )
     return Problem(
         d=d,
         h0=h0,
@@ -287,9 +326,9 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
         q_mw=weights.miss_cost(q_pr),
         q_f0=q_f0,
         q_index=q_idx,
-        ready=np.ascontiguousarray(view.ready_s),
+        ready=ready,
         dur=dur,
-        dyn_j=dur * dynpow[None, :],
+        dyn_j=dyn_j,
         key0=np.ascontiguousarray(view.queue_keys[0]),
         key1=np.ascontiguousarray(view.queue_keys[1]),
         tid=np.ascontiguousarray(tasks.task_id, dtype=np.int64),
@@ -366,6 +405,7 @@ __all__ = [
     "memo_put",
     "node_cost",
     "node_schedule",
+    "pair_inputs",
     "predict",
     "schedule_assigned",
     "simulate_small",

@@ -17,7 +17,21 @@ from numba import njit
 from hybridsched.sim import core
 
 MEMO_BITS = 13
-"""log2 of the slots of the per-problem table of node costs (see :func:`node_cost_memo`)."""
+"""log2 of the fewest slots of the per-problem table of node costs (see :func:`memo_put`).
+
+The table grows with the batch and the cluster (:func:`memo_slots`): an ant's
+assignment of ``B`` tasks fills up to ``min(B, N)`` entries, and the table is
+cleared when half full, so a fixed size would be cleared every few ants of a
+large batch and remember nothing from one ant to the next."""
+
+
+@njit(cache=True)
+def memo_slots(b, n):
+    """Slots of the memo table: a power of two, at least ``2**MEMO_BITS`` and ``16 min(B, N)``."""
+    size = 1 << MEMO_BITS
+    while size < 16 * min(b, n):
+        size *= 2
+    return size
 
 
 @njit(cache=True)
@@ -58,7 +72,7 @@ def make_scratch(p):
     for k in range(b + n):
         zkey[0, k] = _mix(np.uint64(2 * k))
         zkey[1, k] = _mix(np.uint64(2 * k + 1))
-    size = 1 << MEMO_BITS
+    size = memo_slots(b, n)
     mkey = np.zeros((size, 2), dtype=np.uint64)
     mval = np.empty((size, 2))
     count = np.zeros(1, dtype=np.int64)

@@ -23,7 +23,7 @@ def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     met_best = np.inf
     met_fin = np.inf
     for j in range(st.cores.shape[0]):
-        if st.mem_req[i] > st.memory[j]:
+        if not kernels.fits(st, i, j):
             continue
         ex = st.work_est[i] * inv[1, j]
         f = max(kernels.ready(st, i, j, d, inv), proj_min[j]) + ex

@@ -8,7 +8,8 @@ Every heuristic scores nodes with the same per-(task, node) estimates:
 
 and the tasks of a batch are placed one at a time, each seeing the projection
 updated by the ones before it (:func:`hybridsched.sim.core.project`). Ties go
-to the lowest node index. Infeasible nodes (memory) are never chosen.
+to the lowest node index. A node a task does not :func:`fits` (down, or too
+little memory) is never chosen.
 
 Each rule is one compiled function in its policy's module: ``choose`` (the node
 of one task: mct, met, olb, least-loaded, round-robin, random, energy-aware),
@@ -48,6 +49,15 @@ SUFFERAGE = 10
 
 
 @njit(cache=True, inline="always")
+def fits(st, i, j):
+    """Task ``i`` may go to node ``j``: the node is up and has the memory the task needs.
+
+    Availability is the state's ``up`` mask (docs/VIEW.md); memory is only the fit.
+    """
+    return st.up[j] and st.mem_req[i] <= st.memory[j]
+
+
+@njit(cache=True, inline="always")
 def ready(st, i, j, d, inv):
     """Estimated ready time of task ``i`` on node ``j`` at decision time ``d``.
 
@@ -77,7 +87,7 @@ def best_two(st, i, d, proj_min, inv):
     second = np.inf
     arg = -1
     for j in range(st.cores.shape[0]):
-        if st.mem_req[i] > st.memory[j]:
+        if not fits(st, i, j):
             continue
         f = max(ready(st, i, j, d, inv), proj_min[j]) + st.work_est[i] * inv[1, j]
         if f < best:
@@ -149,8 +159,11 @@ def _scan(st, i, d, proj_min, inv, topf, topn):
     kk = topf.shape[0]
     cnt = 0
     thr = np.inf
+    need = st.mem_req[i]
+    memory = st.memory
+    up = st.up
     for j in range(st.cores.shape[0]):
-        if st.mem_req[i] > st.memory[j]:
+        if need > memory[j] or not up[j]:  # fits(), with the arrays loaded once
             continue
         f = _finish(st, i, j, d, proj_min, inv)
         if cnt == kk:

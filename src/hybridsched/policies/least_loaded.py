@@ -19,7 +19,7 @@ def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     for j in range(scratch.shape[0]):
         busy = st.cores[j] - st.n_free[j]
         load = (nq[j] + busy) / st.cores[j]
-        scratch[j] = load if st.mem_req[i] <= st.memory[j] else np.inf
+        scratch[j] = load if kernels.fits(st, i, j) else np.inf
     return kernels.argmin(scratch), rr
 
 

@@ -17,13 +17,58 @@ from hybridsched.policies import cost_kernels as costmod
 
 
 @njit(cache=True)
-def _members(sol, j, skip, add, members):
-    """Tasks of ``sol`` on node ``j``, without ``skip`` and with ``add`` (-1: none)."""
+def node_lists(sol, n):
+    """Per node, the tasks ``sol`` sends there in ascending order: a linked list.
+
+    Returns:
+        ``(head, nxt)``: the first task of each node (-1: none) and the next
+        task after each task (-1: the last).
+    """
+    head = np.full(n, -1, dtype=np.int64)
+    nxt = np.full(sol.shape[0], -1, dtype=np.int64)
+    for t in range(sol.shape[0] - 1, -1, -1):
+        nxt[t] = head[sol[t]]
+        head[sol[t]] = t
+    return head, nxt
+
+
+@njit(cache=True)
+def unlink(head, nxt, j, t):
+    """Take task ``t`` out of node ``j``'s list."""
+    if head[j] == t:
+        head[j] = nxt[t]
+    else:
+        s = head[j]
+        while nxt[s] != t:
+            s = nxt[s]
+        nxt[s] = nxt[t]
+    nxt[t] = -1
+
+
+@njit(cache=True)
+def link(head, nxt, j, t):
+    """Put task ``t`` into node ``j``'s list, keeping it ascending."""
+    if head[j] < 0 or head[j] > t:
+        nxt[t] = head[j]
+        head[j] = t
+        return
+    s = head[j]
+    while nxt[s] >= 0 and nxt[s] < t:
+        s = nxt[s]
+    nxt[t] = nxt[s]
+    nxt[s] = t
+
+
+@njit(cache=True)
+def _members(head, nxt, j, skip, add, members):
+    """Tasks on node ``j`` (ascending), without ``skip`` and with ``add`` last (-1: none)."""
     nm = 0
-    for t in range(sol.shape[0]):
-        if sol[t] == j and t != skip:
+    t = head[j]
+    while t >= 0:
+        if t != skip:
             members[nm] = t
             nm += 1
+        t = nxt[t]
     if add >= 0:
         members[nm] = add
         nm += 1
@@ -31,8 +76,8 @@ def _members(sol, j, skip, add, members):
 
 
 @njit(cache=True)
-def _node_cost(p, ws, sol, j, skip, add, members):
-    nm = _members(sol, j, skip, add, members)
+def _node_cost(p, ws, head, nxt, j, skip, add, members):
+    nm = _members(head, nxt, j, skip, add, members)
     zkey, mkey, mval, count = ws[8], ws[9], ws[10], ws[11]
     h1, h2 = costmod.memo_key(zkey, j, members, nm)
     found, s = costmod.memo_get(mkey, h1, h2)
@@ -43,28 +88,97 @@ def _node_cost(p, ws, sol, j, skip, add, members):
     return c, last
 
 
+TOP = 3
+"""Largest last finishes kept (the horizon leaves out at most the two nodes a change touches)."""
+
+
 @njit(cache=True)
-def _horizon(p, nlast, a, la, b, lb):
-    """Horizon cost with node ``a``'s last finish ``la`` and ``b``'s ``lb`` replaced."""
-    last = p.h0
+def _top_scan(nlast, top_v, top_j):
+    """The ``TOP`` largest of ``nlast`` with their nodes, largest first (-inf, -2: padding)."""
+    top_v[:] = -np.inf
+    top_j[:] = -2
     for j in range(nlast.shape[0]):
-        if j != a and j != b:
-            last = max(last, nlast[j])
+        _top_insert(top_v, top_j, nlast[j], j)
+
+
+@njit(cache=True)
+def _top_insert(top_v, top_j, v, j):
+    p = top_v.shape[0]
+    while p > 0 and v > top_v[p - 1]:
+        p -= 1
+    if p == top_v.shape[0]:
+        return
+    for q in range(top_v.shape[0] - 1, p, -1):
+        top_v[q] = top_v[q - 1]
+        top_j[q] = top_j[q - 1]
+    top_v[p] = v
+    top_j[p] = j
+
+
+@njit(cache=True)
+def _top_set(nlast, top_v, top_j, j, v):
+    """``nlast[j] = v``, keeping the top list exact (a rescan only when a kept one drops)."""
+    old = nlast[j]
+    nlast[j] = v
+    for q in range(top_v.shape[0]):
+        if top_j[q] == j:
+            if v < old:
+                _top_scan(nlast, top_v, top_j)
+                return
+            for r in range(q, top_v.shape[0] - 1):
+                top_v[r] = top_v[r + 1]
+                top_j[r] = top_j[r + 1]
+            top_v[-1] = -np.inf
+            top_j[-1] = -2
+            _top_insert(top_v, top_j, v, j)
+            return
+    _top_insert(top_v, top_j, v, j)
+
+
+@njit(cache=True)
+def _horizon(p, top_v, top_j, a, la, b, lb):
+    """Horizon cost with node ``a``'s last finish ``la`` and ``b``'s ``lb`` replaced.
+
+    The largest last finish of the other nodes is the first of the top list
+    that is neither ``a`` nor ``b`` (the same maximum as a scan of every node).
+    """
+    last = p.h0
+    for q in range(top_v.shape[0]):
+        if top_j[q] != a and top_j[q] != b:
+            last = max(last, top_v[q])
+            break
     return costmod.horizon_cost(p, max(last, max(la, lb)))
 
 
 @njit(cache=True)
-def _wake_on(sol, x, active):
-    """Mark for local search the tasks on node ``x`` (it gained a task: they may leave)."""
-    for t in range(sol.shape[0]):
-        if sol[t] == x:
-            active[t] = True
+def _move(head, nxt, sol, t, a, j):
+    """Send task ``t`` from node ``a`` to node ``j`` (``sol`` and the node lists)."""
+    sol[t] = j
+    unlink(head, nxt, a, t)
+    link(head, nxt, j, t)
 
 
 @njit(cache=True)
-def _wake_near(sol, x, by_off, by_node, active):
+def _set_pair(nlast, top_v, top_j, ncost, a, ca, la, j, cj, lj):
+    """Nodes ``a`` and ``j`` changed: their new costs and last finishes (top list kept exact)."""
+    ncost[a], ncost[j] = ca, cj
+    _top_set(nlast, top_v, top_j, a, la)
+    _top_set(nlast, top_v, top_j, j, lj)
+
+
+@njit(cache=True)
+def _wake_on(head, nxt, x, active):
+    """Mark for local search the tasks on node ``x`` (it gained a task: they may leave)."""
+    t = head[x]
+    while t >= 0:
+        active[t] = True
+        t = nxt[t]
+
+
+@njit(cache=True)
+def _wake_near(head, nxt, x, by_off, by_node, active):
     """Mark the tasks on node ``x`` and those with ``x`` as a candidate (it lost a task)."""
-    _wake_on(sol, x, active)
+    _wake_on(head, nxt, x, active)
     for k in range(by_off[x], by_off[x + 1]):
         active[by_node[k]] = True
 
@@ -73,10 +187,11 @@ def _wake_near(sol, x, by_off, by_node, active):
 def wake_differences(sol, ref, by_off, by_node, active):
     """Mark the tasks near where ``sol`` differs from ``ref`` (a local optimum)."""
     active[:] = False
+    head, nxt = node_lists(sol, by_off.shape[0] - 1)
     for t in range(sol.shape[0]):
         if sol[t] != ref[t]:
-            _wake_on(sol, sol[t], active)
-            _wake_near(sol, ref[t], by_off, by_node, active)
+            _wake_on(head, nxt, sol[t], active)
+            _wake_near(head, nxt, ref[t], by_off, by_node, active)
 
 
 @njit(cache=True)
@@ -93,6 +208,10 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
     :func:`own_cost_bound`), is no less than what leaving its node saves
     (horizon included).
 
+    The tasks of each node are kept in a list (:func:`node_lists`) and the
+    largest last finishes in a top list, so a trial costs the size of the two
+    nodes it touches, not the batch or the cluster.
+
     Returns:
         ``(cost, evaluations)``: the new cost and the number of changes tried.
     """
@@ -101,18 +220,19 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
     # a typed -1, not a literal: literal arguments make numba compile a variant per value
     none = np.int64(-1)
     use_lb = lb.shape[0] > 0
+    head, nxt = node_lists(sol, n)
     ncost = np.zeros(n)
     nlast = np.empty(n)
     for j in range(n):
         nlast[j] = costmod._last0(p, j)
-    used = np.zeros(n, dtype=np.bool_)
-    for t in range(b):
-        used[sol[t]] = True
     for j in range(n):
-        if used[j]:
-            ncost[j], nlast[j] = _node_cost(p, ws, sol, j, none, none, members)
+        if head[j] >= 0:
+            ncost[j], nlast[j] = _node_cost(p, ws, head, nxt, j, none, none, members)
+    top_v = np.empty(TOP)
+    top_j = np.empty(TOP, dtype=np.int64)
+    _top_scan(nlast, top_v, top_j)
     body = ncost.sum()
-    cur = body + _horizon(p, nlast, none, 0.0, none, 0.0)
+    cur = body + _horizon(p, top_v, top_j, none, 0.0, none, 0.0)
     tol = 1e-12 * max(1.0, abs(cur))
     evals = 0
     looked = np.zeros(b, dtype=np.bool_)
@@ -125,28 +245,29 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                 continue
             active[t] = False
             a = sol[t]
-            ca, la = _node_cost(p, ws, sol, a, t, none, members)
-            gain = cur - (body - ncost[a] + ca + _horizon(p, nlast, a, la, none, 0.0))
+            ca, la = _node_cost(p, ws, head, nxt, a, t, none, members)
+            gain = cur - (body - ncost[a] + ca + _horizon(p, top_v, top_j, a, la, none, 0.0))
             for c in range(ncand[t]):
                 j = cand[t, c]
                 if j == a or (use_lb and lb[t, c] >= gain):
                     continue
                 evals += 1
-                cj, lj = _node_cost(p, ws, sol, j, none, t, members)
+                cj, lj = _node_cost(p, ws, head, nxt, j, none, t, members)
                 new_body = body - ncost[a] - ncost[j] + ca + cj
-                new = new_body + _horizon(p, nlast, a, la, j, lj)
+                new = new_body + _horizon(p, top_v, top_j, a, la, j, lj)
                 if new < cur - tol:
-                    sol[t] = j
-                    ncost[a], nlast[a], ncost[j], nlast[j] = ca, la, cj, lj
-                    body = new_body
-                    cur = new
-                    _wake_near(sol, a, by_off, by_node, active)
-                    _wake_on(sol, j, active)
+                    _move(head, nxt, sol, t, a, j)
+                    _set_pair(nlast, top_v, top_j, ncost, a, ca, la, j, cj, lj)
+                    body, cur = new_body, new
+                    _wake_near(head, nxt, a, by_off, by_node, active)
+                    _wake_on(head, nxt, j, active)
                     active[t] = False
                     looked[t] = True
                     a = j
-                    ca, la = _node_cost(p, ws, sol, a, t, none, members)
-                    gain = cur - (body - ncost[a] + ca + _horizon(p, nlast, a, la, none, 0.0))
+                    ca, la = _node_cost(p, ws, head, nxt, a, t, none, members)
+                    gain = cur - (
+                        body - ncost[a] + ca + _horizon(p, top_v, top_j, a, la, none, 0.0)
+                    )
         if not swaps:
             continue
         for t1 in range(b):
@@ -165,22 +286,17 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                     continue
                 evals += 1
                 # a loses t1 and gains t2, j the reverse
-                sol[t1] = j
-                ca, la = _node_cost(p, ws, sol, a, none, t2, members)
-                sol[t1] = a
-                sol[t2] = a
-                cj, lj = _node_cost(p, ws, sol, j, none, t1, members)
-                sol[t2] = j
+                ca, la = _node_cost(p, ws, head, nxt, a, t1, t2, members)
+                cj, lj = _node_cost(p, ws, head, nxt, j, t2, t1, members)
                 new_body = body - ncost[a] - ncost[j] + ca + cj
-                new = new_body + _horizon(p, nlast, a, la, j, lj)
+                new = new_body + _horizon(p, top_v, top_j, a, la, j, lj)
                 if new < cur - tol:
-                    sol[t1] = j
-                    sol[t2] = a
-                    ncost[a], nlast[a], ncost[j], nlast[j] = ca, la, cj, lj
-                    body = new_body
-                    cur = new
-                    _wake_near(sol, a, by_off, by_node, active)
-                    _wake_near(sol, j, by_off, by_node, active)
+                    _move(head, nxt, sol, t1, a, j)
+                    _move(head, nxt, sol, t2, j, a)
+                    _set_pair(nlast, top_v, top_j, ncost, a, ca, la, j, cj, lj)
+                    body, cur = new_body, new
+                    _wake_near(head, nxt, a, by_off, by_node, active)
+                    _wake_near(head, nxt, j, by_off, by_node, active)
     return cur, evals
 
 

@@ -28,9 +28,10 @@ def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     work = st.work_est[i]
     need = st.mem_req[i]
     memory = st.memory
+    up = st.up
     for j in range(n):
         f = max(d + lat[j] + data * inv_bw[j], proj_min[j]) + work * inv_sp[j]
-        scratch[j] = f if need <= memory[j] else np.inf
+        scratch[j] = f if up[j] and need <= memory[j] else np.inf
     return kernels.argmin(scratch), rr
 
 

@@ -17,7 +17,7 @@ from hybridsched.policies.base import KernelPolicy, register
 def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     """The feasible node with the smallest ``work / speed``; returns ``(node, rr)``."""
     for j in range(scratch.shape[0]):
-        scratch[j] = st.work_est[i] * inv[1, j] if st.mem_req[i] <= st.memory[j] else np.inf
+        scratch[j] = st.work_est[i] * inv[1, j] if kernels.fits(st, i, j) else np.inf
     return kernels.argmin(scratch), rr
 
 

@@ -18,11 +18,11 @@ def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     n = st.cores.shape[0]
     m = 0
     for j in range(n):
-        if st.mem_req[i] <= st.memory[j]:
+        if kernels.fits(st, i, j):
             m += 1
     pick = min(int(u * m), m - 1)
     for j in range(n):
-        if st.mem_req[i] <= st.memory[j]:
+        if kernels.fits(st, i, j):
             if pick == 0:
                 return j, rr
             pick -= 1

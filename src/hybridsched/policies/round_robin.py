@@ -17,14 +17,14 @@ def choose(st, i, d, proj_min, nq, u, dynpow, rr, inv, scratch):
     n = st.cores.shape[0]
     for k in range(n):
         j = (rr + k) % n
-        if st.mem_req[i] <= st.memory[j]:
+        if kernels.fits(st, i, j):
             return j, (j + 1) % n
     return -1, rr
 
 
 @register
 class RoundRobin(KernelPolicy):
-    """Nodes in turn, skipping those without memory for the task."""
+    """Nodes in turn, skipping those that are down or lack memory for the task."""
 
     name = "round-robin"
     rule = kernels.ROUND_ROBIN

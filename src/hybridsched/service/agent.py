@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from hybridsched.service.client import request_through_outages
+from hybridsched.service.client import ServerClock, ServiceClient
 
 log = logging.getLogger("hybridsched.agent")
 
@@ -41,25 +41,7 @@ class _Node:
     running: int = 0
 
 
-class Clock:
-    """The service's model clock, followed from its answers."""
-
-    def __init__(self, time_scale: float) -> None:
-        self.time_scale = time_scale
-        self._model = 0.0
-        self._mono = time.monotonic()
-
-    def sync(self, model_now: float) -> None:
-        """Set the model time now (from a server answer)."""
-        self._model = model_now
-        self._mono = time.monotonic()
-
-    def now(self) -> float:
-        """Model time, s."""
-        return self._model + (time.monotonic() - self._mono) * self.time_scale
-
-
-class Agent:
+class Agent(ServiceClient):
     """Agents for several nodes of one service, in one asyncio task.
 
     Args:
@@ -69,6 +51,9 @@ class Agent:
         time_scale: model seconds per wall second; None: the service's.
         exec_cmd: a shell command run per task, or None to emulate.
         poll_s: wall seconds between lease polls when idle (long-poll).
+        report_s: wall seconds between report flushes (reports carry the model times
+            the agent measured, so a later flush changes no time; fewer requests leave
+            the server's CPU to submissions and decisions).
         outage_s: how long (wall s) to keep retrying an unreachable service.
     """
 
@@ -83,18 +68,18 @@ class Agent:
         poll_s: float = 0.2,
         outage_s: float = 120.0,
         tick_s: float = 0.005,
+        report_s: float = 0.02,
     ) -> None:
-        self.server = server.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(server, token, outage_s, log)
         self.node_names = nodes
         self.time_scale = time_scale
         self.exec_cmd = exec_cmd
         self.poll_s = poll_s
-        self.outage_s = outage_s
         self.tick_s = tick_s
+        self.report_s = report_s
         self.nodes: dict[str, _Node] = {}
         self.queue = "fifo"
-        self.clock = Clock(time_scale or 1.0)
+        self.clock = ServerClock(time_scale or 1.0)
         self._reports: list[dict[str, Any]] = []
         self._finishing: list[tuple[float, int, int, str, float, float]] = []
         self._known: set[tuple[int, int]] = set()
@@ -107,18 +92,15 @@ class Agent:
     # --------------------------------------------------------------- http
 
     async def _call(
-        self, client: httpx.AsyncClient, path: str, body: Any, retry_body: Any = None
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        body: Any,
+        retry_body: Any = None,
+        method: str = "POST",
     ) -> Any:
-        return await request_through_outages(
-            client,
-            "POST",
-            self.server + path,
-            headers=self._headers,
-            body=body,
-            outage_s=self.outage_s,
-            log=log,
-            retry_body=retry_body,
-            stop=self._stop,
+        return await self._request(
+            client, method, path, body, retry_body=retry_body, stop=self._stop
         )
 
     async def _cluster(self, client: httpx.AsyncClient) -> dict[str, Any]:
@@ -178,8 +160,9 @@ class Agent:
             spec = info["cluster"]["nodes"]
             if self.time_scale is None:
                 self.time_scale = info["time_scale"]
-            self.clock = Clock(self.time_scale)
-            self.clock.sync(info["time_s"])
+            # the model clock, from short round trips (heartbeats refine it)
+            self.clock = ServerClock(self.time_scale)
+            await self.clock.sync(lambda: self._call(client, "/v1/clock", None, method="GET"))
             self.queue = info["queue"]
             names = self.node_names or [n["name"] for n in spec]
             by_name = {n["name"]: n for n in spec}
@@ -197,7 +180,9 @@ class Agent:
         names = list(self.nodes)
         while not self._stop.is_set():
             try:
-                await self._call(client, "/v1/agent/heartbeat", {"nodes": names})
+                sent = time.monotonic()
+                out = await self._call(client, "/v1/agent/heartbeat", {"nodes": names})
+                self.clock.sample(sent, time.monotonic(), out["time_s"])
             except ConnectionError:
                 pass
             try:
@@ -224,7 +209,6 @@ class Agent:
                 resync = True
                 continue
             resync = False
-            self.clock.sync(out["time_s"])
             now = self.clock.now()
             for t in out["tasks"]:
                 key = (t["task_id"], t["attempt"])
@@ -232,6 +216,8 @@ class Agent:
                     continue
                 self._known.add(key)
                 t["received_s"] = now
+                if log.isEnabledFor(logging.DEBUG):  # the pipeline's timing (benchmark)
+                    log.debug("event=leased task_id=%d attempt=%d received_s=%.6f", *key, now)
                 if t.get("start_s") is not None:
                     # running before the agent restarted: it finishes as planned
                     node = self.nodes[t["node"]]
@@ -290,6 +276,7 @@ class Agent:
                 )
 
     async def _work_loop(self, client: httpx.AsyncClient) -> None:
+        flushed = -math.inf
         while not self._stop.is_set():
             now = self.clock.now()
             if self.exec_cmd is None:
@@ -309,7 +296,8 @@ class Agent:
                     )
             else:
                 await self._exec_dispatch(now)
-            if self._reports:
+            if self._reports and time.monotonic() - flushed >= self.report_s:
+                flushed = time.monotonic()
                 self._reports = _fold_starts(self._reports)
                 batch, self._reports = self._reports[:10000], self._reports[10000:]
                 try:

@@ -9,6 +9,7 @@ not. A submission is answered only after its transaction commits.
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from hybridsched.service import ops
 from hybridsched.service.auth import Principal, TokenTable
 from hybridsched.service.config import ServiceConfig
 from hybridsched.service.models import (
+    ClockOut,
     ClusterOut,
     DrainIn,
     LeaseIn,
@@ -40,6 +42,7 @@ from hybridsched.service.models import (
 )
 from hybridsched.service.runtime import Service
 from hybridsched.service.state import TaskRec
+from hybridsched.sim.observations import NodeObservations
 
 log = logging.getLogger("hybridsched.service.api")
 
@@ -47,27 +50,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def _task_out(rec: TaskRec) -> TaskOut:
-    return TaskOut(
-        task_id=rec.task_id,
-        status=rec.status,
-        node=rec.node,
-        arrival_s=rec.arrival_s,
-        region=rec.region,
-        data_mb=rec.data_mb,
-        work_gi=rec.work_gi,
-        memory_mb=rec.memory_mb,
-        deadline_s=rec.deadline_s,
-        priority=rec.priority,
-        attempt=rec.attempt,
-        retries=rec.retries,
-        decision_s=rec.decision_s,
-        ready_s=rec.ready_s,
-        start_s=rec.start_s,
-        finish_s=rec.finish_s,
-        observed_s=rec.observed_s,
-        exit_code=rec.exit_code,
-        reason=rec.reason,
-    )
+    return TaskOut.model_validate(rec, from_attributes=True)
 
 
 class _BodyLimit:
@@ -221,14 +204,25 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> Response:
-        """200 once the service is ready (state loaded, loops running), else 503.
+        """Liveness: 200 once the service is up (state loaded, loops running), else 503.
 
-        ``decider`` says whether the decision process has its policy compiled
-        (``ready``) or is still starting (``starting``): tasks are accepted
-        meanwhile and decided once it is ready.
+        Work is accepted from then on. ``decider`` says whether the decision process
+        has its policy compiled (``ready``) or is still starting (``starting``);
+        ``/readyz`` turns 200 only when it is ready.
         """
         dec = "ready" if svc.decider.ready else "starting"
         if svc.ready:
+            return JSONResponse({"status": "ready", "decider": dec})
+        return JSONResponse({"status": "starting", "decider": dec}, status_code=503)
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> Response:
+        """Readiness: 200 once the service is up *and* its decision process has answered
+        (policy built and compiled), so tasks submitted now are decided without waiting
+        for a compilation; 503 ``{"status": "starting", "decider": ...}`` before, and
+        while a dead decision process is being replaced."""
+        dec = "ready" if svc.decider.ready else "starting"
+        if svc.ready and dec == "ready":
             return JSONResponse({"status": "ready", "decider": dec})
         return JSONResponse({"status": "starting", "decider": dec}, status_code=503)
 
@@ -257,6 +251,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
                 raise HTTPException(
                     422, [{"loc": [*loc, why.split(":")[0]], "msg": why, "input": t["task_id"]}]
                 )
+        _now = svc.clock.now()
         res = await commit(ops.submit(rows, svc.clock.now()))
         svc.metrics.submitted.inc(sum(1 for r in res if not r[2]))
         svc.metrics.submit_seconds.observe(time.perf_counter() - t0)
@@ -308,12 +303,14 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
 
     # --------------------------------------------------------------- nodes
 
-    def node_out(j: int) -> NodeOut:
+    def node_out(j: int, seen: NodeObservations, model_now: float) -> NodeOut:
+        # ``seen``: the nodes' observations at model time ``model_now`` (under the lock)
         st = svc.state
         c = svc.cluster
         name = c.node_names[j]
         obs = st.observed.get(name)
         now = time.time()
+        ratio = float(seen.exec_ratio[j])
         return NodeOut(
             name=name,
             index=j,
@@ -327,6 +324,10 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             running=len(st.running[j]),
             last_seen_s_ago=float(now - st.last_seen[j]),
             observed_mean_s=(sum(obs) / len(obs)) if obs else None,
+            exec_ratio=None if math.isnan(ratio) else ratio,
+            exec_count=int(seen.exec_count[j]),
+            exec_estimate=float(seen.exec_factor(model_now)[j]),
+            running_ratio=float(seen.running_ratio[j]),
         )
 
     @app.get("/v1/nodes", response_model=list[NodeOut], tags=["nodes"], responses=err)
@@ -335,7 +336,9 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
     ) -> list[NodeOut]:
         """Every node's state."""
         with svc.state.lock:
-            return [node_out(j) for j in range(svc.cluster.n_nodes)]
+            now = svc.clock.now()
+            seen = svc.state.observations(now)
+            return [node_out(j, seen, now) for j in range(svc.cluster.n_nodes)]
 
     @app.get("/v1/nodes/{name}", response_model=NodeOut, tags=["nodes"], responses=err)
     async def get_node(
@@ -346,7 +349,8 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
         if j is None:
             raise HTTPException(404, f"node {name!r}: no such node in the cluster")
         with svc.state.lock:
-            return node_out(j)
+            now = svc.clock.now()
+            return node_out(j, svc.state.observations(now), now)
 
     @app.post("/v1/nodes/{name}/drain", response_model=NodeOut, tags=["nodes"], responses=err)
     async def drain(
@@ -358,7 +362,8 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             raise HTTPException(404, f"node {name!r}: no such node in the cluster")
         await commit(ops.drain(j, body.drained))
         with svc.state.lock:
-            return node_out(j)
+            now = svc.clock.now()
+            return node_out(j, svc.state.observations(now), now)
 
     @app.post("/v1/agent/heartbeat", tags=["agents"], responses=err)
     async def heartbeat(
@@ -370,7 +375,7 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
         return {"time_s": svc.clock.now()}
 
     @app.post("/v1/agent/lease", response_model=LeaseOut, tags=["agents"], responses=err)
-    async def lease(body: LeaseIn, p: Annotated[Principal, Depends(role("node"))]) -> LeaseOut:
+    async def lease(body: LeaseIn, p: Annotated[Principal, Depends(role("node"))]) -> Response:
         """Tasks assigned to these nodes and not yet delivered (long-polls up to wait_s)."""
         check_nodes(p, body.nodes)
         svc.heartbeat(body.nodes)
@@ -385,9 +390,15 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
                 await asyncio.wait_for(ev.wait(), timeout=left)
             except asyncio.TimeoutError:
                 pass
-        return LeaseOut(
-            time_s=svc.clock.now(), time_scale=svc.clock.time_scale, queue=config.queue, tasks=got
-        )
+        # plain JSON types: encoded directly (the answer waits on the critical path from a
+        # decision to the agent; the document still shows LeaseOut)
+        for t in got:
+            if t["deadline_abs_s"] == math.inf:
+                t["deadline_abs_s"] = None
+        return _json_response(
+            {"time_s": svc.clock.now(), "time_scale": svc.clock.time_scale,
+             "queue": config.queue, "tasks": got}
+        )  # fmt: skip
 
     @app.post("/v1/agent/reports", response_model=ReportsOut, tags=["agents"], responses=err)
     async def reports(body: ReportsIn, p: Annotated[Principal, Depends(role("node"))]) -> Response:
@@ -424,11 +435,17 @@ def create_app(config: ServiceConfig, service: Service | None = None) -> FastAPI
             policy_args={k: str(v) for k, v in config.policy_args.items()},
             decision_interval_s=config.decision_interval,
             queue=config.queue,
+            estimates=config.estimates,
             counts=counts,
             nodes_up=up,
             nodes=svc.cluster.n_nodes,
             cluster=svc.cluster.to_dict(),
         )
+
+    @app.get("/v1/clock", response_model=ClockOut, tags=["cluster"], responses=err)
+    async def clock(_p: Annotated[Principal, Depends(role("submit", "node"))]) -> Response:
+        """The model clock now: a short answer that agents and replays set their clocks by."""
+        return _json_response({"time_s": svc.clock.now(), "time_scale": svc.clock.time_scale})
 
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
     return app

@@ -8,6 +8,7 @@ from typing import Any
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
+from hybridsched.sim.observations import ESTIMATES
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class ServiceConfig:
     """Batching interval, model s; 0 decides what is pending as soon as possible."""
     queue: str = "fifo"
     """Queue discipline at the nodes: ``fifo`` or ``priority``."""
+    estimates: str = "nominal"
+    """The view's estimates: ``nominal`` (cluster file) or ``observed`` (corrected by
+    what finished and running tasks revealed, docs/SERVICE.md)."""
     db_url: str = "sqlite:///hybridsched.db"
     """``sqlite:///PATH`` or ``postgresql://...``."""
     tokens: dict[str, str] = field(default_factory=dict, repr=False)
@@ -60,6 +64,10 @@ class ServiceConfig:
             raise ConfigError(f"--decision-interval: must be a number >= 0 (seconds), got {d!r}")
         if self.queue not in ("fifo", "priority"):
             raise ConfigError(f"--queue: must be fifo or priority, got {self.queue!r}")
+        if self.estimates not in ESTIMATES:
+            raise ConfigError(
+                f"--estimates: must be one of {', '.join(ESTIMATES)}, got {self.estimates!r}"
+            )
         if not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise ConfigError(f"--max-batch: must be an integer >= 1, got {self.max_batch!r}")
         if self.max_retries < 0:

@@ -50,7 +50,9 @@ class DeciderError(HybridSchedError):
     """The policy raised, or the decision subprocess died, during one batch."""
 
 
-def _warm_up(cluster: Cluster, policy: str, args: dict[str, Any], queue: str) -> None:
+def _warm_up(
+    cluster: Cluster, policy: str, args: dict[str, Any], queue: str, estimates: str
+) -> None:
     # the first call compiles kernels (or loads them from numba's cache); a throwaway
     # policy keeps the real one's state (pheromone, counters) untouched
     from hybridsched.policies import make_policy
@@ -70,7 +72,7 @@ def _warm_up(cluster: Cluster, policy: str, args: dict[str, Any], queue: str) ->
         "deadline_abs_s": np.array([np.inf]),
         "priority": np.array([0], dtype=np.int64),
     }
-    tasks, view = build_view(c, cols, snap, queue=queue)
+    tasks, view = build_view(c, cols, snap, queue=queue, estimates=estimates)
     pol.assign(tasks, view)
 
 
@@ -80,13 +82,14 @@ def decide_batch(
     cols: dict[str, np.ndarray],
     snap: NodeSnapshot,
     queue: str,
+    estimates: str = "nominal",
 ) -> tuple[np.ndarray, np.ndarray]:
     """One batch: the chosen node per task and its data-ready time at that node.
 
     A node outside ``[0, n_nodes)`` is returned as it is (the caller keeps that
     task pending); its ready time is then the one at node 0.
     """
-    tasks, view = build_view(cluster, cols, snap, queue=queue)
+    tasks, view = build_view(cluster, cols, snap, queue=queue, estimates=estimates)
     nodes = np.asarray(policy.assign(tasks, view), dtype=np.int64)
     safe = np.where((nodes >= 0) & (nodes < cluster.n_nodes), nodes, 0)
     ready = np.asarray(view.ready_s[np.arange(len(nodes)), safe], dtype=np.float64)
@@ -101,6 +104,7 @@ def _child(
     modules: Sequence[str],
     seed: int,
     queue: str,
+    estimates: str,
 ) -> None:
     # runs in the spawned process: messages are ("decide", cols, snap) or None (stop)
     from hybridsched.policies import add_policy_module, make_policy
@@ -111,7 +115,7 @@ def _child(
             importlib.import_module(m)
         pol = make_policy(policy, args)
         pol.reset(cluster, np.random.default_rng(seed))
-        _warm_up(cluster, policy, args, queue)
+        _warm_up(cluster, policy, args, queue, estimates)
         conn.send(("ready", None))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
@@ -126,7 +130,7 @@ def _child(
         _, cols, snap = msg
         try:
             t0 = time.perf_counter()
-            nodes, ready = decide_batch(pol, cluster, cols, snap, queue)
+            nodes, ready = decide_batch(pol, cluster, cols, snap, queue, estimates)
             out: tuple[str, Any] = ("ok", (nodes, ready, time.perf_counter() - t0))
         except Exception:
             out = ("error", traceback.format_exc())
@@ -159,6 +163,7 @@ class Decider:
         seed: seed of the policy's generator (same seed, same batches: same nodes).
         queue: the nodes' queue discipline.
         modules: extra modules that register policies, imported by the child first.
+        estimates: the view's estimates, ``nominal`` or ``observed`` (docs/SERVICE.md).
     """
 
     def __init__(
@@ -169,12 +174,14 @@ class Decider:
         seed: int,
         queue: str,
         modules: Sequence[str] = (),
+        estimates: str = "nominal",
     ) -> None:
         self.cluster = cluster
         self.policy = policy
         self.args = dict(args)
         self.seed = seed
         self.queue = queue
+        self.estimates = estimates
         self.modules = tuple(modules)
         self.restarts = 0
         self.last_policy_s = 0.0
@@ -218,9 +225,8 @@ class Decider:
         self._conn = Connection(ours.detach())
         self._proc = proc
         try:
-            self._conn.send(
-                (self.cluster, self.policy, self.args, self.modules, self.seed, self.queue)
-            )
+            init = (self.cluster, self.policy, self.args, self.modules, self.seed, self.queue)
+            self._conn.send((*init, self.estimates))
         except OSError as exc:
             self._kill()
             raise DeciderError(f"the decision process died while starting ({exc})") from None

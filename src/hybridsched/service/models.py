@@ -11,6 +11,13 @@ MAX_BATCH = 10_000
 """Most tasks or reports in one request."""
 
 
+def _finite(v: float | None) -> float | None:
+    """A validator: refuse NaN and infinities (Python's JSON parser reads them)."""
+    if v is not None and not math.isfinite(v):
+        raise ValueError("must be finite")
+    return v
+
+
 class TaskIn(BaseModel):
     """A task: the workload columns of docs/MODEL.md and an optional opaque payload."""
 
@@ -30,12 +37,7 @@ class TaskIn(BaseModel):
     priority: int = Field(default=0, ge=0, le=1_000_000, description="Priority class, 0 first")
     payload: Any = Field(default=None, description="Opaque JSON handed to the agent")
 
-    @field_validator("arrival_s", "data_mb", "work_gi", "memory_mb")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be finite")
-        return v
+    _finite = field_validator("arrival_s", "data_mb", "work_gi", "memory_mb")(_finite)
 
 
 class SubmitResult(BaseModel):
@@ -104,6 +106,21 @@ class NodeOut(BaseModel):
     running: int
     last_seen_s_ago: float
     observed_mean_s: float | None = Field(description="Mean observed execution time reported")
+    exec_ratio: float | None = Field(
+        default=None,
+        description="Decayed mean of realized / nominal execution time of finished tasks "
+        "(null: none observed)",
+    )
+    exec_count: int = Field(default=0, description="Finished tasks observed on this node")
+    exec_estimate: float = Field(
+        default=1.0,
+        description="The observed estimate of execution time / nominal now (what "
+        "--estimates observed uses): the ratio shrunk towards 1, at least running_ratio",
+    )
+    running_ratio: float = Field(
+        default=0.0,
+        description="Largest elapsed / nominal execution time of the running tasks now",
+    )
 
 
 class DrainIn(BaseModel):
@@ -170,12 +187,7 @@ class ReportIn(BaseModel):
     observed_s: float | None = Field(default=None, ge=0, description="Observed execution, s")
     exit_code: int | None = None
 
-    @field_validator("time_s", "start_s")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be finite")
-        return v
+    _finite = field_validator("time_s", "start_s")(_finite)
 
 
 class ReportsIn(BaseModel):
@@ -208,10 +220,18 @@ class ClusterOut(BaseModel):
     policy_args: dict[str, Any]
     decision_interval_s: float
     queue: str
+    estimates: str = Field(description="The view's estimates: nominal or observed")
     counts: dict[str, int]
     nodes_up: int
     nodes: int
     cluster: dict[str, Any] = Field(description="The cluster in the cluster file's format")
+
+
+class ClockOut(BaseModel):
+    """The model clock now."""
+
+    time_s: float = Field(description="Model time now, s")
+    time_scale: float = Field(description="Model seconds per wall second")
 
 
 class Problem(BaseModel):

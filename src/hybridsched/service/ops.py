@@ -173,6 +173,7 @@ def report(allowed: set[str] | None, reports: Sequence[dict[str, Any]]) -> Op:
     def op(conn: Connection, st: LiveState) -> tuple[Any, list[Transition]]:
         out = []
         changed: dict[int, TaskRec] = {}
+        observed: dict[str, tuple[str, float, float, float, int]] = {}
         trs = []
         for r in reports:
             tid = int(r["task_id"])
@@ -233,6 +234,11 @@ def report(allowed: set[str] | None, reports: Sequence[dict[str, Any]]) -> Op:
                     st.observed.setdefault(st.cluster.node_names[j], deque(maxlen=1000)).append(
                         rec.observed_s
                     )
+                    # realized / nominal execution time, as the simulator observes it
+                    # (a duration of 0 or less reveals nothing: a ratio must be > 0)
+                    ratio = rec.observed_s / (rec.work_gi / float(st.cluster.speed[j]))
+                    if ratio > 0 and math.isfinite(ratio):
+                        observed[node] = st.observe_exec(j, ratio, rec.finish_s)
                     out.append((tid, "ok", FINISHED))
                 elif rec.status == FINISHED:
                     out.append((tid, "duplicate", FINISHED))
@@ -250,6 +256,7 @@ def report(allowed: set[str] | None, reports: Sequence[dict[str, Any]]) -> Op:
                         (tid, "duplicate" if rec.status in TERMINAL else "refused", rec.status)
                     )
         st.store.update_tasks(conn, [_mut(r) for r in changed.values()])
+        st.store.save_observations(conn, observed.values())
         if any(tr.status == PENDING for tr in trs):
             st.pending_changed.notify_all()
         return out, trs

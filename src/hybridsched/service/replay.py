@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from hybridsched.model import Cluster, Workload
-from hybridsched.service.client import request_through_outages
+from hybridsched.service.client import ServerClock, ServiceClient
 from hybridsched.sim import SimResult
 from hybridsched.sim.metrics import summarize
 
@@ -27,7 +27,7 @@ log = logging.getLogger("hybridsched.replay")
 TERMINAL = ("finished", "failed", "rejected", "cancelled")
 
 
-class Replay:
+class Replay(ServiceClient):
     """Submit ``workload`` in real (scaled) time and collect the outcome.
 
     Args:
@@ -36,6 +36,9 @@ class Replay:
         workload: the tasks (arrival times relative to the start of the replay).
         lead_s: model seconds between the service's clock at start and the origin.
         outage_s: how long (wall s) to keep retrying an unreachable service.
+        ahead_s: wall seconds before its arrival that a task is submitted (the service
+            holds it, unseen by the policy, until its arrival on the model clock); 0
+            submits each task at its arrival.
     """
 
     def __init__(
@@ -46,42 +49,35 @@ class Replay:
         *,
         lead_s: float = 1.0,
         outage_s: float = 120.0,
+        ahead_s: float = 0.0,
     ) -> None:
-        self.server = server.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(server, token, outage_s, log)
         self.workload = workload
         self.lead_s = lead_s
-        self.outage_s = outage_s
+        self.ahead_s = ahead_s
         self.t0 = 0.0
         self.info: dict[str, Any] = {}
-
-    async def _req(
-        self, client: httpx.AsyncClient, method: str, path: str, body: Any = None
-    ) -> Any:
-        return await request_through_outages(
-            client,
-            method,
-            self.server + path,
-            headers=self._headers,
-            body=body,
-            outage_s=self.outage_s,
-            log=log,
-        )
+        self.acked_s = np.full(len(workload), np.nan)
+        """Per task (workload order), when its submission was acknowledged, model s from t0."""
 
     async def run(self, timeout_s: float = 3600.0) -> dict[str, np.ndarray]:
         """Submit everything, wait for the end; the final state of every task (model s)."""
         w = self.workload
         async with httpx.AsyncClient(timeout=30.0) as client:
-            self.info = await self._req(client, "GET", "/v1/cluster")
+            self.info = await self._request(client, "GET", "/v1/cluster")
             scale = float(self.info["time_scale"])
-            self.t0 = float(self.info["time_s"]) + self.lead_s
-            mono0 = time.monotonic() + self.lead_s / scale  # wall instant of model t0
+            # the service's clock from short round trips: a late estimate would submit
+            # every task late by it
+            clock = ServerClock(scale)
+            await clock.sync(lambda: self._request(client, "GET", "/v1/clock"))
+            self.t0 = clock.now() + self.lead_s
+            ahead = self.ahead_s * scale
             order = np.lexsort((w.task_id, w.arrival_s))
             i = 0
             n = len(w)
             deadline = time.monotonic() + timeout_s
             while i < n:
-                model_now = (time.monotonic() - mono0) * scale  # relative to t0
+                model_now = clock.now() - self.t0 + ahead  # what may be submitted now
                 j = i
                 while j < n and w.arrival_s[order[j]] <= model_now and j - i < 5000:
                     j += 1
@@ -89,13 +85,16 @@ class Replay:
                     wait = (w.arrival_s[order[i]] - model_now) / scale
                     await asyncio.sleep(min(max(wait, 0.0), 0.05))
                     continue
-                await self._req(client, "POST", "/v1/tasks", [self._task(k) for k in order[i:j]])
+                await self._request(
+                    client, "POST", "/v1/tasks", [self._task(k) for k in order[i:j]]
+                )
+                self.acked_s[order[i:j]] = clock.now() - self.t0
                 i = j
             ids = [int(x) for x in w.task_id]
             while True:
                 rows = {}
                 for k in range(0, n, 5000):
-                    out = await self._req(
+                    out = await self._request(
                         client, "POST", "/v1/tasks/query", {"task_ids": ids[k : k + 5000]}
                     )
                     for t in out["tasks"]:

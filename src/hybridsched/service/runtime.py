@@ -23,7 +23,7 @@ from hybridsched.service import ops
 from hybridsched.service.config import ServiceConfig
 from hybridsched.service.decider import Decider
 from hybridsched.service.metrics import Metrics
-from hybridsched.service.state import PENDING, LiveState, ModelClock, Transition, Writer
+from hybridsched.service.state import ASSIGNED, PENDING, LiveState, ModelClock, Transition, Writer
 from hybridsched.service.store import Store, redact
 
 log = logging.getLogger("hybridsched.service")
@@ -46,6 +46,7 @@ class Service:
         self.writer = Writer(self.state)
         self.writer.on_commit = self.metrics.db_seconds.observe
         self.writer.listeners.append(self._count)
+        self.writer.listeners.append(self._wake_leases)
         self.decider = Decider(
             config.cluster,
             config.policy,
@@ -53,6 +54,7 @@ class Service:
             config.seed,
             config.queue,
             config.policy_modules,
+            config.estimates,
         )
         self.clock = ModelClock(config.time_scale)
         self.ready = False
@@ -60,6 +62,7 @@ class Service:
         self._threads: list[threading.Thread] = []
         self.assigned_event: Any = None  # set by the API: wakes lease long-polls
         self._max_mem = float(np.max(self.cluster.memory_mb))
+        self._next_due = math.inf  # model time of the next pending task's decision instant
 
     # ------------------------------------------------------------------ life
 
@@ -134,18 +137,29 @@ class Service:
             for tr in trs:
                 log.debug("event=task task_id=%d status=%s node=%s", tr.task_id, tr.status, tr.node)
 
+    def _wake_leases(self, trs: list[Transition]) -> None:
+        # right after the commit, from the writer: the long-polls answer at once
+        if self.assigned_event is not None and any(tr.status == ASSIGNED for tr in trs):
+            self.assigned_event()
+
     # ----------------------------------------------------------- decide loop
 
     def _due(self, now: float) -> list[int]:
-        # pending tasks whose decision instant has come, in decision order
+        # pending tasks whose decision instant has come, in decision order; the first
+        # instant still to come goes to ``_next_due`` (the loop sleeps until then)
         st = self.state
         d = self.config.decision_interval
         tasks = st.tasks
         due = []
+        nxt = math.inf
         for tid in st.pending:
             a = tasks[tid].arrival_s
-            if (math.ceil(a / d) * d if d > 0 else a) <= now:
+            at = math.ceil(a / d) * d if d > 0 else a
+            if at <= now:
                 due.append((a, tid))
+            elif at < nxt:
+                nxt = at
+        self._next_due = nxt
         # the first max_batch in decision order: a partial sort (thousands may be pending
         # while the loop holds the state's lock)
         return [t for _, t in heapq.nsmallest(self.config.max_batch, due)]
@@ -163,6 +177,7 @@ class Service:
                 log.error("event=decider_start_failed error=%s", exc)  # retried per batch
         log.info("event=policy_warm seconds=%.3f", time.perf_counter() - t0)
         d = self.config.decision_interval
+        scale = self.clock.time_scale
         last_tick = -math.inf
         while not self._stop.is_set():
             with st.lock:
@@ -174,15 +189,17 @@ class Service:
                 # decide at the instants k * d of the model clock
                 tick = math.floor(now / d) * d
                 if tick <= last_tick:
-                    self._stop.wait(
-                        min(max((last_tick + d - now) / self.clock.time_scale, 1e-3), 0.2)
-                    )
+                    self._stop.wait(min(max((last_tick + d - now) / scale, 1e-3), 0.2))
                     continue
                 last_tick = tick
                 now = tick
             try:
                 if self.decide_once(now) == 0 and d == 0:
-                    self._stop.wait(0.002)  # only tasks of the future, or no node up
+                    # nothing was due (tasks submitted ahead of their arrival), or no node
+                    # could take it: sleep until the next arrival or a new submission
+                    wait = (self._next_due - self.clock.now()) / scale
+                    with st.lock:
+                        st.pending_changed.wait(timeout=min(max(wait, 0.002), 0.2))
             except Exception as exc:  # a policy bug must not kill the loop; the batch stays pending
                 if self._stop.is_set():
                     break
@@ -245,8 +262,6 @@ class Service:
             log.warning("event=policy_infeasible tasks=%d kept_pending=1", int((~ok).sum()))
         n = self.writer.call(ops.assign(decisions, now))
         self.metrics.assignments.inc(n)
-        if self.assigned_event is not None:
-            self.assigned_event()
         return n
 
     # --------------------------------------------------------------- monitor

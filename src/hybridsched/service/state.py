@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from hybridsched.model import Cluster
 from hybridsched.service.store import TASK_COLUMNS, Store
 from hybridsched.service.view_adapter import NodeSnapshot
 from hybridsched.sim.core import RECENT_TAU_S
+from hybridsched.sim.observations import NodeObservations, decayed_mean
 
 log = logging.getLogger("hybridsched.service")
 
@@ -97,6 +98,9 @@ class Transition:
         }
 
 
+_TRANSITION_FIELDS = tuple(f.name for f in fields(Transition))
+
+
 class ModelClock:
     """Model time: ``time_scale`` model seconds per wall second, continuous across restarts."""
 
@@ -144,6 +148,13 @@ class LiveState:
         self.recent = np.zeros(n)
         self.recent_t = np.zeros(n)
         self.observed: dict[str, deque[float]] = {}
+        # what finished tasks revealed per node: the simulator's decayed mean of
+        # realized / nominal execution time (docs/MODEL.md 12.1), kept in table
+        # ``observations``; transfers are not observed (agents report no arrival time)
+        self.exec_ratio = np.full(n, np.nan)
+        self.exec_weight = np.zeros(n)
+        self.exec_time_s = np.full(n, -np.inf)
+        self.exec_count = np.zeros(n, dtype=np.int64)
         self.pending_changed = threading.Condition(self.lock)
         self.on_assigned: list[Callable[[], None]] = []
 
@@ -155,6 +166,7 @@ class LiveState:
         drained = self.store.load_nodes()
         for j, name in enumerate(names):
             self.drained[j] = drained.get(name, False)
+        self._load_observations()
         # ended tasks stay in the database (ids and status in memory, for idempotency
         # and counts): a restart loads only the work in flight
         for tid, status in self.store.load_ended():
@@ -168,6 +180,17 @@ class LiveState:
         for rec in recs:
             self._add(rec)
         return len(self.tasks) + len(self.done)
+
+    def _load_observations(self) -> None:
+        self.exec_ratio[:] = np.nan
+        self.exec_weight[:] = 0.0
+        self.exec_time_s[:] = -np.inf
+        self.exec_count[:] = 0
+        for name, (ratio, weight, time_s, count) in self.store.load_observations().items():
+            j = self.node_index.get(name)
+            if j is not None:  # a node no longer in the cluster file is forgotten
+                self.exec_ratio[j], self.exec_weight[j] = ratio, weight
+                self.exec_time_s[j], self.exec_count[j] = time_s, count
 
     def _add(self, rec: TaskRec) -> None:
         self.counts[rec.status] += 1
@@ -210,6 +233,49 @@ class LiveState:
             # work in flight
             self.tasks.pop(rec.task_id, None)
             self.done[rec.task_id] = status
+
+    def observe_exec(self, j: int, x: float, t: float) -> tuple[str, float, float, float, int]:
+        """Record execution ratio ``x`` (realized / nominal) on node ``j`` at model time
+        ``t``, with the simulator's update rule; returns the node's row for the store.
+
+        A report that comes after a later one on the same node counts as observed at
+        that later time (the decayed mean never runs backwards).
+        """
+        t = max(t, float(self.exec_time_s[j]))
+        m, w = decayed_mean(
+            float(self.exec_ratio[j]), float(self.exec_weight[j]), float(self.exec_time_s[j]),
+            int(self.exec_count[j]), x, t,
+        )  # fmt: skip
+        self.exec_ratio[j], self.exec_weight[j], self.exec_time_s[j] = m, w, t
+        self.exec_count[j] += 1
+        return (self.cluster.node_names[j], float(m), float(w), t, int(self.exec_count[j]))
+
+    def observations(self, now: float) -> NodeObservations:
+        """What finished and running tasks revealed per node at model time ``now``
+        (call holding ``lock``); the running ratio is the largest elapsed / nominal
+        execution time of a node's running tasks."""
+        n = self.cluster.n_nodes
+        speed = self.cluster.speed.tolist()
+        tasks = self.tasks
+        ratio = [0.0] * n
+        for j, run in enumerate(self.running):
+            if run:
+                sp = speed[j]
+                r = max((now - tasks[t].start_s) / (tasks[t].work_gi / sp) for t in run)
+                ratio[j] = max(r, 0.0)
+        running = np.array(ratio)
+        nan, zero = np.full(n, np.nan), np.zeros(n)
+        return NodeObservations(
+            exec_ratio=self.exec_ratio.copy(),
+            exec_weight=self.exec_weight.copy(),
+            exec_time_s=self.exec_time_s.copy(),
+            exec_count=self.exec_count.copy(),
+            transfer_ratio=nan,
+            transfer_weight=zero,
+            transfer_time_s=np.full(n, -np.inf),
+            transfer_count=np.zeros(n, dtype=np.int64),
+            running_ratio=running,
+        )
 
     def status_of(self, task_id: int) -> str | None:
         """The status of a task, None when unknown."""
@@ -267,21 +333,12 @@ class LiveState:
             queued_priority=np.array(qp, dtype=i64),
             queued_deadline_abs_s=np.array(qd, dtype=np.float64),
             recent_assignments=self.recent * np.exp(-(now - self.recent_t) / RECENT_TAU_S),
+            observations=self.observations(now),
         )
 
     def transition(self, rec: TaskRec) -> Transition:
         """The status message of ``rec`` as it is now."""
-        return Transition(
-            task_id=rec.task_id,
-            status=rec.status,
-            node=rec.node,
-            arrival_s=rec.arrival_s,
-            start_s=rec.start_s,
-            finish_s=rec.finish_s,
-            deadline_abs_s=rec.deadline_abs_s,
-            reason=rec.reason,
-            retries=rec.retries,
-        )
+        return Transition(**{k: getattr(rec, k) for k in _TRANSITION_FIELDS})
 
 
 class Writer:

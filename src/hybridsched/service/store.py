@@ -60,6 +60,19 @@ nodes_table = sa.Table(
     sa.Column("drained", sa.Boolean, nullable=False, default=False),
 )
 
+observations_table = sa.Table(
+    "observations",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("exec_ratio", sa.Float, nullable=False),
+    sa.Column("exec_weight", sa.Float, nullable=False),
+    sa.Column("exec_time_s", sa.Float, nullable=False),
+    sa.Column("exec_count", sa.BigInteger, nullable=False),
+)
+"""Per node that finished a task: the decayed mean of its execution ratios (a row is
+written in the transaction of the finish report that changes it; added in schema 1
+by ``create_all``, so older databases gain it empty)."""
+
 meta_table = sa.Table(
     "meta",
     metadata,
@@ -223,6 +236,14 @@ class Store:
         with self.engine.connect() as conn:
             return {r[0]: bool(r[1]) for r in conn.execute(sa.select(*nodes_table.columns))}
 
+    def load_observations(self) -> dict[str, tuple[float, float, float, int]]:
+        """Per node name with one: ``(exec_ratio, exec_weight, exec_time_s, exec_count)``."""
+        with self.engine.connect() as conn:
+            return {
+                r[0]: (float(r[1]), float(r[2]), float(r[3]), int(r[4]))
+                for r in conn.execute(sa.select(*observations_table.columns))
+            }
+
     def get_meta(self, key: str) -> Any:
         """A JSON value of table ``meta``, ``None`` when absent."""
         with self.engine.connect() as conn:
@@ -257,6 +278,21 @@ class Store:
         rows = list(rows)
         if rows:
             conn.exec_driver_sql(self._update_sql, rows)
+
+    def save_observations(
+        self, conn: Connection, rows: Iterable[tuple[str, float, float, float, int]]
+    ) -> None:
+        """Insert or replace nodes' observations: ``(name, ratio, weight, time_s, count)``."""
+        t = observations_table
+        for name, ratio, weight, time_s, count in rows:
+            values = {
+                "exec_ratio": ratio,
+                "exec_weight": weight,
+                "exec_time_s": time_s,
+                "exec_count": count,
+            }
+            if conn.execute(t.update().where(t.c.name == name).values(**values)).rowcount == 0:
+                conn.execute(t.insert(), {"name": name, **values})
 
     def set_drained(self, conn: Connection, name: str, drained: bool) -> None:
         """Record a node's drained flag."""

@@ -22,6 +22,7 @@ def build_view(
     snapshot: NodeSnapshot,
     *,
     queue: str = "fifo",
+    estimates: str = "nominal",
 ) -> tuple[TaskBatch, ClusterView]:
     """The batch and the view a policy sees for pending tasks ``cols`` in state ``snapshot``.
 
@@ -32,6 +33,11 @@ def build_view(
             ``deadline_abs_s``, ``priority``.
         snapshot: the live node state at the decision time.
         queue: the nodes' queue discipline (``fifo`` or ``priority``).
+        estimates: ``nominal`` (the cluster file's speeds and links) or ``observed``
+            (corrected by ``snapshot.observations``, as the simulator's
+            ``--estimates observed``).
     """
     tasks = TaskBatch.from_columns(**cols)
-    return tasks, ClusterView.from_snapshot(cluster, tasks, snapshot, queue=queue)
+    return tasks, ClusterView.from_snapshot(
+        cluster, tasks, snapshot, queue=queue, estimates=estimates
+    )

@@ -15,15 +15,9 @@ from hybridsched.sim.engine import (
     simulate,
 )
 from hybridsched.sim.metrics import SUMMARY_KEYS, summarize
+from hybridsched.sim.observations import NodeObservations
 from hybridsched.sim.options import SimOptions
-from hybridsched.sim.view import (
-    ClusterView,
-    CompiledRun,
-    NodeObservations,
-    NodeSnapshot,
-    Policy,
-    TaskBatch,
-)
+from hybridsched.sim.view import ClusterView, CompiledRun, NodeSnapshot, Policy, TaskBatch
 
 __all__ = [
     "QUEUES",

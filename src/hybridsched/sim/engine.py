@@ -48,9 +48,13 @@ from hybridsched.sim.view import (
 )
 
 if TYPE_CHECKING:
-    from hybridsched.sim.view import NodeObservations
+    from hybridsched.sim.observations import NodeObservations
 
 QUEUES = ("fifo", "priority")
+
+MAX_IDLE_EVENTS = 100_000
+"""Hook events in a row, with nothing to decide and nothing on a node, after which a
+hook still holding tasks is taken to never release them (the run stops with an error)."""
 
 
 def _node_indices(nodes: np.ndarray | list[int] | int, most: int) -> np.ndarray:
@@ -236,6 +240,8 @@ class Engine:
         self.config = config
         self.scheduler_seconds = 0.0
         """Wall-clock time spent inside the policy, s."""
+        self.compile_seconds: float | None = None
+        """The policy's ``compile_seconds`` after its reset (None: it has none), s."""
 
         # decision order: arrival, then task_id
         a, ids = workload.arrival_s, workload.task_id
@@ -278,6 +284,7 @@ class Engine:
         self._arange = np.arange(self.n_tasks, dtype=np.int64)
         self._next_arrival = 0  # next arrival batch
         self._pending: list[tuple[float, int]] = []  # (decision time, task) sent back
+        self._idle_events = 0  # hook events in a row with nothing else happening
         self._todo = self._arange[:0]  # tasks to decide at the current instant
         self._todo_pos = 0
         self._cur = self._arange[:0]  # the open batch (undecided tasks of it)
@@ -369,6 +376,23 @@ class Engine:
         """Tasks are still in the system (on nodes, or held by a hook)."""
         return self.kernel.active() or any(h.holds_tasks() for h in self.hooks)
 
+    def _check_progress(self, d: float, tn: float) -> None:
+        """Refuse a hook that holds tasks through endless events while nothing else happens.
+
+        Counts hook events in a row with nothing to decide and nothing on a node;
+        past :data:`MAX_IDLE_EVENTS` the run stops instead of looping forever.
+        """
+        if d < np.inf or self.kernel.active():
+            self._idle_events = 0
+            return
+        self._idle_events += 1
+        if self._idle_events > MAX_IDLE_EVENTS:
+            held = next(h for h in self.hooks if h.holds_tasks())
+            raise SimulationError(
+                f"{type(held).__name__} held tasks through {MAX_IDLE_EVENTS:,} events in a row "
+                f"(to {tn:g} s) while nothing ran and nothing was decided: it never releases them"
+            )
+
     def _next_instant(self) -> bool:
         """Advance to the next instant with tasks to decide; False when there is none."""
         dec, starts, hooks = self._dec_time, self._batch_start, self.hooks
@@ -383,6 +407,7 @@ class Engine:
                 if tn <= d and tn < inf and (d < inf or self._busy()):
                     self.kernel.advance(tn)
                     if d < inf or self._busy():  # else the run ended before this event
+                        self._check_progress(d, tn)
                         for h in hooks:
                             if h.next_event_time() == tn:
                                 h.before_instant(tn)
@@ -390,9 +415,13 @@ class Engine:
             if d == inf:
                 self.kernel.advance(inf)
                 held = [h for h in hooks if h.holds_tasks()]
-                if held:  # pragma: no cover - a hook holding tasks has events to come
-                    raise SimulationError(f"{type(held[0]).__name__} holds tasks forever")
+                if held:
+                    raise SimulationError(
+                        f"{type(held[0]).__name__} holds tasks but has no event to come: "
+                        f"they would never be decided"
+                    )
                 return False
+            self._idle_events = 0
             self.kernel.advance(d)
             if d_arr == d:
                 idx = self._arange[starts[b] : starts[b + 1]]
@@ -524,6 +553,8 @@ class Engine:
             raise SimulationError("run: this engine has already started; build a new one")
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         policy.reset(self.cluster, gen)
+        # compiling kernels in reset is not deciding: reported apart (docs/MODEL.md)
+        self.compile_seconds = getattr(policy, "compile_seconds", None)
         compiled = getattr(policy, "run_compiled", None) if self.fused else None
         if compiled is not None:
             t = time.perf_counter()
@@ -610,6 +641,8 @@ class Engine:
             **options,
         )
         summary["scheduler_seconds"] = self.scheduler_seconds
+        if self.compile_seconds is not None:
+            summary["compile_seconds"] = float(self.compile_seconds)
         summary["policy"] = policy_name
         summary["decision_interval_s"] = float(self.config.decision_interval)
         summary["queue"] = self.config.queue

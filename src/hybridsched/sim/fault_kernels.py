@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from hybridsched.sim import core
+from hybridsched.sim import core, observations
 from hybridsched.sim.layout import declare, parse_fields
-from hybridsched.sim.view import OBS_TAU_S
 
 P_IDLE = 0  # not on a node: undecided, waiting for a re-decision, or parked
 P_LATENCY = 1  # in its latency; its event: the data enters the shared link
@@ -52,7 +51,6 @@ lhead     int64[::1]    head of each node's link member list
 lcount    int64[::1]    transfers in each node's link
 lrate     float64[::1]  current rate of each transfer of the link, MB/s
 lt        float64[::1]  time of the last update of the link, s
-mem       float64[::1]  true memory per node (CoreState.memory is -1 while down), MB
 wasted    float64[::1]  core-seconds of killed runs per node
 speed     float64[::1]  true per-core speed per node now (nominal x conditions), GI/s
 bandwidth float64[::1]  true ingress bandwidth per node now, MB/s
@@ -214,20 +212,17 @@ def _link_enter(st, fs, i, j, t):
     _link_reschedule(st, fs, j, t)
 
 
+decayed_mean = njit(cache=True)(observations.decayed_mean)
+"""The decayed-mean update of observations, compiled (the one rule, sim.view)."""
+
+
 @njit(cache=True)
 def observe(fs, j, k, x, t):
-    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer).
-
-    The decayed mean: weight ``w * exp(-(t - last) / tau) + 1``, mean ``m + (x - m) / w``.
-    """
+    """Record ratio ``x`` observed on node ``j`` at ``t`` (``k``: 0 execution, 1 transfer)."""
     o = 3 * k
-    if fs.obs_n[j, k] == 0:
-        fs.obs[j, o] = x
-        fs.obs[j, o + 1] = 1.0
-    else:
-        w = fs.obs[j, o + 1] * np.exp(-(t - fs.obs[j, o + 2]) / OBS_TAU_S) + 1.0
-        fs.obs[j, o] += (x - fs.obs[j, o]) / w
-        fs.obs[j, o + 1] = w
+    m, w = decayed_mean(fs.obs[j, o], fs.obs[j, o + 1], fs.obs[j, o + 2], fs.obs_n[j, k], x, t)
+    fs.obs[j, o] = m
+    fs.obs[j, o + 1] = w
     fs.obs[j, o + 2] = t
     fs.obs_n[j, k] += 1
 
@@ -489,8 +484,6 @@ def node_down(st, fs, j, t):
         st.slot_of[i] = -1
     fs.counters[K_ACTIVE] -= m
     st.up[j] = False
-    # the compiled policy rules (hybridsched.policies) test memory, not up: no task fits
-    st.memory[j] = -1.0
     for c in range(st.cores[j]):
         st.proj[j, c] = np.inf
     st.proj_min[j] = np.inf
@@ -501,7 +494,6 @@ def node_down(st, fs, j, t):
 def node_up(st, fs, j, t):
     """Node ``j`` is back at ``t``, idle."""
     st.up[j] = True
-    st.memory[j] = fs.mem[j]
     for c in range(st.cores[j]):
         st.proj[j, c] = t
     st.proj_min[j] = t

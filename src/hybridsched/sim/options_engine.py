@@ -63,6 +63,7 @@ from hybridsched.sim.fault_kernels import (
     set_bandwidth,
     set_speed,
 )
+from hybridsched.sim.observations import NodeObservations, believe
 from hybridsched.sim.options import (
     WORK_EST_COLUMN,
     SimOptions,
@@ -71,7 +72,7 @@ from hybridsched.sim.options import (
     option_seeds,
 )
 from hybridsched.sim.state import compile_state
-from hybridsched.sim.view import NodeObservations, Policy, believe
+from hybridsched.sim.view import Policy
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,10 @@ class FaultKernel(Kernel):
         self.options = options
         n = engine.n_tasks
         n_nodes = engine.cluster.n_nodes
-        # memory is masked (-1) while a node is down, and the estimates of speed, latency
-        # and bandwidth may follow observations: each needs its own copy
+        # the estimates of speed, latency and bandwidth may follow observations: each
+        # needs its own copy
         st = engine.state
         engine.state = st._replace(
-            memory=st.memory.copy(),
             speed=st.speed.copy(),
             bandwidth=st.bandwidth.copy(),
             latency=st.latency.copy(),
@@ -140,7 +140,6 @@ class FaultKernel(Kernel):
             lcount=np.zeros(n_nodes, dtype=np.int64),
             lrate=np.zeros(n_nodes),
             lt=np.zeros(n_nodes),
-            mem=np.array(engine.cluster.memory_mb, dtype=np.float64),
             wasted=np.zeros(n_nodes),
             # the truth starts nominal; a ConditionsHook changes it
             speed=np.array(engine.cluster.speed, dtype=np.float64),
@@ -435,9 +434,9 @@ class FailureHook(EngineHooks):
 
     def _update_bounds(self) -> None:
         """Largest memory on an up node, and on a node not down for good, MB."""
-        fa = self.kernel.farrays
-        up = fa.mem[self.engine.state.up]
-        ever = fa.mem[~self._perm_down]
+        st = self.engine.state
+        up = st.memory[st.up]
+        ever = st.memory[~self._perm_down]
         self._up_mem = float(up.max()) if up.size else -np.inf
         self._ever_mem = float(ever.max()) if ever.size else -np.inf
 

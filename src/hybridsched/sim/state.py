@@ -20,7 +20,7 @@ CORE_FIELDS = parse_fields(
 # nodes (static)
 cores         int64[::1]       cores per node
 speed         float64[::1]     GI/s per core
-memory        float64[::1]     memory, MB; also -1 while the node is down, for compiled policy rules
+memory        float64[::1]     memory, MB (a down node keeps it: availability is up)
 up            boolean[::1]     the node is up: takes and runs tasks (what sim kernels read)
 bandwidth     float64[::1]     ingress bandwidth, MB/s
 latency       float64[:,::1]   latency from each region, s, (N, R)

@@ -19,6 +19,8 @@ import numpy as np
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster
 from hybridsched.sim import core
+from hybridsched.sim.observations import ESTIMATES, NodeObservations, believe, read_only_column
+from hybridsched.sim.snapshot import NodeSnapshot
 from hybridsched.sim.state import build_state, compile_state
 
 
@@ -85,312 +87,12 @@ class TaskBatch:
             "deadline_abs_s": (deadline_abs_s, np.float64),
             "priority": (priority, np.int64),
         }
-        out = {k: _column(k, v, dt) for k, (v, dt) in cols.items()}
+        out = {k: read_only_column(k, v, dt) for k, (v, dt) in cols.items()}
         b = out["task_id"].shape[0]
         for k, v in out.items():
             if v.shape[0] != b:
                 raise ConfigError(f"task batch: column {k} has {v.shape[0]} rows, task_id has {b}")
         return cls(index=np.arange(b, dtype=np.int64), **out)
-
-
-def _column(name: str, value: Any, dtype: type, ndim: int = 1) -> np.ndarray:
-    """``value`` as a read-only contiguous array of ``dtype`` with ``ndim`` dimensions."""
-    a = np.array(value, dtype=dtype, copy=True, ndmin=ndim)
-    if a.ndim != ndim:
-        raise ConfigError(f"{name}: must be a {ndim}-dimensional array, got shape {a.shape}")
-    a = np.ascontiguousarray(a)
-    a.setflags(write=False)
-    return a
-
-
-OBS_TAU_S = 30.0
-"""Time constant of the decayed averages of observations, s (docs/MODEL.md section 13)."""
-OBS_PRIOR_WEIGHT = 1.0
-"""Weight of the nominal value (a ratio of 1) in an observed estimate: one observation's."""
-
-ESTIMATES = ("nominal", "observed")
-"""What the view's execution and transfer estimates are: the cluster file's values, or
-those values corrected by the observations (:meth:`NodeObservations.exec_factor`)."""
-
-_OBS_FIELDS = (
-    ("exec_ratio", np.float64),
-    ("exec_weight", np.float64),
-    ("exec_time_s", np.float64),
-    ("exec_count", np.int64),
-    ("transfer_ratio", np.float64),
-    ("transfer_weight", np.float64),
-    ("transfer_time_s", np.float64),
-    ("transfer_count", np.int64),
-    ("running_ratio", np.float64),
-)
-
-
-@dataclass(frozen=True, eq=False)
-class NodeObservations:
-    """What each node's tasks revealed: realized over nominal times, with their timestamps.
-
-    Per node, arrays ``(N,)``. A ratio is realized over nominal: for an execution,
-    ``(finish - start) / (work estimate / nominal speed)``; for a transfer,
-    ``(ready - decision) / (nominal ready - decision)`` (transfers of no time are
-    not observed). Each ratio is an exponentially time-decayed mean (time
-    constant :data:`OBS_TAU_S`): at an observation ``x`` at ``t``, the weight
-    becomes ``w * exp(-(t - time) / tau) + 1`` and the mean ``m + (x - m) / w``.
-    Never the conditions themselves: only what completed (and running) tasks show.
-    """
-
-    exec_ratio: np.ndarray
-    """Decayed mean of realized / nominal execution time (NaN: none observed)."""
-    exec_weight: np.ndarray
-    """Its weight as of :attr:`exec_time_s` (decayed count of observations)."""
-    exec_time_s: np.ndarray
-    """Time of the last execution observed, s (-inf: none)."""
-    exec_count: np.ndarray
-    """Executions observed, int64."""
-    transfer_ratio: np.ndarray
-    """Decayed mean of realized / nominal transfer time (NaN: none observed)."""
-    transfer_weight: np.ndarray
-    """Its weight as of :attr:`transfer_time_s`."""
-    transfer_time_s: np.ndarray
-    """Time of the last transfer observed, s (-inf: none)."""
-    transfer_count: np.ndarray
-    """Transfers observed, int64."""
-    running_ratio: np.ndarray
-    """Largest elapsed / nominal execution time over the node's running tasks at the
-    snapshot's time (0: none running)."""
-
-    def __post_init__(self) -> None:
-        n = None
-        for name, dt in _OBS_FIELDS:
-            a = _column(f"observations.{name}", getattr(self, name), dt)
-            object.__setattr__(self, name, a)
-            if n is None:
-                n = a.shape[0]
-            elif a.shape[0] != n:
-                raise ConfigError(f"observations.{name}: has {a.shape[0]} nodes, expected {n}")
-
-    @property
-    def n_nodes(self) -> int:
-        """Number of nodes ``N``."""
-        return int(self.exec_ratio.shape[0])
-
-    @classmethod
-    def empty(cls, n_nodes: int) -> NodeObservations:
-        """Nothing observed yet."""
-        nan, zero = np.full(n_nodes, np.nan), np.zeros(n_nodes)
-        never, none = np.full(n_nodes, -np.inf), np.zeros(n_nodes, dtype=np.int64)
-        return cls(nan, zero, never, none, nan, zero, never, none, zero)
-
-    def exec_factor(self, time: float) -> np.ndarray:
-        """The observed estimate of execution time over nominal per node, at ``time``.
-
-        ``(W * m + w0) / (W + w0)`` with ``m`` the mean ratio, ``W`` its weight
-        decayed to ``time`` and ``w0`` = :data:`OBS_PRIOR_WEIGHT` (the nominal
-        value as one observation), so that an estimate returns to nominal when
-        nothing is observed for a while; then at least :attr:`running_ratio`
-        (a running task already took that long). Exactly 1 when every ratio was 1.
-        """
-        f = _shrunk(self.exec_ratio, self.exec_weight, self.exec_time_s, self.exec_count, time)
-        return np.maximum(f, self.running_ratio)
-
-    def transfer_factor(self, time: float) -> np.ndarray:
-        """The observed estimate of transfer time over nominal per node, at ``time``
-        (as :meth:`exec_factor`, without a running part)."""
-        return _shrunk(
-            self.transfer_ratio, self.transfer_weight, self.transfer_time_s,
-            self.transfer_count, time,
-        )  # fmt: skip
-
-    def check(self, n_nodes: int) -> None:
-        """Refuse observations of another number of nodes, or ratios that are not > 0.
-
-        Raises:
-            ConfigError: naming the field and the node.
-        """
-        if self.n_nodes != n_nodes:
-            raise ConfigError(
-                f"snapshot.observations: has {self.n_nodes} nodes, the cluster has {n_nodes}"
-            )
-        for name in ("exec_ratio", "transfer_ratio"):
-            a = getattr(self, name)
-            bad = np.flatnonzero(~(np.isnan(a) | ((a > 0) & np.isfinite(a))))
-            if bad.size:
-                j = int(bad[0])
-                raise ConfigError(
-                    f"snapshot.observations.{name}: node {j}: must be a finite ratio > 0 or NaN "
-                    f"(none), got {a[j]!r}"
-                )
-
-
-def _shrunk(
-    mean: np.ndarray, weight: np.ndarray, last: np.ndarray, count: np.ndarray, time: float
-) -> np.ndarray:
-    """Decayed mean ratios shrunk towards 1 (the nominal value) by the prior weight."""
-    seen = count > 0
-    w = np.where(seen, weight * np.exp(-np.maximum(time - last, 0.0) / OBS_TAU_S), 0.0)
-    m = np.where(seen, mean, 1.0)
-    return (w * m + OBS_PRIOR_WEIGHT) / (w + OBS_PRIOR_WEIGHT)
-
-
-_SNAP_TASK_COLUMNS = (
-    ("queued_node", np.int64),
-    ("queued_task_id", np.int64),
-    ("queued_arrival_s", np.float64),
-    ("queued_ready_s", np.float64),
-    ("queued_work_gi", np.float64),
-    ("queued_priority", np.int64),
-    ("queued_deadline_abs_s", np.float64),
-)
-
-
-@dataclass(frozen=True, eq=False)
-class NodeSnapshot:
-    """Plain state of every node at one instant: what a live service knows. No engine.
-
-    Arrays are copied to read-only arrays of the documented dtypes. Queued tasks
-    are listed in assignment order (oldest first); running tasks in any order.
-    """
-
-    time: float
-    """The decision instant, s (model time)."""
-    up: np.ndarray
-    """bool[N]: the node can take tasks now."""
-    running_node: np.ndarray
-    """int64[R]: node of each running task."""
-    running_finish_s: np.ndarray
-    """float64[R]: its expected finish (start + estimated execution time), s."""
-    queued_node: np.ndarray
-    """int64[Q]: node of each task assigned but not started."""
-    queued_task_id: np.ndarray
-    """int64[Q]."""
-    queued_arrival_s: np.ndarray
-    """float64[Q]."""
-    queued_ready_s: np.ndarray
-    """float64[Q]: when its data is (expected) at the node, s."""
-    queued_work_gi: np.ndarray
-    """float64[Q]: estimated work, GI."""
-    queued_priority: np.ndarray
-    """int64[Q]."""
-    queued_deadline_abs_s: np.ndarray
-    """float64[Q]: arrival + deadline, inf when none."""
-    recent_assignments: np.ndarray | None = None
-    """float64[N]: assignments decayed to ``time`` (10 s time constant); None: zeros."""
-    core_free_s: np.ndarray | None = None
-    """float64[N, C]: the projected core-free times to use as they are (the engine's
-    list-scheduling projection, ``inf`` beyond a node's cores); None: derived (running
-    tasks' finishes, then the queued tasks list-scheduled in assignment order)."""
-    observations: NodeObservations | None = None
-    """What completed and running tasks revealed per node; None: nothing observed."""
-
-    def __post_init__(self) -> None:
-        t = self.time
-        if not isinstance(t, (int, float, np.floating, np.integer)) or np.isnan(t):
-            raise ConfigError(f"snapshot: time must be a number (seconds), got {t!r}")
-        put = object.__setattr__
-        put(self, "time", float(t))
-        put(self, "up", _column("snapshot.up", self.up, np.bool_))
-        put(self, "running_node", _column("snapshot.running_node", self.running_node, np.int64))
-        put(
-            self,
-            "running_finish_s",
-            _column("snapshot.running_finish_s", self.running_finish_s, np.float64),
-        )
-        if self.running_node.shape != self.running_finish_s.shape:
-            raise ConfigError(
-                f"snapshot: running_node has {self.running_node.shape[0]} rows, "
-                f"running_finish_s has {self.running_finish_s.shape[0]}"
-            )
-        q = None
-        for name, dt in _SNAP_TASK_COLUMNS:
-            a = _column(f"snapshot.{name}", getattr(self, name), dt)
-            put(self, name, a)
-            if q is None:
-                q = a.shape[0]
-            elif a.shape[0] != q:
-                raise ConfigError(f"snapshot: {name} has {a.shape[0]} rows, queued_node has {q}")
-        if self.recent_assignments is not None:
-            r = _column("snapshot.recent_assignments", self.recent_assignments, np.float64)
-            put(self, "recent_assignments", r)
-        if self.core_free_s is not None:
-            cf = _column("snapshot.core_free_s", self.core_free_s, np.float64, 2)
-            put(self, "core_free_s", cf)
-
-    @property
-    def n_nodes(self) -> int:
-        """Number of nodes ``N``."""
-        return int(self.up.shape[0])
-
-    @classmethod
-    def empty(cls, n_nodes: int, time: float = 0.0) -> NodeSnapshot:
-        """Every node up and idle at ``time``."""
-        i0 = np.zeros(0, dtype=np.int64)
-        f0 = np.zeros(0)
-        return cls(
-            time=time,
-            up=np.ones(n_nodes, dtype=bool),
-            running_node=i0,
-            running_finish_s=f0,
-            queued_node=i0,
-            queued_task_id=i0,
-            queued_arrival_s=f0,
-            queued_ready_s=f0,
-            queued_work_gi=f0,
-            queued_priority=i0,
-            queued_deadline_abs_s=f0,
-        )
-
-    def check(self, cluster: Cluster) -> None:
-        """Check the snapshot against ``cluster``.
-
-        Raises:
-            ConfigError: naming the field, the row, the value and the rule.
-        """
-        n = cluster.n_nodes
-        if self.up.shape[0] != n:
-            raise ConfigError(f"snapshot.up: has {self.up.shape[0]} nodes, the cluster has {n}")
-        for name in ("running_node", "queued_node"):
-            a = getattr(self, name)
-            bad = np.flatnonzero((a < 0) | (a >= n))
-            if bad.size:
-                k = int(bad[0])
-                raise ConfigError(
-                    f"snapshot.{name}: row {k + 1}: node index {int(a[k])} is out of range "
-                    f"0..{n - 1}"
-                )
-        down = ~self.up
-        for name in ("running_node", "queued_node"):
-            a = getattr(self, name)
-            bad = np.flatnonzero(down[a])
-            if bad.size:
-                k = int(bad[0])
-                raise ConfigError(
-                    f"snapshot.{name}: row {k + 1}: node {int(a[k])} is down; a down node "
-                    f"has no running or queued task"
-                )
-        busy = np.bincount(self.running_node, minlength=n)
-        over = np.flatnonzero(busy > cluster.cores)
-        if over.size:
-            j = int(over[0])
-            raise ConfigError(
-                f"snapshot.running_node: node {j} runs {int(busy[j])} tasks, it has "
-                f"{int(cluster.cores[j])} cores"
-            )
-        if not np.all(self.queued_work_gi > 0):
-            k = int(np.argmin(self.queued_work_gi > 0))
-            raise ConfigError(
-                f"snapshot.queued_work_gi: row {k + 1}: must be > 0, got {self.queued_work_gi[k]!r}"
-            )
-        if self.recent_assignments is not None and self.recent_assignments.shape[0] != n:
-            raise ConfigError(
-                f"snapshot.recent_assignments: has {self.recent_assignments.shape[0]} nodes, "
-                f"the cluster has {n}"
-            )
-        if self.observations is not None:
-            self.observations.check(n)
-        if self.core_free_s is not None and self.core_free_s.shape != (n, int(cluster.cores.max())):
-            raise ConfigError(
-                f"snapshot.core_free_s: must have shape ({n}, {int(cluster.cores.max())}), got "
-                f"{self.core_free_s.shape}"
-            )
 
 
 def _field(name: str, doc: str) -> cached_property:
@@ -684,20 +386,6 @@ class ClusterView:
         return core.predict(self._handle, self.time, self.tasks.index, nodes, not true_work)
 
 
-def believe(st: Any, cluster: Cluster, obs: NodeObservations, time: float) -> None:
-    """Write the observed estimates at ``time`` into state ``st``'s speed, latency, bandwidth.
-
-    Nominal values (``cluster``'s) times :meth:`NodeObservations.transfer_factor`
-    (latency; bandwidth divided) and divided by :meth:`NodeObservations.exec_factor`
-    (speed). With every ratio 1 they are the nominal values exactly.
-    """
-    fe = obs.exec_factor(time)
-    fx = obs.transfer_factor(time)
-    st.speed[:] = cluster.speed / fe
-    st.bandwidth[:] = cluster.bandwidth_mb_s / fx
-    st.latency[:] = cluster.latency_s * fx[:, None]
-
-
 def _state_snapshot(
     st: Any, time: float, up: np.ndarray, recent: np.ndarray, obs: NodeObservations | None
 ) -> NodeSnapshot:
@@ -773,8 +461,6 @@ def _snapshot_state(
     t = snap.time
     down = ~snap.up
     st.up[:] = snap.up
-    # the compiled policy rules test memory, not up: a down node's memory reads -1
-    st = st._replace(memory=np.where(down, -1.0, st.memory))
     if observed is not None:
         st = st._replace(speed=st.speed.copy(), bandwidth=st.bandwidth.copy(),
                          latency=st.latency.copy())  # fmt: skip

@@ -19,6 +19,7 @@ before sharding), so such runs and their saved states are unchanged.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -162,6 +163,10 @@ class RolloutWorker:
     def state(self) -> list[dict[str, Any]]:
         """Each shard's :meth:`RolloutShard.state`, in shard order."""
         return [s.state() for s in self.shards]
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds this worker's process has used so far (for benchmarks)."""
+        return time.process_time()
 
     def n_nodes(self) -> list[int]:
         """Each shard's node count (the width of its observations)."""

@@ -54,8 +54,8 @@ from hybridsched.sim.fault_kernels import (
     set_bandwidth,
     set_speed,
 )
+from hybridsched.sim.observations import ESTIMATES, OBS_PRIOR_WEIGHT, OBS_TAU_S
 from hybridsched.sim.options_engine import ConditionsHook
-from hybridsched.sim.view import ESTIMATES, OBS_PRIOR_WEIGHT, OBS_TAU_S
 from hybridsched.train.objective import Objective
 from hybridsched.workload import Scenario, generate, generate_instance, get_scenario
 from hybridsched.workload.drift import sample_drift, sample_mix_shift
@@ -170,7 +170,7 @@ def predict_unstarted(st, d, finish):
 
 @njit(cache=True)
 def _shrunk1(mean, weight, last, count, t):
-    """One node's observed factor (:func:`hybridsched.sim.view._shrunk`, scalar)."""
+    """One node's observed factor (:func:`hybridsched.sim.observations._shrunk`, scalar)."""
     if count > 0:
         w = weight * np.exp(-max(t - last, 0.0) / OBS_TAU_S)
         m = mean

@@ -17,18 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hybridsched.workload.traces.common import (
-    Chunk,
-    Context,
-    CsvTraceFormat,
-    Kind,
-    Param,
-    Records,
-    RowFilter,
-    categories,
-    hash_strings,
-    require_number,
-)
+from hybridsched.workload.traces import common
 
 NAMES = (
     "task_name",
@@ -48,13 +37,13 @@ STATUSES = ("Terminated", "Failed", "Cancelled", "Interrupted", "Running", "Wait
 _OUTCOME = ("", "failed", "cancelled", "cancelled", "incomplete", "incomplete", "incomplete")
 
 
-class Alibaba2018(CsvTraceFormat):
+class Alibaba2018(common.CsvTraceFormat):
     """Importer of Alibaba cluster-trace-v2018 batch_task.csv."""
 
     name = "alibaba-2018"
     summary = "Alibaba cluster-trace-v2018 batch_task.csv (headerless batch tasks)"
     names = NAMES
-    columns: ClassVar[dict[str, Kind]] = {
+    columns: ClassVar[dict[str, common.Kind]] = {
         "job_name": "str",
         "task_type": "float",
         "status": "str",
@@ -62,12 +51,12 @@ class Alibaba2018(CsvTraceFormat):
         "end_time": "int",
         "plan_mem": "float",
     }
-    params: ClassVar[dict[str, Param]] = {
-        "machine_memory_mb": Param(
+    params: ClassVar[dict[str, common.Param]] = {
+        "machine_memory_mb": common.Param(
             65536.0, "memory of the machine plan_mem is a percentage of, MB"
         ),
-        "data_mb": Param(0.0, "input data of every task, MB (the table has no size field)"),
-        "priority": Param(None, "one priority for every task (default: task_type - 1)", int),
+        "data_mb": common.Param(0.0, "input data of every task, MB (the table has no size field)"),
+        "priority": common.Param(None, "one priority for every task (default: task_type - 1)", int),
     }
 
     def row_looks_right(self, fields: list[str]) -> bool:
@@ -79,9 +68,11 @@ class Alibaba2018(CsvTraceFormat):
             and fields[4].isalpha()
         )
 
-    def process(self, chunk: Chunk, rows: RowFilter, ctx: Context) -> Records:
+    def process(
+        self, chunk: common.Chunk, rows: common.RowFilter, ctx: common.Context
+    ) -> common.Records:
         p = ctx.params
-        status = categories(chunk, rows, "status", STATUSES)
+        status = common.categories(chunk, rows, "status", STATUSES)
         for code in range(1, len(STATUSES)):
             rows.skip(status == code, _OUTCOME[code])
         start = chunk.ints("start_time")
@@ -91,20 +82,16 @@ class Alibaba2018(CsvTraceFormat):
             rows.bad(values < 0, column, "must be an integer >= 0 (seconds)", values)
         rows.bad(end < start, "end_time", "must be >= start_time", end)
         rows.skip(end == start, "zero_duration")
-        task_type = require_number(chunk, rows, "task_type", minimum=1, integer=True)
-        mem = require_number(chunk, rows, "plan_mem", missing_ok=True)
+        task_type = common.require_number(chunk, rows, "task_type", minimum=1, integer=True)
+        mem = common.require_number(chunk, rows, "plan_mem", missing_ok=True)
         keep = np.flatnonzero(rows.alive)
-        priority = (
-            task_type[keep].astype(np.int64) - 1
-            if p["priority"] is None
-            else np.full(keep.size, p["priority"], np.int64)
-        )
-        return Records(
+        priority = common.priorities(p, task_type[keep].astype(np.int64) - 1)
+        return common.Records(
             t_ns=start[keep] * 1_000_000_000,
             work_gi=(end[keep] - start[keep]) * ctx.options.reference_speed,
             data_mb=np.full(keep.size, p["data_mb"]),
             memory_mb=mem[keep] / 100.0 * p["machine_memory_mb"],
             priority=priority,
-            key=hash_strings(chunk.array("job_name").take(keep)),
+            key=common.hash_strings(chunk.array("job_name").take(keep)),
             rows=keep,
         )

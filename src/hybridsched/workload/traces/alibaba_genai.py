@@ -18,19 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hybridsched.workload.traces.common import (
-    Chunk,
-    Context,
-    CsvTraceFormat,
-    Kind,
-    Param,
-    Records,
-    RowFilter,
-    categories,
-    hash_strings,
-    require_number,
-    require_time,
-)
+from hybridsched.workload.traces import common
 
 TYPES = ("TXT_2_IMG", "IMG_2_IMG", "INPAINTING")
 """Request types, in priority order (index = default priority)."""
@@ -40,13 +28,13 @@ STATUSES = ("SUCCEED", "FAILED", "PENDING", "PROCESSING")
 """Request statuses; only SUCCEED requests become tasks."""
 
 
-class AlibabaGenAI(CsvTraceFormat):
+class AlibabaGenAI(common.CsvTraceFormat):
     """Importer of the Alibaba GenAI 2026 request trace."""
 
     name = "alibaba-genai-2026"
     summary = "Alibaba GenAI (Stable Diffusion) serving requests, lora_request_trace.csv"
     header = ("gmt_create", "predict_type", "predict_status", "exec_time_seconds", "groupId")
-    columns: ClassVar[dict[str, Kind]] = {
+    columns: ClassVar[dict[str, common.Kind]] = {
         "gmt_create": "time",
         "predict_type": "str",
         "predict_status": "str",
@@ -56,36 +44,44 @@ class AlibabaGenAI(CsvTraceFormat):
         "negative_prompt_length": "float",
     }
     optional = frozenset({"prompt_length", "negative_prompt_length"})
-    params: ClassVar[dict[str, Param]] = {
-        "image_mb": Param(1.0, "size of one input image (IMG_2_IMG: 1, INPAINTING: 2), MB"),
-        "prompt_bytes": Param(1.0, "bytes per unit of prompt_length and negative_prompt_length"),
-        "memory_mb": Param(0.0, "memory every task needs, MB"),
-        "priority": Param(None, "one priority for every task (default: by request type)", int),
+    params: ClassVar[dict[str, common.Param]] = {
+        "image_mb": common.Param(1.0, "size of one input image (IMG_2_IMG: 1, INPAINTING: 2), MB"),
+        "prompt_bytes": common.Param(
+            1.0, "bytes per unit of prompt_length and negative_prompt_length"
+        ),
+        "memory_mb": common.Param(0.0, "memory every task needs, MB"),
+        "priority": common.Param(
+            None, "one priority for every task (default: by request type)", int
+        ),
     }
 
-    def process(self, chunk: Chunk, rows: RowFilter, ctx: Context) -> Records:
+    def process(
+        self, chunk: common.Chunk, rows: common.RowFilter, ctx: common.Context
+    ) -> common.Records:
         p = ctx.params
-        status = categories(chunk, rows, "predict_status", STATUSES)
+        status = common.categories(chunk, rows, "predict_status", STATUSES)
         rows.skip(status == 1, "failed")
         rows.skip(status >= 2, "incomplete")
-        t = require_time(chunk, rows, "gmt_create", "must be a date-time YYYY-MM-DD HH:MM:SS")
-        kind = categories(chunk, rows, "predict_type", TYPES)
-        exec_s = require_number(chunk, rows, "exec_time_seconds")
+        t = common.require_time(
+            chunk, rows, "gmt_create", "must be a date-time YYYY-MM-DD HH:MM:SS"
+        )
+        kind = common.categories(chunk, rows, "predict_type", TYPES)
+        exec_s = common.require_number(chunk, rows, "exec_time_seconds")
         rows.skip(exec_s == 0, "zero_duration")
-        prompt = require_number(chunk, rows, "prompt_length", missing_ok=True)
-        negative = require_number(chunk, rows, "negative_prompt_length", missing_ok=True)
+        prompt = common.require_number(chunk, rows, "prompt_length", missing_ok=True)
+        negative = common.require_number(chunk, rows, "negative_prompt_length", missing_ok=True)
         keep = np.flatnonzero(rows.alive)
         k = kind[keep]
         data_mb = (prompt[keep] + negative[keep]) * (p["prompt_bytes"] / 1e6) + INPUT_IMAGES[k] * p[
             "image_mb"
         ]
-        priority = k if p["priority"] is None else np.full(keep.size, p["priority"], np.int64)
-        return Records(
+        priority = common.priorities(p, k)
+        return common.Records(
             t_ns=t[keep],
             work_gi=exec_s[keep] * ctx.options.reference_speed,
             data_mb=data_mb,
             memory_mb=np.full(keep.size, p["memory_mb"]),
-            priority=priority.astype(np.int64),
-            key=hash_strings(chunk.array("groupId").take(keep)),
+            priority=priority,
+            key=common.hash_strings(chunk.array("groupId").take(keep)),
             rows=keep,
         )

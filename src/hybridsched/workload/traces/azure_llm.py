@@ -16,56 +16,47 @@ from typing import ClassVar
 
 import numpy as np
 
-from hybridsched.workload.traces.common import (
-    Chunk,
-    Context,
-    CsvTraceFormat,
-    Kind,
-    Param,
-    Records,
-    RowFilter,
-    hash_ints,
-    require_number,
-    require_time,
-)
+from hybridsched.workload.traces import common
 
 
-class AzureLLM(CsvTraceFormat):
+class AzureLLM(common.CsvTraceFormat):
     """Importer of the Azure LLM inference trace 2023."""
 
     name = "azure-llm-2023"
     summary = "Azure LLM inference requests (TIMESTAMP,ContextTokens,GeneratedTokens)"
     header = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
-    columns: ClassVar[dict[str, Kind]] = {
+    columns: ClassVar[dict[str, common.Kind]] = {
         "TIMESTAMP": "time",
         "ContextTokens": "float",
         "GeneratedTokens": "float",
     }
-    params: ClassVar[dict[str, Param]] = {
-        "gi_per_context_token": Param(0.0005, "prefill work per context token, GI"),
-        "gi_per_generated_token": Param(0.02, "decode work per generated token, GI"),
-        "bytes_per_token": Param(4.0, "input bytes per context token (data_mb)"),
-        "memory_mb": Param(0.0, "memory every task needs, MB"),
-        "priority": Param(0, "priority of every task", int),
+    params: ClassVar[dict[str, common.Param]] = {
+        "gi_per_context_token": common.Param(0.0005, "prefill work per context token, GI"),
+        "gi_per_generated_token": common.Param(0.02, "decode work per generated token, GI"),
+        "bytes_per_token": common.Param(4.0, "input bytes per context token (data_mb)"),
+        "memory_mb": common.Param(0.0, "memory every task needs, MB"),
+        "priority": common.Param(0, "priority of every task", int),
     }
 
-    def process(self, chunk: Chunk, rows: RowFilter, ctx: Context) -> Records:
+    def process(
+        self, chunk: common.Chunk, rows: common.RowFilter, ctx: common.Context
+    ) -> common.Records:
         p = ctx.params
-        t = require_time(
+        t = common.require_time(
             chunk, rows, "TIMESTAMP", "must be a date-time YYYY-MM-DD HH:MM:SS[.fffffff]"
         )
-        ctx_tok = require_number(chunk, rows, "ContextTokens", integer=True)
-        gen_tok = require_number(chunk, rows, "GeneratedTokens", integer=True)
+        ctx_tok = common.require_number(chunk, rows, "ContextTokens", integer=True)
+        gen_tok = common.require_number(chunk, rows, "GeneratedTokens", integer=True)
         work = ctx_tok * p["gi_per_context_token"] + gen_tok * p["gi_per_generated_token"]
         rows.skip(~(work > 0), "zero_work")
         keep = np.flatnonzero(rows.alive)
         tk = t[keep]
-        return Records(
+        return common.Records(
             t_ns=tk,
             work_gi=work[keep],
             data_mb=ctx_tok[keep] * (p["bytes_per_token"] / 1e6),
             memory_mb=np.full(keep.size, p["memory_mb"]),
             priority=np.full(keep.size, p["priority"], np.int64),
-            key=hash_ints(tk),
+            key=common.hash_ints(tk),
             rows=keep,
         )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -329,6 +329,19 @@ def regions_of(keys: np.ndarray, n_regions: int) -> np.ndarray:
 # --------------------------------------------------------------------------- records
 
 
+RECORD_COLUMNS = (
+    "t_ns",
+    "work_gi",
+    "data_mb",
+    "memory_mb",
+    "priority",
+    "key",
+    "deadline_s",
+    "rows",
+)
+"""The per-task fields of :class:`Records` (``deadline_s`` and ``rows`` may be None)."""
+
+
 @dataclass
 class Records:
     """The tasks kept from one chunk, in the model's units, before time shifting.
@@ -361,18 +374,9 @@ class Records:
         return int(self.t_ns.shape[0])
 
     def take(self, index: np.ndarray) -> Records:
-        """The tasks at ``index`` (boolean mask or integer array)."""
-        return Records(
-            t_ns=self.t_ns[index],
-            work_gi=self.work_gi[index],
-            data_mb=self.data_mb[index],
-            memory_mb=self.memory_mb[index],
-            priority=self.priority[index],
-            key=self.key[index],
-            deadline_s=None if self.deadline_s is None else self.deadline_s[index],
-            rows=None if self.rows is None else self.rows[index],
-            filter=self.filter,
-        )
+        """The tasks at ``index`` (boolean mask or integer array); the chunk's ``filter`` stays."""
+        cols = {c: getattr(self, c) for c in RECORD_COLUMNS}
+        return replace(self, **{c: v[index] for c, v in cols.items() if v is not None})
 
     @classmethod
     def empty(cls, filter: RowFilter | None = None) -> Records:
@@ -559,6 +563,13 @@ def require_time(chunk: Chunk, rows: RowFilter, column: str, rule: str) -> np.nd
     if bad.any():
         rows.bad(bad, column, rule)
     return t
+
+
+def priorities(params: Mapping[str, Any], mapped: np.ndarray) -> np.ndarray:
+    """Each task's priority, int64: the format's ``mapped`` one, or the ``priority`` param
+    for every task when it is given."""
+    given = params["priority"]
+    return mapped.astype(np.int64) if given is None else np.full(mapped.shape[0], given, np.int64)
 
 
 def categories(

@@ -32,17 +32,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hybridsched.workload.traces.common import (
-    Chunk,
-    Context,
-    CsvTraceFormat,
-    Kind,
-    Param,
-    Records,
-    RowFilter,
-    hash_ints,
-    require_number,
-)
+from hybridsched.workload.traces import common
 
 NAMES = (
     "time",
@@ -106,13 +96,13 @@ class _Attempts:
         return _Attempts(*(fn(getattr(self, f)) for f in self.FIELDS))
 
 
-class Google2011(CsvTraceFormat):
+class Google2011(common.CsvTraceFormat):
     """Importer of Google cluster-usage trace v2 task_events."""
 
     name = "google-2011"
     summary = "Google cluster-usage trace v2 (2011) task_events (headerless event log)"
     names = NAMES
-    columns: ClassVar[dict[str, Kind]] = {
+    columns: ClassVar[dict[str, common.Kind]] = {
         "time": "int",
         "job_id": "int",
         "task_index": "int",
@@ -121,10 +111,16 @@ class Google2011(CsvTraceFormat):
         "memory_request": "float",
         "disk_request": "float",
     }
-    params: ClassVar[dict[str, Param]] = {
-        "machine_memory_mb": Param(65536.0, "memory of the largest machine (request = 1), MB"),
-        "machine_disk_mb": Param(100000.0, "disk of the largest machine (request = 1) -> data, MB"),
-        "priority": Param(None, "one priority for every task (default: by priority band)", int),
+    params: ClassVar[dict[str, common.Param]] = {
+        "machine_memory_mb": common.Param(
+            65536.0, "memory of the largest machine (request = 1), MB"
+        ),
+        "machine_disk_mb": common.Param(
+            100000.0, "disk of the largest machine (request = 1) -> data, MB"
+        ),
+        "priority": common.Param(
+            None, "one priority for every task (default: by priority band)", int
+        ),
     }
 
     fields_hint = (
@@ -143,7 +139,7 @@ class Google2011(CsvTraceFormat):
             and int(fields[5]) <= 8
         )
 
-    def read(self, files: Sequence[Path], ctx: Context) -> Iterator[Records]:
+    def read(self, files: Sequence[Path], ctx: common.Context) -> Iterator[common.Records]:
         carry = _Attempts.none()
         for chunk, rows in self.chunks(files, ctx, max(ctx.options.block_size, 1 << 23)):
             records, carry = self._step(chunk, rows, carry, ctx)
@@ -153,8 +149,8 @@ class Google2011(CsvTraceFormat):
         ctx.report.skip("unfinished", len(carry))
 
     def _step(
-        self, chunk: Chunk, rows: RowFilter, carry: _Attempts, ctx: Context
-    ) -> tuple[Records, _Attempts]:
+        self, chunk: common.Chunk, rows: common.RowFilter, carry: _Attempts, ctx: common.Context
+    ) -> tuple[common.Records, _Attempts]:
         p = ctx.params
         report = ctx.report
         time_us = chunk.ints("time")
@@ -174,8 +170,8 @@ class Google2011(CsvTraceFormat):
                 bad |= v >= hi
             rule = "must be an integer >= 0" + (f" and < {hi}" if hi is not None else "")
             rows.bad(bad, c, rule, v)
-        mem = require_number(chunk, rows, "memory_request", missing_ok=True)
-        disk = require_number(chunk, rows, "disk_request", missing_ok=True)
+        mem = common.require_number(chunk, rows, "memory_request", missing_ok=True)
+        disk = common.require_number(chunk, rows, "disk_request", missing_ok=True)
         rows.skip(time_us == _TIME_MAX, "after_trace_end")
 
         # The chunk's rows sorted by task (stable: file order within a task).
@@ -198,7 +194,7 @@ class Google2011(CsvTraceFormat):
         n_open = len(opened)
         n = n_open + live.size
         if n == 0:
-            return Records.empty(), carry
+            return common.Records.empty(), carry
         # perm[i]: where merged row i comes from in (open attempts ++ live rows).
         at_open = np.searchsorted(ckey, opened.key, side="left") + np.arange(n_open)
         perm = np.empty(n, dtype=np.int64)
@@ -279,18 +275,14 @@ class Google2011(CsvTraceFormat):
         carry = _merge_sorted(rest, fresh)
 
         h = heads[kept]
-        priority = (
-            priority_band(a_prio[kept])
-            if p["priority"] is None
-            else np.full(kept.size, p["priority"], np.int64)
-        )
-        records = Records(
+        priority = common.priorities(p, priority_band(a_prio[kept]))
+        records = common.Records(
             t_ns=time[h] * 1000,
             work_gi=duration_us[kept] / 1e6 * ctx.options.reference_speed,
             data_mb=a_disk[kept] * p["machine_disk_mb"],
             memory_mb=a_mem[kept] * p["machine_memory_mb"],
             priority=priority,
-            key=hash_ints(key[h] >> TASK_BITS),
+            key=common.hash_ints(key[h] >> TASK_BITS),
         )
         return records, carry
 

@@ -1,0 +1,151 @@
+"""The colony's desirability and candidate nodes: earliest estimated finish per (task, node).
+
+:func:`completion_heuristic` is the default desirability (the inverse of MCT's
+estimated finish, ``(B, N)``); :func:`completion_candidates` gives each task's
+``k`` best nodes (plus the seeds' choices) in one compiled pass without building
+that matrix, and :func:`top_candidates` the same from a given matrix. They give
+the same bits as the view's NumPy arrays (tests/test_colony_scale.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from hybridsched.policies import cost as costmod
+from hybridsched.sim.view import ClusterView, TaskBatch
+
+
+def completion_heuristic(tasks: TaskBatch, view: ClusterView) -> np.ndarray:
+    """The classic desirability: ``1 / (est_finish - now)``, 0 on infeasible nodes.
+
+    ``est_finish`` is the view's MCT estimate (:attr:`ClusterView.est_finish_s`),
+    computed here in one compiled pass with the same operations (so the same
+    bits), without the view's intermediate ``(B, N)`` arrays.
+    """
+    eta = np.empty((len(tasks), view.n_nodes))
+    _completion_eta(*estimate_inputs(tasks, view), eta)
+    return eta
+
+
+def estimate_inputs(tasks: TaskBatch, view: ClusterView) -> tuple:
+    """What :func:`_completion_eta` and :func:`best_finish` read, as contiguous arrays."""
+    return (
+        *costmod.pair_inputs(tasks, view),
+        np.ascontiguousarray(view.available_s, dtype=np.float64),
+        np.ascontiguousarray(view.feasible),
+    )
+
+
+@njit(cache=True)
+def _finish(d, lat, region, data, bw, work, speed, avail, t, j):
+    # view.est_finish_s, operation for operation: max((d + lat) + data / bw, available) + exec
+    return max((d + lat[j, region[t]]) + data[t] / bw[j], avail[j]) + work[t] / speed[j]
+
+
+@njit(cache=True)
+def _completion_eta(d, lat, region, data, bw, work, speed, avail, feasible, eta):
+    for t in range(eta.shape[0]):
+        for j in range(eta.shape[1]):
+            if feasible[t, j]:
+                eta[t, j] = 1.0 / (_finish(d, lat, region, data, bw, work, speed, avail, t, j) - d)
+            else:
+                eta[t, j] = 0.0
+
+
+@njit(cache=True)
+def best_finish(d, lat, region, data, bw, work, speed, avail, feasible):
+    """Per task, the earliest estimated finish over its feasible nodes (inf: none)."""
+    b, n = feasible.shape
+    best = np.full(b, np.inf)
+    for t in range(b):
+        for j in range(n):
+            if feasible[t, j]:
+                best[t] = min(best[t], _finish(d, lat, region, data, bw, work, speed, avail, t, j))
+    return best
+
+
+@njit(cache=True)
+def top_candidates(eta, feasible, k, seeds):
+    """Per task, the ``k`` nodes of highest ``eta``, then the seeds' nodes not among them.
+
+    A node counts only where it is feasible and ``eta`` is finite and > 0.
+    Best first, ties to the lower node index; one pass over the row, no sort.
+
+    Args:
+        eta, feasible: ``(B, N)``.
+        k: candidates per task.
+        seeds: ``(S, B)`` the seed assignments.
+
+    Returns:
+        ``(cand (B, k + S), ncand (B,), eta on cand (B, k + S))``; entries past
+        ``ncand`` are unset.
+    """
+    none = np.zeros((0, 0))
+    return _top_rows(eta, feasible, k, seeds, 0.0, none, none, np.zeros(0))[:3]
+
+
+@njit(cache=True)
+def completion_candidates(feasible, k, seeds, d, ready, dur, avail):
+    """:func:`top_candidates` of :func:`completion_heuristic`, without its ``(B, N)`` array.
+
+    The desirability of each pair is computed in the pass from the batch
+    problem's ready and execution times (the view's, to the bit) and the
+    nodes' ``available_s``, with the same operations, so the same candidates.
+
+    Returns:
+        as :func:`top_candidates`, and each task's earliest estimated finish
+        over its feasible nodes (what :meth:`Colony.construction_order` reads).
+    """
+    return _top_rows(np.zeros((0, 0)), feasible, k, seeds, d, ready, dur, avail)
+
+
+@njit(cache=True)
+def _value(eta, feasible, d, ready, dur, avail, t, j):
+    """The desirability of (t, j), 0 when it does not count (infeasible, <= 0, inf)."""
+    if not feasible[t, j]:
+        return 0.0
+    if ready.shape[0] > 0:
+        v = 1.0 / ((max(ready[t, j], avail[j]) + dur[t, j]) - d)
+    else:
+        v = eta[t, j]
+    return v if (v > 0 and v < np.inf) else 0.0
+
+
+@njit(cache=True)
+def _top_rows(eta, feasible, k, seeds, d, ready, dur, avail):
+    b, n = feasible.shape
+    w = k + seeds.shape[0]
+    cand = np.zeros((b, w), dtype=np.int64)
+    val = np.zeros((b, w))
+    ncand = np.zeros(b, dtype=np.int64)
+    best = np.full(b, np.inf)  # earliest estimated finish (times only)
+    for t in range(b):
+        cnt = 0
+        for j in range(n):
+            if ready.shape[0] > 0 and feasible[t, j]:
+                best[t] = min(best[t], max(ready[t, j], avail[j]) + dur[t, j])
+            v = _value(eta, feasible, d, ready, dur, avail, t, j)
+            if v == 0.0 or (cnt == k and not v > val[t, k - 1]):
+                continue
+            q = cnt if cnt < k else k - 1
+            if cnt < k:
+                cnt += 1
+            # strictly larger moves up: an earlier node stays first on ties
+            while q > 0 and v > val[t, q - 1]:
+                cand[t, q] = cand[t, q - 1]
+                val[t, q] = val[t, q - 1]
+                q -= 1
+            cand[t, q] = j
+            val[t, q] = v
+        for s in range(seeds.shape[0]):
+            j = seeds[s, t]
+            found = False
+            for q in range(cnt):
+                found = found or cand[t, q] == j
+            if not found:
+                cand[t, cnt] = j
+                val[t, cnt] = _value(eta, feasible, d, ready, dur, avail, t, j)
+                cnt += 1
+        ncand[t] = cnt
+    return cand, ncand, val, best

@@ -1,0 +1,240 @@
+"""The colony's work bounded by the batch: each shortcut against the computation it replaces.
+
+* the compiled desirability, construction order and the problem's ``(B, N)``
+  arrays equal the view's NumPy ones to the bit;
+* the one-pass candidate lists equal a full sort by (desirability, node index);
+* the local search's incremental bookkeeping (node lists, top list of last
+  finishes) leaves the exact cost of the assignment it returns, and no
+  candidate move improves it;
+* the deadline repair on node lists makes the moves of the full rescan;
+* large batches (beyond ``ant_limit``) and the hybrid's shortlist: every task on a
+  feasible node, the same schedule for the same seed;
+* ``compile_seconds`` reaches summary.json apart from ``scheduler_seconds``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridsched.policies import colony, cost, make_policy
+from hybridsched.policies.ants import polish, search_state
+from hybridsched.policies.hybrid import REPAIR_PASSES, deadline_repair
+from hybridsched.sim import simulate
+from hybridsched.workload import generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_aco import _problem_inputs
+
+
+def test_compiled_dense_passes_equal_the_views_arrays() -> None:
+    _, tasks, view = _problem_inputs()
+    want = np.where(view.feasible, 1.0 / (view.est_finish_s - view.time), 0.0)
+    assert np.array_equal(colony.completion_heuristic(tasks, view), want)
+    p = cost.build_problem(tasks, view, cost.CostWeights())
+    assert np.array_equal(p.ready, view.ready_s)
+    assert np.array_equal(p.dur, view.exec_s)
+    c = view.cluster
+    assert np.array_equal(p.dyn_j, view.exec_s * ((c.power_max_w - c.power_idle_w) / c.cores))
+    best = np.min(np.where(view.feasible, view.est_finish_s, np.inf), axis=1)
+    slack = tasks.deadline_abs_s - best
+    want_order = np.lexsort((np.arange(len(tasks)), slack, tasks.priority))
+    assert np.array_equal(colony.Colony().construction_order(tasks, view), want_order)
+    # the candidate pass of the default desirability: the same lists, and the same earliest finish
+    seeds = np.zeros((0, len(tasks)), dtype=np.int64)
+    avail = np.array(view.available_s)
+    cand, ncand, val, first = colony.completion_candidates(
+        view.feasible, 8, seeds, float(view.time), p.ready, p.dur, avail
+    )
+    want = colony.top_candidates(colony.completion_heuristic(tasks, view), view.feasible, 8, seeds)
+    for t in range(len(tasks)):
+        assert ncand[t] == want[1][t]
+        assert np.array_equal(cand[t, : ncand[t]], want[0][t, : ncand[t]])
+        assert np.array_equal(val[t, : ncand[t]], want[2][t, : ncand[t]])
+    assert np.array_equal(first, best)
+
+
+def _reference_candidates(eta, feasible, k, seeds):
+    """The candidate rule written plainly: sort by (-eta, node), keep k, add the seeds."""
+    out = []
+    for t in range(eta.shape[0]):
+        ok = [j for j in range(eta.shape[1]) if feasible[t, j] and 0 < eta[t, j] < np.inf]
+        row = sorted(ok, key=lambda j: (-eta[t, j], j))[:k]
+        for s in seeds:
+            if s[t] not in row:
+                row.append(int(s[t]))
+        out.append(row)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    b=st.integers(1, 6),
+    n=st.integers(1, 9),
+    k=st.integers(1, 5),
+    n_seeds=st.integers(0, 2),
+    seed=st.integers(0, 10_000),
+)
+def test_candidates_equal_a_full_sort(b: int, n: int, k: int, n_seeds: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    eta = rng.integers(0, 4, (b, n)).astype(np.float64) / 2  # many ties, some zeros
+    feasible = rng.random((b, n)) < 0.8
+    seeds = [rng.integers(0, n, b) for _ in range(n_seeds)]
+    col = colony.Colony(colony.ColonyParams(candidates=k))
+    cand, ncand, val = col._candidates(eta, feasible, seeds)
+    want = _reference_candidates(eta, feasible, min(k, n), seeds)
+    for t in range(b):
+        assert cand[t, : ncand[t]].tolist() == want[t]
+        masked = np.where(feasible[t] & (eta[t] > 0), eta[t], 0.0)
+        assert np.array_equal(val[t, : ncand[t]], masked[cand[t, : ncand[t]]])
+        # padding repeats the last valid entry
+        assert np.all(cand[t, max(ncand[t], 1) :] == cand[t, max(ncand[t] - 1, 0)])
+
+
+def _polished(tasks, view, sweeps: int = 200):
+    col = colony.Colony(colony.ColonyParams(candidates=4))
+    col.reset(view.cluster, np.random.default_rng(0), warm=False)
+    p_tuple = cost.build_problem(tasks, view, col.weights)
+    p = cost.compile_problem(p_tuple)
+    eta = colony.completion_heuristic(tasks, view)
+    start = col._seeds[0].assign(tasks, view)
+    cand, ncand, _ = col._candidates(eta, view.feasible, [start])
+    sol = np.ascontiguousarray(start, dtype=np.int64)
+    ls = search_state(p, cand, ncand, True)
+    c, _ = polish(p, cost.make_scratch(p), sol, cand, ncand, sweeps, len(tasks) <= 32, ls)
+    return p_tuple, sol, c, cand, ncand
+
+
+def test_local_search_returns_the_exact_cost_of_a_local_optimum() -> None:
+    for scenario, n_tasks, load, seed in (
+        ("iot-small", 300, 1.2, 4),
+        ("iot-small", 200, 0.9, 1),
+        ("iot-default", 3000, 1.0, 2),
+    ):
+        _, tasks, view = _problem_inputs(scenario, n_tasks, load, seed)
+        p, sol, c, cand, ncand = _polished(tasks, view)
+        exact = cost.batch_cost(p, sol)
+        assert abs(c - exact) <= 1e-9 * max(1.0, abs(exact))
+        # no candidate move improves it (the search ran to its end)
+        for t in range(len(tasks)):
+            for q in range(ncand[t]):
+                moved = sol.copy()
+                moved[t] = cand[t, q]
+                assert cost.batch_cost(p, moved) >= exact - 1e-9 * max(1.0, abs(exact))
+
+
+def _repair_by_full_rescan(pt, p, nodes, feasible, order, passes):
+    """The deadline repair as it was: every trial reschedules from the whole assignment.
+
+    ``pt`` is the problem's tuple (read here), ``p`` its compiled handle (for the kernels).
+    """
+    ws = cost.make_scratch(p)
+    b, n = nodes.shape[0], feasible.shape[1]
+    fin = np.empty(b)
+    trial = np.empty(b)
+    for j in range(n):
+        cost.schedule_assigned(p, ws, nodes, j, fin)
+    moves = 0
+    for _ in range(passes):
+        changed = False
+        for t in order:
+            if fin[t] <= pt.dl[t]:
+                continue
+            old, best_j, best_f = nodes[t], -1, np.inf
+            for j in range(n):
+                if j == old or not feasible[t, j] or pt.ready[t, j] + pt.dur[t, j] > pt.dl[t]:
+                    continue
+                nodes[t] = j
+                cost.schedule_assigned(p, ws, nodes, j, trial)
+                if trial[t] <= pt.dl[t] and trial[t] < best_f:
+                    best_f, best_j = trial[t], j
+            nodes[t] = old
+            if best_j >= 0:
+                nodes[t] = best_j
+                cost.schedule_assigned(p, ws, nodes, old, fin)
+                cost.schedule_assigned(p, ws, nodes, best_j, fin)
+                moves += 1
+                changed = True
+        if not changed:
+            break
+    return moves
+
+
+def test_deadline_repair_makes_the_moves_of_the_full_rescan() -> None:
+    moved = 0
+    for seed in range(4):
+        _, tasks, view = _problem_inputs("iot-small", 400, 1.6, seed)
+        pt = cost.build_problem(tasks, view, cost.CostWeights())
+        p = cost.compile_problem(pt)
+        feasible = np.ascontiguousarray(view.feasible)
+        order = np.lexsort((tasks.deadline_abs_s, tasks.priority)).astype(np.int64)
+        # everything on one node: many predicted misses to repair
+        start = np.full(len(tasks), int(np.argmax(feasible.all(axis=0))), dtype=np.int64)
+        want = start.copy()
+        m_want = _repair_by_full_rescan(pt, p, want, feasible, order, REPAIR_PASSES)
+        got = start.copy()
+        m_got = deadline_repair(p, cost.make_scratch(p), got, feasible, order, REPAIR_PASSES)
+        assert m_got == m_want
+        assert np.array_equal(got, want)
+        moved += m_got
+    assert moved > 0
+
+
+def _run(policy: str, args: dict, scenario: str, n_tasks: int, load: float, seed: int):
+    cluster, workload = generate(scenario, n_tasks, load, seed=seed)
+    res = simulate(
+        cluster,
+        workload,
+        make_policy(policy, args),
+        decision_interval=0.5,
+        queue="priority",
+        seed=seed,
+    )
+    return cluster, workload, res
+
+
+def _check_feasible(cluster, workload, res) -> None:
+    node = res.tasks["node_index"]
+    assert np.all(node >= 0)
+    assert np.all(workload.memory_mb <= cluster.memory_mb[node])
+
+
+def test_large_batches_without_ants_place_feasibly_and_repeat() -> None:
+    # ant_limit 4: most batches of this loaded run exceed it (polished seed only)
+    args = {"ant_limit": "4"}
+    cluster, workload, a = _run("aco", args, "iot-small", 400, 1.5, 3)
+    _, _, b = _run("aco", args, "iot-small", 400, 1.5, 3)
+    _check_feasible(cluster, workload, a)
+    assert np.array_equal(a.tasks["node_index"], b.tasks["node_index"])
+    # never worse than its best seed, batch by batch: the polished seed is kept only if cheaper
+    pol = make_policy("aco", args)
+    pol.reset(cluster, np.random.default_rng(0))
+    _, tasks, view = _problem_inputs("iot-small", 400, 1.5, 3)
+    found = pol.colony.solve(tasks, view)
+    assert len(tasks) > 4
+    assert found.cost <= found.seed_cost + 1e-12
+
+
+def test_hybrid_shortlist_places_feasibly_and_repeats() -> None:
+    # iot-small has fewer nodes than the default shortlist: a shortlist of 3 bites
+    args = {"shortlist": "3", "ants": "4", "iterations": "2"}
+    cluster, workload, a = _run("hybrid", args, "iot-small", 300, 1.0, 2)
+    _, _, b = _run("hybrid", args, "iot-small", 300, 1.0, 2)
+    _check_feasible(cluster, workload, a)
+    assert np.array_equal(a.tasks["node_index"], b.tasks["node_index"])
+    # a shortlist no smaller than the cluster scores every node: the same schedule as none
+    _, _, full = _run("hybrid", {**args, "shortlist": "0"}, "iot-small", 300, 1.0, 2)
+    _, _, wide = _run("hybrid", {**args, "shortlist": "1000"}, "iot-small", 300, 1.0, 2)
+    assert np.array_equal(full.tasks["node_index"], wide.tasks["node_index"])
+
+
+def test_compile_seconds_is_reported_apart() -> None:
+    _, _, aco = _run("aco", {}, "iot-small", 50, 0.5, 0)
+    assert aco.summary["compile_seconds"] >= 0.0
+    assert "scheduler_seconds" in aco.summary
+    _, _, mct = _run("mct", {}, "iot-small", 50, 0.5, 0)
+    assert "compile_seconds" not in mct.summary
