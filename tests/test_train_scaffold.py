@@ -136,6 +136,11 @@ def cli():
             "--workers 3: the run has 2 shard(s)",
         ),
         (["train", "rl", "--envs", "4", "--shards", "5"], "more shards than simulator copies"),
+        # drift, estimates and the return are validated before anything is written
+        (["train", "rl", "--drift", "sideways"], "drift: must be one of none, scenario, random"),
+        (["train", "hybrid", "--estimates", "exact"], "estimates: must be one of"),
+        (["train", "rl", "--gamma", "1.5"], "gamma: must be in [0, 1], got 1.5"),
+        (["train", "rl", "--gae-lambda", "-0.1"], "gae_lambda: must be in [0, 1], got -0.1"),
     ],
 )
 def test_train_refuses_what_does_not_apply(cli, tmp_path: Path, args, needle) -> None:
@@ -179,3 +184,19 @@ def test_colony_parameters_are_declared_once() -> None:
         "ants", "iterations", "alpha", "beta", "rho", "candidates", "local_search",
         "memory", "memory_rho", "seeds", "ant_limit",
     }  # fmt: skip
+
+
+def test_train_rl_options_reach_the_saved_config(cli, tmp_path: Path) -> None:
+    # drift drawn per episode, observed estimates and differential returns, from the CLI
+    run = tmp_path / "run"
+    res = cli(
+        ["train", "rl", "--scenario", "iot-small", "--tasks", "12", "--envs", "4",
+         "--steps", "8", "--eval-seeds", "1", "--eval-tasks", "50", "--max-updates", "1",
+         "--drift", "random", "--estimates", "observed", "--gamma", "0.99",
+         "--gae-lambda", "0.95", "--average-reward", "--out", str(run)]
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    c = Trainer.resume(run).config
+    assert (c.drift, c.estimates, c.gamma, c.gae_lambda, c.average_reward) == (
+        "random", "observed", 0.99, 0.95, True,
+    )  # fmt: skip

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
-from hybridsched.cli.app import app, console, fail
+from hybridsched.cli.app import EstimatesOption, app, console, fail
 from hybridsched.cli.options import RayAddress
 from hybridsched.errors import HybridSchedError
 from hybridsched.model import PRIORITY_CLASSES
@@ -101,6 +101,14 @@ _BACKEND_HELP = (
 )
 Backend = Annotated[str, typer.Option(help=_BACKEND_HELP)]
 Workers = Annotated[int, typer.Option(help="Workers (Ray actors with --backend ray).")]
+Drift = Annotated[
+    str,
+    typer.Option(
+        help="What changes during an episode: none, scenario (the scenario's own "
+        "conditions, e.g. iot-drift) or random (conditions and a task-mix shift drawn per "
+        "episode: domain randomization; docs/RL.md)."
+    ),
+]
 
 # what may change on resume: the budget and where the work runs, never the results
 _WITH_RESUME = ("resume", "minutes", "max_updates", "backend", "workers", "ray_address")
@@ -125,6 +133,17 @@ def train_rl(
     ] = _RL["init"],
     decision_interval: Interval = _RL["decision_interval"],
     queue: Queue = _RL["queue"],
+    drift: Drift = _RL["drift"],
+    estimates: EstimatesOption = _RL["estimates"],
+    gamma: Annotated[float, typer.Option(help="Discount per decision, in (0, 1].")] = _RL["gamma"],
+    gae_lambda: Annotated[float, typer.Option(help="GAE lambda, in [0, 1].")] = _RL["gae_lambda"],
+    average_reward: Annotated[
+        bool,
+        typer.Option(
+            "--average-reward/--discounted",
+            help="Differential returns (each reward minus the rollout's mean), or discounted.",
+        ),
+    ] = _RL["average_reward"],
     w_response: Annotated[float, typer.Option(help="Objective weight per s of response.")] = 1.0,
     w_miss: Annotated[
         str, typer.Option(help="Penalty per missed deadline, priority 0,1,2+ (e.g. 5,2,1).")
@@ -159,6 +178,9 @@ def train_rl(
             rollout_steps=steps,
             init=init,
             shards=workers if shards is None else shards,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            average_reward=average_reward,
         )
 
     trainer, p = _start(ctx, Trainer, config, "training")
@@ -193,6 +215,8 @@ def train_hybrid(
         float, typer.Option(help="Batching interval, s; > 0 (the hybrid decides batches).")
     ] = _HY["decision_interval"],
     queue: Queue = _HY["queue"],
+    drift: Drift = _HY["drift"],
+    estimates: EstimatesOption = _HY["estimates"],
     init: Annotated[
         str, typer.Option(help="Initial weights (a checkpoint); empty: the shipped rl network.")
     ] = _HY["init"],
@@ -251,6 +275,8 @@ _COMMON = {
     "tasks": "n_tasks",
     "decision_interval": "decision_interval",
     "queue": "queue",
+    "drift": "drift",
+    "estimates": "estimates",
     "seed": "seed",
     "minutes": "minutes",
     "max_updates": "max_updates",

@@ -178,8 +178,9 @@ class TrainConfig(EpisodeConfig):
                 f"copies and a worker steps whole shards, so at most {self.shards} worker(s) "
                 "(a new run takes --shards)"
             )
-        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ConfigError(f"train config: gamma and gae_lambda must be in [0, 1], got {self}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)!r}")
         if self.minutes < 0 or self.lr <= 0 or self.clip <= 0:
             raise ConfigError("train config: minutes >= 0, lr > 0 and clip > 0 are required")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
