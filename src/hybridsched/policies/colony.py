@@ -111,7 +111,7 @@ class ColonyParams:
     ants: int = policy_arg(8, "ants per iteration")
     iterations: int = policy_arg(8, "iterations per batch")
     ant_limit: int = policy_arg(
-        256,
+        1024,
         "ants only on batches up to this many tasks; a larger batch gets the best seed "
         "polished by local search (0: no limit)",
     )
