@@ -217,3 +217,24 @@ def _fail(x: int) -> None:
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_pool_spawns_its_workers_when_this_process_has_other_threads() -> None:
+    # a fork while another thread holds a lock (Ray's threads after ray.init in the
+    # same process) can leave the child waiting forever: such a process spawns instead
+    import threading
+
+    from hybridsched.experiments.pool import Job, _start_method, run_jobs
+
+    assert _start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        assert _start_method() == "spawn"
+        got: dict[int, int] = {}
+        run_jobs([Job(pow, (k, 3), f"cube {k}") for k in range(4)], 2, got.__setitem__)
+        assert got == {0: 0, 1: 1, 2: 8, 3: 27}
+    finally:
+        stop.set()
+        t.join()

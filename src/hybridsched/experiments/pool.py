@@ -62,9 +62,7 @@ def run_jobs(jobs: Sequence[Job], workers: int, on_result: Callable[[int, Any], 
     """
     if not jobs:
         return
-    # fork where it is safe (Linux: the default of Python 3.11, and the worker's parent
-    # is this process, which the death watch relies on); spawn elsewhere
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ctx = multiprocessing.get_context(_start_method())
     pool: list[_Worker] = []
     try:
         for _ in range(min(workers, len(jobs))):
@@ -86,6 +84,20 @@ def run_jobs(jobs: Sequence[Job], workers: int, on_result: Callable[[int, Any], 
                     w.give(nxt, jobs)
     finally:
         _stop(pool)
+
+
+def _start_method() -> str:
+    """``fork`` where it is safe, else ``spawn`` (with both, the worker's parent is this
+    process, which the death watch relies on).
+
+    Fork is safe on Linux from a process with one thread only: a thread that holds a
+    lock at the fork (Ray's threads once ``ray.init`` ran here, a logging handler's)
+    leaves the child waiting on that lock forever (seen: pool workers stuck in SciPy
+    after a Ray run in the same process).
+    """
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 class _Worker:
