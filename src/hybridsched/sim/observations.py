@@ -166,10 +166,23 @@ class NodeObservations:
                 )
 
 
+def shrunk_factor(mean: float, weight: float, last: float, count: int, time: float) -> float:
+    """One node's decayed mean ratio shrunk towards 1 (the nominal value) by the prior
+    weight, at ``time``. Plain Python: the training rollouts run it compiled; the
+    array form over every node is :func:`_shrunk` (the same formula)."""
+    if count > 0:
+        w = weight * math.exp(-max(time - last, 0.0) / OBS_TAU_S)
+        m = mean
+    else:
+        w = 0.0
+        m = 1.0
+    return (w * m + OBS_PRIOR_WEIGHT) / (w + OBS_PRIOR_WEIGHT)
+
+
 def _shrunk(
     mean: np.ndarray, weight: np.ndarray, last: np.ndarray, count: np.ndarray, time: float
 ) -> np.ndarray:
-    """Decayed mean ratios shrunk towards 1 (the nominal value) by the prior weight."""
+    """:func:`shrunk_factor` of every node at once."""
     seen = count > 0
     w = np.where(seen, weight * np.exp(-np.maximum(time - last, 0.0) / OBS_TAU_S), 0.0)
     m = np.where(seen, mean, 1.0)

@@ -45,7 +45,7 @@ from numba import njit, typed
 
 from hybridsched.errors import ConfigError
 from hybridsched.learn.features import N_FEATURES, node_table, pair_features_one
-from hybridsched.sim import Engine, SimConfig, SimResult, core
+from hybridsched.sim import Engine, SimConfig, SimResult, core, observations
 from hybridsched.sim.fault_kernels import (
     K_ACTIVE,
     advance,
@@ -54,7 +54,7 @@ from hybridsched.sim.fault_kernels import (
     set_bandwidth,
     set_speed,
 )
-from hybridsched.sim.observations import ESTIMATES, OBS_PRIOR_WEIGHT, OBS_TAU_S
+from hybridsched.sim.observations import ESTIMATES
 from hybridsched.sim.options_engine import ConditionsHook
 from hybridsched.train.objective import Objective
 from hybridsched.workload import Scenario, generate, generate_instance, get_scenario
@@ -168,16 +168,8 @@ def predict_unstarted(st, d, finish):
             finish[idx[q]] = start[q] + dur[q]
 
 
-@njit(cache=True)
-def _shrunk1(mean, weight, last, count, t):
-    """One node's observed factor (:func:`hybridsched.sim.observations._shrunk`, scalar)."""
-    if count > 0:
-        w = weight * np.exp(-max(t - last, 0.0) / OBS_TAU_S)
-        m = mean
-    else:
-        w = 0.0
-        m = 1.0
-    return (w * m + OBS_PRIOR_WEIGHT) / (w + OBS_PRIOR_WEIGHT)
+_shrunk1 = njit(cache=True)(observations.shrunk_factor)
+"""One node's observed factor, compiled (the simulator's own formula)."""
 
 
 @njit(cache=True)
