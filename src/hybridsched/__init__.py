@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __version__ = "0.1.0"
@@ -30,17 +31,21 @@ def _register_env() -> None:
         gymnasium.register(id=ENV_ID, entry_point="hybridsched.train.env:IoTCloudEnv")
 
 
-class _RegisterOnGymnasiumImport(importlib.abc.MetaPathFinder):
-    """Registers the environment as soon as gymnasium is imported.
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``then()`` right after the module ``name`` is first imported.
 
-    Importing gymnasium costs about 0.25 s, which every CLI call (and the
-    simulator's throughput) would pay if this package imported it eagerly; so
-    ``import hybridsched`` only registers at once when gymnasium is already
-    loaded, and otherwise right after gymnasium's own import completes.
+    Importing gymnasium costs about 0.25 s and numba about 0.3 s, which every
+    CLI call (and the simulator's throughput) would pay if this package
+    imported them eagerly; so ``import hybridsched`` acts at once only on what
+    is already loaded, and otherwise right after the module's own import.
     """
 
+    def __init__(self, name: str, then: Callable[[], object]) -> None:
+        self.name = name
+        self.then = then
+
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "gymnasium":
+        if name != self.name:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -51,13 +56,25 @@ class _RegisterOnGymnasiumImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             original(module)
-            _register_env()
+            self.then()
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
-if "gymnasium" in sys.modules:
-    _register_env()
-elif not any(isinstance(f, _RegisterOnGymnasiumImport) for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterOnGymnasiumImport())
+def _install_jit_cache() -> None:
+    from hybridsched import jitcache
+
+    jitcache.install()
+
+
+def _after_import(name: str, then: Callable[[], object]) -> None:
+    if name in sys.modules:
+        then()
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, then))
+
+
+# numba's cache locator must be in place before the first kernel is declared (docs/PERFORMANCE.md)
+_after_import("numba", _install_jit_cache)
+_after_import("gymnasium", _register_env)

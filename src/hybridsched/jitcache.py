@@ -1,0 +1,341 @@
+"""Where numba caches the package's compiled kernels, and the cache shipped with it.
+
+Compiling the colony's kernels takes about half a minute of CPU, which a fresh
+install would pay on its first run. So the package ships them: ``_jit/`` holds
+an archive of numba's cache files built from exactly these sources (for one
+CPU, named in its manifest) and a manifest of the sources' hashes.
+
+On the first import of numba in a process, :func:`install` puts a cache locator
+in front of numba's own for the functions of this package. It caches them in a
+per-user folder (``$HYBRIDSCHED_JIT_CACHE``, else ``$XDG_CACHE_HOME`` or
+``~/.cache``, then ``hybridsched/numba/<checkout>``), and fills that folder
+from the shipped archive once, when the archive was built from the sources
+present (every module with a compiled kernel and every package module such a
+module imports, compared by SHA-256). Stale shipped kernels are never used: the
+process compiles, as numba always does. Numba's own checks still apply to each
+entry (its source stamp, its signature and the CPU it was built for), so on
+another CPU the kernels are compiled and cached beside the shipped ones.
+
+``HYBRIDSCHED_JIT_CACHE=off`` (or ``NUMBA_CACHE_DIR`` set) leaves numba's own
+locators in charge; ``HYBRIDSCHED_JIT_SHIPPED=0`` skips the shipped archive.
+
+``python -m hybridsched.jitcache build`` rebuilds the archive after a change to
+a kernel (a test fails while it is stale); ``status`` tells what a process
+would do.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PACKAGE = Path(__file__).resolve().parent
+SHIPPED = PACKAGE / "_jit"
+ARCHIVE = SHIPPED / "kernels.tar.xz"
+MANIFEST = SHIPPED / "manifest.json"
+MARKER = "shipped.json"
+
+CACHE_ENV = "HYBRIDSCHED_JIT_CACHE"
+SHIPPED_ENV = "HYBRIDSCHED_JIT_SHIPPED"
+
+_root: Path | None = None
+_installed = False
+
+
+def cache_root(environ: Any = None) -> Path | None:
+    """The cache folder of this checkout, or None where numba's locators apply."""
+    env = os.environ if environ is None else environ
+    chosen = env.get(CACHE_ENV, "")
+    if chosen.lower() == "off" or (not chosen and env.get("NUMBA_CACHE_DIR")):
+        return None
+    if chosen:
+        base = Path(chosen)
+    else:
+        xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = Path(xdg) / "hybridsched" / "numba"
+    checkout = hashlib.sha1(str(PACKAGE).encode()).hexdigest()[:12]
+    return base / checkout
+
+
+def kernel_modules(package: Path = PACKAGE) -> list[Path]:
+    """Modules whose compiled code a cache entry may hold.
+
+    Every module that declares a cached kernel, and every package module those
+    import (transitively): a kernel freezes the globals it reads from them.
+    """
+    files = {p.relative_to(package).as_posix(): p for p in package.rglob("*.py")}
+    files.pop(Path(__file__).name, None)  # this module only says where kernels are cached
+    declares = [rel for rel, p in files.items() if "cache=True" in p.read_text(encoding="utf-8")]
+    seen: set[str] = set()
+    todo = list(declares)
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        todo.extend(_package_imports(rel, files))
+    return [files[rel] for rel in sorted(seen)]
+
+
+def _package_imports(rel: str, files: dict[str, Path]) -> list[str]:
+    tree = ast.parse(files[rel].read_text(encoding="utf-8"))
+    here = rel.split("/")[:-1]
+    found = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - node.level + 1]
+                parts = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "hybridsched":
+                parts = node.module.split(".")[1:]
+            else:
+                continue
+            names = [".".join(parts)] + [".".join([*parts, a.name]) for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [
+                a.name.split(".", 1)[1] for a in node.names if a.name.startswith("hybridsched.")
+            ]
+        for name in names:
+            path = name.replace(".", "/")
+            for candidate in (f"{path}.py", f"{path}/__init__.py"):
+                if candidate in files:
+                    found.append(candidate)
+    return found
+
+
+def source_hashes(package: Path = PACKAGE) -> dict[str, str]:
+    """SHA-256 of each kernel module, by its path in the package."""
+    return {
+        p.relative_to(package).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in kernel_modules(package)
+    }
+
+
+def _host() -> dict[str, str]:
+    import llvmlite.binding as ll
+    import numba
+
+    return {
+        "numba": numba.__version__,
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "cpu": ll.get_host_cpu_name(),
+    }
+
+
+def read_manifest() -> dict[str, Any] | None:
+    try:
+        return json.loads(MANIFEST.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def shipped_state(manifest: dict[str, Any] | None = None) -> str:
+    """'usable', or why the shipped kernels cannot serve this process."""
+    manifest = read_manifest() if manifest is None else manifest
+    if manifest is None or not ARCHIVE.exists():
+        return "absent"
+    host = _host()
+    for key in ("numba", "python"):
+        if manifest.get(key) != host[key]:
+            return f"built for {key} {manifest.get(key)}, this is {host[key]}"
+    if manifest.get("sources") != source_hashes():
+        return "stale (built from other sources)"
+    return "usable"
+
+
+def _files_stamp() -> str:
+    """Cheap stamp of the package's sources (paths, sizes, modification times)."""
+    h = hashlib.sha1()
+    for p in sorted(PACKAGE.rglob("*.py")):
+        st = p.stat()
+        h.update(f"{p.relative_to(PACKAGE)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def seed(root: Path) -> str:
+    """Fill ``root`` from the shipped archive once; say what happened.
+
+    The marker file remembers the outcome: ``seeded earlier`` costs one small
+    read, and a refusal (stale kernels) is not checked again until a source
+    file changes (hashing the kernel modules takes about 0.15 s).
+    """
+    manifest = read_manifest()
+    if manifest is None:
+        return "absent"
+    marker = root / MARKER
+    try:
+        last = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        last = {}
+    if not isinstance(last, dict) or last.get("id") != manifest["id"]:
+        last = {}
+    if last.get("state") == "seeded":
+        return "seeded earlier"
+    stamp = _files_stamp()
+    if last.get("stamp") == stamp:
+        return str(last.get("state"))
+    state = shipped_state(manifest)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".seed-") as tmp:
+        if state == "usable":
+            with tarfile.open(ARCHIVE, "r:xz") as tar:
+                tar.extractall(tmp, filter="data")
+            for src in sorted(Path(tmp).rglob("*")):
+                if src.is_file():
+                    dest = root / src.relative_to(tmp)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dest)  # atomic: a process loading meanwhile sees old or new
+            state = "seeded"
+        part = Path(tmp) / MARKER
+        outcome = {"id": manifest["id"], "state": state, "stamp": stamp}
+        part.write_text(json.dumps(outcome), encoding="utf-8")
+        os.replace(part, marker)
+    return state
+
+
+def _locator_class() -> type:
+    from numba.core.caching import _CacheLocator, _SourceFileBackedLocatorMixin
+
+    class PackageCacheLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
+        """Caches this package's kernels under the checkout's cache folder."""
+
+        def __init__(self, py_func: Any, py_file: str) -> None:
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            rel = Path(py_file).resolve().parent.relative_to(PACKAGE)
+            self._cache_path = str(_root / rel) if _root is not None else ""
+
+        def get_cache_path(self) -> str:
+            return self._cache_path
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if _root is None:
+                return None
+            try:
+                Path(py_file).resolve().relative_to(PACKAGE)
+            except ValueError:
+                return None
+            return super().from_function(py_func, py_file)
+
+    return PackageCacheLocator
+
+
+def install() -> str:
+    """Put the package's locator in front of numba's; seed the folder. Idempotent."""
+    global _root, _installed
+    if _installed:
+        return "installed earlier"
+    _installed = True
+    root = cache_root()
+    if root is None:
+        return "numba's own locators"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        state = "not seeded" if os.environ.get(SHIPPED_ENV) == "0" else seed(root)
+    except OSError as exc:
+        return f"numba's own locators ({root}: {exc.strerror})"
+    from numba.core.caching import CacheImpl
+
+    _root = root
+    CacheImpl._locator_classes.insert(0, _locator_class())
+    return state
+
+
+# building the archive ------------------------------------------------------------------------
+
+WARM_UP = """
+from hybridsched.policies import available_policies, get_policy
+from hybridsched.sim import SimOptions, simulate
+from hybridsched.sim.conditions import Conditions
+from hybridsched.workload.scenarios import generate_instance, with_drift
+
+
+def runs(inst, policy, options=None):
+    for interval in (0.0, 0.5):
+        for queue in ("fifo", "priority"):
+            simulate(inst.cluster, inst.workload, get_policy(policy), options=options,
+                     decision_interval=interval, queue=queue)
+
+
+inst = generate_instance("iot-default", 200, 0.9, 0)
+for name in available_policies():
+    if name != "optimal":
+        runs(inst, name)
+drift = generate_instance(with_drift("iot-drift"), 200, 0.9, 0)
+for name in ("mct", "min-min", "sufferage", "aco", "hybrid", "rl"):
+    conditions = Conditions.from_frame(drift.conditions, drift.cluster)
+    runs(drift, name, SimOptions(conditions=conditions, estimates="observed"))
+for options in (
+    SimOptions(mtbf_s=200.0, mttr_s=20.0),
+    SimOptions(estimate_cv=0.2),
+    SimOptions(latency_jitter=0.2, shared_links=True),
+):
+    for name in ("mct", "aco", "hybrid"):
+        runs(inst, name, options)
+"""
+
+
+def build(out: Path = SHIPPED) -> dict[str, Any]:
+    """Compile the kernels into an empty cache and ship that cache as ``out``."""
+    with tempfile.TemporaryDirectory(prefix="hybridsched-jit-") as tmp:
+        root = Path(tmp) / "root"
+        env = {**os.environ, CACHE_ENV: str(root), SHIPPED_ENV: "0"}
+        env.pop("NUMBA_CACHE_DIR", None)
+        subprocess.run([sys.executable, "-c", WARM_UP], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "hybridsched.cli", "compare", "--out", str(Path(tmp) / "cmp")],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (checkout,) = [p for p in root.iterdir() if p.is_dir()]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:xz", preset=9) as tar:
+            for path in sorted(checkout.rglob("*")):
+                if path.is_file() and path.suffix in (".nbi", ".nbc"):
+                    info = tar.gettarinfo(str(path), path.relative_to(checkout).as_posix())
+                    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                    with path.open("rb") as fh:
+                        tar.addfile(info, fh)
+    data = buf.getvalue()
+    manifest = {
+        "id": hashlib.sha256(data).hexdigest(),
+        **_host(),
+        "files": sum(1 for _ in tarfile.open(fileobj=io.BytesIO(data), mode="r:xz")),
+        "sources": source_hashes(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ARCHIVE.name).write_bytes(data)
+    (out / MANIFEST.name).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["build"]:
+        manifest = build()
+        size = ARCHIVE.stat().st_size / 1e6
+        print(f"wrote {ARCHIVE} ({manifest['files']} files, {size:.1f} MB, cpu {manifest['cpu']})")
+        return 0
+    if args == ["status"]:
+        root = cache_root()
+        print(f"cache folder: {root if root is not None else 'numba default'}")
+        print(f"shipped kernels: {shipped_state()}")
+        return 0
+    print("usage: python -m hybridsched.jitcache build|status", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

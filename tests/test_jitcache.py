@@ -1,0 +1,134 @@
+"""The package's numba cache: its folder, the shipped kernels, and seeding from them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybridsched import jitcache
+
+REBUILD = "python -m hybridsched.jitcache build"
+
+
+def test_shipped_kernels_are_built_from_these_sources():
+    manifest = jitcache.read_manifest()
+    assert manifest is not None, f"no shipped kernels: run `{REBUILD}`"
+    now = jitcache.source_hashes()
+    changed = sorted(
+        k
+        for k in now.keys() | manifest["sources"].keys()
+        if now.get(k) != manifest["sources"].get(k)
+    )
+    assert not changed, f"shipped kernels are stale ({', '.join(changed)} changed): run `{REBUILD}`"
+    assert manifest["files"] > 100  # every policy's kernels, not a handful
+
+
+def test_cache_root_follows_the_environment(tmp_path):
+    checkout = jitcache.cache_root({jitcache.CACHE_ENV: str(tmp_path)})
+    assert checkout is not None and checkout.parent == tmp_path
+    assert len(checkout.name) == 12  # one folder per checkout of the package
+    assert jitcache.cache_root({jitcache.CACHE_ENV: "off"}) is None
+    assert jitcache.cache_root({"NUMBA_CACHE_DIR": str(tmp_path)}) is None  # numba's own
+    xdg = jitcache.cache_root({"XDG_CACHE_HOME": str(tmp_path)})
+    assert xdg == tmp_path / "hybridsched" / "numba" / checkout.name
+    both = {jitcache.CACHE_ENV: str(tmp_path / "a"), "NUMBA_CACHE_DIR": str(tmp_path)}
+    assert jitcache.cache_root(both).parent == tmp_path / "a"  # ours, when named
+
+
+def test_kernel_modules_follow_imports_from_kernel_modules(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "consts.py").write_text("N = 3\n")
+    (pkg / "helpers.py").write_text("from .consts import N\n")
+    (pkg / "sub" / "kern.py").write_text(
+        "from numba import njit\nfrom ..helpers import N\n\n"
+        "@njit(cache=True)\ndef f():\n    return N\n"
+    )
+    (pkg / "cli.py").write_text("from pkg.sub import kern\n")  # imports a kernel; not one
+    found = sorted(p.relative_to(pkg).as_posix() for p in jitcache.kernel_modules(pkg))
+    assert found == ["consts.py", "helpers.py", "sub/kern.py"]
+
+
+@pytest.mark.skipif(jitcache.shipped_state() != "usable", reason="shipped kernels not usable")
+def test_seed_fills_the_folder_once(tmp_path):
+    manifest = jitcache.read_manifest()
+    assert jitcache.seed(tmp_path) == "seeded"
+    files = [p for p in tmp_path.rglob("*") if p.suffix in (".nbi", ".nbc")]
+    assert len(files) == manifest["files"]
+    assert {p.parent.name for p in files} >= {"policies", "sim"}  # the package's layout
+    assert json.loads((tmp_path / jitcache.MARKER).read_text())["id"] == manifest["id"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".seed-")]
+    assert jitcache.seed(tmp_path) == "seeded earlier"
+
+
+def test_stale_shipped_kernels_are_never_used(tmp_path, monkeypatch):
+    if jitcache.read_manifest() is None:
+        pytest.skip("no shipped kernels")
+    real = jitcache.source_hashes()
+    monkeypatch.setattr(jitcache, "source_hashes", lambda: {**real, "sim/core.py": "0" * 64})
+    assert jitcache.seed(tmp_path).startswith("stale")
+    assert not list(tmp_path.rglob("*.nbi"))
+    monkeypatch.setattr(jitcache, "source_hashes", lambda: 1 / 0)  # the refusal is remembered
+    assert jitcache.seed(tmp_path).startswith("stale")
+    monkeypatch.setattr(jitcache, "_files_stamp", lambda: "a source file changed")
+    monkeypatch.setattr(jitcache, "source_hashes", lambda: real)  # ... and rechecked
+    assert jitcache.seed(tmp_path) == "seeded"
+    assert len(list(tmp_path.rglob("*.nbi"))) > 50
+
+
+PROBE = """
+import json, sys
+import numba.core.dispatcher as nd
+from hybridsched.policies import get_policy
+from hybridsched.sim import simulate
+from hybridsched.workload.scenarios import generate_instance
+from hybridsched import jitcache
+
+inst = generate_instance("iot-default", 100, 0.9, 3)
+simulate(inst.cluster, inst.workload, get_policy(sys.argv[1]), decision_interval=0.5,
+         queue="priority")
+hits = misses = 0
+for name, mod in list(sys.modules.items()):
+    if name.startswith("hybridsched."):
+        for obj in vars(mod).values():
+            if isinstance(obj, nd.Dispatcher) and obj._cache.cache_path:
+                hits += sum(obj.stats.cache_hits.values())
+                misses += sum(obj.stats.cache_misses.values())
+print(json.dumps({"hits": hits, "misses": misses, "root": str(jitcache._root)}))
+"""
+
+
+@pytest.mark.skipif(jitcache.shipped_state() != "usable", reason="shipped kernels not usable")
+@pytest.mark.parametrize("policy", ["aco", "hybrid"])
+def test_a_fresh_cache_compiles_nothing_for_the_colony(tmp_path, policy):
+    """A fresh install runs the colony on the shipped kernels, without compiling."""
+    manifest = jitcache.read_manifest()
+    if manifest["cpu"] != jitcache._host()["cpu"]:
+        pytest.skip(f"shipped kernels are for cpu {manifest['cpu']}, this is another")
+    env = {**os.environ, jitcache.CACHE_ENV: str(tmp_path)}
+    env.pop(jitcache.SHIPPED_ENV, None)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, policy], env=env, capture_output=True, text=True, check=True
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(got["root"]).parent == tmp_path
+    assert got["misses"] == 0
+    assert got["hits"] >= 10
+
+
+def test_without_the_shipped_kernels_the_probe_sees_compilation(tmp_path):
+    """The probe above can fail: with seeding off, a fresh cache compiles."""
+    env = {**os.environ, jitcache.CACHE_ENV: str(tmp_path), jitcache.SHIPPED_ENV: "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "mct"], env=env, capture_output=True, text=True, check=True
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["misses"] >= 10 and got["hits"] == 0
+    assert not list(tmp_path.rglob(jitcache.MARKER))
