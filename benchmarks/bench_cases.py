@@ -1,0 +1,111 @@
+"""The three cases issue 17 named, decision cost through ``assign``.
+
+* ``nodes1000``: an ``iot-default``-shaped cluster of 1,000 nodes
+  (``bench_scale.cluster_of``), 20,000 ``iot-default`` tasks at load 0.9;
+* ``trace30``: a 30-node cluster of the same shape, the Alibaba GenAI request
+  trace (``../shared/traces/alibaba_lora_request_trace.csv``, imported with
+  ``hybridsched trace import --target-load 0.85 --limit 8800``);
+* ``bursty``: the ``iot-bursty`` scenario, 30,000 tasks at load 0.9.
+
+Decision interval 0.5 s, priority queues, seed 0. Each policy runs once per
+case after a small warm-up (compilation); the figures are ``bench_scale``'s:
+tasks/s in ``assign`` (wall and thread CPU), p50 / p99 per batch, quality.
+
+    python benchmarks/bench_cases.py --policies mct,sufferage,aco,hybrid --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench_scale import Timed, cluster_of, run_case
+from hybridsched.io import read_workload, write_cluster
+from hybridsched.policies import make_policy
+from hybridsched.sim import Engine
+from hybridsched.workload import generate_workload, get_scenario
+from hybridsched.workload.scenarios import generate_instance
+
+TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "alibaba_lora_request_trace.csv"
+
+
+def instance(case: str, work: Path) -> tuple[Any, Any]:
+    if case == "nodes1000":
+        cluster = cluster_of(1000)
+        return cluster, generate_workload(
+            cluster, get_scenario("iot-default").workload, 20000, 0.9, 0
+        )
+    if case == "bursty":
+        inst = generate_instance("iot-bursty", 30000, 0.9, 0)
+        return inst.cluster, inst.workload
+    if case == "trace30":
+        cluster = cluster_of(30)
+        write_cluster(cluster, work / "c30.yaml")
+        out = work / "trace30.parquet"
+        cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(TRACE)]
+        cmd += ["--format", "alibaba-genai-2026", "--cluster", str(work / "c30.yaml")]
+        cmd += ["--target-load", "0.85", "--limit", "8800", "--out", str(out)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        return cluster, read_workload(out)
+    raise SystemExit(f"unknown case {case!r}: nodes1000, trace30 or bursty")
+
+
+def measure(policy: str, cluster: Any, workload: Any) -> dict[str, Any]:
+    timed = Timed(make_policy(policy))
+    res = Engine(cluster, workload, decision_interval=0.5, queue="priority").run(timed, 0)
+    sec, cpu, size = (np.asarray(x) for x in (timed.seconds, timed.cpu, timed.sizes))
+    s = res.summary
+    return {
+        "policy": policy,
+        "tasks": int(size.sum()),
+        "mean_batch": float(size.mean()),
+        "tasks_per_s": float(size.sum() / sec.sum()),
+        "cpu_tasks_per_s": float(size.sum() / cpu.sum()),
+        "p50_ms": float(np.percentile(sec, 50) * 1e3),
+        "p99_ms": float(np.percentile(sec, 99) * 1e3),
+        "mean_response_s": float(s["mean_response_s"]),
+        "deadline_miss_rate": float(s["deadline_miss_rate"]),
+        "energy_j": float(s["energy_j"]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policies", default="mct,sufferage,aco,hybrid")
+    ap.add_argument("--cases", default="nodes1000,trace30,bursty")
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    policies = a.policies.split(",")
+    for p in policies:  # compile outside the measurement
+        run_case(p, 20, "short", 200)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in a.cases.split(","):
+            if case == "trace30" and not TRACE.exists():
+                print(f"trace30: skipped, {TRACE} not found", flush=True)
+                continue
+            cluster, workload = instance(case, Path(tmp))
+            for p in policies:
+                r = {"case": case, "nodes": cluster.n_nodes, **measure(p, cluster, workload)}
+                rows.append(r)
+                print(
+                    f"{case:9s} {p:9s} batch {r['mean_batch']:7.1f}"
+                    f"  tasks/s {r['tasks_per_s']:>9,.0f}"
+                    f"  cpu {r['cpu_tasks_per_s']:>9,.0f}  p50/p99 ms {r['p50_ms']:.1f} /"
+                    f" {r['p99_ms']:.1f}  resp {r['mean_response_s']:.4f}"
+                    f"  miss {r['deadline_miss_rate']:.4f}  energy {r['energy_j'] / 1e6:.4f} MJ",
+                    flush=True,
+                )
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
