@@ -271,11 +271,9 @@ def _number(v: Any, where: str) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class Workload:
-    """A set of tasks, one per row, in the file's row order.
-
-    ``deadline_s`` holds ``inf`` for tasks without a deadline.
-    """
+class TaskColumns:
+    """The columns every set of tasks has, one entry per task: a :class:`Workload`'s
+    and a decision's :class:`~hybridsched.sim.view.TaskBatch`."""
 
     task_id: np.ndarray
     """Unique task id, int64."""
@@ -286,9 +284,18 @@ class Workload:
     data_mb: np.ndarray
     """Input data moved to the chosen node, MB."""
     work_gi: np.ndarray
-    """Compute demand, GI."""
+    """Compute demand, GI (in a ``TaskBatch``: the schedulers' estimate of it)."""
     memory_mb: np.ndarray
     """Memory needed, MB."""
+
+
+@dataclass(frozen=True, eq=False)
+class Workload(TaskColumns):
+    """A set of tasks, one per row, in the file's row order.
+
+    ``deadline_s`` holds ``inf`` for tasks without a deadline.
+    """
+
     deadline_s: np.ndarray
     """Allowed response time relative to arrival, s (inf: none)."""
     priority: np.ndarray

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -164,6 +165,16 @@ EstimatesOption = Annotated[
     ),
 ]
 """The ``--estimates`` option of ``simulate`` and ``compare``."""
+
+ConditionsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Conditions file: windows of node speed, latency, bandwidth that every run goes "
+        "through (.csv/.parquet: node,start_s,end_s,speed,latency,bandwidth; docs/MODEL.md "
+        "section 12)."
+    ),
+]
+"""The ``--conditions`` option of ``simulate`` and ``compare``."""
 
 
 def load_plugins(specs: list[str] | None) -> None:

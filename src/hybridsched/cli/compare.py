@@ -17,6 +17,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from hybridsched.cli.app import (
+    ConditionsOption,
     EstimatesOption,
     PluginOption,
     app,
@@ -121,13 +122,7 @@ def compare(
     workload: Annotated[
         Path | None, typer.Option(help="Workload file, with --cluster, instead of a scenario.")
     ] = None,
-    conditions: Annotated[
-        Path | None,
-        typer.Option(
-            help="Conditions file (node,start_s,end_s,speed,latency,bandwidth) applied to "
-            "every run; docs/MODEL.md section 12."
-        ),
-    ] = None,
+    conditions: ConditionsOption = None,
     estimates: EstimatesOption = "nominal",
     focus: Annotated[
         str | None,

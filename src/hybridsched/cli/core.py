@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hybridsched.cli.app import (
+    ConditionsOption,
     EstimatesOption,
     PluginOption,
     app,
@@ -263,13 +264,7 @@ def simulate(
             help="Node outages file (.csv/.parquet: node,down_s,up_s; empty up_s: never back)."
         ),
     ] = None,
-    conditions: Annotated[
-        Path | None,
-        typer.Option(
-            help="Windows of node speed, latency, bandwidth (.csv/.parquet: node,start_s,end_s,"
-            "speed,latency,bandwidth; docs/MODEL.md section 12)."
-        ),
-    ] = None,
+    conditions: ConditionsOption = None,
     estimates: EstimatesOption = "nominal",
     mtbf: Annotated[
         str | None,

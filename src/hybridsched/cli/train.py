@@ -11,10 +11,11 @@ is refused with the new one.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +29,7 @@ from hybridsched.model import PRIORITY_CLASSES
 from hybridsched.train.config import HybridTrainConfig, TrainConfig
 
 TRAINABLE = ("hybrid", "rl")
+_F = TypeVar("_F", bound=Callable[..., None])
 
 
 class _TrainGroup(TyperGroup):
@@ -110,20 +112,103 @@ Drift = Annotated[
     ),
 ]
 
+# the options both commands take, by their config field (the rest are each command's own)
+_COMMON = {
+    "scenario": "scenario",
+    "load": "load",
+    "tasks": "n_tasks",
+    "decision_interval": "decision_interval",
+    "queue": "queue",
+    "drift": "drift",
+    "estimates": "estimates",
+    "seed": "seed",
+    "minutes": "minutes",
+    "max_updates": "max_updates",
+    "eval_seeds": "eval_seeds",
+    "eval_tasks": "eval_tasks",
+    "eval_every": "eval_every_s",
+    "threads": "threads",
+    "backend": "backend",
+    "workers": "workers",
+}
+
+
 # what may change on resume: the budget and where the work runs, never the results
 _WITH_RESUME = ("resume", "minutes", "max_updates", "backend", "workers", "ray_address")
 
 
-@train_app.command("rl")
+# The options every trainer takes, before and after its own: templates whose signatures
+# (not bodies) :func:`_trainer_command` uses. An option without a default here gets its
+# config's, through _COMMON.
+def _options_before(
+    *,
+    scenario: Scenario,
+    load: Load,
+    minutes: Minutes,
+    out: Out,
+    resume: Resume = None,
+    seed: Seed,
+    tasks: Tasks,
+    decision_interval: Interval,
+    queue: Queue,
+    drift: Drift,
+    estimates: EstimatesOption,
+) -> None: ...
+
+
+def _options_after(
+    *,
+    eval_seeds: EvalSeeds,
+    eval_tasks: EvalTasks,
+    eval_every: EvalEvery,
+    max_updates: MaxUpdates,
+    threads: Threads,
+    backend: Backend,
+    workers: Workers,
+    ray_address: RayAddress = None,
+) -> None: ...
+
+
+def _trainer_command(name: str, config_class: type) -> Callable[[_F], _F]:
+    """Register ``train NAME``: the shared options around the command's own.
+
+    The command declares ``ctx``, its own options and ``**shared`` (the shared options'
+    values, which :func:`_start` reads from ``ctx``); the shared ones get
+    ``config_class``'s defaults and ``--out runs/NAME``. An own option named as a shared
+    one replaces it, in the shared one's place.
+    """
+    defaults = _defaults(config_class)
+    defaults["out"] = Path("runs") / name
+
+    def decorate(command: _F) -> _F:
+        own = dict(inspect.signature(command, eval_str=True).parameters)
+        ctx = own.pop("ctx")
+        own.pop("shared")
+
+        def place(template: Callable[..., None]) -> list[inspect.Parameter]:
+            params = []
+            for p in inspect.signature(template, eval_str=True).parameters.values():
+                if p.name in own:
+                    params.append(own.pop(p.name))
+                    continue
+                if p.default is inspect.Parameter.empty:
+                    p = p.replace(default=defaults[_COMMON.get(p.name, p.name)])
+                params.append(p)
+            return params
+
+        before = place(_options_before)
+        after = place(_options_after)
+        options = [*before, *own.values(), *after]
+        params = [ctx, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in options)]
+        command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        return train_app.command(name)(command)
+
+    return decorate
+
+
+@_trainer_command("rl", TrainConfig)
 def train_rl(
     ctx: typer.Context,
-    scenario: Scenario = _RL["scenario"],
-    load: Load = _RL["load"],
-    minutes: Minutes = _RL["minutes"],
-    out: Out = Path("runs/rl"),
-    resume: Resume = None,
-    seed: Seed = _RL["seed"],
-    tasks: Tasks = _RL["n_tasks"],
     envs: Annotated[int, typer.Option(help="Simulator copies stepped together.")] = _RL["n_envs"],
     steps: Annotated[int, typer.Option(help="Decisions per copy per update.")] = _RL[
         "rollout_steps"
@@ -131,10 +216,6 @@ def train_rl(
     init: Annotated[
         str, typer.Option(help="Initial policy: zero (uniform, learn from scratch) or mct.")
     ] = _RL["init"],
-    decision_interval: Interval = _RL["decision_interval"],
-    queue: Queue = _RL["queue"],
-    drift: Drift = _RL["drift"],
-    estimates: EstimatesOption = _RL["estimates"],
     gamma: Annotated[float, typer.Option(help="Discount per decision, in (0, 1].")] = _RL["gamma"],
     gae_lambda: Annotated[float, typer.Option(help="GAE lambda, in [0, 1].")] = _RL["gae_lambda"],
     average_reward: Annotated[
@@ -149,14 +230,6 @@ def train_rl(
         str, typer.Option(help="Penalty per missed deadline, priority 0,1,2+ (e.g. 5,2,1).")
     ] = "0,0,0",
     w_energy: Annotated[float, typer.Option(help="Objective weight per kJ.")] = 0.0,
-    eval_seeds: EvalSeeds = _RL["eval_seeds"],
-    eval_tasks: EvalTasks = _RL["eval_tasks"],
-    eval_every: EvalEvery = _RL["eval_every_s"],
-    max_updates: MaxUpdates = _RL["max_updates"],
-    threads: Threads = _RL["threads"],
-    backend: Backend = _RL["backend"],
-    workers: Workers = _RL["workers"],
-    ray_address: RayAddress = None,
     shards: Annotated[
         int | None,
         typer.Option(
@@ -164,6 +237,7 @@ def train_rl(
             "the weights depend on it, not on --workers (default: --workers)."
         ),
     ] = None,
+    **shared: Any,
 ) -> None:
     """Train the pair-scoring network by PPO (the `rl` policy)."""
     from hybridsched.train.objective import Objective
@@ -177,7 +251,7 @@ def train_rl(
             n_envs=envs,
             rollout_steps=steps,
             init=init,
-            shards=workers if shards is None else shards,
+            shards=common["workers"] if shards is None else shards,
             gamma=gamma,
             gae_lambda=gae_lambda,
             average_reward=average_reward,
@@ -201,33 +275,16 @@ def train_rl(
     )
 
 
-@train_app.command("hybrid")
+@_trainer_command("hybrid", HybridTrainConfig)
 def train_hybrid(
     ctx: typer.Context,
-    scenario: Scenario = _HY["scenario"],
-    load: Load = _HY["load"],
-    minutes: Minutes = _HY["minutes"],
-    out: Out = Path("runs/hybrid"),
-    resume: Resume = None,
-    seed: Seed = _HY["seed"],
-    tasks: Tasks = _HY["n_tasks"],
     decision_interval: Annotated[
         float, typer.Option(help="Batching interval, s; > 0 (the hybrid decides batches).")
     ] = _HY["decision_interval"],
-    queue: Queue = _HY["queue"],
-    drift: Drift = _HY["drift"],
-    estimates: EstimatesOption = _HY["estimates"],
     init: Annotated[
         str, typer.Option(help="Initial weights (a checkpoint); empty: the shipped rl network.")
     ] = _HY["init"],
-    eval_seeds: EvalSeeds = _HY["eval_seeds"],
-    eval_tasks: EvalTasks = _HY["eval_tasks"],
-    eval_every: EvalEvery = _HY["eval_every_s"],
-    max_updates: MaxUpdates = _HY["max_updates"],
-    threads: Threads = _HY["threads"],
-    backend: Backend = _HY["backend"],
-    workers: Workers = _HY["workers"],
-    ray_address: RayAddress = None,
+    **shared: Any,
 ) -> None:
     """Train the hybrid's network through the ant colony by REINFORCE (the `hybrid` policy)."""
     from hybridsched.train.hybrid_trainer import HybridTrainer
@@ -266,27 +323,6 @@ def _miss(text: str) -> tuple[float, ...]:
             f"(priority 0, 1, 2+), got {text!r}"
         )
     return miss
-
-
-# the options both commands take, by their config field (the rest are each command's own)
-_COMMON = {
-    "scenario": "scenario",
-    "load": "load",
-    "tasks": "n_tasks",
-    "decision_interval": "decision_interval",
-    "queue": "queue",
-    "drift": "drift",
-    "estimates": "estimates",
-    "seed": "seed",
-    "minutes": "minutes",
-    "max_updates": "max_updates",
-    "eval_seeds": "eval_seeds",
-    "eval_tasks": "eval_tasks",
-    "eval_every": "eval_every_s",
-    "threads": "threads",
-    "backend": "backend",
-    "workers": "workers",
-}
 
 
 def _start(

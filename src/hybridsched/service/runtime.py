@@ -344,24 +344,12 @@ class Service:
         return None
 
 
+# the task record's fields a lease carries, in order (a running task's start_s between)
+_LEASE_TIMES = ("attempt", "arrival_s", "ready_s")
+_LEASE_TASK = ("work_gi", "data_mb", "memory_mb", "region", "priority", "deadline_abs_s", "payload")
+
+
 def _lease_item(tid: int, name: str, rec: Any, running: bool = False) -> dict[str, Any]:
     """One leased task as an agent receives it (a running one also has its start)."""
-    item = {
-        "task_id": tid,
-        "node": name,
-        "attempt": rec.attempt,
-        "arrival_s": rec.arrival_s,
-        "ready_s": rec.ready_s,
-    }
-    if running:
-        item["start_s"] = rec.start_s
-    item.update(
-        work_gi=rec.work_gi,
-        data_mb=rec.data_mb,
-        memory_mb=rec.memory_mb,
-        region=rec.region,
-        priority=rec.priority,
-        deadline_abs_s=rec.deadline_abs_s,
-        payload=rec.payload,
-    )
-    return item
+    fields = (*_LEASE_TIMES, "start_s", *_LEASE_TASK) if running else _LEASE_TIMES + _LEASE_TASK
+    return {"task_id": tid, "node": name, **{f: getattr(rec, f) for f in fields}}

@@ -45,6 +45,7 @@ from hybridsched.sim.view import (
     NodeSnapshot,
     Policy,
     TaskBatch,
+    batch_columns,
 )
 
 if TYPE_CHECKING:
@@ -496,18 +497,7 @@ class Engine:
         return self._view(self._task_batch(self._arange[:0])).snapshot()
 
     def _task_batch(self, idx: np.ndarray) -> TaskBatch:
-        st = self.state
-        return TaskBatch(
-            index=idx,
-            task_id=st.task_id[idx],
-            arrival_s=st.arrival[idx],
-            region=st.region[idx],
-            data_mb=st.data[idx],
-            work_gi=st.work_est[idx],
-            memory_mb=st.mem_req[idx],
-            deadline_abs_s=st.abs_deadline[idx],
-            priority=st.priority[idx],
-        )
+        return TaskBatch(*batch_columns(self.state, idx), index=idx)
 
     def commit(self, nodes: np.ndarray | list[int] | int) -> None:
         """Assign the next ``len(nodes)`` undecided tasks of the open batch.

@@ -10,14 +10,16 @@ a neural network can score every pair at once; they are computed on first use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from hybridsched.errors import ConfigError
-from hybridsched.model import Cluster
+from hybridsched.model import Cluster, TaskColumns
 from hybridsched.sim import core
 from hybridsched.sim.observations import ESTIMATES, NodeObservations, believe, read_only_column
 from hybridsched.sim.snapshot import NodeSnapshot
@@ -31,26 +33,16 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class TaskBatch:
+class TaskBatch(TaskColumns):
     """The tasks of one decision, in decision order (arrival, then task_id).
 
-    Work is the schedulers' estimate (equal to the true work in the base model).
+    The columns are :class:`~hybridsched.model.TaskColumns`' (``[B]``: one entry per
+    task of the batch); work is the schedulers' estimate (equal to the true work in
+    the base model).
     """
 
-    index: np.ndarray
+    index: np.ndarray = field(kw_only=True)
     """Engine-internal task indices (decision order), int64[B]."""
-    task_id: np.ndarray
-    """Task ids from the workload, int64[B]."""
-    arrival_s: np.ndarray
-    """Arrival times, s."""
-    region: np.ndarray
-    """Source regions, int64[B]."""
-    data_mb: np.ndarray
-    """Input data, MB."""
-    work_gi: np.ndarray
-    """Estimated compute demand, GI."""
-    memory_mb: np.ndarray
-    """Memory needed, MB."""
     deadline_abs_s: np.ndarray
     """Absolute deadline (arrival + deadline), s; inf when none."""
     priority: np.ndarray
@@ -386,6 +378,39 @@ class ClusterView:
         return core.predict(self._handle, self.time, self.tasks.index, nodes, not true_work)
 
 
+STATE_COLUMNS = {
+    "task_id": "task_id",
+    "arrival_s": "arrival",
+    "ready_s": "ready",
+    "region": "region",
+    "data_mb": "data",
+    "work_gi": "work_est",
+    "memory_mb": "mem_req",
+    "deadline_abs_s": "abs_deadline",
+    "priority": "priority",
+}
+"""A task field of :class:`TaskBatch` or :class:`NodeSnapshot` -> the compiled state's column
+holding it (work: the schedulers' estimate)."""
+
+
+def state_columns(names: tuple[str, ...]) -> Callable[[Any, Any], list[np.ndarray]]:
+    """``get(st, idx)``: the task fields ``names`` (see :data:`STATE_COLUMNS`) of compiled
+    state ``st`` at task indices ``idx``, in that order."""
+    columns = operator.attrgetter(*(STATE_COLUMNS[n] for n in names))
+    return lambda st, idx: [a[idx] for a in columns(st)]
+
+
+batch_columns = state_columns(tuple(f.name for f in fields(TaskBatch) if f.name != "index"))
+"""``batch_columns(st, idx)``: a :class:`TaskBatch`'s columns (in field order, ``index``
+aside) of the tasks ``idx`` of compiled state ``st``."""
+
+# the queued tasks' fields of a NodeSnapshot (queued_NAME), their nodes aside
+_QUEUED_FIELDS = tuple(
+    f.name for f in fields(NodeSnapshot) if f.name.startswith("queued_") and f.name != "queued_node"
+)
+_queued_columns = state_columns(tuple(n.removeprefix("queued_") for n in _QUEUED_FIELDS))
+
+
 def _state_snapshot(
     st: Any, time: float, up: np.ndarray, recent: np.ndarray, obs: NodeObservations | None
 ) -> NodeSnapshot:
@@ -416,12 +441,7 @@ def _state_snapshot(
         running_node=np.asarray(r_node, dtype=np.int64),
         running_finish_s=np.asarray(r_fin, dtype=np.float64),
         queued_node=np.asarray(q_node, dtype=np.int64),
-        queued_task_id=st.task_id[qi],
-        queued_arrival_s=st.arrival[qi],
-        queued_ready_s=st.ready[qi],
-        queued_work_gi=st.work_est[qi],
-        queued_priority=st.priority[qi],
-        queued_deadline_abs_s=st.abs_deadline[qi],
+        **dict(zip(_QUEUED_FIELDS, _queued_columns(st, qi), strict=True)),
         recent_assignments=recent,
         core_free_s=st.proj,
         observations=obs,

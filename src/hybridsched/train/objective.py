@@ -80,23 +80,20 @@ class Objective:
         return np.asarray(self.miss, dtype=np.float64)[np.minimum(priority, _LAST_CLASS)]
 
     def task_costs(
-        self,
-        cluster: Cluster,
-        *,
-        arrival: np.ndarray,
-        finish: np.ndarray,
-        abs_deadline: np.ndarray,
-        node: np.ndarray,
-        dur: np.ndarray,
-        priority: np.ndarray,
+        self, cluster: Cluster, st: Any, finish: np.ndarray, idx: Any = slice(None)
     ) -> np.ndarray:
-        """Per-task cost: response, deadline penalty and dynamic energy (no idle energy)."""
-        cost = self.response * (finish - arrival)
+        """Per-task cost: response, deadline penalty and dynamic energy (no idle energy).
+
+        Of the tasks ``idx`` (default: all) of an engine's state ``st``, with the finish
+        times ``finish`` (one per task of ``st``: its own, or predicted ones).
+        """
+        finish = finish[idx]
+        cost = self.response * (finish - st.arrival[idx])
         if any(self.miss):
-            cost = cost + self.miss_weights(priority) * (finish > abs_deadline)
+            cost = cost + self.miss_weights(st.priority[idx]) * (finish > st.abs_deadline[idx])
         if self.energy:
             dynpow = (cluster.power_max_w - cluster.power_idle_w) / cluster.cores
-            cost = cost + self.energy * 1e-3 * dynpow[node] * dur
+            cost = cost + self.energy * 1e-3 * dynpow[st.node[idx]] * st.dur[idx]
         return cost
 
     def idle_cost(self, cluster: Cluster, t0: float, t_end: float) -> float:

@@ -434,15 +434,7 @@ class VecSim:
         result = c.finish()
         st = c.engine.state
         obj = self.objective
-        costs = obj.task_costs(
-            c.engine.cluster,
-            arrival=st.arrival,
-            finish=st.finish,
-            abs_deadline=st.abs_deadline,
-            node=st.node,
-            dur=st.dur,
-            priority=st.priority,
-        )
+        costs = obj.task_costs(c.engine.cluster, st, st.finish)
         costs[-1] += obj.idle_cost(c.engine.cluster, float(st.arrival[0]), float(st.finish.max()))
         summary = dict(result.summary)
         summary["seed"] = c.seed
@@ -487,16 +479,7 @@ class VecSim:
             st = c.engine.state
             finish = st.finish.copy()
             predict_unstarted(c.engine.cstate, float(c.dec[self.k[i]]), finish)
-            idx = tasks[sel]
-            out[sel] = self.objective.task_costs(
-                c.engine.cluster,
-                arrival=st.arrival[idx],
-                finish=finish[idx],
-                abs_deadline=st.abs_deadline[idx],
-                node=st.node[idx],
-                dur=st.dur[idx],
-                priority=st.priority[idx],
-            )
+            out[sel] = self.objective.task_costs(c.engine.cluster, st, finish, tasks[sel])
         keep = set(np.unique(episodes).tolist())
         self._finished = {k: v for k, v in self._finished.items() if k in keep}
         return out

@@ -35,6 +35,7 @@ __all__ = [
     "TierSpec",
     "as_generator",
     "generate_cluster",
+    "tier_specs",
 ]
 
 
@@ -103,41 +104,32 @@ class TierSpec:
             _check_range(owner, name, getattr(self, name), low=0.0)
 
 
-EDGE = TierSpec(
-    cores=(2, 4),
-    speed=(0.5, 1.5),
-    memory_mb=(2048.0, 8192.0),
-    bandwidth_mb_s=(20.0, 100.0),
-    idle_w_per_core=(0.8, 1.5),
-    dynamic_w_per_core=(1.5, 3.0),
-    home_latency_s=(0.001, 0.005),
-    other_latency_s=(0.020, 0.060),
-)
-"""Default edge tier: Raspberry-Pi-to-NUC class gateways next to their region."""
+def tier_specs(**ranges: tuple[tuple[float, float], ...]) -> tuple[TierSpec, ...]:
+    """One :class:`TierSpec` per column of a table: ``attribute=((low, high), ...)``.
 
-FOG = TierSpec(
-    cores=(8, 16),
-    speed=(1.5, 3.0),
-    memory_mb=(16384.0, 65536.0),
-    bandwidth_mb_s=(100.0, 500.0),
-    idle_w_per_core=(4.0, 6.0),
-    dynamic_w_per_core=(8.0, 12.0),
-    home_latency_s=(0.005, 0.015),
-    other_latency_s=(0.015, 0.040),
-)
-"""Default fog tier: metro micro-data-centre servers at moderate latency."""
+    Each keyword is a :class:`TierSpec` field and gives its range in every tier,
+    in the same tier order, so a preset's tiers read side by side.
+    """
+    return tuple(
+        TierSpec(**dict(zip(ranges, column, strict=True)))
+        for column in zip(*ranges.values(), strict=True)
+    )
 
-CLOUD = TierSpec(
-    cores=(32, 64),
-    speed=(2.5, 4.0),
-    memory_mb=(131072.0, 524288.0),
-    bandwidth_mb_s=(500.0, 2000.0),
-    idle_w_per_core=(3.0, 5.0),
-    dynamic_w_per_core=(6.0, 10.0),
-    home_latency_s=(0.050, 0.150),
-    other_latency_s=(0.050, 0.150),
+
+# The default tiers (the columns, in order):
+# EDGE: Raspberry-Pi-to-NUC class gateways next to their region;
+# FOG: metro micro-data-centre servers at moderate latency;
+# CLOUD: large, fast, well connected, 50-150 ms from every region.
+EDGE, FOG, CLOUD = tier_specs(
+    cores=((2, 4), (8, 16), (32, 64)),
+    speed=((0.5, 1.5), (1.5, 3.0), (2.5, 4.0)),
+    memory_mb=((2048.0, 8192.0), (16384.0, 65536.0), (131072.0, 524288.0)),
+    bandwidth_mb_s=((20.0, 100.0), (100.0, 500.0), (500.0, 2000.0)),
+    idle_w_per_core=((0.8, 1.5), (4.0, 6.0), (3.0, 5.0)),
+    dynamic_w_per_core=((1.5, 3.0), (8.0, 12.0), (6.0, 10.0)),
+    home_latency_s=((0.001, 0.005), (0.005, 0.015), (0.050, 0.150)),
+    other_latency_s=((0.020, 0.060), (0.015, 0.040), (0.050, 0.150)),
 )
-"""Default cloud tier: large, fast, well connected, 50-150 ms from every region."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster, Workload
-from hybridsched.workload.clusters import ClusterParams, TierSpec, generate_cluster
+from hybridsched.workload.clusters import ClusterParams, generate_cluster, tier_specs
 from hybridsched.workload.drift import DriftSpec, make_conditions
 from hybridsched.workload.generators import (
     MixShift,
@@ -99,35 +99,16 @@ def with_drift(
     return replace(sc, drift=drift, workload=replace(sc.workload, mix_shift=shift))
 
 
-_HETERO_EDGE = TierSpec(
-    cores=(1, 4),
-    speed=(0.2, 1.5),
-    memory_mb=(1024.0, 8192.0),
-    bandwidth_mb_s=(5.0, 100.0),
-    idle_w_per_core=(0.5, 2.0),
-    dynamic_w_per_core=(1.0, 4.0),
-    home_latency_s=(0.001, 0.005),
-    other_latency_s=(0.020, 0.080),
-)
-_HETERO_FOG = TierSpec(
-    cores=(4, 24),
-    speed=(1.0, 4.0),
-    memory_mb=(8192.0, 131072.0),
-    bandwidth_mb_s=(50.0, 1000.0),
-    idle_w_per_core=(3.0, 8.0),
-    dynamic_w_per_core=(6.0, 16.0),
-    home_latency_s=(0.004, 0.020),
-    other_latency_s=(0.015, 0.050),
-)
-_HETERO_CLOUD = TierSpec(
-    cores=(32, 128),
-    speed=(2.0, 6.0),
-    memory_mb=(131072.0, 1048576.0),
-    bandwidth_mb_s=(500.0, 4000.0),
-    idle_w_per_core=(2.0, 6.0),
-    dynamic_w_per_core=(4.0, 12.0),
-    home_latency_s=(0.050, 0.150),
-    other_latency_s=(0.050, 0.150),
+# edge, fog, cloud of iot-hetero
+_HETERO_EDGE, _HETERO_FOG, _HETERO_CLOUD = tier_specs(
+    cores=((1, 4), (4, 24), (32, 128)),
+    speed=((0.2, 1.5), (1.0, 4.0), (2.0, 6.0)),
+    memory_mb=((1024.0, 8192.0), (8192.0, 131072.0), (131072.0, 1048576.0)),
+    bandwidth_mb_s=((5.0, 100.0), (50.0, 1000.0), (500.0, 4000.0)),
+    idle_w_per_core=((0.5, 2.0), (3.0, 8.0), (2.0, 6.0)),
+    dynamic_w_per_core=((1.0, 4.0), (6.0, 16.0), (4.0, 12.0)),
+    home_latency_s=((0.001, 0.005), (0.004, 0.020), (0.050, 0.150)),
+    other_latency_s=((0.020, 0.080), (0.015, 0.050), (0.050, 0.150)),
 )
 
 
