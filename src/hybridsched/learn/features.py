@@ -244,11 +244,29 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         the index of the first node with the best estimate (MCT's choice).
     """
     n = st.cores.shape[0]
+    est = np.empty((3, n))
+    best, task = node_estimates(st, i, d, proj_min, static, est, mask)
+    nodes = (proj_min, queued_work, recent, recent_t, static)
+    for j in range(n):
+        pair_row(st, i, j, d, nodes, est, task, mask[j], out[j])
+    return best
+
+
+@njit(cache=True)
+def node_estimates(st, i, d, proj_min, static, est, mask):
+    """The per-node estimates of task ``i`` that its feature rows read, one pass over the nodes.
+
+    Writes ``est (3, >= N)`` (ready, execution and estimated response ``ef``
+    of every feasible node) and ``mask (>= N,)`` (feasible: up, memory fits).
+
+    Returns:
+        ``(best, (m, e_min, log1p(m)))``: the first node with ``ef == m`` (-1:
+        none), then what :func:`pair_row` reads: the least ``ef`` and the least
+        dynamic energy over the feasible nodes, and the task scale.
+    """
+    n = st.cores.shape[0]
     r = st.region[i]
     work = st.work_est[i]
-    t_ready = np.empty(n)
-    t_ex = np.empty(n)
-    t_ef = np.empty(n)
     m = np.inf
     e_min = np.inf
     best = -1
@@ -260,64 +278,73 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         ready = (d + st.latency[j, r]) + st.data[i] / st.bandwidth[j]
         ex = work / st.speed[j]
         ef = (max(ready, max(d, proj_min[j])) + ex) - d
-        t_ready[j] = ready
-        t_ex[j] = ex
-        t_ef[j] = ef
+        est[0, j] = ready
+        est[1, j] = ex
+        est[2, j] = ef
         if ef < m:
             m = ef
             best = j
         dyn = static[j, 2] * ex
         if dyn < e_min:
             e_min = dyn
+    return best, (m, e_min, np.log1p(m))
+
+
+@njit(cache=True)
+def pair_row(st, i, j, d, nodes, est, task, ok, row):
+    """The feature row of task ``i`` on node ``j`` (all zero unless ``ok``), into ``row``.
+
+    ``nodes``: ``(proj_min, queued_work, recent, recent_t, static)`` as
+    :func:`pair_features_one` takes them; ``est`` and ``task``: what
+    :func:`node_estimates` gave for ``i``.
+    """
+    proj_min, queued_work, recent, recent_t, static = nodes
+    m, e_min, scale = task
+    if not ok:
+        row[:] = 0.0
+        return
     dl = st.abs_deadline[i]
     has_dl = np.isfinite(dl)
     span = dl - st.arrival[i] if has_dl else 1.0
     p = min(st.priority[i], PRIORITY_CLASSES - 1)
-    scale = np.log1p(m)
-    for j in range(n):
-        row = out[j]
-        if not mask[j]:
-            row[:] = 0.0
-            continue
-        ready = t_ready[j]
-        ex = t_ex[j]
-        ef = t_ef[j]
-        avail = max(d, proj_min[j])
-        cores = float(st.cores[j])
-        row[0] = _squash1((ef - m) / m)
-        row[1] = 1.0 if ef == m else 0.0
-        row[2] = _squash1(ex / m)
-        row[3] = _squash1((ready - d) / m)
-        wait = avail - ready
-        row[4] = _squash1(wait / m) if wait > 0.0 else 0.0
-        qw = queued_work[j]
-        row[5] = _squash1(qw / cores / m)
-        row[6] = (cores - st.n_free[j]) / cores
-        row[7] = static[j, 0]
-        row[8] = static[j, 1]
-        dyn = static[j, 2] * ex
-        if e_min > 0:
-            ratio = (dyn - e_min) / e_min
-        elif dyn > e_min:
-            ratio = np.inf
-        else:
-            ratio = 0.0
-        row[9] = _squash1(ratio)
-        row[10] = static[j, 3]
-        rc = recent[j]
-        row[11] = rc * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) / cores if rc != 0.0 else 0.0
-        if has_dl:
-            row[12] = min(max((dl - d - ef) / span, -1.0), 1.0)
-            row[13] = 1.0 if d + ef <= dl else 0.0
-        else:
-            row[12] = 1.0
-            row[13] = 1.0
-        row[14] = scale
-        for k in range(PRIORITY_CLASSES):
-            row[15 + k] = 1.0 if p == k else 0.0
-        for k in range(3):
-            row[15 + PRIORITY_CLASSES + k] = static[j, 4 + k]
-    return best
+    ready = est[0, j]
+    ex = est[1, j]
+    ef = est[2, j]
+    avail = max(d, proj_min[j])
+    cores = float(st.cores[j])
+    row[0] = _squash1((ef - m) / m)
+    row[1] = 1.0 if ef == m else 0.0
+    row[2] = _squash1(ex / m)
+    row[3] = _squash1((ready - d) / m)
+    wait = avail - ready
+    row[4] = _squash1(wait / m) if wait > 0.0 else 0.0
+    qw = queued_work[j]
+    row[5] = _squash1(qw / cores / m)
+    row[6] = (cores - st.n_free[j]) / cores
+    row[7] = static[j, 0]
+    row[8] = static[j, 1]
+    dyn = static[j, 2] * ex
+    if e_min > 0:
+        ratio = (dyn - e_min) / e_min
+    elif dyn > e_min:
+        ratio = np.inf
+    else:
+        ratio = 0.0
+    row[9] = _squash1(ratio)
+    row[10] = static[j, 3]
+    rc = recent[j]
+    row[11] = rc * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) / cores if rc != 0.0 else 0.0
+    if has_dl:
+        row[12] = min(max((dl - d - ef) / span, -1.0), 1.0)
+        row[13] = 1.0 if d + ef <= dl else 0.0
+    else:
+        row[12] = 1.0
+        row[13] = 1.0
+    row[14] = scale
+    for k in range(PRIORITY_CLASSES):
+        row[15 + k] = 1.0 if p == k else 0.0
+    for k in range(3):
+        row[15 + PRIORITY_CLASSES + k] = static[j, 4 + k]
 
 
 @njit(cache=True)

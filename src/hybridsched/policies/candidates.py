@@ -66,6 +66,55 @@ def best_finish(d, lat, region, data, bw, work, speed, avail, feasible):
 
 
 @njit(cache=True)
+def top_completion_row(inputs, feasible, t, k, val, sel, out):
+    """Task ``t``'s ``k`` nodes of highest :func:`completion_heuristic` desirability, into ``out``.
+
+    The nodes, in the order, of :func:`top_candidates` on that matrix with no
+    seeds (best first, ties to the lower node index, node 0 past the counted
+    ones), without the matrix and without an insertion per node: one pass over
+    the row, a selection of the ``k``-th value, a sort of the ``k`` kept,
+    ``O(N + k log k)``.
+
+    Args:
+        inputs: the first eight of :func:`estimate_inputs` (``d`` to ``available``).
+        feasible: ``(B, N)``, its last.
+        t: the task (batch position); k: nodes kept, >= 1.
+        val, sel: scratch, ``(>= N,)`` float and int.
+        out: ``(>= k,)`` int, written in ``0..k-1``.
+    """
+    d, lat, region, data, bw, work, speed, avail = inputs
+    cnt = 0
+    for j in range(feasible.shape[1]):
+        if feasible[t, j]:
+            v = 1.0 / (_finish(d, lat, region, data, bw, work, speed, avail, t, j) - d)
+            if v > 0 and v < np.inf:
+                val[cnt] = v
+                sel[cnt] = j
+                cnt += 1
+    if cnt > k:
+        thr = np.partition(val[:cnt], cnt - k)[cnt - k]  # the k-th largest
+        ties = k  # how many of the values equal to thr fit, lowest nodes first
+        for q in range(cnt):
+            if val[q] > thr:
+                ties -= 1
+        w = 0
+        for q in range(cnt):
+            v = val[q]
+            if v > thr or (v == thr and ties > 0):
+                if v == thr:
+                    ties -= 1
+                val[w] = v
+                sel[w] = sel[q]
+                w += 1
+        cnt = k
+    order = np.argsort(-val[:cnt], kind="mergesort")  # stable: ties keep node order
+    for q in range(cnt):
+        out[q] = sel[order[q]]
+    for q in range(cnt, k):
+        out[q] = 0
+
+
+@njit(cache=True)
 def top_candidates(eta, feasible, k, seeds):
     """Per task, the ``k`` nodes of highest ``eta``, then the seeds' nodes not among them.
 
