@@ -69,17 +69,16 @@ def best_finish(d, lat, region, data, bw, work, speed, avail, feasible):
 def top_completion_row(inputs, feasible, t, k, val, sel, out):
     """Task ``t``'s ``k`` nodes of highest :func:`completion_heuristic` desirability, into ``out``.
 
-    The nodes, in the order, of :func:`top_candidates` on that matrix with no
-    seeds (best first, ties to the lower node index, node 0 past the counted
-    ones), without the matrix and without an insertion per node: one pass over
-    the row, a selection of the ``k``-th value, a sort of the ``k`` kept,
-    ``O(N + k log k)``.
+    The nodes of :func:`top_candidates` on that matrix with no seeds (ties to
+    the lower node index, node 0 past the counted ones), in node order instead
+    of best first, without the matrix and without an insertion per node: one
+    pass over the row, then a selection of the ``k``-th value, ``O(N)``.
 
     Args:
         inputs: the first eight of :func:`estimate_inputs` (``d`` to ``available``).
         feasible: ``(B, N)``, its last.
         t: the task (batch position); k: nodes kept, >= 1.
-        val, sel: scratch, ``(>= N,)`` float and int.
+        val, sel: scratch, ``(>= 2 N,)`` float and ``(>= N,)`` int.
         out: ``(>= k,)`` int, written in ``0..k-1``.
     """
     d, lat, region, data, bw, work, speed, avail = inputs
@@ -91,27 +90,50 @@ def top_completion_row(inputs, feasible, t, k, val, sel, out):
                 val[cnt] = v
                 sel[cnt] = j
                 cnt += 1
-    if cnt > k:
-        thr = np.partition(val[:cnt], cnt - k)[cnt - k]  # the k-th largest
-        ties = k  # how many of the values equal to thr fit, lowest nodes first
-        for q in range(cnt):
-            if val[q] > thr:
-                ties -= 1
-        w = 0
-        for q in range(cnt):
-            v = val[q]
-            if v > thr or (v == thr and ties > 0):
-                if v == thr:
-                    ties -= 1
-                val[w] = v
-                sel[w] = sel[q]
-                w += 1
-        cnt = k
-    order = np.argsort(-val[:cnt], kind="mergesort")  # stable: ties keep node order
+    if cnt <= k:
+        out[:cnt] = sel[:cnt]
+        out[cnt:k] = 0
+        return
+    thr = _kth_largest(val, cnt, k, val[cnt:])
+    ties = k  # how many of the values equal to thr are kept, lowest nodes first
     for q in range(cnt):
-        out[q] = sel[order[q]]
-    for q in range(cnt, k):
-        out[q] = 0
+        if val[q] > thr:
+            ties -= 1
+    w = 0
+    for q in range(cnt):
+        v = val[q]
+        if v > thr or (v == thr and ties > 0):
+            if v == thr:
+                ties -= 1
+            out[w] = sel[q]
+            w += 1
+
+
+@njit(cache=True)
+def _kth_largest(a, n, k, buf):
+    """The ``k``-th largest of ``a[:n]`` (quickselect on a copy in ``buf``)."""
+    buf[:n] = a[:n]
+    lo, hi, want = 0, n - 1, k - 1  # position in descending order
+    while lo < hi:
+        x, y, z = buf[lo], buf[(lo + hi) // 2], buf[hi]
+        pivot = max(min(x, y), min(max(x, y), z))  # median of three
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] > pivot:
+                i += 1
+            while buf[j] < pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if want <= j:
+            hi = j
+        elif want >= i:
+            lo = i
+        else:
+            break
+    return buf[want]
 
 
 @njit(cache=True)

@@ -111,7 +111,7 @@ def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits):
     k = nodes.shape[1]
     est = np.empty((3, n))
     mask = np.empty(n, dtype=np.bool_)
-    val = np.empty(n)
+    val = np.empty(2 * n)
     sel = np.empty(n, dtype=np.int64)
     xt = np.empty((N_FEATURES, k), dtype=np.float32)  # float32, as the network reads them
     h1 = np.empty((net[1].shape[0], k))
