@@ -100,9 +100,22 @@ def test_compiled_forward_equals_torch() -> None:
         with torch.inference_mode():
             want = model.score(torch.from_numpy(feats)).numpy()
         got = np.empty(50)
-        h = np.empty((32, 50))
+        h = np.empty((32, 50), dtype=np.float32)
         block_logits(np.ascontiguousarray(feats.T), compiled_weights(model), h, h.copy(), got)
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+def test_compiled_weights_follow_the_model() -> None:
+    # kept between batches, made again when training writes the weights or swaps the model
+    pol = make_policy("hybrid")
+    first = pol._compiled_weights()
+    assert pol._compiled_weights() is first
+    with torch.no_grad():
+        pol.model.head.bias.add_(1.0)
+    again = pol._compiled_weights()
+    assert again is not first and again[5][0] == first[5][0] + 1.0
+    pol.model = PairScorer(pol.model.n_features, 32)
+    assert pol._compiled_weights() is not again
 
 
 def _misses_it_could_avoid(p, nodes: np.ndarray, feasible: np.ndarray) -> list[int]:

@@ -114,14 +114,14 @@ class PairScorer(nn.Module):
 
 
 def compiled_weights(model: PairScorer) -> tuple:
-    """The weights of ``model`` as float64 arrays, for :func:`pair_logit`.
+    """The weights of ``model`` as float32 arrays, for :func:`block_logits`.
 
     ``(w1 (F, H), b1, w2 (H, H), b2, head (H,), head bias (1,), prior (F,))``,
     the trunk's layers transposed; ``F`` is ``model.n_features``.
     """
 
     def arr(t: torch.Tensor) -> np.ndarray:
-        return np.ascontiguousarray(t.detach().numpy(), dtype=np.float64)
+        return np.array(t.detach().numpy(), dtype=np.float32, order="C")  # a copy
 
     first, second = model.trunk[0], model.trunk[2]
     return (
@@ -159,18 +159,18 @@ def _tanh(x):
 
 @njit(cache=True, error_model="numpy")
 def block_logits(xt, net, h1, h2, out):
-    """:meth:`PairScorer.score` of a block of pairs, compiled, in float64.
+    """:meth:`PairScorer.score` of a block of pairs, compiled, in float32 as torch's.
 
-    Equal to torch's float32 forward to about 1e-5 (tanh approximated within
-    3e-7, float64 sums instead of float32 ones); a block's pairs side by side
-    so that every loop runs over them (vectorised).
+    Equal to torch's forward to about 1e-5 (tanh approximated within 3e-7, the
+    sums in another order); a block's pairs side by side so that every loop
+    runs over them (vectorised).
 
     Args:
         xt: ``(>= F, P)`` the pairs' features, one column per pair (the
             network reads the first ``F`` rows, ``F = n_features``).
         net: :func:`compiled_weights`.
-        h1, h2: scratch, ``(H, >= P)`` float64.
-        out: ``(>= P,)``, the scores (written in ``0..P-1``).
+        h1, h2: scratch, ``(H, >= P)`` float32.
+        out: ``(>= P,)`` float64, the scores (written in ``0..P-1``).
     """
     w1, b1, w2, b2, wh, bh, wp = net
     n = xt.shape[1]

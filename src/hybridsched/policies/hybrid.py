@@ -114,8 +114,8 @@ def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits):
     val = np.empty(2 * n)
     sel = np.empty(n, dtype=np.int64)
     xt = np.empty((N_FEATURES, k), dtype=np.float32)  # float32, as the network reads them
-    h1 = np.empty((net[1].shape[0], k))
-    h2 = np.empty((net[1].shape[0], k))
+    h1 = np.empty((net[1].shape[0], k), dtype=np.float32)
+    h2 = np.empty((net[1].shape[0], k), dtype=np.float32)
     state = (st.proj_min, st.queued_work, st.recent, st.recent_t, static)
     for t in range(idx.shape[0]):
         i = idx[t]
@@ -302,6 +302,7 @@ class Hybrid(_COLONY_ARGS, CostFields):
         self.path = path
         self.colony = Colony(self.params, self.cost_weights(), self._heuristic)
         self._eta = np.zeros((0, 0))
+        self._net: tuple | None = None  # (model and its parameters' versions, weights)
         self._static = np.zeros((0, 4))
         self.last: ColonyResult | None = None
         """What the colony found for the latest batch (before the deadline repair)."""
@@ -343,7 +344,7 @@ class Hybrid(_COLONY_ARGS, CostFields):
             nodes = np.empty((b, self.shortlist), dtype=np.int64)
             out = np.empty((b, self.shortlist))
             *inputs, feasible = estimate_inputs(tasks, view)
-            net = compiled_weights(self.model)
+            net = self._compiled_weights()
             shortlist_logits(
                 view.compiled, idx, d, self._static, tuple(inputs), feasible, net, nodes, out
             )
@@ -357,6 +358,14 @@ class Hybrid(_COLONY_ARGS, CostFields):
                 return None, self.model.score(torch.from_numpy(feats)).numpy().astype(np.float64)
         finally:
             torch.set_num_threads(old)
+
+    def _compiled_weights(self) -> tuple:
+        """:func:`compiled_weights` of :attr:`model`, made again only when it changed
+        (another model, or its parameters written in place, as training does)."""
+        key = (self.model, tuple(p._version for p in self.model.parameters()))
+        if self._net is None or self._net[0] != key:
+            self._net = (key, compiled_weights(self.model))
+        return self._net[1]
 
     def shortlisted(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray | None:
         """Each task's :attr:`shortlist` feasible nodes of earliest estimated finish.
