@@ -9,8 +9,9 @@
 * the deadline repair on node lists makes the moves of the full rescan;
 * large batches (beyond ``ant_limit``) and the hybrid's shortlist: every task on a
   feasible node, the same schedule for the same seed;
-* the hybrid's compiled shortlist: the nodes of the top-k rule, and the network's
-  scores of their features as torch gives them (to 2e-5);
+* the hybrid's compiled shortlist: the nodes of the top-k rule, each task's earliest
+  estimated finish, the network's scores of their features as torch gives them
+  (to 2e-5), and the colony's candidate lists from the listed pairs only;
 * ``compile_seconds`` reaches summary.json apart from ``scheduler_seconds``.
 """
 
@@ -28,7 +29,7 @@ from hybridsched.learn.features import N_FEATURES
 from hybridsched.learn.network import compiled_weights
 from hybridsched.policies import colony, cost, make_policy
 from hybridsched.policies.ants import polish, search_state
-from hybridsched.policies.candidates import _kth_largest, estimate_inputs
+from hybridsched.policies.candidates import _kth_largest, estimate_inputs, listed_candidates
 from hybridsched.policies.hybrid import (
     REPAIR_PASSES,
     batch_features,
@@ -283,6 +284,7 @@ def test_hybrid_shortlist_scores_equal_every_nodes_scores() -> None:
         *inputs, feasible = estimate_inputs(tasks, view)
         eta = colony.completion_heuristic(tasks, view)
         net = compiled_weights(pol.model)
+        rng = np.random.default_rng(1)
         for k in (1, 3, n - 5, n - 1, n, n + 2):
             # shortlisted() as it would be on a larger cluster: top_candidates of eta
             seeds = np.zeros((0, b), dtype=np.int64)
@@ -292,17 +294,23 @@ def test_hybrid_shortlist_scores_equal_every_nodes_scores() -> None:
                 assert np.array_equal(pol.shortlisted(tasks, view), want)
             nodes = np.empty((b, k), dtype=np.int64)
             logits = np.empty((b, k))
-            shortlist_logits(
-                view.compiled,
-                idx,
-                view.time,
-                pol._static,
-                tuple(inputs),
-                feasible,
-                net,
-                nodes,
-                logits,
-            )
+            first = np.empty(b)
+            args = (view.compiled, idx, view.time, pol._static, tuple(inputs), feasible, net)
+            shortlist_logits(*args, nodes, logits, first)
+            assert np.array_equal(first, colony.best_finish(*inputs, feasible))
+            # the colony's lists from the listed pairs: top_candidates' of the matrix
+            # ties; a node listed twice (node 0, padding) has one value, as a shortlist gives
+            eta_l = ((nodes * 7 + np.arange(b)[:, None]) % 5 + 5) / 10.0
+            dense = np.zeros((b, n))
+            dense[np.arange(b)[:, None], nodes] = eta_l
+            seeds = rng.integers(0, n, (2, b))
+            want_c = colony.top_candidates(dense, np.ascontiguousarray(feasible), 4, seeds)
+            got_c = listed_candidates(nodes, eta_l, np.ascontiguousarray(feasible), 4, seeds)
+            for t in range(b):
+                c = want_c[1][t]
+                assert got_c[1][t] == c
+                assert np.array_equal(got_c[0][t, :c], want_c[0][t, :c])
+                assert np.array_equal(got_c[2][t, :c], want_c[2][t, :c])
             # the same nodes (in node order: a score does not depend on its place)
             assert np.array_equal(np.sort(nodes, axis=1), np.sort(want, axis=1))
             np.testing.assert_allclose(

@@ -9,6 +9,8 @@ the same bits as the view's NumPy arrays (tests/test_colony_scale.py).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -80,12 +82,19 @@ def top_completion_row(inputs, feasible, t, k, val, sel, out):
         t: the task (batch position); k: nodes kept, >= 1.
         val, sel: scratch, ``(>= 2 N,)`` float and ``(>= N,)`` int.
         out: ``(>= k,)`` int, written in ``0..k-1``.
+
+    Returns:
+        the task's earliest estimated finish over its feasible nodes (inf:
+        none), as :func:`best_finish` gives it.
     """
     d, lat, region, data, bw, work, speed, avail = inputs
     cnt = 0
+    best = np.inf
     for j in range(feasible.shape[1]):
         if feasible[t, j]:
-            v = 1.0 / (_finish(d, lat, region, data, bw, work, speed, avail, t, j) - d)
+            f = _finish(d, lat, region, data, bw, work, speed, avail, t, j)
+            best = min(best, f)
+            v = 1.0 / (f - d)
             if v > 0 and v < np.inf:
                 val[cnt] = v
                 sel[cnt] = j
@@ -93,7 +102,7 @@ def top_completion_row(inputs, feasible, t, k, val, sel, out):
     if cnt <= k:
         out[:cnt] = sel[:cnt]
         out[cnt:k] = 0
-        return
+        return best
     thr = _kth_largest(val, cnt, k, val[cnt:])
     ties = k  # how many of the values equal to thr are kept, lowest nodes first
     for q in range(cnt):
@@ -107,6 +116,7 @@ def top_completion_row(inputs, feasible, t, k, val, sel, out):
                 ties -= 1
             out[w] = sel[q]
             w += 1
+    return best
 
 
 @njit(cache=True)
@@ -156,6 +166,86 @@ def top_candidates(eta, feasible, k, seeds):
     return _top_rows(eta, feasible, k, seeds, 0.0, none, none, np.zeros(0))[:3]
 
 
+class Listed(NamedTuple):
+    """A desirability given on listed nodes only: ``eta[t, q]`` of node ``nodes[t, q]``.
+
+    The ``(B, N)`` matrix it stands for holds ``eta`` on the listed pairs and
+    0 elsewhere (a node listed twice has the same value each time).
+    """
+
+    nodes: np.ndarray
+    """``(B, M)`` int, the listed nodes of each task (any order)."""
+    eta: np.ndarray
+    """``(B, M)`` float, their desirability."""
+    best: np.ndarray | None = None
+    """``(B,)`` each task's earliest estimated finish (:func:`best_finish`), if known."""
+
+
+@njit(cache=True)
+def listed_candidates(nodes, eta, feasible, k, seeds):
+    """:func:`top_candidates` of the matrix a :class:`Listed` stands for, without it.
+
+    The same lists, values and counts: the ``k`` best by (desirability, then
+    lower node index) over the listed pairs that count, then the seeds' nodes
+    not among them (their value, or 0 when not listed). ``O(B M k)``.
+    """
+    b, m = nodes.shape
+    w = k + seeds.shape[0]
+    cand = np.zeros((b, w), dtype=np.int64)
+    val = np.zeros((b, w))
+    ncand = np.zeros(b, dtype=np.int64)
+    for t in range(b):
+        cnt = 0
+        for e in range(m):
+            j = nodes[t, e]
+            v = eta[t, e] if feasible[t, j] else 0.0
+            if v > 0 and v < np.inf and not _listed(cand, t, cnt, j):
+                cnt = _insert(cand, val, t, cnt, k, v, j)
+        for s in range(seeds.shape[0]):
+            j = seeds[s, t]
+            if not _listed(cand, t, cnt, j):
+                v = 0.0
+                for e in range(m):
+                    if nodes[t, e] == j and feasible[t, j]:
+                        v = eta[t, e]
+                        break
+                cand[t, cnt] = j
+                val[t, cnt] = v if (v > 0 and v < np.inf) else 0.0
+                cnt += 1
+        ncand[t] = cnt
+    return cand, ncand, val
+
+
+@njit(cache=True)
+def _ahead(v, j, v2, j2):
+    # (v, j) ranks before (v2, j2): higher desirability, then the lower node
+    return v > v2 or (v == v2 and j < j2)
+
+
+@njit(cache=True)
+def _listed(cand, t, cnt, j):
+    found = False
+    for q in range(cnt):
+        found = found or cand[t, q] == j
+    return found
+
+
+@njit(cache=True)
+def _insert(cand, val, t, cnt, k, v, j):
+    """Put node ``j`` of value ``v`` in row ``t``'s best-first list of ``cnt``
+    (at most ``k``) where it ranks, if it does; returns the new count."""
+    if cnt == k and not _ahead(v, j, val[t, k - 1], cand[t, k - 1]):
+        return cnt
+    q = cnt if cnt < k else k - 1
+    while q > 0 and _ahead(v, j, val[t, q - 1], cand[t, q - 1]):
+        cand[t, q] = cand[t, q - 1]
+        val[t, q] = val[t, q - 1]
+        q -= 1
+    cand[t, q] = j
+    val[t, q] = v
+    return min(cnt + 1, k)
+
+
 @njit(cache=True)
 def completion_candidates(feasible, k, seeds, d, ready, dur, avail):
     """:func:`top_candidates` of :func:`completion_heuristic`, without its ``(B, N)`` array.
@@ -197,24 +287,11 @@ def _top_rows(eta, feasible, k, seeds, d, ready, dur, avail):
             if ready.shape[0] > 0 and feasible[t, j]:
                 best[t] = min(best[t], max(ready[t, j], avail[j]) + dur[t, j])
             v = _value(eta, feasible, d, ready, dur, avail, t, j)
-            if v == 0.0 or (cnt == k and not v > val[t, k - 1]):
-                continue
-            q = cnt if cnt < k else k - 1
-            if cnt < k:
-                cnt += 1
-            # strictly larger moves up: an earlier node stays first on ties
-            while q > 0 and v > val[t, q - 1]:
-                cand[t, q] = cand[t, q - 1]
-                val[t, q] = val[t, q - 1]
-                q -= 1
-            cand[t, q] = j
-            val[t, q] = v
+            if v != 0.0:  # nodes come in order: an earlier node stays first on ties
+                cnt = _insert(cand, val, t, cnt, k, v, j)
         for s in range(seeds.shape[0]):
             j = seeds[s, t]
-            found = False
-            for q in range(cnt):
-                found = found or cand[t, q] == j
-            if not found:
+            if not _listed(cand, t, cnt, j):
                 cand[t, cnt] = j
                 val[t, cnt] = _value(eta, feasible, d, ready, dur, avail, t, j)
                 cnt += 1

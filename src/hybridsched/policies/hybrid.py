@@ -52,7 +52,7 @@ from hybridsched.learn.network import block_logits, compiled_weights
 from hybridsched.model import Cluster
 from hybridsched.policies import cost
 from hybridsched.policies.base import register
-from hybridsched.policies.candidates import estimate_inputs, top_completion_row
+from hybridsched.policies.candidates import Listed, estimate_inputs, top_completion_row
 from hybridsched.policies.colony import (
     Colony,
     ColonyResult,
@@ -90,7 +90,7 @@ def batch_features(st, idx, d, static, out, mask):
 
 
 @njit(cache=True)
-def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits):
+def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits, best):
     """Each task's shortlist, and the network's scores of its shortlisted pairs only.
 
     The shortlist is :meth:`Hybrid.shortlisted`'s (:func:`top_completion_row`);
@@ -106,6 +106,8 @@ def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits):
         net: :func:`~hybridsched.learn.network.compiled_weights` of the network.
         nodes: ``(B, M)`` int, the shortlisted nodes (written).
         logits: ``(B, M)`` float, their scores (written).
+        best: ``(B,)`` float, each task's earliest estimated finish
+            (:func:`~hybridsched.policies.candidates.best_finish`, written).
     """
     n = st.cores.shape[0]
     k = nodes.shape[1]
@@ -120,7 +122,7 @@ def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits):
     for t in range(idx.shape[0]):
         i = idx[t]
         _, task = node_estimates(st, i, d, st.proj_min, static, est, mask)
-        top_completion_row(inputs, feasible, t, k, val, sel, nodes[t])
+        best[t] = top_completion_row(inputs, feasible, t, k, val, sel, nodes[t])
         for q in range(k):
             j = nodes[t, q]
             pair_row(st, i, j, d, state, est, task, mask[j], xt[:, q])
@@ -301,7 +303,7 @@ class Hybrid(_COLONY_ARGS, CostFields):
         self.model, self.config = load_checkpoint(path)
         self.path = path
         self.colony = Colony(self.params, self.cost_weights(), self._heuristic)
-        self._eta = np.zeros((0, 0))
+        self._eta: np.ndarray | Listed = np.zeros((0, 0))
         self._net: tuple | None = None  # (model and its parameters' versions, weights)
         self._static = np.zeros((0, 4))
         self.last: ColonyResult | None = None
@@ -322,15 +324,16 @@ class Hybrid(_COLONY_ARGS, CostFields):
         that makes their features (:func:`shortlist_logits`); the others get
         ``-inf``. Without one, every pair is scored by torch.
         """
-        nodes, scores = self._scores(tasks, view)
+        nodes, scores, _ = self._scores(tasks, view)
         if nodes is None:
             return scores
         full = np.full((len(tasks), view.n_nodes), -np.inf)
         full[np.arange(len(tasks))[:, None], nodes] = scores
         return full
 
-    def _scores(self, tasks: TaskBatch, view: ClusterView) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(nodes (B, M), their scores)`` with a shortlist, else ``(None, scores (B, N))``."""
+    def _scores(self, tasks: TaskBatch, view: ClusterView) -> tuple:
+        """``(nodes (B, M), their scores, earliest finish (B,))`` with a shortlist,
+        else ``(None, scores (B, N), None)``."""
         import torch
 
         if self._static.shape[0] != view.n_nodes:
@@ -343,19 +346,21 @@ class Hybrid(_COLONY_ARGS, CostFields):
         if self.shortlist > 0 and n > self.shortlist:
             nodes = np.empty((b, self.shortlist), dtype=np.int64)
             out = np.empty((b, self.shortlist))
+            best = np.empty(b)
             *inputs, feasible = estimate_inputs(tasks, view)
             net = self._compiled_weights()
             shortlist_logits(
-                view.compiled, idx, d, self._static, tuple(inputs), feasible, net, nodes, out
+                view.compiled, idx, d, self._static, tuple(inputs), feasible, net, nodes, out, best
             )
-            return nodes, out
+            return nodes, out, best
         feats = np.empty((b, n, N_FEATURES), dtype=np.float32)
         batch_features(view.compiled, idx, d, self._static, feats, np.empty((b, n), dtype=np.bool_))
         old = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                return None, self.model.score(torch.from_numpy(feats)).numpy().astype(np.float64)
+                scores = self.model.score(torch.from_numpy(feats)).numpy().astype(np.float64)
+                return None, scores, None
         finally:
             torch.set_num_threads(old)
 
@@ -387,17 +392,15 @@ class Hybrid(_COLONY_ARGS, CostFields):
         )
         return nodes
 
-    def _heuristic(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        nodes, logits = self._scores(tasks, view)
+    def _heuristic(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray | Listed:
+        nodes, logits, best = self._scores(tasks, view)
         if nodes is None:
             allowed = view.feasible & np.isfinite(logits)
             self._eta = eta_from_logits(logits, allowed, self.temperature)
             return self._eta
-        # eta of the shortlisted pairs only (the others' is 0), placed in the (B, N) matrix
-        rows = np.arange(len(tasks))[:, None]
-        allowed = view.feasible[rows, nodes] & np.isfinite(logits)
-        self._eta = np.zeros((len(tasks), view.n_nodes))
-        self._eta[rows, nodes] = eta_from_logits(logits, allowed, self.temperature)
+        # eta of the shortlisted pairs only (the others' is 0), no (B, N) matrix
+        allowed = view.feasible[np.arange(len(tasks))[:, None], nodes] & np.isfinite(logits)
+        self._eta = Listed(nodes, eta_from_logits(logits, allowed, self.temperature), best)
         return self._eta
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
