@@ -6,7 +6,10 @@ Per decision batch:
    network (:mod:`hybridsched.learn.network`) scores every (task, node) pair of
    the batch from :func:`~hybridsched.learn.features.pair_features`; the
    desirability is ``eta = exp((logit - max_node logit) / temperature)``, 0 on
-   infeasible nodes. No per-task forwards.
+   infeasible nodes. No per-task forwards. On a cluster larger than
+   :attr:`Hybrid.shortlist`, only each task's shortlisted pairs are featured
+   and scored, in one compiled pass (:func:`shortlist_logits`, the network's
+   forward compiled), and the colony gets their desirability only.
 2. **Deadline awareness** (an exact repair of the colony's answer). The colony
    searches over every feasible node, its cost already penalising predicted
    misses. Its best assignment is then checked with the exact batch prediction
