@@ -247,8 +247,7 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
     est = np.empty((3, n))
     best, task = node_estimates(st, i, d, proj_min, static, est, mask)
     nodes = (proj_min, queued_work, recent, recent_t, static)
-    for j in range(n):
-        pair_row(st, i, j, d, nodes, est, task, mask[j], out[j])
+    pair_rows(st, i, d, nodes, est, task, mask, np.arange(n), out)
     return best
 
 
@@ -261,7 +260,7 @@ def node_estimates(st, i, d, proj_min, static, est, mask):
 
     Returns:
         ``(best, (m, e_min, log1p(m)))``: the first node with ``ef == m`` (-1:
-        none), then what :func:`pair_row` reads: the least ``ef`` and the least
+        none), then what :func:`pair_rows` reads: the least ``ef`` and the least
         dynamic energy over the feasible nodes, and the task scale.
     """
     n = st.cores.shape[0]
@@ -291,60 +290,64 @@ def node_estimates(st, i, d, proj_min, static, est, mask):
 
 
 @njit(cache=True)
-def pair_row(st, i, j, d, nodes, est, task, ok, row):
-    """The feature row of task ``i`` on node ``j`` (all zero unless ``ok``), into ``row``.
+def pair_rows(st, i, d, nodes, est, task, mask, js, out):
+    """The feature rows of task ``i`` on nodes ``js``: node ``js[q]``'s into ``out[q]``.
 
-    ``nodes``: ``(proj_min, queued_work, recent, recent_t, static)`` as
-    :func:`pair_features_one` takes them; ``est`` and ``task``: what
+    A row is all zero where ``mask`` says the node is infeasible. ``nodes``:
+    ``(proj_min, queued_work, recent, recent_t, static)`` as
+    :func:`pair_features_one` takes them; ``est``, ``task`` and ``mask``: what
     :func:`node_estimates` gave for ``i``.
     """
     proj_min, queued_work, recent, recent_t, static = nodes
     m, e_min, scale = task
-    if not ok:
-        row[:] = 0.0
-        return
     dl = st.abs_deadline[i]
     has_dl = np.isfinite(dl)
     span = dl - st.arrival[i] if has_dl else 1.0
     p = min(st.priority[i], PRIORITY_CLASSES - 1)
-    ready = est[0, j]
-    ex = est[1, j]
-    ef = est[2, j]
-    avail = max(d, proj_min[j])
-    cores = float(st.cores[j])
-    row[0] = _squash1((ef - m) / m)
-    row[1] = 1.0 if ef == m else 0.0
-    row[2] = _squash1(ex / m)
-    row[3] = _squash1((ready - d) / m)
-    wait = avail - ready
-    row[4] = _squash1(wait / m) if wait > 0.0 else 0.0
-    qw = queued_work[j]
-    row[5] = _squash1(qw / cores / m)
-    row[6] = (cores - st.n_free[j]) / cores
-    row[7] = static[j, 0]
-    row[8] = static[j, 1]
-    dyn = static[j, 2] * ex
-    if e_min > 0:
-        ratio = (dyn - e_min) / e_min
-    elif dyn > e_min:
-        ratio = np.inf
-    else:
-        ratio = 0.0
-    row[9] = _squash1(ratio)
-    row[10] = static[j, 3]
-    rc = recent[j]
-    row[11] = rc * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) / cores if rc != 0.0 else 0.0
-    if has_dl:
-        row[12] = min(max((dl - d - ef) / span, -1.0), 1.0)
-        row[13] = 1.0 if d + ef <= dl else 0.0
-    else:
-        row[12] = 1.0
-        row[13] = 1.0
-    row[14] = scale
-    for k in range(PRIORITY_CLASSES):
-        row[15 + k] = 1.0 if p == k else 0.0
-    for k in range(3):
-        row[15 + PRIORITY_CLASSES + k] = static[j, 4 + k]
+    for q in range(js.shape[0]):
+        j = js[q]
+        row = out[q]
+        if not mask[j]:
+            row[:] = 0.0
+            continue
+        ready = est[0, j]
+        ex = est[1, j]
+        ef = est[2, j]
+        avail = max(d, proj_min[j])
+        cores = float(st.cores[j])
+        row[0] = _squash1((ef - m) / m)
+        row[1] = 1.0 if ef == m else 0.0
+        row[2] = _squash1(ex / m)
+        row[3] = _squash1((ready - d) / m)
+        wait = avail - ready
+        row[4] = _squash1(wait / m) if wait > 0.0 else 0.0
+        qw = queued_work[j]
+        row[5] = _squash1(qw / cores / m)
+        row[6] = (cores - st.n_free[j]) / cores
+        row[7] = static[j, 0]
+        row[8] = static[j, 1]
+        dyn = static[j, 2] * ex
+        if e_min > 0:
+            ratio = (dyn - e_min) / e_min
+        elif dyn > e_min:
+            ratio = np.inf
+        else:
+            ratio = 0.0
+        row[9] = _squash1(ratio)
+        row[10] = static[j, 3]
+        rc = recent[j]
+        row[11] = rc * np.exp(-(d - recent_t[j]) / core.RECENT_TAU_S) / cores if rc != 0.0 else 0.0
+        if has_dl:
+            row[12] = min(max((dl - d - ef) / span, -1.0), 1.0)
+            row[13] = 1.0 if d + ef <= dl else 0.0
+        else:
+            row[12] = 1.0
+            row[13] = 1.0
+        row[14] = scale
+        for k in range(PRIORITY_CLASSES):
+            row[15 + k] = 1.0 if p == k else 0.0
+        for k in range(3):
+            row[15 + PRIORITY_CLASSES + k] = static[j, 4 + k]
 
 
 @njit(cache=True)

@@ -49,7 +49,7 @@ from hybridsched.learn.features import (
     node_table,
     observe_nodes,
     pair_features_one,
-    pair_row,
+    pair_rows,
 )
 from hybridsched.learn.network import block_logits, compiled_weights
 from hybridsched.model import Cluster
@@ -126,9 +126,7 @@ def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits, b
         i = idx[t]
         _, task = node_estimates(st, i, d, st.proj_min, static, est, mask)
         best[t] = top_completion_row(inputs, feasible, t, k, val, sel, nodes[t])
-        for q in range(k):
-            j = nodes[t, q]
-            pair_row(st, i, j, d, state, est, task, mask[j], xt[:, q])
+        pair_rows(st, i, d, state, est, task, mask, nodes[t], xt.T)  # pair q in column q
         block_logits(xt, net, h1, h2, logits[t])
 
 
