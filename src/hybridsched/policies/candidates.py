@@ -5,6 +5,12 @@ estimated finish, ``(B, N)``); :func:`completion_candidates` gives each task's
 ``k`` best nodes (plus the seeds' choices) in one compiled pass without building
 that matrix, and :func:`top_candidates` the same from a given matrix. They give
 the same bits as the view's NumPy arrays (tests/test_colony_scale.py).
+
+For a desirability known on a few nodes per task only (the hybrid's shortlist):
+:func:`top_completion_row` picks a task's ``k`` nodes of highest default
+desirability in ``O(N)``, a :class:`Listed` carries values on listed pairs, and
+:func:`listed_candidates` gives the candidate lists :func:`top_candidates` would
+give on the matrix they stand for.
 """
 
 from __future__ import annotations
