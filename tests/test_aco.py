@@ -216,6 +216,35 @@ def test_heuristic_is_pluggable() -> None:
         bad.assign(tasks, view)
 
 
+def test_listed_heuristic_equals_its_matrix() -> None:
+    # a heuristic on listed pairs (Listed) solves as the (B, N) matrix it stands for
+    from hybridsched.policies.candidates import Listed
+
+    cluster, tasks, view = _problem_inputs()
+    n = cluster.n_nodes
+
+    def dense(t, v):
+        # ties (rounded), and a third of the nodes left out of every row
+        eta = np.round(colony.completion_heuristic(t, v), 1)
+        eta[:, ::3] = 0.0
+        return eta
+
+    def listed(t, v):
+        nodes = np.tile(np.arange(n)[::-1], (len(t), 1))  # any order
+        keep = nodes % 3 != 0
+        nodes = nodes[:, keep[0]]
+        eta = np.take_along_axis(dense(t, v), nodes, axis=1)
+        return Listed(nodes, eta, colony.best_finish(*colony.estimate_inputs(t, v)))
+
+    got = []
+    for heuristic in (dense, listed):
+        pol = ACO(iterations=3, ants=4, heuristic=heuristic)
+        pol.reset(cluster, np.random.default_rng(0))
+        got.append(pol.colony.solve(tasks, view))
+    assert np.array_equal(got[0].nodes, got[1].nodes)
+    assert got[0].cost == got[1].cost
+
+
 def test_memory_persists_evaporates_and_resets() -> None:
     cluster, tasks, view = _problem_inputs()
     col = colony.Colony(colony.ColonyParams(memory=0.5, memory_rho=0.25, ants=2, iterations=2))

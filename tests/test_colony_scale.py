@@ -9,6 +9,9 @@
 * the deadline repair on node lists makes the moves of the full rescan;
 * large batches (beyond ``ant_limit``) and the hybrid's shortlist: every task on a
   feasible node, the same schedule for the same seed;
+* the hybrid's compiled shortlist: the nodes of the top-k rule, each task's earliest
+  estimated finish, the network's scores of their features as torch gives them
+  (to 2e-5), and the colony's candidate lists from the listed pairs only;
 * ``compile_seconds`` reaches summary.json apart from ``scheduler_seconds``.
 """
 
@@ -18,16 +21,26 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hybridsched.learn.features import N_FEATURES
+from hybridsched.learn.network import compiled_weights
 from hybridsched.policies import colony, cost, make_policy
 from hybridsched.policies.ants import polish, search_state
-from hybridsched.policies.hybrid import REPAIR_PASSES, deadline_repair
-from hybridsched.sim import simulate
+from hybridsched.policies.candidates import _kth_largest, estimate_inputs, listed_candidates
+from hybridsched.policies.hybrid import (
+    REPAIR_PASSES,
+    batch_features,
+    deadline_repair,
+    shortlist_logits,
+)
+from hybridsched.sim import Engine, simulate
 from hybridsched.workload import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from builders import make_cluster, make_workload
 from test_aco import _problem_inputs
 
 
@@ -238,3 +251,79 @@ def test_compile_seconds_is_reported_apart() -> None:
     assert "scheduler_seconds" in aco.summary
     _, _, mct = _run("mct", {}, "iot-small", 50, 0.5, 0)
     assert "compile_seconds" not in mct.summary
+
+
+def _tied_batch():
+    """The first batch on idle nodes of two speeds (ties), a third of them too small
+    in memory for half the tasks (node 0 among them)."""
+    nodes = [
+        {"speed": 2.0 if j % 3 == 1 else 1.0, "memory_mb": 100.0 if j % 3 == 0 else 1000.0}
+        for j in range(12)
+    ]
+    cluster = make_cluster(nodes, cores=2)
+    rows = [
+        {"task_id": i, "arrival_s": 0.1, "work_gi": 1.0 + i % 2, "memory_mb": 500.0 * (i % 2)}
+        for i in range(6)
+    ]
+    engine = Engine(cluster, make_workload(rows), decision_interval=0.5, queue="priority")
+    return engine.next_batch()
+
+
+def test_hybrid_shortlist_scores_equal_every_nodes_scores() -> None:
+    # the compiled shortlist: shortlisted()'s nodes to the bit (ties, fewer feasible nodes
+    # than kept); their compiled scores: torch's on batch_features' rows of those pairs
+    for tasks, view in (_problem_inputs()[1:], _tied_batch()):
+        b, n = len(tasks), view.n_nodes
+        pol = make_policy("hybrid")
+        pol.reset(view.cluster, np.random.default_rng(0))
+        idx = np.ascontiguousarray(tasks.index, dtype=np.int64)
+        full = np.empty((b, n, N_FEATURES), dtype=np.float32)
+        batch_features(view.compiled, idx, view.time, pol._static, full, np.empty((b, n), bool))
+        with torch.inference_mode():
+            scores = pol.model.score(torch.from_numpy(full)).numpy()
+        *inputs, feasible = estimate_inputs(tasks, view)
+        eta = colony.completion_heuristic(tasks, view)
+        net = compiled_weights(pol.model)
+        rng = np.random.default_rng(1)
+        for k in (1, 3, n - 5, n - 1, n, n + 2):
+            # shortlisted() as it would be on a larger cluster: top_candidates of eta
+            seeds = np.zeros((0, b), dtype=np.int64)
+            want = colony.top_candidates(eta, np.ascontiguousarray(feasible), k, seeds)[0]
+            if k < n:
+                pol.shortlist = k
+                assert np.array_equal(pol.shortlisted(tasks, view), want)
+            nodes = np.empty((b, k), dtype=np.int64)
+            logits = np.empty((b, k))
+            first = np.empty(b)
+            args = (view.compiled, idx, view.time, pol._static, tuple(inputs), feasible, net)
+            shortlist_logits(*args, nodes, logits, first)
+            assert np.array_equal(first, colony.best_finish(*inputs, feasible))
+            # the colony's lists from the listed pairs: top_candidates' of the matrix
+            # ties; a node listed twice (node 0, padding) has one value, as a shortlist gives
+            eta_l = ((nodes * 7 + np.arange(b)[:, None]) % 5 + 5) / 10.0
+            dense = np.zeros((b, n))
+            dense[np.arange(b)[:, None], nodes] = eta_l
+            seeds = rng.integers(0, n, (2, b))
+            want_c = colony.top_candidates(dense, np.ascontiguousarray(feasible), 4, seeds)
+            got_c = listed_candidates(nodes, eta_l, np.ascontiguousarray(feasible), 4, seeds)
+            for t in range(b):
+                c = want_c[1][t]
+                assert got_c[1][t] == c
+                assert np.array_equal(got_c[0][t, :c], want_c[0][t, :c])
+                assert np.array_equal(got_c[2][t, :c], want_c[2][t, :c])
+            # the same nodes (in node order: a score does not depend on its place)
+            assert np.array_equal(np.sort(nodes, axis=1), np.sort(want, axis=1))
+            np.testing.assert_allclose(
+                logits, scores[np.arange(b)[:, None], nodes], rtol=0, atol=2e-5
+            )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 6), min_size=1, max_size=40),
+    k=st.integers(1, 40),
+)
+def test_kth_largest_is_the_sorted_kth(values, k) -> None:
+    a = np.array(values, dtype=np.float64)
+    k = min(k, len(a))
+    assert _kth_largest(a, len(a), k, np.empty(len(a))) == np.sort(a)[::-1][k - 1]

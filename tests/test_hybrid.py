@@ -83,6 +83,41 @@ def test_eta_by_hand() -> None:
     np.testing.assert_allclose(eta, [[1.0, np.exp(-1.0), 0.0], [0.0, 1.0, np.exp(-1.0)]])
 
 
+def test_compiled_forward_equals_torch() -> None:
+    # the shortlist's compiled forward: torch's float32 scores to 2e-5, on features
+    # well outside their usual [-1, 1] too (tanh saturates) and for both widths
+    from hybridsched.learn.network import _tanh, block_logits, compiled_weights
+
+    x = np.linspace(-20.0, 20.0, 40_001)
+    assert np.max(np.abs(np.array([_tanh(v) for v in x]) - np.tanh(x))) < 3e-7
+    rng = np.random.default_rng(3)
+    for n_features in (18, 21):
+        model = PairScorer(n_features, 32, init="mct")
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.from_numpy(rng.normal(0.0, 0.5, tuple(p.shape)).astype(np.float32)))
+        feats = rng.normal(0.0, 2.0, (50, 21)).astype(np.float32)
+        with torch.inference_mode():
+            want = model.score(torch.from_numpy(feats)).numpy()
+        got = np.empty(50)
+        h = np.empty((32, 50), dtype=np.float32)
+        block_logits(np.ascontiguousarray(feats.T), compiled_weights(model), h, h.copy(), got)
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+def test_compiled_weights_follow_the_model() -> None:
+    # kept between batches, made again when training writes the weights or swaps the model
+    pol = make_policy("hybrid")
+    first = pol._compiled_weights()
+    assert pol._compiled_weights() is first
+    with torch.no_grad():
+        pol.model.head.bias.add_(1.0)
+    again = pol._compiled_weights()
+    assert again is not first and again[5][0] == first[5][0] + 1.0
+    pol.model = PairScorer(pol.model.n_features, 32)
+    assert pol._compiled_weights() is not again
+
+
 def _misses_it_could_avoid(p, nodes: np.ndarray, feasible: np.ndarray) -> list[int]:
     """Tasks predicted to miss that would meet their deadline moved alone elsewhere."""
     fin = cost.predict(p, nodes)["finish_s"]

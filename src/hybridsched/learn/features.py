@@ -244,11 +244,28 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         the index of the first node with the best estimate (MCT's choice).
     """
     n = st.cores.shape[0]
+    est = np.empty((3, n))
+    best, task = node_estimates(st, i, d, proj_min, static, est, mask)
+    nodes = (proj_min, queued_work, recent, recent_t, static)
+    pair_rows(st, i, d, nodes, est, task, mask, np.arange(n), out)
+    return best
+
+
+@njit(cache=True)
+def node_estimates(st, i, d, proj_min, static, est, mask):
+    """The per-node estimates of task ``i`` that its feature rows read, one pass over the nodes.
+
+    Writes ``est (3, >= N)`` (ready, execution and estimated response ``ef``
+    of every feasible node) and ``mask (>= N,)`` (feasible: up, memory fits).
+
+    Returns:
+        ``(best, (m, e_min, log1p(m)))``: the first node with ``ef == m`` (-1:
+        none), then what :func:`pair_rows` reads: the least ``ef`` and the least
+        dynamic energy over the feasible nodes, and the task scale.
+    """
+    n = st.cores.shape[0]
     r = st.region[i]
     work = st.work_est[i]
-    t_ready = np.empty(n)
-    t_ex = np.empty(n)
-    t_ef = np.empty(n)
     m = np.inf
     e_min = np.inf
     best = -1
@@ -260,28 +277,42 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
         ready = (d + st.latency[j, r]) + st.data[i] / st.bandwidth[j]
         ex = work / st.speed[j]
         ef = (max(ready, max(d, proj_min[j])) + ex) - d
-        t_ready[j] = ready
-        t_ex[j] = ex
-        t_ef[j] = ef
+        est[0, j] = ready
+        est[1, j] = ex
+        est[2, j] = ef
         if ef < m:
             m = ef
             best = j
         dyn = static[j, 2] * ex
         if dyn < e_min:
             e_min = dyn
+    return best, (m, e_min, np.log1p(m))
+
+
+@njit(cache=True)
+def pair_rows(st, i, d, nodes, est, task, mask, js, out):
+    """The feature rows of task ``i`` on nodes ``js``: node ``js[q]``'s into ``out[q]``.
+
+    A row is all zero where ``mask`` says the node is infeasible. ``nodes``:
+    ``(proj_min, queued_work, recent, recent_t, static)`` as
+    :func:`pair_features_one` takes them; ``est``, ``task`` and ``mask``: what
+    :func:`node_estimates` gave for ``i``.
+    """
+    proj_min, queued_work, recent, recent_t, static = nodes
+    m, e_min, scale = task
     dl = st.abs_deadline[i]
     has_dl = np.isfinite(dl)
     span = dl - st.arrival[i] if has_dl else 1.0
     p = min(st.priority[i], PRIORITY_CLASSES - 1)
-    scale = np.log1p(m)
-    for j in range(n):
-        row = out[j]
+    for q in range(js.shape[0]):
+        j = js[q]
+        row = out[q]
         if not mask[j]:
             row[:] = 0.0
             continue
-        ready = t_ready[j]
-        ex = t_ex[j]
-        ef = t_ef[j]
+        ready = est[0, j]
+        ex = est[1, j]
+        ef = est[2, j]
         avail = max(d, proj_min[j])
         cores = float(st.cores[j])
         row[0] = _squash1((ef - m) / m)
@@ -317,7 +348,6 @@ def pair_features_one(st, i, d, proj_min, queued_work, recent, recent_t, static,
             row[15 + k] = 1.0 if p == k else 0.0
         for k in range(3):
             row[15 + PRIORITY_CLASSES + k] = static[j, 4 + k]
-    return best
 
 
 @njit(cache=True)

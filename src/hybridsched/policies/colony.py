@@ -4,7 +4,8 @@ Per decision batch of ``B`` tasks:
 
 1. **Desirability.** A pluggable ``heuristic(tasks, view) -> eta`` scores every
    (task, node) pair, ``(B, N)``, higher is better, 0 for a node that cannot take
-   the task. The default is the classic ``eta = 1 / predicted response``, with
+   the task (or only listed pairs, a :class:`~hybridsched.policies.candidates.Listed`,
+   the others 0). The default is the classic ``eta = 1 / predicted response``, with
    MCT's estimate ``est_finish - now``; a learned policy can supply its own.
 2. **Candidate lists.** Each task considers only its ``k`` most desirable
    feasible nodes (plus the nodes the seed assignments chose), so a
@@ -78,17 +79,20 @@ from hybridsched.policies.ants import (
     search_state,
 )
 from hybridsched.policies.candidates import (
+    Listed,
     best_finish,
     completion_candidates,
     completion_heuristic,
     estimate_inputs,
+    listed_candidates,
     top_candidates,
 )
 from hybridsched.policies.cost import policy_arg
 from hybridsched.sim.view import ClusterView, TaskBatch
 
-Heuristic = Callable[[TaskBatch, ClusterView], np.ndarray]
-"""``heuristic(tasks, view) -> eta``: desirability ``(B, N)``, >= 0, 0 where infeasible."""
+Heuristic = Callable[[TaskBatch, ClusterView], np.ndarray | Listed]
+"""``heuristic(tasks, view) -> eta``: desirability ``(B, N)``, >= 0, 0 where infeasible
+(or a :class:`~hybridsched.policies.candidates.Listed`: on listed pairs only)."""
 
 MEMORY_MIN = 0.05
 """Floor of the cross-batch trail (its ceiling is 1, the neutral value it starts at)."""
@@ -419,7 +423,7 @@ class Colony:
 
     def _candidates(
         self,
-        eta: np.ndarray | None,
+        eta: np.ndarray | Listed | None,
         feasible: np.ndarray,
         seeds: Sequence[np.ndarray],
         times: tuple | None = None,
@@ -427,7 +431,8 @@ class Colony:
         """:meth:`candidates` on the feasible pairs, with ``eta`` on them (padded alike).
 
         With ``times`` ``(d, ready, dur, available)`` instead of ``eta``, the
-        desirability is :func:`completion_heuristic`'s, computed in the pass.
+        desirability is :func:`completion_heuristic`'s, computed in the pass;
+        with a :class:`Listed` ``eta``, the matrix it stands for.
         """
         b, n = feasible.shape
         k = min(self.params.candidates, n)
@@ -436,7 +441,12 @@ class Colony:
             sd[i] = x
         feasible = np.ascontiguousarray(feasible)
         self._best = None
-        if times is None:
+        if isinstance(eta, Listed):
+            nodes = np.ascontiguousarray(eta.nodes, dtype=np.int64)
+            values = np.ascontiguousarray(eta.eta, dtype=np.float64)
+            cand, ncand, val = listed_candidates(nodes, values, feasible, k, sd)
+            self._best = eta.best
+        elif times is None:
             eta = np.ascontiguousarray(eta, dtype=np.float64)
             cand, ncand, val = top_candidates(eta, feasible, k, sd)
         else:
@@ -470,11 +480,13 @@ class Colony:
             times = (float(view.time), pt.ready, pt.dur, avail)
             cand, ncand, etab = self._candidates(None, view.feasible, seeds, times)
         else:
-            eta = np.asarray(self.heuristic(tasks, view), dtype=np.float64)
-            if eta.shape != (b, view.n_nodes):
-                raise ConfigError(
-                    f"aco heuristic: must return shape {(b, view.n_nodes)}, got {eta.shape}"
-                )
+            eta = self.heuristic(tasks, view)
+            if not isinstance(eta, Listed):
+                eta = np.asarray(eta, dtype=np.float64)
+                if eta.shape != (b, view.n_nodes):
+                    raise ConfigError(
+                        f"aco heuristic: must return shape {(b, view.n_nodes)}, got {eta.shape}"
+                    )
             cand, ncand, etab = self._candidates(eta, view.feasible, seeds)
         if np.any(ncand == 0):
             raise ConfigError("aco heuristic: gives no node with eta > 0 to some task")

@@ -6,7 +6,10 @@ Per decision batch:
    network (:mod:`hybridsched.learn.network`) scores every (task, node) pair of
    the batch from :func:`~hybridsched.learn.features.pair_features`; the
    desirability is ``eta = exp((logit - max_node logit) / temperature)``, 0 on
-   infeasible nodes. No per-task forwards.
+   infeasible nodes. No per-task forwards. On a cluster larger than
+   :attr:`Hybrid.shortlist`, only each task's shortlisted pairs are featured
+   and scored, in one compiled pass (:func:`shortlist_logits`, the network's
+   forward compiled), and the colony gets their desirability only.
 2. **Deadline awareness** (an exact repair of the colony's answer). The colony
    searches over every feasible node, its cost already penalising predicted
    misses. Its best assignment is then checked with the exact batch prediction
@@ -42,13 +45,17 @@ from hybridsched.errors import ConfigError
 from hybridsched.learn.features import (
     N_BASE_FEATURES,
     N_FEATURES,
+    node_estimates,
     node_table,
     observe_nodes,
     pair_features_one,
+    pair_rows,
 )
+from hybridsched.learn.network import block_logits, compiled_weights
 from hybridsched.model import Cluster
 from hybridsched.policies import cost
 from hybridsched.policies.base import register
+from hybridsched.policies.candidates import Listed, estimate_inputs, top_completion_row
 from hybridsched.policies.colony import (
     Colony,
     ColonyResult,
@@ -83,6 +90,44 @@ def batch_features(st, idx, d, static, out, mask):
             st, idx[k], d, st.proj_min, st.queued_work, st.recent, st.recent_t, static,
             out[k], mask[k],
         )  # fmt: skip
+
+
+@njit(cache=True)
+def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits, best):
+    """Each task's shortlist, and the network's scores of its shortlisted pairs only.
+
+    The shortlist is :meth:`Hybrid.shortlisted`'s (:func:`top_completion_row`);
+    each pair's features are :func:`batch_features`'s row of that pair, scored
+    by the compiled forward :func:`~hybridsched.learn.network.block_logits`,
+    the task's pairs together: a task's pass over every node is left only for its
+    estimates (least ``ef``, least energy), and no ``(B, N, F)`` array is built.
+
+    Args:
+        st, idx, d, static: as :func:`batch_features`.
+        inputs, feasible: :func:`~hybridsched.policies.candidates.estimate_inputs`
+            (its first eight, then its last).
+        net: :func:`~hybridsched.learn.network.compiled_weights` of the network.
+        nodes: ``(B, M)`` int, the shortlisted nodes (written).
+        logits: ``(B, M)`` float, their scores (written).
+        best: ``(B,)`` float, each task's earliest estimated finish
+            (:func:`~hybridsched.policies.candidates.best_finish`, written).
+    """
+    n = st.cores.shape[0]
+    k = nodes.shape[1]
+    est = np.empty((3, n))
+    mask = np.empty(n, dtype=np.bool_)
+    val = np.empty(2 * n)
+    sel = np.empty(n, dtype=np.int64)
+    xt = np.empty((N_FEATURES, k), dtype=np.float32)  # float32, as the network reads them
+    h1 = np.empty((net[1].shape[0], k), dtype=np.float32)
+    h2 = np.empty((net[1].shape[0], k), dtype=np.float32)
+    state = (st.proj_min, st.queued_work, st.recent, st.recent_t, static)
+    for t in range(idx.shape[0]):
+        i = idx[t]
+        _, task = node_estimates(st, i, d, st.proj_min, static, est, mask)
+        best[t] = top_completion_row(inputs, feasible, t, k, val, sel, nodes[t])
+        pair_rows(st, i, d, state, est, task, mask, nodes[t], xt.T)  # pair q in column q
+        block_logits(xt, net, h1, h2, logits[t])
 
 
 def eta_from_logits(logits: np.ndarray, allowed: np.ndarray, temperature: float) -> np.ndarray:
@@ -184,14 +229,16 @@ def _warm_up(checkpoint: str) -> float:
     """Compile the hybrid's own kernels (features, repair) once per process; seconds taken.
 
     A throwaway hybrid runs :func:`~hybridsched.policies.colony.warm_engine`'s
-    tiny workload, so the first real batch does not count compilation as deciding.
+    tiny workload, without and with a shortlist (its 2 nodes, 1 kept), so the
+    first real batch does not count compilation as deciding.
     """
     global _WARM
     if _WARM:
         return 0.0
     _WARM = True  # first: the throwaway policy's reset comes back here
     t = time.perf_counter()
-    warm_engine().run(Hybrid(ants=2, iterations=2, checkpoint=checkpoint))
+    for shortlist in (0, 1):  # every node scored (torch), then a shortlist (compiled)
+        warm_engine().run(Hybrid(ants=2, iterations=2, checkpoint=checkpoint, shortlist=shortlist))
     return time.perf_counter() - t
 
 
@@ -257,7 +304,8 @@ class Hybrid(_COLONY_ARGS, CostFields):
         self.model, self.config = load_checkpoint(path)
         self.path = path
         self.colony = Colony(self.params, self.cost_weights(), self._heuristic)
-        self._eta = np.zeros((0, 0))
+        self._eta: np.ndarray | Listed = np.zeros((0, 0))
+        self._net: tuple | None = None  # (model and its parameters' versions, weights)
         self._static = np.zeros((0, 4))
         self.last: ColonyResult | None = None
         """What the colony found for the latest batch (before the deadline repair)."""
@@ -273,8 +321,20 @@ class Hybrid(_COLONY_ARGS, CostFields):
         """The network's scores of the pairs of the batch, one forward, ``(B, N)``.
 
         With a shortlist (:attr:`shortlist` smaller than the cluster), only each
-        task's shortlisted nodes are scored; the others get ``-inf``.
+        task's shortlisted nodes are scored, by the compiled forward in the pass
+        that makes their features (:func:`shortlist_logits`); the others get
+        ``-inf``. Without one, every pair is scored by torch.
         """
+        nodes, scores, _ = self._scores(tasks, view)
+        if nodes is None:
+            return scores
+        full = np.full((len(tasks), view.n_nodes), -np.inf)
+        full[np.arange(len(tasks))[:, None], nodes] = scores
+        return full
+
+    def _scores(self, tasks: TaskBatch, view: ClusterView) -> tuple:
+        """``(nodes (B, M), their scores, earliest finish (B,))`` with a shortlist,
+        else ``(None, scores (B, N), None)``."""
         import torch
 
         if self._static.shape[0] != view.n_nodes:
@@ -282,25 +342,36 @@ class Hybrid(_COLONY_ARGS, CostFields):
         if self.model.n_features > N_BASE_FEATURES:
             observe_nodes(self._static, view)
         b, n = len(tasks), view.n_nodes
-        feats = np.empty((b, n, N_FEATURES), dtype=np.float32)
-        mask = np.empty((b, n), dtype=np.bool_)
         idx = np.ascontiguousarray(tasks.index, dtype=np.int64)
-        batch_features(view.compiled, idx, float(view.time), self._static, feats, mask)
-        nodes = self.shortlisted(tasks, view)
-        rows = np.arange(b)[:, None]
-        x = torch.from_numpy(feats if nodes is None else feats[rows, nodes])
+        d = float(view.time)
+        if self.shortlist > 0 and n > self.shortlist:
+            nodes = np.empty((b, self.shortlist), dtype=np.int64)
+            out = np.empty((b, self.shortlist))
+            best = np.empty(b)
+            *inputs, feasible = estimate_inputs(tasks, view)
+            net = self._compiled_weights()
+            shortlist_logits(
+                view.compiled, idx, d, self._static, tuple(inputs), feasible, net, nodes, out, best
+            )
+            return nodes, out, best
+        feats = np.empty((b, n, N_FEATURES), dtype=np.float32)
+        batch_features(view.compiled, idx, d, self._static, feats, np.empty((b, n), dtype=np.bool_))
         old = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                out = self.model.score(x).numpy().astype(np.float64)
+                scores = self.model.score(torch.from_numpy(feats)).numpy().astype(np.float64)
+                return None, scores, None
         finally:
             torch.set_num_threads(old)
-        if nodes is None:
-            return out
-        full = np.full((b, n), -np.inf)
-        full[rows, nodes] = out
-        return full
+
+    def _compiled_weights(self) -> tuple:
+        """:func:`compiled_weights` of :attr:`model`, made again only when it changed
+        (another model, or its parameters written in place, as training does)."""
+        key = (self.model, tuple(p._version for p in self.model.parameters()))
+        if self._net is None or self._net[0] != key:
+            self._net = (key, compiled_weights(self.model))
+        return self._net[1]
 
     def shortlisted(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray | None:
         """Each task's :attr:`shortlist` feasible nodes of earliest estimated finish.
@@ -322,10 +393,15 @@ class Hybrid(_COLONY_ARGS, CostFields):
         )
         return nodes
 
-    def _heuristic(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        logits = self.logits(tasks, view)
-        allowed = view.feasible & np.isfinite(logits)
-        self._eta = eta_from_logits(logits, allowed, self.temperature)
+    def _heuristic(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray | Listed:
+        nodes, logits, best = self._scores(tasks, view)
+        if nodes is None:
+            allowed = view.feasible & np.isfinite(logits)
+            self._eta = eta_from_logits(logits, allowed, self.temperature)
+            return self._eta
+        # eta of the shortlisted pairs only (the others' is 0), no (B, N) matrix
+        allowed = view.feasible[np.arange(len(tasks))[:, None], nodes] & np.isfinite(logits)
+        self._eta = Listed(nodes, eta_from_logits(logits, allowed, self.temperature), best)
         return self._eta
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
