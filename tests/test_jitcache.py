@@ -25,6 +25,7 @@ def test_shipped_kernels_are_built_from_these_sources():
         if now.get(k) != manifest["sources"].get(k)
     )
     assert not changed, f"shipped kernels are stale ({', '.join(changed)} changed): run `{REBUILD}`"
+    assert manifest["key"] == jitcache.kernel_key(), f"shipped kernels are stale: run `{REBUILD}`"
     assert manifest["files"] > 100  # every policy's kernels, not a handful
 
 
@@ -59,29 +60,39 @@ def test_kernel_modules_follow_imports_from_kernel_modules(tmp_path):
 @pytest.mark.skipif(jitcache.shipped_state() != "usable", reason="shipped kernels not usable")
 def test_seed_fills_the_folder_once(tmp_path):
     manifest = jitcache.read_manifest()
-    assert jitcache.seed(tmp_path) == "seeded"
+    assert jitcache.seed(tmp_path, manifest["key"]) == "seeded"
     files = [p for p in tmp_path.rglob("*") if p.suffix in (".nbi", ".nbc")]
     assert len(files) == manifest["files"]
     assert {p.parent.name for p in files} >= {"policies", "sim"}  # the package's layout
-    assert json.loads((tmp_path / jitcache.MARKER).read_text())["id"] == manifest["id"]
+    assert json.loads((tmp_path / jitcache.MARKER).read_text())["key"] == manifest["key"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".seed-")]
-    assert jitcache.seed(tmp_path) == "seeded earlier"
+    assert jitcache.seed(tmp_path, manifest["key"]) == "seeded earlier"
 
 
-def test_stale_shipped_kernels_are_never_used(tmp_path, monkeypatch):
-    manifest = jitcache.read_manifest()
-    if manifest is None:
+def test_stale_shipped_kernels_are_never_used(tmp_path):
+    if jitcache.read_manifest() is None:
         pytest.skip("no shipped kernels")
-    real = manifest["sources"]  # the sources it was built from (fresh or not)
-    monkeypatch.setattr(jitcache, "source_hashes", lambda: {**real, "sim/core.py": "0" * 64})
-    assert jitcache.seed(tmp_path).startswith("stale")
-    assert not list(tmp_path.rglob("*.nbi"))
-    monkeypatch.setattr(jitcache, "source_hashes", lambda: 1 / 0)  # the refusal is remembered
-    assert jitcache.seed(tmp_path).startswith("stale")
-    monkeypatch.setattr(jitcache, "_files_stamp", lambda: "a source file changed")
-    monkeypatch.setattr(jitcache, "source_hashes", lambda: real)  # ... and rechecked
-    assert jitcache.seed(tmp_path) == "seeded"
-    assert len(list(tmp_path.rglob("*.nbi"))) > 50
+    assert jitcache.seed(tmp_path, "0" * 16).startswith("stale")
+    assert not list(tmp_path.rglob("*.nb?"))
+    assert not (tmp_path / jitcache.MARKER).exists()
+
+
+def test_the_key_changes_with_any_kernel_module(monkeypatch):
+    real = jitcache.source_hashes()
+    key = jitcache.kernel_key(real)
+    assert len(key) == 16 and key == jitcache.kernel_key(dict(reversed(real.items())))
+    for rel in ("sim/core.py", "model.py", "policies/cost_kernels.py"):  # a kernel, a constant
+        assert jitcache.kernel_key({**real, rel: "0" * 64}) != key
+
+
+def test_the_key_is_remembered_until_a_source_changes(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jitcache, "kernel_key", lambda: calls.append(1) or f"key{len(calls)}")
+    monkeypatch.setattr(jitcache, "_files_stamp", lambda: "stamp-a")
+    assert jitcache.current_key(tmp_path) == "key1"
+    assert jitcache.current_key(tmp_path) == "key1" and len(calls) == 1  # not hashed again
+    monkeypatch.setattr(jitcache, "_files_stamp", lambda: "stamp-b")  # a file was edited
+    assert jitcache.current_key(tmp_path) == "key2"
 
 
 PROBE = """
@@ -119,7 +130,8 @@ def test_a_fresh_cache_compiles_nothing_for_the_colony(tmp_path, policy):
         [sys.executable, "-c", PROBE, policy], env=env, capture_output=True, text=True, check=True
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert Path(got["root"]).parent == tmp_path
+    assert Path(got["root"]).parent.parent == tmp_path  # <checkout>/<key>
+    assert Path(got["root"]).name == jitcache.read_manifest()["key"]
     assert got["misses"] == 0
     assert got["hits"] >= 10
 

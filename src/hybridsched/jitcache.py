@@ -8,13 +8,17 @@ CPU, named in its manifest) and a manifest of the sources' hashes.
 On the first import of numba in a process, :func:`install` puts a cache locator
 in front of numba's own for the functions of this package. It caches them in a
 per-user folder (``$HYBRIDSCHED_JIT_CACHE``, else ``$XDG_CACHE_HOME`` or
-``~/.cache``, then ``hybridsched/numba/<checkout>``), and fills that folder
-from the shipped archive once, when the archive was built from the sources
-present (every module with a compiled kernel and every package module such a
-module imports, compared by SHA-256). Stale shipped kernels are never used: the
-process compiles, as numba always does. Numba's own checks still apply to each
-entry (its source stamp, its signature and the CPU it was built for), so on
-another CPU the kernels are compiled and cached beside the shipped ones.
+``~/.cache``, then ``hybridsched/numba/<checkout>/<key>``), where the key
+hashes the numba and Python versions and every module whose code a kernel may
+hold (each module with a cached kernel and every package module such a module
+imports). A change to any of them means a new, empty folder: a kernel never
+runs code compiled from other sources, which numba alone does not ensure (it
+checks the file of the function it loads, not the files of what that calls).
+The folder is filled once from the shipped archive when the archive was built
+for the same key; stale shipped kernels are never used. Numba's own checks
+still apply to each entry (its source stamp, signature and the CPU it was
+built for), so on another CPU the kernels are compiled and cached beside the
+shipped ones. Folders of other keys unused for a week are deleted.
 
 ``HYBRIDSCHED_JIT_CACHE=off`` (or ``NUMBA_CACHE_DIR`` set) leaves numba's own
 locators in charge; ``HYBRIDSCHED_JIT_SHIPPED=0`` skips the shipped archive.
@@ -31,10 +35,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,7 @@ SHIPPED = PACKAGE / "_jit"
 ARCHIVE = SHIPPED / "kernels.tar.xz"
 MANIFEST = SHIPPED / "manifest.json"
 MARKER = "shipped.json"
+"""In a cache folder: it was filled from the archive."""
 
 CACHE_ENV = "HYBRIDSCHED_JIT_CACHE"
 SHIPPED_ENV = "HYBRIDSCHED_JIT_SHIPPED"
@@ -132,25 +139,17 @@ def _host() -> dict[str, str]:
     }
 
 
-def read_manifest() -> dict[str, Any] | None:
-    try:
-        return json.loads(MANIFEST.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def kernel_key(sources: dict[str, str] | None = None) -> str:
+    """One hash of the kernel modules and the numba and Python versions.
 
-
-def shipped_state(manifest: dict[str, Any] | None = None) -> str:
-    """'usable', or why the shipped kernels cannot serve this process."""
-    manifest = read_manifest() if manifest is None else manifest
-    if manifest is None or not ARCHIVE.exists():
-        return "absent"
+    It names the folder the kernels are cached in, so a kernel never runs code
+    compiled from other sources (numba alone checks only the file of the
+    function it loads, not the kernels of other files that it calls).
+    """
     host = _host()
-    for key in ("numba", "python"):
-        if manifest.get(key) != host[key]:
-            return f"built for {key} {manifest.get(key)}, this is {host[key]}"
-    if manifest.get("sources") != source_hashes():
-        return "stale (built from other sources)"
-    return "usable"
+    items = sorted((source_hashes() if sources is None else sources).items())
+    blob = json.dumps([host["numba"], host["python"], items])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _files_stamp() -> str:
@@ -162,52 +161,91 @@ def _files_stamp() -> str:
     return h.hexdigest()
 
 
-def seed(root: Path) -> str:
-    """Fill ``root`` from the shipped archive once; say what happened.
+def _write_json(path: Path, value: Any) -> None:
+    part = path.with_name(f".{path.name}.{os.getpid()}")
+    part.write_text(json.dumps(value), encoding="utf-8")
+    os.replace(part, path)  # atomic: readers see the old file or the new one
 
-    The marker file remembers the outcome: ``seeded earlier`` costs one small
-    read, and a refusal (stale kernels) is not checked again until a source
-    file changes (hashing the kernel modules takes about 0.15 s).
+
+def current_key(root: Path) -> str:
+    """:func:`kernel_key` of the sources present, remembered in ``root``.
+
+    Hashing the kernel modules takes about 0.15 s; ``keys.json`` keeps the
+    key of the last stamp of the sources (sizes and modification times), so a
+    process pays it only after a source file changed.
     """
-    manifest = read_manifest()
-    if manifest is None:
-        return "absent"
-    marker = root / MARKER
+    stamp, keys_file = _files_stamp(), root / "keys.json"
     try:
-        last = json.loads(marker.read_text(encoding="utf-8"))
+        known = json.loads(keys_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        last = {}
-    if not isinstance(last, dict) or last.get("id") != manifest["id"]:
-        last = {}
-    if last.get("state") == "seeded":
+        known = {}
+    key = known.get(stamp) if isinstance(known, dict) else None
+    if not isinstance(key, str):
+        key = kernel_key()
+        _write_json(keys_file, {stamp: key})
+    return key
+
+
+def read_manifest() -> dict[str, Any] | None:
+    try:
+        return json.loads(MANIFEST.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def shipped_state(key: str | None = None, manifest: dict[str, Any] | None = None) -> str:
+    """'usable', or why the shipped kernels cannot serve the sources of ``key``."""
+    manifest = read_manifest() if manifest is None else manifest
+    if manifest is None or not ARCHIVE.exists():
+        return "absent"
+    host = _host()
+    for part in ("numba", "python"):
+        if manifest.get(part) != host[part]:
+            return f"built for {part} {manifest.get(part)}, this is {host[part]}"
+    if manifest.get("key") != (kernel_key() if key is None else key):
+        return "stale (built from other sources)"
+    return "usable"
+
+
+def seed(folder: Path, key: str) -> str:
+    """Fill ``folder`` (the cache of the sources of ``key``) from the archive once."""
+    if (folder / MARKER).exists():
         return "seeded earlier"
-    stamp = _files_stamp()
-    if last.get("stamp") == stamp:
-        return str(last.get("state"))
-    state = shipped_state(manifest)
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".seed-") as tmp:
-        if state == "usable":
-            with tarfile.open(ARCHIVE, "r:xz") as tar:
-                tar.extractall(tmp, filter="data")
-            for src in sorted(Path(tmp).rglob("*")):
-                if src.is_file():
-                    dest = root / src.relative_to(tmp)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(src, dest)  # atomic: a process loading meanwhile sees old or new
-            state = "seeded"
-        part = Path(tmp) / MARKER
-        outcome = {"id": manifest["id"], "state": state, "stamp": stamp}
-        part.write_text(json.dumps(outcome), encoding="utf-8")
-        os.replace(part, marker)
-    return state
+    state = shipped_state(key)
+    if state != "usable":
+        return state
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".seed-") as tmp:
+        with tarfile.open(ARCHIVE, "r:xz") as tar:
+            tar.extractall(tmp, filter="data")
+        for src in sorted(Path(tmp).rglob("*")):
+            if src.is_file():
+                dest = folder / src.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dest)  # atomic: a process loading meanwhile sees old or new
+    _write_json(folder / MARKER, {"key": key})
+    return "seeded"
+
+
+KEEP_DAYS = 7.0
+"""Folders of other sources unused for this long are deleted."""
+
+
+def _prune(root: Path, current: Path) -> None:
+    (current / ".used").touch()
+    for other in root.iterdir():
+        used = other / ".used"
+        if other == current or not used.exists():
+            continue
+        if time.time() - used.stat().st_mtime > KEEP_DAYS * 86400:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _locator_class() -> type:
     from numba.core.caching import _CacheLocator, _SourceFileBackedLocatorMixin
 
     class PackageCacheLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
-        """Caches this package's kernels under the checkout's cache folder."""
+        """Caches this package's kernels in the folder of their sources' key."""
 
         def __init__(self, py_func: Any, py_file: str) -> None:
             self._py_file = py_file
@@ -232,7 +270,7 @@ def _locator_class() -> type:
 
 
 def install() -> str:
-    """Put the package's locator in front of numba's; seed the folder. Idempotent."""
+    """Put the package's locator in front of numba's; seed its folder. Idempotent."""
     global _root, _installed
     if _installed:
         return "installed earlier"
@@ -242,12 +280,15 @@ def install() -> str:
         return "numba's own locators"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        state = "not seeded" if os.environ.get(SHIPPED_ENV) == "0" else seed(root)
+        folder = root / current_key(root)
+        folder.mkdir(exist_ok=True)
+        state = "not seeded" if os.environ.get(SHIPPED_ENV) == "0" else seed(folder, folder.name)
+        _prune(root, folder)
     except OSError as exc:
         return f"numba's own locators ({root}: {exc.strerror})"
     from numba.core.caching import CacheImpl
 
-    _root = root
+    _root = folder
     CacheImpl._locator_classes.insert(0, _locator_class())
     return state
 
@@ -300,6 +341,7 @@ def build(out: Path = SHIPPED) -> dict[str, Any]:
             stdout=subprocess.DEVNULL,
         )
         (checkout,) = [p for p in root.iterdir() if p.is_dir()]
+        (checkout,) = [p for p in checkout.iterdir() if p.is_dir()]  # the sources' key
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:xz", preset=9) as tar:
             for path in sorted(checkout.rglob("*")):
@@ -313,6 +355,7 @@ def build(out: Path = SHIPPED) -> dict[str, Any]:
         "id": hashlib.sha256(data).hexdigest(),
         **_host(),
         "files": sum(1 for _ in tarfile.open(fileobj=io.BytesIO(data), mode="r:xz")),
+        "key": kernel_key(),
         "sources": source_hashes(),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -329,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {ARCHIVE} ({manifest['files']} files, {size:.1f} MB, cpu {manifest['cpu']})")
         return 0
     if args == ["status"]:
-        root = cache_root()
-        print(f"cache folder: {root if root is not None else 'numba default'}")
+        install()
+        print(f"cache folder: {_root if _root is not None else 'numba default'}")
         print(f"shipped kernels: {shipped_state()}")
         return 0
     print("usage: python -m hybridsched.jitcache build|status", file=sys.stderr)
