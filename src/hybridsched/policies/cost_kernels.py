@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hybridsched.policies.queue_plan import resume_point, run_from
 from hybridsched.sim import core
 
 MEMO_BITS = 13
@@ -48,11 +49,13 @@ def make_scratch(p):
     """Preallocated buffers of the functions below, for one problem.
 
     Returns:
-        ``(head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count)``:
-        per-node list heads, per-task links, touched nodes, a member list, batch
-        and queued finish times, the per-node simulation's inputs, and the
-        memo of node costs (two 64-bit keys per task and node, the table's keys,
-        its (cost, last finish) values and its number of entries).
+        ``(head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count,
+        heap, no_i, no_f)``: per-node list heads, per-task links, touched nodes, a
+        member list, batch and queued finish times, the per-node simulation's
+        inputs, the memo of node costs (two 64-bit keys per task and node, the
+        table's keys, its (cost, last finish) values and its number of entries),
+        a core-free heap and two empty arrays (no recording, see
+        :func:`hybridsched.policies.queue_plan.run_from`).
     """
     n = p.cores.shape[0]
     b = p.arrival.shape[0]
@@ -66,7 +69,7 @@ def make_scratch(p):
     fin = np.empty(b)
     q_fin = p.q_f0.copy()
     buf = np.empty((6, qmax + b))
-    ibuf = np.empty((3, qmax + b), dtype=np.int64)
+    ibuf = np.empty((4, qmax + b), dtype=np.int64)
     # per-task keys from the front, per-node keys from the back (see memo_key)
     zkey = np.empty((2, b + n), dtype=np.uint64)
     for k in range(b + n):
@@ -76,7 +79,11 @@ def make_scratch(p):
     mkey = np.zeros((size, 2), dtype=np.uint64)
     mval = np.empty((size, 2))
     count = np.zeros(1, dtype=np.int64)
-    return head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count
+    heap = np.empty(max(1, np.max(p.cores)))
+    no_i = np.empty(0, dtype=np.int64)
+    no_f = np.empty(0)
+    return (head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count, heap,
+            no_i, no_f)  # fmt: skip
 
 
 SMALL = 48
@@ -115,69 +122,117 @@ def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wai
 
 
 @njit(cache=True)
-def node_schedule(p, j, members, nm, ws):
-    """Schedule the first ``nm`` batch tasks of ``members`` on node ``j``.
+def _schedule(p, j, members, nm, ws):
+    """:func:`node_schedule`, resumed from the node's queue plan (see ``queue_plan``).
 
-    Writes the finish time of each member ``t`` to ``ws[4][t]`` and those of
-    the node's queued tasks to ``ws[5]`` (indexed like ``p.q_*``); ``ws`` is
-    from :func:`make_scratch`.
+    Writes the finish time of each member to ``ws[4]`` and, for the queued
+    tasks the plan leaves after the resume point, to ``ws[5]``; the others
+    keep their finish without the batch (``p.q_f0``), which is not written.
 
     Returns:
-        the node's last finish (running, queued and new tasks), s.
+        ``(last, a, r)``: the node's last finish, and the plan positions ``a`` to
+        ``a + r`` (into ``p.qp_q``) whose queued tasks were rescheduled; their
+        indices are in ``ws[7][3, :r]``, ascending.
     """
     fin = ws[4]
     q_fin = ws[5]
     lo = p.q_off[j]
     nq = p.q_off[j + 1] - lo
-    last = p.run_last[j]
     if nq + nm <= p.n_idle[j]:
         # a core free at d for every task: each starts when ready (queued tasks
         # keep their start, max(ready, d)); what simulate_node computes, without heaps
-        for k in range(nq):
-            q_fin[lo + k] = p.q_f0[lo + k]
-            last = max(last, p.q_f0[lo + k])
+        last = p.qp_last[lo + j + nq]
         for k in range(nm):
             t = members[k]
             f = p.ready[t, j] + p.dur[t, j]
             fin[t] = f
             last = max(last, f)
-        return last
-    m = nq + nm
+        return last, lo + nq, 0
+    k = resume_point(p, j, members, nm)
+    r = nq - k
+    m = r + nm
+    ibuf = ws[7]
+    qs = ibuf[3, :r]
+    qs[:] = p.qp_q[lo + k : lo + nq]
+    if r > 1:
+        # the rescheduled queued tasks in index order (the order of the full sum of their delays)
+        if r <= SMALL:
+            for i in range(1, r):
+                x = qs[i]
+                h = i
+                while h > 0 and qs[h - 1] > x:
+                    qs[h] = qs[h - 1]
+                    h -= 1
+                qs[h] = x
+        else:
+            qs[:] = np.sort(qs)
     buf = ws[6]
     ready = buf[0, :m]
     k0 = buf[1, :m]
     k1 = buf[2, :m]
     dur = buf[3, :m]
-    ibuf = ws[7]
     tid = ibuf[0, :m]
-    for k in range(nq):
-        ready[k] = p.q_ready[lo + k]
-        k0[k] = p.q_key0[lo + k]
-        k1[k] = p.q_key1[lo + k]
-        tid[k] = p.q_tid[lo + k]
-        dur[k] = p.q_dur[lo + k]
-    for k in range(nm):
-        t = members[k]
-        ready[nq + k] = p.ready[t, j]
-        k0[nq + k] = p.key0[t]
-        k1[nq + k] = p.key1[t]
-        tid[nq + k] = p.tid[t]
-        dur[nq + k] = p.dur[t, j]
-    # only the m earliest-free cores can ever be used: the schedule is the same on them
-    cf = p.cf[j, : min(m, p.cores[j])]
+    for i in range(r):
+        q = qs[i]
+        ready[i] = p.q_ready[q]
+        k0[i] = p.q_key0[q]
+        k1[i] = p.q_key1[q]
+        tid[i] = p.q_tid[q]
+        dur[i] = p.q_dur[q]
+    for i in range(nm):
+        t = members[i]
+        ready[r + i] = p.ready[t, j]
+        k0[r + i] = p.key0[t]
+        k1[r + i] = p.key1[t]
+        tid[r + i] = p.tid[t]
+        dur[r + i] = p.dur[t, j]
     if m <= SMALL:
-        start = buf[4, :m]
-        simulate_small(p.d, cf, ready, k0, k1, tid, dur, start, ibuf[1], ibuf[2], buf[5])
+        order = ibuf[1, :m]
+        for i in range(m):
+            x = ready[i]
+            h = i
+            while h > 0 and ready[order[h - 1]] > x:
+                order[h] = order[h - 1]
+                h -= 1
+            order[h] = i
     else:
-        start = core.simulate_node(p.d, cf, ready, k0, k1, tid, dur)
-    for k in range(nq):
-        f = start[k] + dur[k]
-        q_fin[lo + k] = f
+        order = np.argsort(ready, kind="mergesort")
+    nc = p.cores[j]
+    heap = ws[12][:nc]
+    base = p.qs_off[j] + k * nc
+    heap[:] = p.snap[base : base + nc]
+    tcur = p.qp_t[lo + k - 1] if k > 0 else -np.inf
+    start = buf[4, :m]
+    no_rec = (ws[13], ws[14], ws[14])
+    run_from(p.d, tcur, heap, ready, k0, k1, tid, dur, order, start, ibuf[2], no_rec)
+    last = p.qp_last[lo + j + k]
+    for i in range(r):
+        f = start[i] + dur[i]
+        q_fin[qs[i]] = f
         last = max(last, f)
-    for k in range(nm):
-        f = start[nq + k] + dur[nq + k]
-        fin[members[k]] = f
+    for i in range(nm):
+        f = start[r + i] + dur[r + i]
+        fin[members[i]] = f
         last = max(last, f)
+    return last, lo + k, r
+
+
+@njit(cache=True)
+def node_schedule(p, j, members, nm, ws):
+    """Schedule the first ``nm`` batch tasks of ``members`` on node ``j``.
+
+    Writes the finish time of each member ``t`` to ``ws[4][t]`` and those of
+    the node's queued tasks to ``ws[5]`` (indexed like ``p.q_*``); ``ws`` is
+    from :func:`make_scratch`. The simulator's per-node event loop, resumed
+    where the batch tasks can first change the node's queue plan (:func:`_schedule`).
+
+    Returns:
+        the node's last finish (running, queued and new tasks), s.
+    """
+    last, a, _ = _schedule(p, j, members, nm, ws)
+    for i in range(p.q_off[j], a):
+        q = p.qp_q[i]
+        ws[5][q] = p.q_f0[q]
     return last
 
 
@@ -193,7 +248,7 @@ def node_cost(p, j, members, nm, ws):
     """
     if nm == 0:
         return 0.0, _last0(p, j)
-    last = node_schedule(p, j, members, nm, ws)
+    last, _, r = _schedule(p, j, members, nm, ws)
     fin = ws[4]
     q_fin = ws[5]
     wr = p.w_response
@@ -206,11 +261,12 @@ def node_cost(p, j, members, nm, ws):
         c += p.ww[t] * (f - p.dur[t, j] - p.ready[t, j])
         if f > p.dl[t]:
             c += p.mw[t]
-    lo = p.q_off[j]
-    hi = p.q_off[j + 1]
-    if hi > lo and p.w_displaced > 0:
+    if r > 0 and p.w_displaced > 0:
+        # the queued tasks before the resume point keep their finish (no delay, no new miss)
         extra = 0.0
-        for q in range(lo, hi):
+        qs = ws[7][3]
+        for i in range(r):
+            q = qs[i]
             f = q_fin[q]
             f0 = p.q_f0[q]
             extra += wr * (f - f0)
@@ -265,10 +321,8 @@ def memo_put(mkey, mval, count, slot, h1, h2, c, last):
 
 @njit(cache=True)
 def _last0(p, j):
-    last = p.run_last[j]
-    for q in range(p.q_off[j], p.q_off[j + 1]):
-        last = max(last, p.q_f0[q])
-    return last
+    # the node's last finish without the batch (its queue plan's, after every dispatch)
+    return p.qp_last[p.q_off[j + 1] + j]
 
 
 @njit(cache=True)
