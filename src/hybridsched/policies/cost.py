@@ -89,7 +89,7 @@ qp_q         int64[::1]       per node from q_off[j]: the queued task (q_* index
 qp_t         float64[::1]     per node from q_off[j]: the time of each dispatch, s
 qp_last      float64[::1]     per node from q_off[j] + j: last finish after k dispatches, k = 0..nq
 qs_off       int64[::1]       offsets into snap, N + 1
-snap         float64[::1]     per node: the core-free heap before each dispatch and after the last
+snap         float64[::1]     per node: core-free times (sorted) before each dispatch and after all
 qp_max       int64[:,::1]     per node from q_off[j]: sparse table of the plan's blocking dispatches
 # the batch
 ready        float64[:,::1]   ready time on each node, (B, N), s

@@ -49,13 +49,11 @@ def make_scratch(p):
     """Preallocated buffers of the functions below, for one problem.
 
     Returns:
-        ``(head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count,
-        heap, no_i, no_f)``: per-node list heads, per-task links, touched nodes, a
-        member list, batch and queued finish times, the per-node simulation's
-        inputs, the memo of node costs (two 64-bit keys per task and node, the
-        table's keys, its (cost, last finish) values and its number of entries),
-        a core-free heap and two empty arrays (no recording, see
-        :func:`hybridsched.policies.queue_plan.run_from`).
+        ``(head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count)``:
+        per-node list heads, per-task links, touched nodes, a member list, batch
+        and queued finish times, the per-node simulation's inputs, and the
+        memo of node costs (two 64-bit keys per task and node, the table's keys,
+        its (cost, last finish) values and its number of entries).
     """
     n = p.cores.shape[0]
     b = p.arrival.shape[0]
@@ -79,11 +77,7 @@ def make_scratch(p):
     mkey = np.zeros((size, 2), dtype=np.uint64)
     mval = np.empty((size, 2))
     count = np.zeros(1, dtype=np.int64)
-    heap = np.empty(max(1, np.max(p.cores)))
-    no_i = np.empty(0, dtype=np.int64)
-    no_f = np.empty(0)
-    return (head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count, heap,
-            no_i, no_f)  # fmt: skip
+    return head, nxt, touched, members, fin, q_fin, buf, ibuf, zkey, mkey, mval, count
 
 
 SMALL = 48
@@ -121,7 +115,7 @@ def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wai
     core.run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _schedule(p, j, members, nm, ws):
     """:func:`node_schedule`, resumed from the node's queue plan (see ``queue_plan``).
 
@@ -153,7 +147,8 @@ def _schedule(p, j, members, nm, ws):
     m = r + nm
     ibuf = ws[7]
     qs = ibuf[3, :r]
-    qs[:] = p.qp_q[lo + k : lo + nq]
+    for i in range(r):
+        qs[i] = p.qp_q[lo + k + i]
     if r > 1:
         # the rescheduled queued tasks in index order (the order of the full sum of their delays)
         if r <= SMALL:
@@ -198,12 +193,14 @@ def _schedule(p, j, members, nm, ws):
     else:
         order = np.argsort(ready, kind="mergesort")
     nc = p.cores[j]
-    heap = ws[12][:nc]
     base = p.qs_off[j] + k * nc
-    heap[:] = p.snap[base : base + nc]
+    # only the m earliest-free cores can ever be used: the schedule is the same on them
+    nh = min(m, nc)
+    heap = buf[5, :nh]
+    heap[:] = p.snap[base : base + nh]
     tcur = p.qp_t[lo + k - 1] if k > 0 else -np.inf
     start = buf[4, :m]
-    no_rec = (ws[13], ws[14], ws[14])
+    no_rec = (ibuf[3, :0], buf[5, :0], buf[5, :0])  # nothing recorded
     run_from(p.d, tcur, heap, ready, k0, k1, tid, dur, order, start, ibuf[2], no_rec)
     last = p.qp_last[lo + j + k]
     for i in range(r):

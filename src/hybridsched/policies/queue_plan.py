@@ -137,8 +137,8 @@ def queue_plan(d, cf, cores, run_last, q_off, q_ready, q_key0, q_key1, q_tid, q_
         queued task (its index into the ``q_*`` arrays) of each dispatch and its
         time; from ``q_off[j] + j`` on, ``nq + 1`` values, the node's last finish
         (running tasks and the first ``k`` dispatched) for ``k = 0..nq``; and
-        from ``qs_off[j]`` on, ``nq + 1`` core-free heaps of ``cores[j]`` values,
-        the state before each dispatch and after the last; ``qp_max[l, q_off[j] + k]``,
+        from ``qs_off[j]`` on, ``nq + 1`` sets of ``cores[j]`` core-free times,
+        ascending, the state before each dispatch and after the last; ``qp_max[l, q_off[j] + k]``,
         the dispatch in ``k .. k + 2**l - 1`` that a batch task can least follow
         (:func:`_max_table`).
     """
@@ -166,6 +166,10 @@ def queue_plan(d, cf, cores, run_last, q_off, q_ready, q_key0, q_key1, q_tid, q_
         rec = (task, qp_t[lo:hi], snap[qs_off[j] : qs_off[j + 1]])
         run_from(d, -np.inf, heap, q_ready[lo:hi], q_key0[lo:hi], q_key1[lo:hi],
                  q_tid[lo:hi], q_dur[lo:hi], order, start, wait, rec)  # fmt: skip
+        # each heap sorted (a sorted array is a heap): a resume copies the m earliest cores only
+        nc = cores[j]
+        for k in range(nq + 1):
+            snap[qs_off[j] + k * nc : qs_off[j] + (k + 1) * nc].sort()
         last = run_last[j]
         qp_last[lo + j] = last
         for k in range(nq):
@@ -244,34 +248,44 @@ def resume_point(p, j, members, nm):
     """
     lo = p.q_off[j]
     nq = p.q_off[j + 1] - lo
+    if nq == 0:
+        return 0
     nc = p.cores[j]
     base = p.qs_off[j]
+    # the plan's arrays, read once
+    qp_t = p.qp_t[lo : lo + nq]
+    qp_q = p.qp_q[lo : lo + nq]
+    qp_max = p.qp_max
+    snap = p.snap
+    ready = p.ready
+    key0, key1, tids = p.key0, p.key1, p.tid
+    q_key0, q_key1, q_ready, q_tid = p.q_key0, p.q_key1, p.q_ready, p.q_tid
     best = nq
     for i in range(nm):
         t = members[i]
-        r = p.ready[t, j]
-        k0 = p.key0[t]
-        k1 = p.key1[t]
-        tid = p.tid[t]
+        r = ready[t, j]
+        k0 = key0[t]
+        k1 = key1[t]
+        tid = tids[t]
         # the first dispatch at or after r (dispatch times never decrease)
         a = 0
         b = best
         while a < b:
             mid = (a + b) >> 1
-            if p.qp_t[lo + mid] < r:
+            if qp_t[mid] < r:
                 a = mid + 1
             else:
                 b = mid
         # the longest run of dispatches from there that the task cannot disturb
         k = a
-        for lv in range(p.qp_max.shape[0] - 1, -1, -1):
+        for lv in range(qp_max.shape[0] - 1, -1, -1):
             if k + (1 << lv) > best:
                 continue
-            x = p.qp_max[lv, lo + k]
-            if p.snap[base + x * nc] < p.qp_t[lo + x]:
+            x = qp_max[lv, lo + k]
+            if snap[base + x * nc] < qp_t[x]:
                 continue
-            q = p.qp_q[lo + x]
-            if _key_before(k0, k1, r, tid, p.q_key0[q], p.q_key1[q], p.q_ready[q], p.q_tid[q]):
+            q = qp_q[x]
+            if _key_before(k0, k1, r, tid, q_key0[q], q_key1[q], q_ready[q], q_tid[q]):
                 continue
             k += 1 << lv
         best = k
