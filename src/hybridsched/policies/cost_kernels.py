@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hybridsched.policies.queue_plan import resume_point, run_from
+from hybridsched.policies.queue_plan import resume_point
 from hybridsched.sim import core
 
 MEMO_BITS = 13
@@ -85,6 +85,18 @@ SMALL = 48
 
 
 @njit(cache=True)
+def order_by_ready(ready, order):
+    """Task indices by ready time (stable) into ``order``: an insertion sort, for a few tasks."""
+    for i in range(ready.shape[0]):
+        x = ready[i]
+        k = i
+        while k > 0 and ready[order[k - 1]] > x:
+            order[k] = order[k - 1]
+            k -= 1
+        order[k] = i
+
+
+@njit(cache=True)
 def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wait, cfh):
     """:func:`hybridsched.sim.core.simulate_node` for a few tasks, on scratch buffers.
 
@@ -102,14 +114,7 @@ def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wai
         order, wait, cfh: scratch, at least ``len(ready)``, ``len(ready)`` and
             ``len(cf_sorted)`` long.
     """
-    m = ready.shape[0]
-    for i in range(m):
-        x = ready[i]
-        k = i
-        while k > 0 and ready[order[k - 1]] > x:
-            order[k] = order[k - 1]
-            k -= 1
-        order[k] = i
+    order_by_ready(ready, order)
     cf = cfh[: cf_sorted.shape[0]]
     cf[:] = cf_sorted
     core.run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait)
@@ -183,13 +188,7 @@ def _schedule(p, j, members, nm, ws):
         dur[r + i] = p.dur[t, j]
     if m <= SMALL:
         order = ibuf[1, :m]
-        for i in range(m):
-            x = ready[i]
-            h = i
-            while h > 0 and ready[order[h - 1]] > x:
-                order[h] = order[h - 1]
-                h -= 1
-            order[h] = i
+        order_by_ready(ready, order)
     else:
         order = np.argsort(ready, kind="mergesort")
     nc = p.cores[j]
@@ -201,7 +200,7 @@ def _schedule(p, j, members, nm, ws):
     tcur = p.qp_t[lo + k - 1] if k > 0 else -np.inf
     start = buf[4, :m]
     no_rec = (ibuf[3, :0], buf[5, :0], buf[5, :0])  # nothing recorded
-    run_from(p.d, tcur, heap, ready, k0, k1, tid, dur, order, start, ibuf[2], no_rec)
+    core.run_from(p.d, tcur, heap, ready, k0, k1, tid, dur, order, start, ibuf[2], no_rec)
     last = p.qp_last[lo + j + k]
     for i in range(r):
         f = start[i] + dur[i]

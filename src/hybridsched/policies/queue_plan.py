@@ -8,7 +8,7 @@ them, the time of each dispatch and the core-free times before each) is
 computed once per batch (:func:`queue_plan`). Adding batch tasks leaves every
 dispatch of the plan unchanged up to the first one that a batch task can
 take or precede (:func:`resume_point`); the schedule is then the same event
-loop (:func:`run_from`) started from the plan's state at that dispatch, over
+loop (:func:`~hybridsched.sim.core.run_from`) started from the plan's state at that dispatch, over
 the queued tasks not dispatched yet and the batch tasks. So an evaluation
 costs the queued tasks the batch tasks displace, not the whole queue: with a
 long backlog of equal or higher priority, a new task goes to its end.
@@ -32,95 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hybridsched.sim.core import _key_lt
-
-
-@njit(cache=True)
-def run_from(t0, tcur, cf, ready, key0, key1, tid, dur, order, start, wait, rec):
-    """The per-node event loop (:func:`hybridsched.sim.core.run_node`) from time ``tcur`` on.
-
-    The same loop, except that it first completes the instant ``tcur``: tasks
-    ready by then wait, and free cores take them, as the full loop does after
-    a dispatch at ``tcur``. With ``tcur = -inf`` it is the full loop.
-
-    Args:
-        t0: the decision time; no task starts before it.
-        tcur: the instant to resume at (the time of the last dispatch made).
-        cf: core-free times as a binary min-heap; updated in place.
-        ready, key0, key1, tid, dur: per task, as in ``run_node``.
-        order: task indices by ready time; start: output; wait: scratch.
-        rec: ``(task, time, heaps)`` to record each dispatch into (the plan,
-            see :func:`queue_plan`), or empty arrays for none.
-    """
-    m = ready.shape[0]
-    ncore = cf.shape[0]
-    record = rec[2].shape[0] > 0
-    nw = 0
-    p = 0
-    done = 0
-    t = tcur
-    first = True
-    while done < m:
-        if first:
-            first = False
-        else:
-            nxt = np.inf
-            if p < m:
-                nxt = max(ready[order[p]], t0)
-            if nw > 0 and cf[0] < nxt:
-                nxt = max(cf[0], t0)
-            t = nxt
-        while p < m and ready[order[p]] <= t:
-            x = order[p]
-            k = nw
-            nw += 1
-            while k > 0:
-                par = (k - 1) >> 1
-                y = wait[par]
-                if _key_lt(key0, key1, ready, tid, y, x):
-                    break
-                wait[k] = y
-                k = par
-            wait[k] = x
-            p += 1
-        while nw > 0 and cf[0] <= t:
-            x = wait[0]
-            nw -= 1
-            if nw > 0:
-                last = wait[nw]
-                k = 0
-                while True:
-                    ch = 2 * k + 1
-                    if ch >= nw:
-                        break
-                    if ch + 1 < nw and _key_lt(key0, key1, ready, tid, wait[ch + 1], wait[ch]):
-                        ch += 1
-                    if _key_lt(key0, key1, ready, tid, last, wait[ch]):
-                        break
-                    wait[k] = wait[ch]
-                    k = ch
-                wait[k] = last
-            if record:
-                rec[0][done] = x
-                rec[1][done] = t
-                rec[2][done * ncore : (done + 1) * ncore] = cf
-            start[x] = t
-            done += 1
-            v = t + dur[x]
-            k = 0
-            while True:
-                ch = 2 * k + 1
-                if ch >= ncore:
-                    break
-                if ch + 1 < ncore and cf[ch + 1] < cf[ch]:
-                    ch += 1
-                if v <= cf[ch]:
-                    break
-                cf[k] = cf[ch]
-                k = ch
-            cf[k] = v
-    if record:
-        rec[2][m * ncore : (m + 1) * ncore] = cf
+from hybridsched.sim.core import run_from
 
 
 @njit(cache=True)

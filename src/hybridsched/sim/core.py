@@ -391,21 +391,49 @@ def run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait):
         start: output, the start time per task.
         wait: scratch, at least ``len(ready)`` long.
     """
+    run_from(t0, -np.inf, cf, ready, key0, key1, tid, dur, order, start, wait,
+             (order[:0], start[:0], start[:0]))  # fmt: skip
+
+
+@njit(cache=True)
+def run_from(t0, tcur, cf, ready, key0, key1, tid, dur, order, start, wait, rec):
+    """The per-node event loop of :func:`run_node`, resumed at time ``tcur``.
+
+    It first completes the instant ``tcur``: tasks ready by then wait, and free
+    cores take them, as the loop does after a dispatch at ``tcur``; with
+    ``tcur = -inf`` it is the whole loop (:func:`run_node`). The colony's cost
+    resumes a node's schedule mid-queue with it
+    (:mod:`hybridsched.policies.queue_plan`).
+
+    Args:
+        t0: the decision time; no task starts before it.
+        tcur: the instant to resume at (the time of the last dispatch made).
+        cf: core-free times as a binary min-heap; updated in place.
+        ready, key0, key1, tid, dur: per task, as in ``run_node``.
+        order: task indices by ready time; start: output; wait: scratch.
+        rec: ``(task, time, heaps)``: each dispatch's task and time, and the
+            core-free heap before it (and after the last), are written there;
+            a zero-length third array records nothing.
+    """
     m = ready.shape[0]
     ncore = cf.shape[0]
+    record = rec[2].shape[0] > 0
     nw = 0
     p = 0
     done = 0
+    t = tcur
+    first = True
     while done < m:
-        # next instant: the next readiness, or the next core-free time while tasks wait
-        nxt = np.inf
-        if p < m:
-            nxt = max(ready[order[p]], t0)
-        if nw > 0 and cf[0] < nxt:
-            nxt = max(cf[0], t0)
-        t = nxt
+        if first:
+            first = False
+        else:
+            nxt = np.inf
+            if p < m:
+                nxt = max(ready[order[p]], t0)
+            if nw > 0 and cf[0] < nxt:
+                nxt = max(cf[0], t0)
+            t = nxt
         while p < m and ready[order[p]] <= t:
-            # push order[p] into the waiting heap
             x = order[p]
             k = nw
             nw += 1
@@ -435,9 +463,12 @@ def run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait):
                     wait[k] = wait[ch]
                     k = ch
                 wait[k] = last
+            if record:
+                rec[0][done] = x
+                rec[1][done] = t
+                rec[2][done * ncore : (done + 1) * ncore] = cf
             start[x] = t
             done += 1
-            # replace the earliest core by its new free time, sift down
             v = t + dur[x]
             k = 0
             while True:
@@ -451,6 +482,8 @@ def run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait):
                 cf[k] = cf[ch]
                 k = ch
             cf[k] = v
+    if record:
+        rec[2][m * ncore : (m + 1) * ncore] = cf
 
 
 @njit(cache=True)
