@@ -147,7 +147,8 @@ def _schedule(p, j, members, nm, ws):
             fin[t] = f
             last = max(last, f)
         return last, lo + nq, 0
-    k = resume_point(p, j, members, nm)
+    # a short queue is simulated whole: finding the resume point would cost more
+    k = resume_point(p, j, members, nm) if nq > 2 * nm else 0
     r = nq - k
     m = r + nm
     ibuf = ws[7]
@@ -199,7 +200,7 @@ def _schedule(p, j, members, nm, ws):
     heap[:] = p.snap[base : base + nh]
     tcur = p.qp_t[lo + k - 1] if k > 0 else -np.inf
     start = buf[4, :m]
-    no_rec = (ibuf[3, :0], buf[5, :0], buf[5, :0])  # nothing recorded
+    no_rec = (ibuf[3, :0], buf[5, :0])  # nothing recorded
     core.run_from(p.d, tcur, heap, ready, k0, k1, tid, dur, order, start, ibuf[2], no_rec)
     last = p.qp_last[lo + j + k]
     for i in range(r):

@@ -72,16 +72,28 @@ def queue_plan(d, cf, cores, run_last, q_off, q_ready, q_key0, q_key1, q_tid, q_
         lo = q_off[j]
         hi = q_off[j + 1]
         nq = hi - lo
-        heap = cf[j, : cores[j]].copy()
+        nc = cores[j]
+        heap = cf[j, :nc].copy()
         order = np.argsort(q_ready[lo:hi], kind="mergesort")
         task = qp_q[lo:hi]
-        rec = (task, qp_t[lo:hi], snap[qs_off[j] : qs_off[j + 1]])
+        rec = (task, qp_t[lo:hi])
         run_from(d, -np.inf, heap, q_ready[lo:hi], q_key0[lo:hi], q_key1[lo:hi],
                  q_tid[lo:hi], q_dur[lo:hi], order, start, wait, rec)  # fmt: skip
-        # each heap sorted (a sorted array is a heap): a resume copies the m earliest cores only
-        nc = cores[j]
-        for k in range(nq + 1):
-            snap[qs_off[j] + k * nc : qs_off[j] + (k + 1) * nc].sort()
+        # the core-free times before each dispatch, ascending (a sorted array is a heap,
+        # and a resume copies only the cores it can use): a dispatch takes the
+        # earliest core and frees it again when its task ends
+        s0 = qs_off[j]
+        snap[s0 : s0 + nc] = cf[j, :nc]
+        for k in range(nq):
+            prev = snap[s0 + k * nc : s0 + (k + 1) * nc]
+            cur = snap[s0 + (k + 1) * nc : s0 + (k + 2) * nc]
+            v = start[task[k]] + q_dur[lo + task[k]]
+            h = nc - 1
+            while h > 0 and prev[h] > v:
+                cur[h] = prev[h]
+                h -= 1
+            cur[:h] = prev[1 : h + 1]
+            cur[h] = v
         last = run_last[j]
         qp_last[lo + j] = last
         for k in range(nq):

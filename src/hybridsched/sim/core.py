@@ -392,7 +392,7 @@ def run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait):
         wait: scratch, at least ``len(ready)`` long.
     """
     run_from(t0, -np.inf, cf, ready, key0, key1, tid, dur, order, start, wait,
-             (order[:0], start[:0], start[:0]))  # fmt: skip
+             (order[:0], start[:0]))  # fmt: skip
 
 
 @njit(cache=True)
@@ -411,13 +411,12 @@ def run_from(t0, tcur, cf, ready, key0, key1, tid, dur, order, start, wait, rec)
         cf: core-free times as a binary min-heap; updated in place.
         ready, key0, key1, tid, dur: per task, as in ``run_node``.
         order: task indices by ready time; start: output; wait: scratch.
-        rec: ``(task, time, heaps)``: each dispatch's task and time, and the
-            core-free heap before it (and after the last), are written there;
-            a zero-length third array records nothing.
+        rec: ``(task, time)``: each dispatch's task and time are written there
+            (in dispatch order); zero-length arrays record nothing.
     """
     m = ready.shape[0]
     ncore = cf.shape[0]
-    record = rec[2].shape[0] > 0
+    record = rec[0].shape[0] > 0
     nw = 0
     p = 0
     done = 0
@@ -466,7 +465,6 @@ def run_from(t0, tcur, cf, ready, key0, key1, tid, dur, order, start, wait, rec)
             if record:
                 rec[0][done] = x
                 rec[1][done] = t
-                rec[2][done * ncore : (done + 1) * ncore] = cf
             start[x] = t
             done += 1
             v = t + dur[x]
@@ -482,8 +480,6 @@ def run_from(t0, tcur, cf, ready, key0, key1, tid, dur, order, start, wait, rec)
                 cf[k] = cf[ch]
                 k = ch
             cf[k] = v
-    if record:
-        rec[2][m * ncore : (m + 1) * ncore] = cf
 
 
 @njit(cache=True)
