@@ -153,9 +153,13 @@ def _schedule(p, j, members, nm, ws):
     m = r + nm
     ibuf = ws[7]
     qs = ibuf[3, :r]
-    for i in range(r):
-        qs[i] = p.qp_q[lo + k + i]
-    if r > 1:
+    if k == 0:
+        for i in range(r):
+            qs[i] = lo + i  # every queued task, already in index order
+    else:
+        for i in range(r):
+            qs[i] = p.qp_q[lo + k + i]
+    if r > 1 and k > 0:
         # the rescheduled queued tasks in index order (the order of the full sum of their delays)
         if r <= SMALL:
             for i in range(1, r):
