@@ -147,8 +147,8 @@ def _schedule(p, j, members, nm, ws):
             fin[t] = f
             last = max(last, f)
         return last, lo + nq, 0
-    # a short queue is simulated whole: finding the resume point would cost more
-    k = resume_point(p, j, members, nm) if nq > 2 * nm else 0
+    # a short queue is simulated whole: finding the resume point would cost more than it saves
+    k = resume_point(p, j, members, nm) if nq > 2 * nm + 16 else 0
     r = nq - k
     m = r + nm
     ibuf = ws[7]
