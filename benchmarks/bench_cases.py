@@ -36,7 +36,7 @@ from hybridsched.workload.scenarios import generate_instance
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "alibaba_lora_request_trace.csv"
 
 
-def instance(case: str, work: Path) -> tuple[Any, Any]:
+def instance(case: str, work: Path, trace: Path = TRACE) -> tuple[Any, Any]:
     if case == "nodes1000":
         cluster = cluster_of(1000)
         return cluster, generate_workload(
@@ -49,7 +49,7 @@ def instance(case: str, work: Path) -> tuple[Any, Any]:
         cluster = cluster_of(30)
         write_cluster(cluster, work / "c30.yaml")
         out = work / "trace30.parquet"
-        cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(TRACE)]
+        cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(trace)]
         cmd += ["--format", "alibaba-genai-2026", "--cluster", str(work / "c30.yaml")]
         cmd += ["--target-load", "0.85", "--limit", "8800", "--out", str(out)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--policies", default="mct,sufferage,aco,hybrid")
     ap.add_argument("--cases", default="nodes1000,trace30,bursty")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--trace", type=Path, default=TRACE, help="the GenAI request trace (csv)")
     a = ap.parse_args()
     policies = a.policies.split(",")
     for p in policies:  # compile outside the measurement
@@ -88,10 +89,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in a.cases.split(","):
-            if case == "trace30" and not TRACE.exists():
-                print(f"trace30: skipped, {TRACE} not found", flush=True)
+            if case == "trace30" and not a.trace.exists():
+                print(f"trace30: skipped, {a.trace} not found", flush=True)
                 continue
-            cluster, workload = instance(case, Path(tmp))
+            cluster, workload = instance(case, Path(tmp), a.trace)
             for p in policies:
                 r = {"case": case, "nodes": cluster.n_nodes, **measure(p, cluster, workload)}
                 rows.append(r)

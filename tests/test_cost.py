@@ -178,3 +178,70 @@ def test_small_simulation_equals_core_simulate_node(m: int, ncore: int, data) ->
     # only the m earliest cores matter (what node_schedule relies on)
     short = simcore.simulate_node(t0, cf[: min(m, ncore)], ready, key0, key1, tid, dur)
     assert np.array_equal(short, want)
+
+
+def _one_node_problem(t0, cf, queued, batch):
+    """A batch problem on one node: ``queued`` and ``batch`` are (ready, key0, key1, tid, dur)."""
+    qr, qk0, qk1, qt, qd = (np.asarray(x) for x in queued)
+    br, bk0, bk1, bt, bd = (np.asarray(x) for x in batch)
+    ncore = cf.shape[0]
+    nq, b = qr.shape[0], br.shape[0]
+    q_off = np.array([0, nq], dtype=np.int64)
+    cf2 = cf[None, :].copy()
+    cores = np.array([ncore], dtype=np.int64)
+    run_last = np.array([max(t0, float(cf.max()))])
+    q_f0 = simcore.simulate_node(t0, cf, qr, qk0, qk1, qt, qd) + qd if nq else np.empty(0)
+    plan = cost.queue_plan(t0, cf2, cores, run_last, q_off, qr, qk0, qk1, qt, qd)
+    fields = dict(
+        d=t0, h0=float(max(run_last[0], q_f0.max(initial=t0))), idle_w=1.0, w_response=1.0,
+        w_energy=0.0, w_displaced=1.0, inv_b=1.0 / b, cores=cores, cf=cf2,
+        n_idle=np.array([int(np.sum(cf <= t0))]), run_last=run_last, q_off=q_off, q_ready=qr,
+        q_key0=qk0, q_key1=qk1, q_tid=qt, q_dur=qd, q_dl=np.full(nq, np.inf),
+        q_mw=np.zeros(nq), q_f0=q_f0, q_index=np.arange(nq, dtype=np.int64),
+        ready=br[:, None].copy(), dur=bd[:, None].copy(), dyn_j=np.zeros((b, 1)), key0=bk0,
+        key1=bk1, tid=bt, arrival=np.zeros(b), dl=np.full(b, np.inf), mw=np.zeros(b),
+        ww=np.zeros(b),
+    )  # fmt: skip
+    fields.update(zip(("qp_q", "qp_t", "qp_last", "qs_off", "snap", "qp_max"), plan, strict=True))
+    return cost.Problem(**fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(nq=st.integers(0, 60), b=st.integers(1, 6), ncore=st.integers(1, 4), data=st.data())
+def test_resumed_schedule_equals_core_simulate_node(nq: int, b: int, ncore: int, data) -> None:
+    """Resuming each node's queue plan gives simulate_node's finish times, to the bit.
+
+    (A queue longer than twice the node's batch tasks plus 16 is resumed; a shorter
+    one is simulated whole.)
+    """
+    grid = st.integers(0, 12).map(lambda k: k * 0.25)  # ties on purpose
+
+    def tasks(m: int, first_tid: int) -> tuple:
+        ready = np.array(data.draw(st.lists(grid, min_size=m, max_size=m))) + 1.0
+        key0 = np.array(data.draw(st.lists(st.integers(0, 2), min_size=m, max_size=m)), float)
+        key1 = np.array(data.draw(st.lists(grid, min_size=m, max_size=m)))
+        dur = np.array(data.draw(st.lists(st.integers(1, 6), min_size=m, max_size=m))) * 0.5
+        return ready, key0, key1, np.arange(first_tid, first_tid + m, dtype=np.int64), dur
+
+    queued = tasks(nq, 0)
+    batch = tasks(b, nq)
+    cf = np.sort(np.array(data.draw(st.lists(grid, min_size=ncore, max_size=ncore)))) + 0.5
+    t0 = 1.0
+    p = _one_node_problem(t0, cf, queued, batch)
+    h = cost.compile_problem(p)
+    ws = cost.make_scratch(h)
+    members = np.array(sorted(data.draw(st.sets(st.integers(0, b - 1), min_size=1))))
+    nm = members.shape[0]
+    buf = np.zeros(b, dtype=np.int64)
+    buf[:nm] = members
+    cost.node_schedule(h, 0, buf, nm, ws)
+    every = [np.concatenate([q, x[members]]) for q, x in zip(queued, batch, strict=True)]
+    want = simcore.simulate_node(t0, cf, *every) + every[4]
+    assert np.array_equal(ws[5][:nq], want[:nq])
+    assert np.array_equal(ws[4][members], want[nq:])
+    # the node's cost from the resumed schedule: the queued tasks' delays, each once
+    c, last = cost.node_cost(h, 0, buf, nm, ws)
+    delay = float(np.sum(want[:nq] - p.q_f0)) if nq else 0.0
+    own = float(np.sum(want[nq:]))
+    assert c == pytest.approx((own + delay) / b, rel=1e-12, abs=1e-12)
+    assert last == max(float(want.max()), float(p.run_last[0]))

@@ -53,6 +53,7 @@ from hybridsched.policies.cost_kernels import (
     schedule_assigned,
     simulate_small,
 )
+from hybridsched.policies.queue_plan import queue_plan
 from hybridsched.sim import core
 from hybridsched.sim.layout import declare, parse_fields
 from hybridsched.sim.view import ClusterView, TaskBatch
@@ -83,6 +84,13 @@ q_dl         float64[::1]     absolute deadline, s
 q_mw         float64[::1]     cost of a missed deadline
 q_f0         float64[::1]     predicted finish without the batch, s
 q_index      int64[::1]       index of each queued task in the view's compiled state
+# each node's queue plan (policies.queue_plan): its dispatches without the batch
+qp_q         int64[::1]       per node from q_off[j]: the queued task (q_* index) of each dispatch
+qp_t         float64[::1]     per node from q_off[j]: the time of each dispatch, s
+qp_last      float64[::1]     per node from q_off[j] + j: last finish after k dispatches, k = 0..nq
+qs_off       int64[::1]       offsets into snap, N + 1
+snap         float64[::1]     per node: core-free times (sorted) before each dispatch and after all
+qp_max       int64[:,::1]     per node from q_off[j]: sparse table of the plan's blocking dispatches
 # the batch
 ready        float64[:,::1]   ready time on each node, (B, N), s
 dur          float64[:,::1]   execution time on each node, (B, N), s
@@ -300,6 +308,10 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
     cf, n_idle, run_last, q_off, q_idx, q_ready, q_key0, q_key1, q_tid, q_dur, q_f0, q_dl, q_pr = q
     h0 = float(max(run_last.max(), q_f0.max() if q_f0.shape[0] else d))
     c = view.cluster
+    cores = np.ascontiguousarray(c.cores, dtype=np.int64)
+    qp_q, qp_t, qp_last, qs_off, snap, qp_max = queue_plan(
+        d, cf, cores, run_last, q_off, q_ready, q_key0, q_key1, q_tid, q_dur
+    )
     dynpow = (c.power_max_w - c.power_idle_w) / c.cores
     ready, dur, dyn_j = _pair_times(
         *pair_inputs(tasks, view), np.ascontiguousarray(dynpow, dtype=np.float64)
@@ -312,7 +324,7 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
         w_energy=float(weights.energy),
         w_displaced=float(weights.displaced),
         inv_b=1.0 / len(tasks),
-        cores=np.ascontiguousarray(c.cores, dtype=np.int64),
+        cores=cores,
         cf=cf,
         n_idle=n_idle,
         run_last=run_last,
@@ -326,6 +338,12 @@ def build_problem(tasks: TaskBatch, view: ClusterView, weights: CostWeights) -> 
         q_mw=weights.miss_cost(q_pr),
         q_f0=q_f0,
         q_index=q_idx,
+        qp_q=qp_q,
+        qp_t=qp_t,
+        qp_last=qp_last,
+        qs_off=qs_off,
+        snap=snap,
+        qp_max=qp_max,
         ready=ready,
         dur=dur,
         dyn_j=dyn_j,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hybridsched.policies.queue_plan import resume_point
 from hybridsched.sim import core
 
 MEMO_BITS = 13
@@ -66,7 +67,7 @@ def make_scratch(p):
     fin = np.empty(b)
     q_fin = p.q_f0.copy()
     buf = np.empty((6, qmax + b))
-    ibuf = np.empty((3, qmax + b), dtype=np.int64)
+    ibuf = np.empty((4, qmax + b), dtype=np.int64)
     # per-task keys from the front, per-node keys from the back (see memo_key)
     zkey = np.empty((2, b + n), dtype=np.uint64)
     for k in range(b + n):
@@ -81,6 +82,18 @@ def make_scratch(p):
 
 SMALL = 48
 """Nodes with at most this many tasks to schedule use :func:`simulate_small`."""
+
+
+@njit(cache=True)
+def order_by_ready(ready, order):
+    """Task indices by ready time (stable) into ``order``: an insertion sort, for a few tasks."""
+    for i in range(ready.shape[0]):
+        x = ready[i]
+        k = i
+        while k > 0 and ready[order[k - 1]] > x:
+            order[k] = order[k - 1]
+            k -= 1
+        order[k] = i
 
 
 @njit(cache=True)
@@ -101,17 +114,108 @@ def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wai
         order, wait, cfh: scratch, at least ``len(ready)``, ``len(ready)`` and
             ``len(cf_sorted)`` long.
     """
-    m = ready.shape[0]
-    for i in range(m):
-        x = ready[i]
-        k = i
-        while k > 0 and ready[order[k - 1]] > x:
-            order[k] = order[k - 1]
-            k -= 1
-        order[k] = i
+    order_by_ready(ready, order)
     cf = cfh[: cf_sorted.shape[0]]
     cf[:] = cf_sorted
     core.run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait)
+
+
+@njit(cache=True, inline="always")
+def _schedule(p, j, members, nm, ws):
+    """:func:`node_schedule`, resumed from the node's queue plan (see ``queue_plan``).
+
+    Writes the finish time of each member to ``ws[4]`` and, for the queued
+    tasks the plan leaves after the resume point, to ``ws[5]``; the others
+    keep their finish without the batch (``p.q_f0``), which is not written.
+
+    Returns:
+        ``(last, a, r)``: the node's last finish, and the plan positions ``a`` to
+        ``a + r`` (into ``p.qp_q``) whose queued tasks were rescheduled; their
+        indices are in ``ws[7][3, :r]``, ascending.
+    """
+    fin = ws[4]
+    q_fin = ws[5]
+    lo = p.q_off[j]
+    nq = p.q_off[j + 1] - lo
+    if nq + nm <= p.n_idle[j]:
+        # a core free at d for every task: each starts when ready (queued tasks
+        # keep their start, max(ready, d)); what simulate_node computes, without heaps
+        last = p.qp_last[lo + j + nq]
+        for k in range(nm):
+            t = members[k]
+            f = p.ready[t, j] + p.dur[t, j]
+            fin[t] = f
+            last = max(last, f)
+        return last, lo + nq, 0
+    # a short queue is simulated whole: finding the resume point would cost more than it saves
+    k = resume_point(p, j, members, nm) if nq > 2 * nm + 16 else 0
+    r = nq - k
+    m = r + nm
+    ibuf = ws[7]
+    qs = ibuf[3, :r]
+    if k == 0:
+        for i in range(r):
+            qs[i] = lo + i  # every queued task, already in index order
+    else:
+        for i in range(r):
+            qs[i] = p.qp_q[lo + k + i]
+    if r > 1 and k > 0:
+        # the rescheduled queued tasks in index order (the order of the full sum of their delays)
+        if r <= SMALL:
+            for i in range(1, r):
+                x = qs[i]
+                h = i
+                while h > 0 and qs[h - 1] > x:
+                    qs[h] = qs[h - 1]
+                    h -= 1
+                qs[h] = x
+        else:
+            qs[:] = np.sort(qs)
+    buf = ws[6]
+    ready = buf[0, :m]
+    k0 = buf[1, :m]
+    k1 = buf[2, :m]
+    dur = buf[3, :m]
+    tid = ibuf[0, :m]
+    for i in range(r):
+        q = qs[i]
+        ready[i] = p.q_ready[q]
+        k0[i] = p.q_key0[q]
+        k1[i] = p.q_key1[q]
+        tid[i] = p.q_tid[q]
+        dur[i] = p.q_dur[q]
+    for i in range(nm):
+        t = members[i]
+        ready[r + i] = p.ready[t, j]
+        k0[r + i] = p.key0[t]
+        k1[r + i] = p.key1[t]
+        tid[r + i] = p.tid[t]
+        dur[r + i] = p.dur[t, j]
+    if m <= SMALL:
+        order = ibuf[1, :m]
+        order_by_ready(ready, order)
+    else:
+        order = np.argsort(ready, kind="mergesort")
+    nc = p.cores[j]
+    base = p.qs_off[j] + k * nc
+    # only the m earliest-free cores can ever be used: the schedule is the same on them
+    nh = min(m, nc)
+    heap = buf[5, :nh]
+    heap[:] = p.snap[base : base + nh]
+    tcur = p.qp_t[lo + k - 1] if k > 0 else -np.inf
+    start = buf[4, :m]
+    no_rec = (ibuf[3, :0], buf[5, :0])  # nothing recorded
+    core.run_from(p.d, tcur, heap, ready, k0, k1, tid, dur, order, start, ibuf[2], no_rec)
+    last = p.qp_last[lo + j + k]
+    for i in range(r):
+        f = start[i] + dur[i]
+        q_fin[qs[i]] = f
+        last = max(last, f)
+    for i in range(nm):
+        f = start[r + i] + dur[r + i]
+        fin[members[i]] = f
+        last = max(last, f)
+    return last, lo + k, r
 
 
 @njit(cache=True)
@@ -120,64 +224,16 @@ def node_schedule(p, j, members, nm, ws):
 
     Writes the finish time of each member ``t`` to ``ws[4][t]`` and those of
     the node's queued tasks to ``ws[5]`` (indexed like ``p.q_*``); ``ws`` is
-    from :func:`make_scratch`.
+    from :func:`make_scratch`. The simulator's per-node event loop, resumed
+    where the batch tasks can first change the node's queue plan (:func:`_schedule`).
 
     Returns:
         the node's last finish (running, queued and new tasks), s.
     """
-    fin = ws[4]
-    q_fin = ws[5]
-    lo = p.q_off[j]
-    nq = p.q_off[j + 1] - lo
-    last = p.run_last[j]
-    if nq + nm <= p.n_idle[j]:
-        # a core free at d for every task: each starts when ready (queued tasks
-        # keep their start, max(ready, d)); what simulate_node computes, without heaps
-        for k in range(nq):
-            q_fin[lo + k] = p.q_f0[lo + k]
-            last = max(last, p.q_f0[lo + k])
-        for k in range(nm):
-            t = members[k]
-            f = p.ready[t, j] + p.dur[t, j]
-            fin[t] = f
-            last = max(last, f)
-        return last
-    m = nq + nm
-    buf = ws[6]
-    ready = buf[0, :m]
-    k0 = buf[1, :m]
-    k1 = buf[2, :m]
-    dur = buf[3, :m]
-    ibuf = ws[7]
-    tid = ibuf[0, :m]
-    for k in range(nq):
-        ready[k] = p.q_ready[lo + k]
-        k0[k] = p.q_key0[lo + k]
-        k1[k] = p.q_key1[lo + k]
-        tid[k] = p.q_tid[lo + k]
-        dur[k] = p.q_dur[lo + k]
-    for k in range(nm):
-        t = members[k]
-        ready[nq + k] = p.ready[t, j]
-        k0[nq + k] = p.key0[t]
-        k1[nq + k] = p.key1[t]
-        tid[nq + k] = p.tid[t]
-        dur[nq + k] = p.dur[t, j]
-    # only the m earliest-free cores can ever be used: the schedule is the same on them
-    cf = p.cf[j, : min(m, p.cores[j])]
-    if m <= SMALL:
-        start = buf[4, :m]
-        simulate_small(p.d, cf, ready, k0, k1, tid, dur, start, ibuf[1], ibuf[2], buf[5])
-    else:
-        start = core.simulate_node(p.d, cf, ready, k0, k1, tid, dur)
-    for k in range(nq):
-        f = start[k] + dur[k]
-        q_fin[lo + k] = f
-        last = max(last, f)
-    for k in range(nm):
-        f = start[nq + k] + dur[nq + k]
-        fin[members[k]] = f
-        last = max(last, f)
+    last, a, _ = _schedule(p, j, members, nm, ws)
+    for i in range(p.q_off[j], a):
+        q = p.qp_q[i]
+        ws[5][q] = p.q_f0[q]
     return last
 
 
@@ -193,7 +249,7 @@ def node_cost(p, j, members, nm, ws):
     """
     if nm == 0:
         return 0.0, _last0(p, j)
-    last = node_schedule(p, j, members, nm, ws)
+    last, _, r = _schedule(p, j, members, nm, ws)
     fin = ws[4]
     q_fin = ws[5]
     wr = p.w_response
@@ -206,11 +262,12 @@ def node_cost(p, j, members, nm, ws):
         c += p.ww[t] * (f - p.dur[t, j] - p.ready[t, j])
         if f > p.dl[t]:
             c += p.mw[t]
-    lo = p.q_off[j]
-    hi = p.q_off[j + 1]
-    if hi > lo and p.w_displaced > 0:
+    if r > 0 and p.w_displaced > 0:
+        # the queued tasks before the resume point keep their finish (no delay, no new miss)
         extra = 0.0
-        for q in range(lo, hi):
+        qs = ws[7][3]
+        for i in range(r):
+            q = qs[i]
             f = q_fin[q]
             f0 = p.q_f0[q]
             extra += wr * (f - f0)
@@ -265,10 +322,8 @@ def memo_put(mkey, mval, count, slot, h1, h2, c, last):
 
 @njit(cache=True)
 def _last0(p, j):
-    last = p.run_last[j]
-    for q in range(p.q_off[j], p.q_off[j + 1]):
-        last = max(last, p.q_f0[q])
-    return last
+    # the node's last finish without the batch (its queue plan's, after every dispatch)
+    return p.qp_last[p.q_off[j + 1] + j]
 
 
 @njit(cache=True)

@@ -391,21 +391,48 @@ def run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait):
         start: output, the start time per task.
         wait: scratch, at least ``len(ready)`` long.
     """
+    run_from(t0, -np.inf, cf, ready, key0, key1, tid, dur, order, start, wait,
+             (order[:0], start[:0]))  # fmt: skip
+
+
+@njit(cache=True)
+def run_from(t0, tcur, cf, ready, key0, key1, tid, dur, order, start, wait, rec):
+    """The per-node event loop of :func:`run_node`, resumed at time ``tcur``.
+
+    It first completes the instant ``tcur``: tasks ready by then wait, and free
+    cores take them, as the loop does after a dispatch at ``tcur``; with
+    ``tcur = -inf`` it is the whole loop (:func:`run_node`). The colony's cost
+    resumes a node's schedule mid-queue with it
+    (:mod:`hybridsched.policies.queue_plan`).
+
+    Args:
+        t0: the decision time; no task starts before it.
+        tcur: the instant to resume at (the time of the last dispatch made).
+        cf: core-free times as a binary min-heap; updated in place.
+        ready, key0, key1, tid, dur: per task, as in ``run_node``.
+        order: task indices by ready time; start: output; wait: scratch.
+        rec: ``(task, time)``: each dispatch's task and time are written there
+            (in dispatch order); zero-length arrays record nothing.
+    """
     m = ready.shape[0]
     ncore = cf.shape[0]
+    record = rec[0].shape[0] > 0
     nw = 0
     p = 0
     done = 0
+    t = tcur
+    first = True
     while done < m:
-        # next instant: the next readiness, or the next core-free time while tasks wait
-        nxt = np.inf
-        if p < m:
-            nxt = max(ready[order[p]], t0)
-        if nw > 0 and cf[0] < nxt:
-            nxt = max(cf[0], t0)
-        t = nxt
+        if first:
+            first = False
+        else:
+            nxt = np.inf
+            if p < m:
+                nxt = max(ready[order[p]], t0)
+            if nw > 0 and cf[0] < nxt:
+                nxt = max(cf[0], t0)
+            t = nxt
         while p < m and ready[order[p]] <= t:
-            # push order[p] into the waiting heap
             x = order[p]
             k = nw
             nw += 1
@@ -435,9 +462,11 @@ def run_node(t0, cf, ready, key0, key1, tid, dur, order, start, wait):
                     wait[k] = wait[ch]
                     k = ch
                 wait[k] = last
+            if record:
+                rec[0][done] = x
+                rec[1][done] = t
             start[x] = t
             done += 1
-            # replace the earliest core by its new free time, sift down
             v = t + dur[x]
             k = 0
             while True:
