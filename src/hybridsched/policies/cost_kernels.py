@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hybridsched.policies.queue_plan import resume_point
+from hybridsched.policies.queue_plan import resumable, resume_point
 from hybridsched.sim import core
 
 MEMO_BITS = 13
@@ -148,7 +148,7 @@ def _schedule(p, j, members, nm, ws):
             last = max(last, f)
         return last, lo + nq, 0
     # a short queue is simulated whole: finding the resume point would cost more than it saves
-    k = resume_point(p, j, members, nm) if nq > 2 * nm + 16 else 0
+    k = resume_point(p, j, members, nm) if resumable(nq, nm) else 0
     r = nq - k
     m = r + nm
     ibuf = ws[7]

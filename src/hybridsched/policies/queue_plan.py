@@ -34,6 +34,16 @@ from numba import njit
 
 from hybridsched.sim.core import run_from
 
+RESUME_SLACK = 16
+"""A node's queue is resumed only when longer than twice its batch tasks plus this
+(shorter ones are simulated whole: finding the resume point would cost more)."""
+
+
+@njit(cache=True, inline="always")
+def resumable(nq, nm):
+    """Whether a queue of ``nq`` tasks with ``nm`` batch tasks is resumed from its plan."""
+    return nq > 2 * nm + RESUME_SLACK
+
 
 @njit(cache=True)
 def queue_plan(d, cf, cores, run_last, q_off, q_ready, q_key0, q_key1, q_tid, q_dur):
@@ -84,7 +94,7 @@ def queue_plan(d, cf, cores, run_last, q_off, q_ready, q_key0, q_key1, q_tid, q_
         # earliest core and frees it again when its task ends
         s0 = qs_off[j]
         snap[s0 : s0 + nc] = cf[j, :nc]
-        for k in range(nq):
+        for k in range(nq if resumable(nq, 1) else 0):  # only a resumed plan reads them
             prev = snap[s0 + k * nc : s0 + (k + 1) * nc]
             cur = snap[s0 + (k + 1) * nc : s0 + (k + 2) * nc]
             v = start[task[k]] + q_dur[lo + task[k]]
@@ -133,6 +143,8 @@ def _max_table(qmax, q_off, cores, qp_q, qp_t, qs_off, snap, key0, key1, ready, 
     for j in range(n):
         lo = q_off[j]
         nq = q_off[j + 1] - lo
+        if not resumable(nq, 1):
+            continue  # never resumed: no table
         for k in range(nq):
             out[0, lo + k] = k
         for lv in range(1, levels):
