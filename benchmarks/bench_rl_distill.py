@@ -99,9 +99,12 @@ class Recorder:
     """Runs ``teacher`` (or ``student``) and records the teacher's node per task.
 
     The features are ``rl``'s, computed as :class:`~hybridsched.policies.rl.RLPolicy`
-    computes them, with each task tentatively placed on the teacher's node
-    (without a student) or on the student's (DAgger: the student acts, the
-    teacher only labels). A task's row is kept with probability ``keep``.
+    computes them, with each task tentatively placed on the teacher's node. With
+    a ``student`` (DAgger) the student's nodes are what the simulator commits, so
+    the batches start from states the student visits; within a batch the
+    tentative placements stay the teacher's, since its node for a task is chosen
+    jointly with its nodes for the tasks before it. A task's row is kept with
+    probability ``keep``.
     """
 
     name = "aco-recorder"
@@ -147,7 +150,7 @@ class Recorder:
                 self.y.append(int(label[k]))
                 self.batch.append(len(tasks))
             place_tentative(
-                view.compiled, i, int(act[k]), view.time, proj, proj_min, queued_work, recent,
+                view.compiled, i, int(label[k]), view.time, proj, proj_min, queued_work, recent,
                 recent_t,
             )  # fmt: skip
         return act
@@ -183,8 +186,15 @@ def collect(
 
 
 def _load(paths: list[Path]) -> tuple[np.ndarray, ...]:
+    """The rows of every file; clusters of fewer nodes are padded with masked nodes."""
     parts = [np.load(p) for p in paths]
-    return tuple(np.concatenate([p[k] for p in parts]) for k in ("x", "mask", "y", "seed"))
+    n = max(p["mask"].shape[1] for p in parts)
+    x = np.concatenate([np.pad(p["x"], ((0, 0), (0, n - p["x"].shape[1]), (0, 0))) for p in parts])
+    m = np.concatenate([np.pad(p["mask"], ((0, 0), (0, n - p["mask"].shape[1]))) for p in parts])
+    y = np.concatenate([p["y"] for p in parts])
+    # seeds repeat between files (a student's and the teacher's run): keep them apart
+    episode = np.concatenate([p["seed"] + 1_000_000 * k for k, p in enumerate(parts)])
+    return x, m, y, episode
 
 
 def train(paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, seed: int) -> None:
