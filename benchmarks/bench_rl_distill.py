@@ -84,15 +84,10 @@ def run(scenario: str, tasks: int, load: float, seed: int, policy: Any, drift: b
     if drift:
         cond = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
         options = SimOptions(conditions=cond, estimates="observed")
-    res = simulate(
-        inst.cluster,
-        inst.workload,
-        policy,
-        config=SimConfig(decision_interval=0.5, queue="priority"),
-        options=options,
-        seed=seed,
-    )
-    return {k: float(res.summary[k]) for k in METRICS}
+    config = SimConfig(decision_interval=0.5, queue="priority")
+    t = time.perf_counter()
+    res = simulate(inst.cluster, inst.workload, policy, config=config, options=options, seed=seed)
+    return {k: float(res.summary[k]) for k in METRICS} | {"wall_s": time.perf_counter() - t}
 
 
 class Recorder:
@@ -289,6 +284,7 @@ def compare(
                 entry[metric][pname] = float(np.mean(a))
                 entry[metric][f"{pname}_vs_mct"] = [100 * d.relative, 100 * d.relative_half_ci]
                 entry[metric][f"{pname}_p"] = d.p_value
+        entry["wall_s"] = {n: float(np.mean([r["wall_s"] for r in rows[n]])) for n in names}
         entry["per_seed"] = rows
         table[name] = entry
         brief = {k: v for k, v in entry.items() if k != "per_seed"}
