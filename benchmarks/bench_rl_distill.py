@@ -192,11 +192,13 @@ def _load(paths: list[Path]) -> tuple[np.ndarray, ...]:
     return x, m, y, episode
 
 
-def train(paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, seed: int) -> None:
+def train(
+    paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, seed: int, start: Path | None
+) -> None:
     import torch
     from torch.nn import functional as F
 
-    from hybridsched.learn.network import PairScorer, save_checkpoint
+    from hybridsched.learn.network import PairScorer, load_checkpoint, save_checkpoint
 
     x, m, y, episode = _load(paths)
     rng = np.random.default_rng(seed)
@@ -207,6 +209,8 @@ def train(paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, see
     val, tr = np.flatnonzero(is_val), np.flatnonzero(~is_val)
     torch.manual_seed(seed)
     model = PairScorer(N_FEATURES, hidden, init="mct")
+    if start is not None:  # go on from a checkpoint's weights (same width)
+        model.load_state_dict(load_checkpoint(start)[0].state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     X, M, Y = torch.from_numpy(x), torch.from_numpy(m), torch.from_numpy(y)
     regret = FEATURE_NAMES.index("regret")
@@ -247,7 +251,7 @@ def train(paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, see
         "rows": len(y),
         "held_out_seeds": [int(v) for v in held],
         "hidden": hidden,
-        "init": "mct",
+        "init": "mct" if start is None else str(start),
         "lr": lr,
         "epochs": epochs,
         "seed": seed,
@@ -259,11 +263,10 @@ def train(paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, see
 
 
 def compare(
-    checkpoint: Path, n_seeds: int, settings: list[str], out: Path | None, aco: bool
+    checkpoint: Path, seeds: range, settings: list[str], out: Path | None, aco: bool
 ) -> dict:
     from hybridsched.policies import get_policy
 
-    seeds = range(20_000, 20_000 + n_seeds)
     table: dict = {}
     for name in settings:
         s = SETTINGS[name]
@@ -316,9 +319,11 @@ def main() -> None:
     t.add_argument("--hidden", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--start", type=Path, default=None, help="start from this checkpoint")
     k = sub.add_parser("compare")
     k.add_argument("checkpoint", type=Path)
-    k.add_argument("--seeds", type=int, default=10)
+    k.add_argument("--seeds", type=int, default=10, help="how many test seeds")
+    k.add_argument("--first", type=int, default=20_000, help="the first test seed")
     k.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated")
     k.add_argument("--json", type=Path, default=None)
     k.add_argument("--aco", action="store_true", help="also run aco, the teacher")
@@ -326,9 +331,10 @@ def main() -> None:
     if a.cmd == "collect":
         collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student)
     elif a.cmd == "train":
-        train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed)
+        train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start)
     else:
-        compare(a.checkpoint, a.seeds, a.settings.split(","), a.json, a.aco)
+        seeds = range(a.first, a.first + a.seeds)
+        compare(a.checkpoint, seeds, a.settings.split(","), a.json, a.aco)
 
 
 if __name__ == "__main__":
