@@ -1,0 +1,341 @@
+"""``rl`` by imitation: train the pair scorer to pick, task by task, the colony's node.
+
+PPO from the MCT prior only reproduced MCT on drifting workloads (docs/RL.md,
+"Learning under drift"), while the non-learned colony ``aco`` is 8-10% below
+MCT there. This script distils the colony into the ``rl`` network instead::
+
+    # colony labels on training seeds (observed estimates, the scenario's conditions)
+    python benchmarks/bench_rl_distill.py collect --seeds 0:12 --tasks 3000 --out runs/d0.npz
+
+    # DAgger: the labels on the states a distilled policy itself visits
+    python benchmarks/bench_rl_distill.py collect --seeds 100:106 --student runs/d0.pt \\
+        --out runs/d1.npz
+
+    # cross-entropy from the MCT prior; held-out split; save a loadable checkpoint
+    python benchmarks/bench_rl_distill.py train runs/d0.npz runs/d1.npz --out runs/d1.pt
+
+    # greedy rl(checkpoint) against mct on held-out seeds 20,000 and up
+    python benchmarks/bench_rl_distill.py compare runs/d1.pt --seeds 10 --settings drift-0.9
+
+``collect`` runs ``aco`` through :class:`Recorder`, which replays ``rl``'s own
+feature pipeline (:meth:`hybridsched.policies.rl.RLPolicy.assign`: observed
+node features, one task at a time in batch order, the unavailable nodes
+masked, each task tentatively placed on the colony's node) and keeps the pair
+features, the mask and the colony's node of a share of the tasks. Every run
+uses the setting of ``bench_drift.py``: decision interval 0.5 s, priority
+queues, ``simulate`` with the scenario's conditions and observed estimates.
+``compare`` runs both policies through ``simulate`` with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridsched.experiments.stats import paired_diff
+from hybridsched.learn.features import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    node_table,
+    observe_nodes,
+    pair_features_one,
+    place_tentative,
+)
+
+DRIFT_LOADS = (0.8, 0.85, 0.9)
+"""Loads the training instances are drawn from."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One evaluation setting: scenario, load, tasks, whether drifting (observed estimates)."""
+
+    scenario: str
+    load: float
+    tasks: int
+    drift: bool
+
+
+SETTINGS = {
+    "drift-0.8": Setting("iot-drift", 0.8, 8000, True),
+    "drift-0.9": Setting("iot-drift", 0.9, 8000, True),
+    "stationary-0.9": Setting("iot-default", 0.9, 10_000, False),
+}
+"""Held-out settings (test seeds 20,000 and up), as in ``bench_rl_drift.py``."""
+
+METRICS = ("mean_response_s", "p95_response_s", "deadline_miss_rate", "energy_j")
+
+
+def run(scenario: str, tasks: int, load: float, seed: int, policy: Any, drift: bool) -> dict:
+    """``simulate`` one instance as ``bench_drift.py`` does; the summary's metrics."""
+    from hybridsched.sim import SimConfig, simulate
+    from hybridsched.sim.conditions import Conditions
+    from hybridsched.sim.options import SimOptions
+    from hybridsched.workload import generate_instance
+
+    inst = generate_instance(scenario, tasks, load, seed)
+    options = None
+    if drift:
+        cond = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
+        options = SimOptions(conditions=cond, estimates="observed")
+    config = SimConfig(decision_interval=0.5, queue="priority")
+    t = time.perf_counter()
+    res = simulate(inst.cluster, inst.workload, policy, config=config, options=options, seed=seed)
+    return {k: float(res.summary[k]) for k in METRICS} | {"wall_s": time.perf_counter() - t}
+
+
+class Recorder:
+    """Runs ``teacher`` (or ``student``) and records the teacher's node per task.
+
+    The features are ``rl``'s, computed as :class:`~hybridsched.policies.rl.RLPolicy`
+    computes them, with each task tentatively placed on the teacher's node. With
+    a ``student`` (DAgger) the student's nodes are what the simulator commits, so
+    the batches start from states the student visits; within a batch the
+    tentative placements stay the teacher's, since its node for a task is chosen
+    jointly with its nodes for the tasks before it. A task's row is kept with
+    probability ``keep``.
+    """
+
+    name = "aco-recorder"
+
+    def __init__(self, teacher: Any, keep: float, seed: int, student: Any = None) -> None:
+        self.teacher = teacher
+        self.student = student
+        self.keep = keep
+        self._pick = np.random.default_rng(seed)
+        self.x: list[np.ndarray] = []
+        self.mask: list[np.ndarray] = []
+        self.y: list[int] = []
+        self.batch: list[int] = []
+
+    def reset(self, cluster: Any, rng: np.random.Generator) -> None:
+        self.teacher.reset(cluster, rng)
+        if self.student is not None:
+            self.student.reset(cluster, rng)
+        self._static = node_table(cluster)
+
+    def assign(self, tasks: Any, view: Any) -> np.ndarray:
+        label = np.asarray(self.teacher.assign(tasks, view), dtype=np.int64)
+        act = label if self.student is None else self.student.assign(tasks, view)
+        proj = view.core_free_s.copy()
+        proj_min = view.core_free_min_s.copy()
+        queued_work = view.queued_work_s.copy()
+        recent = view.recent_count.copy()
+        recent_t = view.recent_time_s.copy()
+        observe_nodes(self._static, view)
+        n = view.n_nodes
+        out = np.zeros((n, N_FEATURES), dtype=np.float32)
+        mask = np.zeros(n, dtype=np.bool_)
+        for k, i in enumerate(tasks.index):
+            pair_features_one(
+                view.compiled, i, view.time, proj_min, queued_work, recent, recent_t,
+                self._static, out, mask,
+            )  # fmt: skip
+            if view.unavailable is not None:
+                mask &= ~view.unavailable
+            if self._pick.random() < self.keep and mask[label[k]]:
+                self.x.append(out.copy())
+                self.mask.append(mask.copy())
+                self.y.append(int(label[k]))
+                self.batch.append(len(tasks))
+            place_tentative(
+                view.compiled, i, int(label[k]), view.time, proj, proj_min, queued_work, recent,
+                recent_t,
+            )  # fmt: skip
+        return act
+
+
+def collect(
+    scenario: str, seeds: range, tasks: int, keep: float, out: Path, student: Path | None
+) -> None:
+    from hybridsched.policies import get_policy
+
+    xs, ms, ys, bs, ss, meta = [], [], [], [], [], []
+    for seed in seeds:
+        load = DRIFT_LOADS[seed % len(DRIFT_LOADS)]
+        teacher = get_policy("aco")
+        pupil = get_policy("rl", checkpoint=str(student)) if student else None
+        rec = Recorder(teacher, keep, seed, pupil)
+        t = time.perf_counter()
+        summary = run(scenario, tasks, load, seed, rec, drift=scenario == "iot-drift")
+        xs.append(np.stack(rec.x))
+        ms.append(np.stack(rec.mask))
+        ys.append(np.asarray(rec.y, dtype=np.int64))
+        bs.append(np.asarray(rec.batch, dtype=np.int64))
+        ss.append(np.full(len(rec.y), seed, dtype=np.int64))
+        row = {"scenario": scenario, "seed": seed, "load": load, "rows": len(rec.y), **summary}
+        row["wall_s"] = time.perf_counter() - t
+        meta.append(row)
+        print(json.dumps(row), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out, x=np.concatenate(xs), mask=np.concatenate(ms), y=np.concatenate(ys),
+        batch=np.concatenate(bs), seed=np.concatenate(ss), meta=json.dumps(meta),
+    )  # fmt: skip
+
+
+def _load(paths: list[Path]) -> tuple[np.ndarray, ...]:
+    """The rows of every file; clusters of fewer nodes are padded with masked nodes."""
+    parts = [np.load(p) for p in paths]
+    n = max(p["mask"].shape[1] for p in parts)
+    x = np.concatenate([np.pad(p["x"], ((0, 0), (0, n - p["x"].shape[1]), (0, 0))) for p in parts])
+    m = np.concatenate([np.pad(p["mask"], ((0, 0), (0, n - p["mask"].shape[1]))) for p in parts])
+    y = np.concatenate([p["y"] for p in parts])
+    # seeds repeat between files (a student's and the teacher's run): keep them apart
+    episode = np.concatenate([p["seed"] + 1_000_000 * k for k, p in enumerate(parts)])
+    return x, m, y, episode
+
+
+def train(
+    paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, seed: int, start: Path | None
+) -> None:
+    import torch
+    from torch.nn import functional as F
+
+    from hybridsched.learn.network import PairScorer, load_checkpoint, save_checkpoint
+
+    x, m, y, episode = _load(paths)
+    rng = np.random.default_rng(seed)
+    # held out by episode: a tenth of the training seeds, never trained on
+    seeds = np.unique(episode)
+    held = rng.choice(seeds, size=max(1, len(seeds) // 10), replace=False)
+    is_val = np.isin(episode, held)
+    val, tr = np.flatnonzero(is_val), np.flatnonzero(~is_val)
+    torch.manual_seed(seed)
+    model = PairScorer(N_FEATURES, hidden, init="mct")
+    if start is not None:  # go on from a checkpoint's weights (same width)
+        model.load_state_dict(load_checkpoint(start)[0].state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    X, M, Y = torch.from_numpy(x), torch.from_numpy(m), torch.from_numpy(y)
+    regret = FEATURE_NAMES.index("regret")
+
+    def evaluate(idx: np.ndarray) -> dict[str, float]:
+        with torch.no_grad():
+            logits = model(X[idx], M[idx])
+            loss = F.cross_entropy(logits, Y[idx]).item()
+            acc = (logits.argmax(1) == Y[idx]).float().mean().item()
+        return {"loss": loss, "acc": acc}
+
+    mct_pick = torch.where(M, -X[..., regret], torch.full_like(X[..., 0], -1e9)).argmax(1)
+    mct_acc = (mct_pick[val] == Y[val]).float().mean().item()
+    log = [{"epoch": 0, "val": evaluate(val), "mct_acc": mct_acc}]
+    print(json.dumps({"rows": len(y), **log[-1]}), flush=True)
+    t0 = time.perf_counter()
+    best = (log[0]["val"]["loss"], {k: v.clone() for k, v in model.state_dict().items()})
+    for epoch in range(1, epochs + 1):
+        model.train()
+        perm = tr[rng.permutation(len(tr))]
+        for s in range(0, len(perm), 256):
+            b = perm[s : s + 256]
+            loss = F.cross_entropy(model(X[b], M[b]), Y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        row = {"epoch": epoch, "train": evaluate(tr[:20_000]), "val": evaluate(val)}
+        row["s"] = round(time.perf_counter() - t0, 1)
+        log.append(row)
+        print(json.dumps(row), flush=True)
+        if row["val"]["loss"] < best[0]:
+            best = (row["val"]["loss"], {k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[1])
+    config = {
+        "method": "distill-aco",
+        "data": [str(p) for p in paths],
+        "rows": len(y),
+        "held_out_seeds": [int(v) for v in held],
+        "hidden": hidden,
+        "init": "mct" if start is None else str(start),
+        "lr": lr,
+        "epochs": epochs,
+        "seed": seed,
+        "best_val_loss": best[0],
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }
+    save_checkpoint(out, model, config)
+    out.with_suffix(".log.json").write_text(json.dumps(log, indent=1))
+
+
+def compare(
+    checkpoint: Path, seeds: range, settings: list[str], out: Path | None, aco: bool
+) -> dict:
+    from hybridsched.policies import get_policy
+
+    table: dict = {}
+    for name in settings:
+        s = SETTINGS[name]
+        names = ("mct", "rl", "aco") if aco else ("mct", "rl")
+        rows: dict[str, list[dict]] = {n: [] for n in names}
+        for seed in seeds:
+            for pname in names:
+                args = {"checkpoint": str(checkpoint)} if pname == "rl" else {}
+                pol = get_policy(pname, **args)
+                rows[pname].append(run(s.scenario, s.tasks, s.load, seed, pol, s.drift))
+        entry: dict = {"seeds": [seeds.start, seeds.stop - 1]}
+        for metric in METRICS:
+            b = [r[metric] for r in rows["mct"]]
+            entry[metric] = {"mct": float(np.mean(b))}
+            for pname in names[1:]:
+                a = [r[metric] for r in rows[pname]]
+                d = paired_diff(a, b, metric, pname)
+                entry[metric][pname] = float(np.mean(a))
+                entry[metric][f"{pname}_vs_mct"] = [100 * d.relative, 100 * d.relative_half_ci]
+                entry[metric][f"{pname}_p"] = d.p_value
+        entry["wall_s"] = {n: float(np.mean([r["wall_s"] for r in rows[n]])) for n in names}
+        entry["per_seed"] = rows
+        table[name] = entry
+        brief = {k: v for k, v in entry.items() if k != "per_seed"}
+        print(name, json.dumps(brief), flush=True)
+        if out:
+            out.write_text(json.dumps(table, indent=1))
+    return table
+
+
+def _range(text: str) -> range:
+    lo, _, hi = text.partition(":")
+    return range(int(lo), int(hi)) if hi else range(int(lo), int(lo) + 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--scenario", default="iot-drift", help="iot-drift: conditions, observed")
+    c.add_argument("--seeds", type=_range, default=range(0, 12), help="LO:HI (HI excluded)")
+    c.add_argument("--tasks", type=int, default=3000)
+    c.add_argument("--keep", type=float, default=0.5, help="share of the tasks recorded")
+    c.add_argument("--student", type=Path, default=None, help="DAgger: this checkpoint acts")
+    c.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("train")
+    t.add_argument("data", type=Path, nargs="+")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument("--hidden", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--start", type=Path, default=None, help="start from this checkpoint")
+    k = sub.add_parser("compare")
+    k.add_argument("checkpoint", type=Path)
+    k.add_argument("--seeds", type=int, default=10, help="how many test seeds")
+    k.add_argument("--first", type=int, default=20_000, help="the first test seed")
+    k.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated")
+    k.add_argument("--json", type=Path, default=None)
+    k.add_argument("--aco", action="store_true", help="also run aco, the teacher")
+    a = ap.parse_args()
+    if a.cmd == "collect":
+        collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student)
+    elif a.cmd == "train":
+        train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start)
+    else:
+        seeds = range(a.first, a.first + a.seeds)
+        compare(a.checkpoint, seeds, a.settings.split(","), a.json, a.aco)
+
+
+if __name__ == "__main__":
+    main()
