@@ -220,3 +220,26 @@ def test_hybrid_collection_runs_on_drift():
     assert max(float(s.x[..., OBS].abs().max()) for s in snaps) > 0.05
     calm = collect_all(replace(config, drift="none"), 5)
     assert max(float(s.x[..., OBS].abs().max()) for s in calm) == 0.0
+
+
+def test_the_distilled_checkpoint_is_its_own_policy():
+    """rl-drift.pt (the colony distilled, docs/RL.md) reads the observations and places
+    tasks otherwise than MCT, deterministically."""
+    from hybridsched.policies.rl import DEFAULT_CHECKPOINT
+
+    path = DEFAULT_CHECKPOINT.with_name("rl-drift.pt")
+    model, config = load_checkpoint(path)
+    assert model.n_features == 21 and config["method"] == "distill-aco"
+    cluster, workload, cond = _instance(600, 5)
+    opts = SimOptions(conditions=cond, estimates="observed")
+
+    def run(name, **args):
+        policy = make_policy(name, args)
+        return simulate(cluster, workload, policy, options=opts, decision_interval=0.5,
+                        queue="priority")  # fmt: skip
+
+    a, b = run("rl", checkpoint=str(path)), run("rl", checkpoint=str(path))
+    np.testing.assert_array_equal(a.tasks["node"], b.tasks["node"])
+    mct = run("mct")
+    moved = np.mean(a.tasks["node"] != mct.tasks["node"])
+    assert 0.2 < moved < 0.95  # its own choices, not MCT's, yet not arbitrary
