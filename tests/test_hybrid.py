@@ -86,7 +86,7 @@ def test_eta_by_hand() -> None:
 def test_compiled_forward_equals_torch() -> None:
     # the shortlist's compiled forward: torch's float32 scores to 2e-5, on features
     # well outside their usual [-1, 1] too (tanh saturates) and for both widths
-    from hybridsched.learn.network import _tanh, block_logits, compiled_weights
+    from hybridsched.learn.forward import _tanh, block_logits, compiled_weights
 
     x = np.linspace(-20.0, 20.0, 40_001)
     assert np.max(np.abs(np.array([_tanh(v) for v in x]) - np.tanh(x))) < 3e-7

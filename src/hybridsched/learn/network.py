@@ -27,13 +27,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from numba import njit
 from torch import nn
 
 from hybridsched.errors import ConfigError
 from hybridsched.learn.features import FEATURE_NAMES, N_BASE_FEATURES, N_FEATURES
+from hybridsched.learn.forward import block_logits, compiled_weights  # noqa: F401 (re-exported)
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint layout written by :func:`save_checkpoint`."""
@@ -111,101 +110,6 @@ class PairScorer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Masked logits ``(B, N)``: the policy is their softmax over nodes."""
         return masked_logits(self.score(x), mask)
-
-
-def compiled_weights(model: PairScorer) -> tuple:
-    """The weights of ``model`` as float32 arrays, for :func:`block_logits`.
-
-    ``(w1 (F, H), b1, w2 (H, H), b2, head (H,), head bias (1,), prior (F,))``,
-    the trunk's layers transposed; ``F`` is ``model.n_features``.
-    """
-
-    def arr(t: torch.Tensor) -> np.ndarray:
-        return np.array(t.detach().numpy(), dtype=np.float32, order="C")  # a copy
-
-    first, second = model.trunk[0], model.trunk[2]
-    return (
-        arr(first.weight.T),
-        arr(first.bias),
-        arr(second.weight.T),
-        arr(second.bias),
-        arr(model.head.weight[0]),
-        arr(model.head.bias),
-        arr(model.prior.weight[0]),
-    )
-
-
-@njit(cache=True, error_model="numpy")
-def _tanh(x):
-    # A rational approximation on [-c, c] (odd degree 13 over even degree 6, the
-    # coefficients of Eigen's fast float tanh): within 3e-7 of tanh everywhere,
-    # about float32's rounding. No call into libm and no division check (the
-    # denominator is > 0.004): loops over it vectorise.
-    x = min(max(x, -7.90531110763549805), 7.90531110763549805)
-    x2 = x * x
-    p = -2.76076847742355e-16
-    p = p * x2 + 2.00018790482477e-13
-    p = p * x2 - 8.60467152213735e-11
-    p = p * x2 + 5.12229709037114e-08
-    p = p * x2 + 1.48572235717979e-05
-    p = p * x2 + 6.37261928875436e-04
-    p = p * x2 + 4.89352455891786e-03
-    q = 1.19825839466702e-06
-    q = q * x2 + 1.18534705686654e-04
-    q = q * x2 + 2.26843463243900e-03
-    q = q * x2 + 4.89352518554385e-03
-    return p * x / q
-
-
-@njit(cache=True, error_model="numpy")
-def block_logits(xt, net, h1, h2, out):
-    """:meth:`PairScorer.score` of a block of pairs, compiled, in float32 as torch's.
-
-    Equal to torch's forward to about 1e-5 (tanh approximated within 3e-7, the
-    sums in another order); a block's pairs side by side so that every loop
-    runs over them (vectorised).
-
-    Args:
-        xt: ``(>= F, P)`` the pairs' features, one column per pair (the
-            network reads the first ``F`` rows, ``F = n_features``).
-        net: :func:`compiled_weights`.
-        h1, h2: scratch, ``(H, >= P)`` float32.
-        out: ``(>= P,)`` float64, the scores (written in ``0..P-1``).
-    """
-    w1, b1, w2, b2, wh, bh, wp = net
-    n = xt.shape[1]
-    for o in range(b1.shape[0]):
-        _unit(xt, w1, b1[o], o, n, h1[o])
-    for q in range(n):
-        out[q] = bh[0]
-    for o in range(b2.shape[0]):
-        _unit(h1, w2, b2[o], o, n, h2[o])
-        w = wh[o]
-        for q in range(n):
-            out[q] += w * h2[o, q]
-    prior = h1[0]  # the linear term, after the trunk no longer needs h1
-    prior[:n] = 0.0
-    for f in range(wp.shape[0]):
-        w = wp[f]
-        x = xt[f]
-        for q in range(n):
-            prior[q] += w * x[q]
-    for q in range(n):
-        out[q] += prior[q]
-
-
-@njit(cache=True, error_model="numpy")
-def _unit(x, w, bias, o, n, h):
-    # one hidden unit over a block of pairs: h[q] = tanh(bias + sum_f w[f, o] x[f, q])
-    for q in range(n):
-        h[q] = bias
-    for f in range(w.shape[0]):
-        wf = w[f, o]
-        xf = x[f]
-        for q in range(n):
-            h[q] += wf * xf[q]
-    for q in range(n):
-        h[q] = _tanh(h[q])
 
 
 def save_checkpoint(path: str | Path, model: PairScorer, config: dict[str, Any]) -> Path:

@@ -51,7 +51,7 @@ from hybridsched.learn.features import (
     pair_features_one,
     pair_rows,
 )
-from hybridsched.learn.network import block_logits, compiled_weights
+from hybridsched.learn.forward import block_logits, compiled_weights
 from hybridsched.model import Cluster
 from hybridsched.policies import cost
 from hybridsched.policies.base import register
@@ -98,7 +98,7 @@ def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits, b
 
     The shortlist is :meth:`Hybrid.shortlisted`'s (:func:`top_completion_row`);
     each pair's features are :func:`batch_features`'s row of that pair, scored
-    by the compiled forward :func:`~hybridsched.learn.network.block_logits`,
+    by the compiled forward :func:`~hybridsched.learn.forward.block_logits`,
     the task's pairs together: a task's pass over every node is left only for its
     estimates (least ``ef``, least energy), and no ``(B, N, F)`` array is built.
 
@@ -106,7 +106,7 @@ def shortlist_logits(st, idx, d, static, inputs, feasible, net, nodes, logits, b
         st, idx, d, static: as :func:`batch_features`.
         inputs, feasible: :func:`~hybridsched.policies.candidates.estimate_inputs`
             (its first eight, then its last).
-        net: :func:`~hybridsched.learn.network.compiled_weights` of the network.
+        net: :func:`~hybridsched.learn.forward.compiled_weights` of the network.
         nodes: ``(B, M)`` int, the shortlisted nodes (written).
         logits: ``(B, M)`` float, their scores (written).
         best: ``(B,)`` float, each task's earliest estimated finish
