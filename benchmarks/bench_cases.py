@@ -24,9 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench_scale import Timed, cluster_of, run_case
+from bench_scale import Timed, cluster_of, figures, run_case
 from hybridsched.io import read_workload, write_cluster
 from hybridsched.policies import make_policy
 from hybridsched.sim import Engine
@@ -60,20 +58,7 @@ def instance(case: str, work: Path, trace: Path = TRACE) -> tuple[Any, Any]:
 def measure(policy: str, cluster: Any, workload: Any) -> dict[str, Any]:
     timed = Timed(make_policy(policy))
     res = Engine(cluster, workload, decision_interval=0.5, queue="priority").run(timed, 0)
-    sec, cpu, size = (np.asarray(x) for x in (timed.seconds, timed.cpu, timed.sizes))
-    s = res.summary
-    return {
-        "policy": policy,
-        "tasks": int(size.sum()),
-        "mean_batch": float(size.mean()),
-        "tasks_per_s": float(size.sum() / sec.sum()),
-        "cpu_tasks_per_s": float(size.sum() / cpu.sum()),
-        "p50_ms": float(np.percentile(sec, 50) * 1e3),
-        "p99_ms": float(np.percentile(sec, 99) * 1e3),
-        "mean_response_s": float(s["mean_response_s"]),
-        "deadline_miss_rate": float(s["deadline_miss_rate"]),
-        "energy_j": float(s["energy_j"]),
-    }
+    return {"policy": policy, "tasks": int(sum(timed.sizes)), **figures(timed, res.summary)}
 
 
 def main() -> None:

@@ -99,30 +99,29 @@ def run_case(
         delta = batch * span / max(n_tasks - 1, 1)
     timed = Timed(make_policy(policy))
     res = Engine(cluster, wl, decision_interval=delta, queue="priority").run(timed, seed)
+    head = {"policy": policy, "nodes": n_nodes, "queue": queue, "tasks": n_tasks}
+    return {**head, "interval_s": delta, **figures(timed, res.summary)}
+
+
+def figures(timed: Timed, summary: dict[str, Any]) -> dict[str, float]:
+    """A run's decision-time and quality figures (the table's columns)."""
     sec = np.asarray(timed.seconds)
     size = np.asarray(timed.sizes)
-    per64 = sec / size * 64
     cpu = np.asarray(timed.cpu)
-    s = res.summary
     return {
-        "policy": policy,
-        "nodes": n_nodes,
-        "queue": queue,
-        "tasks": n_tasks,
-        "interval_s": delta,
         "batches": len(sec),
         "mean_batch": float(size.mean()),
         "tasks_per_s": float(size.sum() / sec.sum()),
         "p50_ms": float(np.percentile(sec, 50) * 1e3),
         "p99_ms": float(np.percentile(sec, 99) * 1e3),
-        "p99_ms_per64": float(np.percentile(per64, 99) * 1e3),
+        "p99_ms_per64": float(np.percentile(sec / size * 64, 99) * 1e3),
         "cpu_tasks_per_s": float(size.sum() / cpu.sum()),
         "cpu_p50_ms": float(np.percentile(cpu, 50) * 1e3),
         "cpu_p99_ms": float(np.percentile(cpu, 99) * 1e3),
         "cpu_p99_ms_per64": float(np.percentile(cpu / size * 64, 99) * 1e3),
-        "mean_response_s": float(s["mean_response_s"]),
-        "deadline_miss_rate": float(s["deadline_miss_rate"]),
-        "energy_j": float(s["energy_j"]),
+        "mean_response_s": float(summary["mean_response_s"]),
+        "deadline_miss_rate": float(summary["deadline_miss_rate"]),
+        "energy_j": float(summary["energy_j"]),
     }
 
 
