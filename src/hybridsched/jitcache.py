@@ -193,9 +193,9 @@ def read_manifest() -> dict[str, Any] | None:
         return None
 
 
-def shipped_state(key: str | None = None, manifest: dict[str, Any] | None = None) -> str:
+def shipped_state(key: str | None = None) -> str:
     """'usable', or why the shipped kernels cannot serve the sources of ``key``."""
-    manifest = read_manifest() if manifest is None else manifest
+    manifest = read_manifest()
     if manifest is None or not ARCHIVE.exists():
         return "absent"
     host = _host()
@@ -234,10 +234,13 @@ KEEP_DAYS = 7.0
 def _prune(root: Path, current: Path) -> None:
     (current / ".used").touch()
     for other in root.iterdir():
-        used = other / ".used"
-        if other == current or not used.exists():
+        if other == current:
             continue
-        if time.time() - used.stat().st_mtime > KEEP_DAYS * 86400:
+        try:  # another process may be pruning the same folder
+            idle = time.time() - (other / ".used").stat().st_mtime
+        except OSError:
+            continue
+        if idle > KEEP_DAYS * 86400:
             shutil.rmtree(other, ignore_errors=True)
 
 
