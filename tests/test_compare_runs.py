@@ -176,7 +176,7 @@ SMALL = {"scenario": "iot-small", "tasks": 200, "loads": (0.8,), "seeds": 2}
 
 def test_store_saves_each_run_and_resume_runs_only_the_missing(tmp_path: Path) -> None:
     cfg = CompareConfig(**SMALL, policies=("mct", "least-loaded"), workers=1)
-    folder = ResultsFolder.create(tmp_path, cfg)
+    folder = ResultsFolder.start(tmp_path, cfg)
     calls: list[tuple[int, int]] = []
     full = run_compare(cfg, progress=lambda k, n: calls.append((k, n)), store=folder)
     assert calls[0] == (0, 4) and calls[-1] == (4, 4)
@@ -189,7 +189,9 @@ def test_store_saves_each_run_and_resume_runs_only_the_missing(tmp_path: Path) -
     (tmp_path / "runs" / f"{run_key(0.8, 0, 'least-loaded')}.json").unlink()
     again: list[tuple[int, int]] = []
     resumed = run_compare(
-        cfg, progress=lambda k, n: again.append((k, n)), store=ResultsFolder.resume(tmp_path, cfg)
+        cfg,
+        progress=lambda k, n: again.append((k, n)),
+        store=ResultsFolder.start(tmp_path, cfg, resume=True),
     )
     assert again == [(3, 4), (4, 4)]  # one run missing, one run done
     strip = [{k: v for k, v in r.items() if k not in WALL_CLOCK_COLUMNS} for r in resumed]

@@ -231,11 +231,7 @@ def compare(
         record: dict[str, Any] = {}
         if cfg.backend == "ray":
             record["ray_nodes"] = runner.start()
-        store = (
-            ResultsFolder.resume(out, cfg, record)
-            if resume
-            else ResultsFolder.create(out, cfg, record)
-        )
+        store = ResultsFolder.start(out, cfg, record, resume=resume)
 
         def show(bar: rich.progress.Progress, job: Any, k: int, n: int) -> None:
             if progress["total"] == 0:

@@ -57,60 +57,45 @@ class ResultsFolder:
         """One JSON file per finished run."""
 
     @classmethod
-    def create(
+    def start(
         cls,
         path: str | os.PathLike[str],
         cfg: CompareConfig,
         record: dict[str, Any] | None = None,
+        *,
+        resume: bool = False,
     ) -> ResultsFolder:
-        """Start a fresh comparison in ``path``: check it is writable, delete the
-        files a previous comparison left there, and write ``config.json`` (with
-        ``record``: facts of the run such as ``ray_nodes``).
+        """Check that ``path`` is writable and ready it for the comparison ``cfg``.
+
+        A fresh comparison deletes the files a previous comparison left there;
+        with ``resume``, the finished runs are kept (a folder without
+        ``config.json`` is started fresh). Either way ``config.json`` is written,
+        with ``record``: facts of the run such as ``ray_nodes``.
 
         Raises:
-            OutputError: the folder cannot be created or written, or it has entries
-                but is not a results folder of ``compare``.
+            OutputError: the folder cannot be created or written, or (fresh) it has
+                entries but is not a results folder of ``compare``.
+            ConfigError: resuming, the folder's configuration differs from ``cfg`` in
+                a key that changes results (every key but those of
+                ``IGNORED_ON_RESUME``); the message names each such key with both values.
         """
         folder = cls(path)
         folder.check_writable()
-        folder._clear()
-        folder._write_config(cfg, record)
-        return folder
-
-    @classmethod
-    def resume(
-        cls,
-        path: str | os.PathLike[str],
-        cfg: CompareConfig,
-        record: dict[str, Any] | None = None,
-    ) -> ResultsFolder:
-        """Go on with the comparison in ``path``: its finished runs are kept.
-
-        ``record`` (as in :meth:`create`) is written into ``config.json`` with ``cfg``.
-
-        A folder without ``config.json`` is started fresh (:meth:`create`).
-
-        Raises:
-            OutputError: the folder cannot be written.
-            ConfigError: the folder's configuration differs from ``cfg`` in a key
-                that changes results (every key but those of ``IGNORED_ON_RESUME``);
-                the message names each such key with both values.
-        """
-        folder = cls(path)
-        folder.check_writable()
-        recorded = recorded_config(folder.path)
+        recorded = recorded_config(folder.path) if resume else None
         if recorded is None:
-            return cls.create(path, cfg, record)
-        diffs = config_differences(recorded, cfg)
-        if diffs:
-            what = "; ".join(f"{k} (folder: {old!r}, now: {new!r})" for k, old, new in diffs)
-            raise ConfigError(
-                f"--resume: {folder.path / 'config.json'} differs from this run in {what}. "
-                f"Resume with the folder's settings (`--resume --out {folder.path}` alone "
-                "takes them from its config.json), give another --out, or leave out "
-                "--resume to start over (which deletes the folder's results)"
-            )
-        folder._write_config(cfg, record)  # workers, focus or the backend may have changed
+            folder._clear()
+        else:
+            diffs = config_differences(recorded, cfg)
+            if diffs:
+                what = "; ".join(f"{k} (folder: {old!r}, now: {new!r})" for k, old, new in diffs)
+                raise ConfigError(
+                    f"--resume: {folder.path / 'config.json'} differs from this run in {what}. "
+                    f"Resume with the folder's settings (`--resume --out {folder.path}` alone "
+                    "takes them from its config.json), give another --out, or leave out "
+                    "--resume to start over (which deletes the folder's results)"
+                )
+        # on resume too: workers, focus or the backend may have changed
+        folder._write_config(cfg, record)
         return folder
 
     def check_writable(self) -> None:
