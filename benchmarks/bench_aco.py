@@ -367,56 +367,17 @@ def bench_construction(ants: int = 8, reps: int = 50) -> None:
     tau = np.ones(cand.shape)
     etab = np.take_along_axis(eta, cand, axis=1) ** 2
     u = np.random.default_rng(0).random((ants, len(tasks)))
-    pm0 = np.maximum(view.time, view.core_free_min_s)
-    proj = np.array(view.core_free_s)
-    cores = np.ascontiguousarray(view.cluster.cores, dtype=np.int64)
-    ready, dur = np.ascontiguousarray(view.ready_s), np.ascontiguousarray(view.exec_s)
+    con = colony.Construction.of_view(view, order, cand, ncand, etab)
+    prm = colony.ColonyParams().kernel_params(0.01, len(tasks))
+    scratch = colony.ant_scratch(con)
     out = np.empty((ants, len(tasks)), dtype=np.int64)
-    pm, slot = pm0.copy(), np.full(pm0.shape[0], -1, dtype=np.int64)
-    rows, wts = np.empty((len(tasks), proj.shape[1])), np.empty(cand.shape[1])
 
     def compiled() -> None:
         for a in range(ants):
-            colony.construct_ant(
-                u[a],
-                order,
-                cand,
-                ncand,
-                tau,
-                etab,
-                1.0,
-                2.0,
-                True,
-                ready,
-                dur,
-                view.time,
-                proj,
-                pm0,
-                cores,
-                pm,
-                slot,
-                rows,
-                wts,
-                out[a],
-            )
+            colony.construct_ant(u[a], tau, con, prm, scratch, out[a])
 
     def vectorised() -> np.ndarray:
-        return colony.construct_numpy(
-            u,
-            order,
-            cand,
-            ncand,
-            tau,
-            etab,
-            1.0,
-            2.0,
-            True,
-            ready,
-            dur,
-            view.time,
-            proj,
-            pm0,
-        )
+        return colony.construct_numpy(u, tau, con, 1.0, 2.0, True)
 
     compiled()
     assert np.array_equal(vectorised(), out)

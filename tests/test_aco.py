@@ -125,53 +125,14 @@ def test_numpy_and_compiled_construction_agree() -> None:
     tau = rng.uniform(0.05, 1.0, cand.shape)
     etab = np.take_along_axis(eta, cand, axis=1) ** 2
     u = rng.random((6, len(tasks)))
-    pm0 = np.maximum(view.time, view.core_free_min_s)
-    proj = np.array(view.core_free_s)
-    cores = np.ascontiguousarray(view.cluster.cores, dtype=np.int64)
-    ready, dur = np.ascontiguousarray(view.ready_s), np.ascontiguousarray(view.exec_s)
+    con = colony.Construction.of_view(view, order, cand, ncand, etab)
     for dynamic in (True, False):
-        want = colony.construct_numpy(
-            u,
-            order,
-            cand,
-            ncand,
-            tau,
-            etab,
-            1.0,
-            2.0,
-            dynamic,
-            ready,
-            dur,
-            view.time,
-            proj,
-            pm0,
-        )
+        want = colony.construct_numpy(u, tau, con, 1.0, 2.0, dynamic)
         got = np.empty_like(want)
-        pm, slot = pm0.copy(), np.full(pm0.shape[0], -1, dtype=np.int64)
-        rows, wts = np.empty((len(tasks), proj.shape[1])), np.empty(cand.shape[1])
+        prm = colony.ColonyParams(dynamic_eta=dynamic).kernel_params(0.01, len(tasks))
+        scratch = colony.ant_scratch(con)
         for a in range(u.shape[0]):
-            colony.construct_ant(
-                u[a],
-                order,
-                cand,
-                ncand,
-                tau,
-                etab,
-                1.0,
-                2.0,
-                dynamic,
-                ready,
-                dur,
-                view.time,
-                proj,
-                pm0,
-                cores,
-                pm,
-                slot,
-                rows,
-                wts,
-                got[a],
-            )
+            colony.construct_ant(u[a], tau, con, prm, scratch, got[a])
         assert np.array_equal(got, want)
         for t in range(len(tasks)):
             assert set(got[:, t]) <= set(cand[t, : ncand[t]])

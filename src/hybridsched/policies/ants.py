@@ -11,7 +11,7 @@ reference that the benchmark compares the compiled one with.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -46,46 +46,88 @@ class MMASParams(NamedTuple):
     dynamic: bool
 
 
+class Construction(NamedTuple):
+    """What every ant of a batch builds its assignment from (step 4 of the colony).
+
+    The same for all the batch's ants and iterations; only the draws and the
+    trails change.
+    """
+
+    order: np.ndarray
+    """The construction order (task indices)."""
+    cand: np.ndarray
+    """Candidate nodes per task ``(B, K)``."""
+    ncand: np.ndarray
+    """How many of each task's candidates are valid ``(B,)``."""
+    etab: np.ndarray
+    """``eta ** beta`` on the candidates ``(B, K)``."""
+    ready: np.ndarray
+    """Per (task, node) ready time, s ``(B, N)``."""
+    dur: np.ndarray
+    """Per (task, node) execution time, s ``(B, N)``."""
+    d: float
+    """The decision time, s."""
+    proj: np.ndarray
+    """The nodes' projected core-free times ``(N, C)``."""
+    pm0: np.ndarray
+    """Their minima (not before ``d``) ``(N,)``."""
+    cores: np.ndarray
+    """Cores per node ``(N,)``."""
+
+    @classmethod
+    def of_view(
+        cls,
+        view: Any,
+        order: np.ndarray,
+        cand: np.ndarray,
+        ncand: np.ndarray,
+        etab: np.ndarray,
+    ) -> Construction:
+        """With the times of a :class:`~hybridsched.sim.view.ClusterView` (those of
+        its batch problem, :func:`~hybridsched.policies.cost.build_problem`)."""
+        return cls(
+            order,
+            cand,
+            ncand,
+            np.ascontiguousarray(etab),
+            np.ascontiguousarray(view.ready_s),
+            np.ascontiguousarray(view.exec_s),
+            float(view.time),
+            np.array(view.core_free_s),
+            np.array(view.available_s),
+            np.ascontiguousarray(view.cluster.cores, dtype=np.int64),
+        )
+
+
 @njit(cache=True)
-def construct_ant(
-    u,
-    order,
-    cand,
-    ncand,
-    tau,
-    etab,
-    alpha,
-    beta,
-    dynamic,
-    ready,
-    dur,
-    d,
-    proj,
-    pm0,
-    cores,
-    pm,
-    slot,
-    rows,
-    wts,
-    out,
-):
+def ant_scratch(con):
+    """The buffers of :func:`construct_ant` for ``con``: ``(pm, slot, rows, wts)``."""
+    pm = con.pm0.copy()
+    slot = np.full(con.pm0.shape[0], -1, dtype=np.int64)
+    rows = np.empty((con.order.shape[0], con.proj.shape[1]))
+    wts = np.empty(con.cand.shape[1])
+    return pm, slot, rows, wts
+
+
+@njit(cache=True)
+def construct_ant(u, tau, con, prm, scratch, out):
     """Build one ant's assignment into ``out`` (see the module docstring, step 4).
 
     Args:
         u: one uniform draw per construction step, ``(B,)``.
-        order: the construction order (task indices).
-        cand, ncand: candidate nodes per task ``(B, K)`` and how many are valid.
-        tau: trails ``(B, K)``; etab: ``eta ** beta`` on the candidates ``(B, K)``.
-        alpha, beta: exponents; dynamic: correct eta by the ant's own load.
-        ready, dur: per (task, node) ready time and execution time, s.
-        d: the decision time; proj, pm0: the nodes' projected core-free times
-            and their minima.
-        cores: cores per node.
-        pm, slot, rows, wts: scratch (``pm`` a copy of ``pm0``, ``slot`` all -1).
+        tau: trails ``(B, K)``.
+        con: the batch's :class:`Construction`.
+        prm: the parameters (:class:`MMASParams`: ``alpha``, ``beta`` and
+            ``dynamic``, whether to correct eta by the ant's own load, are read).
+        scratch: :func:`ant_scratch` (restored before returning).
     """
+    alpha, beta, dynamic = prm.alpha, prm.beta, prm.dynamic
+    cand, ncand, etab, ready, dur, d = con.cand, con.ncand, con.etab, con.ready, con.dur, con.d
+    pm0, cores = con.pm0, con.cores
+    pm, slot, rows, wts = scratch
     nused = 0
-    for q in range(order.shape[0]):
-        t = order[q]
+    for q in range(con.order.shape[0]):
+        t = con.order[q]
         total = 0.0
         for c in range(ncand[t]):
             w = tau[t, c] if alpha == 1.0 else tau[t, c] ** alpha
@@ -113,7 +155,7 @@ def construct_ant(
                 s = nused
                 slot[j] = s
                 nused += 1
-                rows[s, : cores[j]] = proj[j, : cores[j]]
+                rows[s, : cores[j]] = con.proj[j, : cores[j]]
             pm[j] = core.project(rows[s, : cores[j]], ready[t, j], dur[t, j])
     # restore the scratch for the next ant
     for t in range(out.shape[0]):
@@ -149,13 +191,8 @@ def search_state(p, cand, ncand, prune):
 
 
 @njit(cache=True)
-def polish(p, ws, sol, cand, ncand, sweeps, swaps, ls):
-    """Local search on every task of ``sol`` (in place): the best seed, before the ants.
-
-    Returns:
-        ``(cost, evaluations)``.
-    """
-    ls.active[:] = True
+def _search(p, ws, sol, cand, ncand, sweeps, swaps, ls):
+    """:func:`~hybridsched.policies.local_search.local_search` on the tasks ``ls`` marks."""
     return local_search(
         p, ws, sol, cand, ncand, ls.lb, sweeps, swaps, ls.members, ls.active, ls.by_off,
         ls.by_node,
@@ -163,22 +200,29 @@ def polish(p, ws, sol, cand, ncand, sweeps, swaps, ls):
 
 
 @njit(cache=True)
-def run_mmas(
-    p,
-    ws,
-    u,
-    order,
-    cand,
-    ncand,
-    tau0,
-    etab,
-    prm,
-    proj,
-    pm0,
-    best,
-    best_cost,
-    ls,
-):
+def polish(p, ws, sol, cand, ncand, sweeps, swaps, ls):
+    """Local search on every task of ``sol`` (in place): the best seed, before the ants.
+
+    Returns:
+        ``(cost, evaluations)``.
+    """
+    ls.active[:] = True
+    return _search(p, ws, sol, cand, ncand, sweeps, swaps, ls)
+
+
+@njit(cache=True)
+def search_near(p, ws, sol, ref, cand, ncand, sweeps, swaps, ls):
+    """Local search on ``sol`` (in place) near where it differs from ``ref``, a local optimum.
+
+    Returns:
+        ``(cost, evaluations)``.
+    """
+    wake_differences(sol, ref, ls.by_off, ls.by_node, ls.active)
+    return _search(p, ws, sol, cand, ncand, sweeps, swaps, ls)
+
+
+@njit(cache=True)
+def run_mmas(p, ws, u, con, tau0, prm, best, best_cost, ls):
     """The MAX-MIN ant system on one batch (``tau_max = 1``).
 
     ``best`` is the starting point, already a local optimum when local search
@@ -191,68 +235,38 @@ def run_mmas(
         p: the batch problem (compiled handle).
         ws: its scratch (:func:`hybridsched.policies.cost_kernels.make_scratch`).
         u: uniform draws ``(iterations, ants, B)``.
-        order, cand, ncand, etab: as in :func:`construct_ant`.
+        con: what the ants build from (:class:`Construction`).
         tau0: the initial trails ``(B, K)``.
         prm: the parameters (:class:`MMASParams`).
-        proj, pm0: the nodes' projected core-free times and their minima.
         best, best_cost: the starting assignment (updated in place) and its cost.
         ls: the local search's state (:func:`search_state`).
 
     Returns:
         ``(best cost, evaluations)``.
     """
-    alpha, beta, rho, tau_min = prm.alpha, prm.beta, prm.rho, prm.tau_min
+    rho, tau_min = prm.rho, prm.tau_min
     global_every, restart_after = prm.global_every, prm.restart_after
-    ls_sweeps, ls_every, swaps, dynamic = prm.ls_sweeps, prm.ls_every, prm.swaps, prm.dynamic
+    ls_sweeps, ls_every, swaps = prm.ls_sweeps, prm.ls_every, prm.swaps
+    cand, ncand = con.cand, con.ncand
     n_it, n_ants, b = u.shape
-    k = cand.shape[1]
-    n = pm0.shape[0]
     tau = tau0.copy()
     ant = np.empty(b, dtype=np.int64)
     ib = np.empty(b, dtype=np.int64)
-    pm = pm0.copy()
-    slot = np.full(n, -1, dtype=np.int64)
-    rows = np.empty((b, proj.shape[1]))
-    wts = np.empty(k)
+    scratch = ant_scratch(con)
     evals = 0
     ref = best.copy()
     since = 0
     for it in range(n_it):
         ib_cost = np.inf
         for a in range(n_ants):
-            construct_ant(
-                u[it, a],
-                order,
-                cand,
-                ncand,
-                tau,
-                etab,
-                alpha,
-                beta,
-                dynamic,
-                p.ready,
-                p.dur,
-                p.d,
-                proj,
-                pm0,
-                p.cores,
-                pm,
-                slot,
-                rows,
-                wts,
-                ant,
-            )
+            construct_ant(u[it, a], tau, con, prm, scratch, ant)
             c = costmod.evaluate_one(p, ant, ws)
             evals += 1
             if c < ib_cost:
                 ib_cost = c
                 ib[:] = ant
         if ls_sweeps > 0 and ls_every > 0 and (it + 1) % ls_every == 0:
-            wake_differences(ib, best, ls.by_off, ls.by_node, ls.active)
-            ib_cost, e = local_search(
-                p, ws, ib, cand, ncand, ls.lb, ls_sweeps, swaps, ls.members, ls.active,
-                ls.by_off, ls.by_node,
-            )  # fmt: skip
+            ib_cost, e = search_near(p, ws, ib, best, cand, ncand, ls_sweeps, swaps, ls)
             evals += e
         if ib_cost < best_cost:
             best_cost = ib_cost
@@ -271,30 +285,13 @@ def run_mmas(
             tau[:] = tau0
             since = 0
     if ls_sweeps > 0 and ls_every == 0:
-        wake_differences(best, ref, ls.by_off, ls.by_node, ls.active)
-        best_cost, e = local_search(
-            p, ws, best, cand, ncand, ls.lb, ls_sweeps, swaps, ls.members, ls.active,
-            ls.by_off, ls.by_node,
-        )  # fmt: skip
+        best_cost, e = search_near(p, ws, best, ref, cand, ncand, ls_sweeps, swaps, ls)
         evals += e
     return best_cost, evals
 
 
 def construct_numpy(
-    u: np.ndarray,
-    order: np.ndarray,
-    cand: np.ndarray,
-    ncand: np.ndarray,
-    tau: np.ndarray,
-    etab: np.ndarray,
-    alpha: float,
-    beta: float,
-    dynamic: bool,
-    ready: np.ndarray,
-    dur: np.ndarray,
-    d: float,
-    proj: np.ndarray,
-    pm0: np.ndarray,
+    u: np.ndarray, tau: np.ndarray, con: Construction, alpha: float, beta: float, dynamic: bool
 ) -> np.ndarray:
     """All ants of one iteration at once, vectorised over ants with NumPy.
 
@@ -302,6 +299,8 @@ def construct_numpy(
     assignments; kept as the reference the benchmark times the compiled kernel
     against. ``u`` is ``(ants, B)``; returns ``(ants, B)`` node indices.
     """
+    order, cand, ncand, etab = con.order, con.cand, con.ncand, con.etab
+    ready, dur, d, proj, pm0 = con.ready, con.dur, con.d, con.proj, con.pm0
     n_ants, b = u.shape
     ar = np.arange(n_ants)
     pm = np.broadcast_to(pm0, (n_ants, pm0.shape[0])).copy()

@@ -71,7 +71,9 @@ from hybridsched.errors import ConfigError
 from hybridsched.model import PRIORITY_CLASSES, Cluster
 from hybridsched.policies import cost as costmod
 from hybridsched.policies.ants import (
+    Construction,
     MMASParams,
+    ant_scratch,
     construct_ant,
     construct_numpy,
     polish,
@@ -511,22 +513,19 @@ class Colony:
             tau0 = self._near_seed(tau0, cand, ncand, etab, start)
         tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
         u = self._rng.random((iterations, prm.ants, b))
-        cost, e = run_mmas(
-            p,
-            ws,
-            u,
+        con = Construction(
             order,
             cand,
             ncand,
-            tau0,
             np.ascontiguousarray(etab),
-            kp,
+            pt.ready,
+            pt.dur,
+            pt.d,
             view.core_free_s,
             view.available_s,
-            best,
-            float(best_cost),
-            ls,
+            pt.cores,
         )
+        cost, e = run_mmas(p, ws, u, con, tau0, kp, best, float(best_cost), ls)
         evals += e
         self._remember(cls, best)
         seed_cost = float(min(seed_costs)) if seeds else float("nan")
@@ -580,7 +579,9 @@ __all__ = [
     "Colony",
     "ColonyParams",
     "ColonyResult",
+    "Construction",
     "Heuristic",
+    "ant_scratch",
     "colony_args",
     "completion_heuristic",
     "construct_ant",
