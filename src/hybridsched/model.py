@@ -8,7 +8,7 @@ for the rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -342,20 +342,9 @@ class Workload(TaskColumns):
         Raises:
             ValidationError: naming the source, the row, the column, the value and the rule.
         """
-        missing = [c for c in WORKLOAD_COLUMNS if c not in columns]
-        if missing:
-            raise ValidationError(
-                f"{source}: missing column(s) {', '.join(missing)}; "
-                f"a workload needs {', '.join(WORKLOAD_COLUMNS)}"
-            )
-        n = len(columns["task_id"])
-        arrays: dict[str, np.ndarray] = {}
-        for c in WORKLOAD_COLUMNS:
-            raw = columns[c]
-            if len(raw) != n:
-                raise ValidationError(f"{source}: column {c} has {len(raw)} rows, expected {n}")
-            arrays[c] = _column(raw, c, source)
-        a = arrays
+        needs = f"a workload needs {', '.join(WORKLOAD_COLUMNS)}"
+        n = table_rows(columns, WORKLOAD_COLUMNS, WORKLOAD_COLUMNS, needs, source)
+        a = {c: _column(columns[c], c, source) for c in WORKLOAD_COLUMNS}
         t_rule = f"must be a finite number of seconds from 0 to {MAX_TIME_S:g}"
         q = f"{MAX_QUANTITY:g}"
         _check(a["arrival_s"] >= 0, a["arrival_s"], "arrival_s", t_rule, source)
@@ -406,6 +395,35 @@ class Workload(TaskColumns):
             )
         extra = {k: np.asarray(v) for k, v in columns.items() if k not in WORKLOAD_COLUMNS}
         return cls(**{c: _readonly(v) for c, v in a.items()}, extra=extra)
+
+
+def table_rows(
+    columns: Mapping[str, Any],
+    required: Sequence[str],
+    counted: Iterable[str],
+    needs: str,
+    source: str,
+) -> int:
+    """The number of rows of a table given as columns, checked.
+
+    Args:
+        columns: column name -> values.
+        required: the columns it must have; the first one's length is the rows'.
+        counted: the columns that must all have that many rows.
+        needs: what the table needs, for the message (``"a workload needs ..."``).
+        source: the file name, used in messages.
+
+    Raises:
+        ValidationError: a required column is missing, or a column's length differs.
+    """
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ValidationError(f"{source}: missing column(s) {', '.join(missing)}; {needs}")
+    n = len(columns[required[0]])
+    for c in counted:
+        if len(columns[c]) != n:
+            raise ValidationError(f"{source}: column {c} has {len(columns[c])} rows, expected {n}")
+    return n
 
 
 _INT_COLUMNS = frozenset({"task_id", "region", "priority"})

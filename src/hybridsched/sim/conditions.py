@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from hybridsched.errors import ConfigError, ValidationError
-from hybridsched.model import Cluster
+from hybridsched.model import Cluster, table_rows
 from hybridsched.sim.options import _numbers, _plain, _readonly, node_names, time_intervals
 
 CONDITION_COLUMNS: tuple[str, ...] = ("node", "start_s", "end_s", "speed", "latency", "bandwidth")
@@ -99,18 +99,10 @@ class Conditions:
                 f"{source}: unknown column(s) {', '.join(unknown)}; a conditions file has "
                 f"{', '.join(CONDITION_COLUMNS)} (the multipliers are optional)"
             )
-        missing = [c for c in CONDITION_COLUMNS[:3] if c not in columns]
-        if missing:
-            raise ValidationError(
-                f"{source}: missing column(s) {', '.join(missing)}; a conditions file needs "
-                f"node, start_s and end_s (and any of speed, latency, bandwidth)"
-            )
-        n = len(columns["node"])
-        for c in columns:
-            if len(columns[c]) != n:
-                raise ValidationError(
-                    f"{source}: column {c} has {len(columns[c])} rows, expected {n}"
-                )
+        needs = (
+            "a conditions file needs node, start_s and end_s (and any of speed, latency, bandwidth)"
+        )
+        n = table_rows(columns, CONDITION_COLUMNS[:3], columns, needs, source)
         names = node_names(columns["node"], cluster, source)
         pos = {nm: j for j, nm in enumerate(cluster.node_names)}
         node = np.asarray([pos[nm] for nm in names], dtype=np.int64)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hybridsched.errors import ConfigError, ValidationError
-from hybridsched.model import MAX_TIME_S, Cluster, Workload
+from hybridsched.model import MAX_TIME_S, Cluster, Workload, table_rows
 
 ALL_TIERS = "*"
 """Key of a per-tier value that applies to every tier (a bare number on the CLI)."""
@@ -84,18 +84,8 @@ class FailureTrace:
             ValidationError: naming the source, the row (1-based, data rows),
                 the column, the value and the rule.
         """
-        missing = [c for c in FAILURE_COLUMNS if c not in columns]
-        if missing:
-            raise ValidationError(
-                f"{source}: missing column(s) {', '.join(missing)}; "
-                f"a failures file needs {', '.join(FAILURE_COLUMNS)}"
-            )
-        n = len(columns["node"])
-        for c in FAILURE_COLUMNS[1:]:
-            if len(columns[c]) != n:
-                raise ValidationError(
-                    f"{source}: column {c} has {len(columns[c])} rows, expected {n}"
-                )
+        needs = f"a failures file needs {', '.join(FAILURE_COLUMNS)}"
+        table_rows(columns, FAILURE_COLUMNS, FAILURE_COLUMNS, needs, source)
         names = node_names(columns["node"], cluster, source)
         down, up = time_intervals(columns, "down_s", "up_s", source, "never comes back")
         # per node, in time order: refuse overlaps, merge outages that touch
