@@ -44,7 +44,7 @@ TRACE_LOADS = (0.8, 0.85, 0.9)
 """Target loads of the ``trace30`` instances."""
 
 
-def trace_instances(work: Path) -> dict[float, Path]:
+def trace_instances(work: Path, trace: Path = TRACE) -> dict[float, Path]:
     """The ``trace30`` workloads (one per load) written into ``work``; empty without the trace.
 
     ``bench_cases``' trace30 case, imported at each of :data:`TRACE_LOADS`; the
@@ -56,13 +56,13 @@ def trace_instances(work: Path) -> dict[float, Path]:
     from bench_scale import cluster_of
     from hybridsched.io import write_cluster
 
-    if not TRACE.exists():
+    if not trace.exists():
         return {}
     write_cluster(cluster_of(30), work / "c30.yaml")
     out = {}
     for load in TRACE_LOADS:
         path = work / f"trace30-{load}.parquet"
-        cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(TRACE)]
+        cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(trace)]
         cmd += ["--format", "alibaba-genai-2026", "--cluster", str(work / "c30.yaml")]
         cmd += ["--target-load", str(load), "--limit", "8800", "--out", str(path)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -171,6 +171,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=8000)
     ap.add_argument("--limits", default="0,64,1", help="ls_limit values (0: the default)")
     ap.add_argument("--policies", default="aco,hybrid")
+    ap.add_argument("--trace", type=Path, default=TRACE, help="the GenAI request trace (csv)")
     ap.add_argument("--no-trace", action="store_true", help="leave out the trace30 instances")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ls-budget.json"))
@@ -182,10 +183,13 @@ def main() -> None:
     limits = [int(x) for x in a.limits.split(",")]
     policies = [p.strip() for p in a.policies.split(",") if p.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
-    meta = {k: v for k, v in vars(a).items() if k not in ("out", "tables")}
+    meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
+    del meta["out"], meta["tables"]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        traces = {} if a.no_trace else trace_instances(Path(tmp))
+        traces = {} if a.no_trace else trace_instances(Path(tmp), a.trace)
+        if not traces and not a.no_trace:
+            print(f"trace30: left out, {a.trace} not found", flush=True)
         jobs = [
             (sc, a.load, seed, a.tasks, pol, lim, "")
             for sc in scenarios
