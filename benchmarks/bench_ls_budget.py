@@ -6,10 +6,13 @@ On long queues and large batches the ants' local search is most of the
 decision time (issue 17's ``trace30`` and ``bursty`` cases). ``ls_limit``
 keeps it on batches up to that many tasks only; a larger batch gets local
 search on the best seed and the final best, as with ``ls_every=0``.
+``ant_limit`` gives a larger batch no ants at all (the polished seed).
+A variant is a set of colony parameters (``--variants``, ``;``-separated,
+each ``key=value,...``; ``default`` is the policy's own parameters).
 
 Every variant runs on the same instances (decision interval 0.5 s, priority
 queues), seeds ``--first`` on, and is paired by instance with the default
-(``ls_limit=0``: no limit). Per (scenario, policy, variant): mean response,
+(``default``). Per (scenario, policy, variant): mean response,
 missed deadlines (count), energy, and the scheduler's CPU tasks/s
 (``scheduler_seconds`` of the run, compilation excluded), with paired 95%
 CIs of the differences.
@@ -20,7 +23,8 @@ next to the checkout, the ``trace30`` case of ``bench_cases.py`` at loads
 0.8, 0.85 and 0.9 (one instance each; its seeds are the loads).
 
     python benchmarks/bench_ls_budget.py [--scenarios iot-default,iot-bursty,iot-drift]
-        [--seeds 10] [--first 100] [--tasks 8000] [--limits 0,64,1]
+        [--seeds 10] [--first 100] [--tasks 8000]
+        [--variants "default;ls_limit=64;ls_limit=1"]
         [--policies aco,hybrid] [--workers 1] [--out benchmarks/results/ls-budget.json]
     python benchmarks/bench_ls_budget.py --tables benchmarks/results/ls-budget.json
 """
@@ -42,6 +46,20 @@ from hybridsched.experiments.stats import mean_ci, paired_diff
 
 TRACE_LOADS = (0.8, 0.85, 0.9)
 """Target loads of the ``trace30`` instances."""
+
+DEFAULT = "default"
+"""The variant with the policy's own colony parameters."""
+
+
+def overrides(variant: str) -> dict[str, Any]:
+    """The colony parameters a variant sets: ``key=value,...`` (integers), or none."""
+    if variant == DEFAULT:
+        return {}
+    out = {}
+    for item in variant.split(","):
+        key, _, value = item.partition("=")
+        out[key.strip()] = int(value)
+    return out
 
 
 def trace_instances(work: Path, trace: Path = TRACE) -> dict[float, Path]:
@@ -71,7 +89,7 @@ def trace_instances(work: Path, trace: Path = TRACE) -> dict[float, Path]:
 
 
 def run_one(job: tuple) -> dict[str, Any]:
-    """One simulation; ``job`` is (scenario, load, seed, tasks, policy, limit, trace workload)."""
+    """One simulation; ``job`` is (scenario, load, seed, tasks, policy, variant, trace workload)."""
     import dataclasses
 
     from hybridsched.io import read_cluster, read_workload
@@ -81,7 +99,7 @@ def run_one(job: tuple) -> dict[str, Any]:
     from hybridsched.sim.options import SimOptions
     from hybridsched.workload import generate_instance
 
-    scenario, load, seed, tasks, policy, limit, path = job
+    scenario, load, seed, tasks, policy, variant, path = job
     options = None
     if path:
         cluster = read_cluster(Path(path).parent / "c30.yaml")
@@ -93,8 +111,8 @@ def run_one(job: tuple) -> dict[str, Any]:
             cond = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
             options = SimOptions(conditions=cond, estimates="observed")
     pol = make_policy(policy)
-    # ls_limit is a colony parameter; the hybrid does not take it as an argument
-    pol.params = dataclasses.replace(pol.params, ls_limit=limit)
+    # colony parameters, also those the hybrid does not take as arguments
+    pol.params = dataclasses.replace(pol.params, **overrides(variant))
     pol.colony.params = pol.params
     res = simulate(
         cluster,
@@ -111,7 +129,7 @@ def run_one(job: tuple) -> dict[str, Any]:
         "load": load,
         "seed": seed,
         "policy": policy,
-        "ls_limit": limit,
+        "variant": variant,
         "mean_response_s": float(s["mean_response_s"]),
         "misses": round(float(s["deadline_miss_rate"]) * n),
         "energy_j": float(s["energy_j"]),
@@ -125,21 +143,21 @@ def _series(rows: list[dict[str, Any]], key: str) -> list[float]:
 
 
 def tables(rows: list[dict[str, Any]]) -> str:
-    """One Markdown table: per (scenario, policy, limit), the means and paired differences."""
+    """One Markdown table: per (scenario, policy, variant), the means and paired differences."""
     out = [
-        "| scenario | policy | ls_limit | runs | cpu tasks/s | mean response s | vs default "
+        "| scenario | policy | variant | runs | cpu tasks/s | mean response s | vs default "
         "| misses (sum) | vs default | energy MJ | vs default |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for sc, pol in sorted({(r["scenario"], r["policy"]) for r in rows}):
         sub = [r for r in rows if (r["scenario"], r["policy"]) == (sc, pol)]
-        base = [r for r in sub if r["ls_limit"] == 0]
-        for lim in sorted({r["ls_limit"] for r in sub}):
-            cur = [r for r in sub if r["ls_limit"] == lim]
+        base = [r for r in sub if r["variant"] == DEFAULT]
+        for var in sorted({r["variant"] for r in sub}, key=lambda v: (v != DEFAULT, v)):
+            cur = [r for r in sub if r["variant"] == var]
             if {(r["load"], r["seed"]) for r in cur} != {(r["load"], r["seed"]) for r in base}:
                 continue  # not every instance ran: no pairs
             rate = sum(r["tasks"] for r in cur) / sum(r["scheduler_s"] for r in cur)
-            cells = [sc, pol, str(lim), str(len(cur)), f"{rate:,.0f}"]
+            cells = [sc, pol, var, str(len(cur)), f"{rate:,.0f}"]
             for key, scale, fmt in (
                 ("mean_response_s", 1.0, "{:.4f}"),
                 ("misses", 1.0, "{:.0f}"),
@@ -148,7 +166,7 @@ def tables(rows: list[dict[str, Any]]) -> str:
                 a, b = _series(cur, key), _series(base, key)
                 total = np.sum(a) if key == "misses" else np.mean(a)
                 cells.append(fmt.format(total * scale))
-                if lim == 0:
+                if var == DEFAULT:
                     cells.append("")
                     continue
                 d = paired_diff(a, b, key, "default")
@@ -169,7 +187,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first", type=int, default=100, help="first seed")
     ap.add_argument("--tasks", type=int, default=8000)
-    ap.add_argument("--limits", default="0,64,1", help="ls_limit values (0: the default)")
+    ap.add_argument(
+        "--variants",
+        default=f"{DEFAULT};ls_limit=64;ls_limit=1",
+        help="';'-separated colony parameter sets (key=value,...)",
+    )
     ap.add_argument("--policies", default="aco,hybrid")
     ap.add_argument("--trace", type=Path, default=TRACE, help="the GenAI request trace (csv)")
     ap.add_argument("--no-trace", action="store_true", help="leave out the trace30 instances")
@@ -180,7 +202,9 @@ def main() -> None:
     if a.tables is not None:
         print(tables([r for f in a.tables for r in json.loads(f.read_text())["runs"]]))
         return
-    limits = [int(x) for x in a.limits.split(",")]
+    variants = [v.strip() for v in a.variants.split(";") if v.strip()]
+    for v in variants:
+        overrides(v)  # a bad one fails here, not in a worker
     policies = [p.strip() for p in a.policies.split(",") if p.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
@@ -191,17 +215,17 @@ def main() -> None:
         if not traces and not a.no_trace:
             print(f"trace30: left out, {a.trace} not found", flush=True)
         jobs = [
-            (sc, a.load, seed, a.tasks, pol, lim, "")
+            (sc, a.load, seed, a.tasks, pol, var, "")
             for sc in scenarios
             for seed in range(a.first, a.first + a.seeds)
             for pol in policies
-            for lim in limits
+            for var in variants
         ]
         jobs += [
-            ("trace30", load, 0, 0, pol, lim, str(path))
+            ("trace30", load, 0, 0, pol, var, str(path))
             for load, path in traces.items()
             for pol in policies
-            for lim in limits
+            for var in variants
         ]
         a.out.parent.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
