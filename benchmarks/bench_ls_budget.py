@@ -111,7 +111,7 @@ def run_one(job: tuple) -> dict[str, Any]:
             cond = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
             options = SimOptions(conditions=cond, estimates="observed")
     pol = make_policy(policy)
-    # colony parameters, also those the hybrid does not take as arguments
+    # colony parameters (the hybrid does not take every one as an argument)
     pol.params = dataclasses.replace(pol.params, **overrides(variant))
     pol.colony.params = pol.params
     res = simulate(
