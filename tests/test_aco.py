@@ -58,6 +58,22 @@ def _schedule(seed: int, **args: object) -> np.ndarray:
     return res.tasks["node_index"]
 
 
+def test_ls_limit_turns_the_ants_local_search_off_on_larger_batches() -> None:
+    prm = colony.ColonyParams(ls_limit=64)
+    assert prm.kernel_params(0.01, 64).ls_every == 2
+    assert prm.kernel_params(0.01, 65).ls_every == 0
+    assert colony.ColonyParams().kernel_params(0.01, 10**6).ls_every == 2
+    assert make_policy("hybrid", {"ls_limit": "64"}).params.ls_limit == 64
+    with pytest.raises(ConfigError, match=r"aco ls_limit: must be an integer >= 0, got -1"):
+        make_policy("aco", {"ls_limit": -1})
+    # iot-small at load 1.0: batches of up to a few dozen tasks
+    default = _schedule(7)
+    assert np.array_equal(default, _schedule(7, ls_limit=10**6))
+    fast = _schedule(7, ls_limit=1)
+    assert np.array_equal(fast, _schedule(7, ls_every=0))
+    assert not np.array_equal(fast, default)  # the ants' local search moved some task
+
+
 def test_same_seed_same_schedule() -> None:
     a = _schedule(7, explore=0.0)
     assert np.array_equal(a, _schedule(7, explore=0.0))

@@ -138,6 +138,11 @@ class ColonyParams:
         "local search on the iteration-best every this many iterations "
         "(0: only on the best seed and the final best)",
     )
+    ls_limit: int = policy_arg(
+        0,
+        "local search of iteration-best ants only on batches up to this many tasks; a larger "
+        "batch gets it on the best seed and the final best only, as with ls_every=0 (0: no limit)",
+    )
     prune: bool = policy_arg(True, "skip local-search moves that a cheap bound shows cannot pay")
     swap_limit: int = policy_arg(32, "try swaps only in batches up to this size")
     dynamic_eta: bool = policy_arg(True, "correct the desirability by the ant's own placements")
@@ -164,6 +169,7 @@ class ColonyParams:
             "restart_after": 0,
             "local_search": 0,
             "ls_every": 0,
+            "ls_limit": 0,
             "swap_limit": 0,
             "size_buckets": 1,
         }
@@ -200,7 +206,9 @@ class ColonyParams:
             global_every=int(self.global_every),
             restart_after=int(self.restart_after),
             ls_sweeps=int(self.local_search),
-            ls_every=int(self.ls_every),
+            ls_every=int(self.ls_every)
+            if self.ls_limit in (0, None) or batch_size <= self.ls_limit
+            else 0,
             swaps=batch_size <= self.swap_limit,
             prune=bool(self.prune),
             dynamic=bool(self.dynamic_eta),

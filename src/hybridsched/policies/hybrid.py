@@ -251,6 +251,7 @@ _COLONY_ARGS = colony_args(
     "rho",
     "candidates",
     "local_search",
+    "ls_limit",
     "memory",
     "memory_rho",
     "seeds",
