@@ -12,6 +12,7 @@ case after a small warm-up (compilation); the figures are ``bench_scale``'s:
 tasks/s in ``assign`` (wall and thread CPU), p50 / p99 per batch, quality.
 
     python benchmarks/bench_cases.py --policies mct,sufferage,aco,hybrid --json out.json
+    python benchmarks/bench_cases.py --policies aco,hybrid --policy-arg ls_limit=64
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def instance(case: str, work: Path, trace: Path = TRACE) -> tuple[Any, Any]:
     raise SystemExit(f"unknown case {case!r}: nodes1000, trace30 or bursty")
 
 
-def measure(policy: str, cluster: Any, workload: Any) -> dict[str, Any]:
-    timed = Timed(make_policy(policy))
+def measure(
+    policy: str, cluster: Any, workload: Any, args: dict[str, str] | None = None
+) -> dict[str, Any]:
+    timed = Timed(make_policy(policy, args))
     res = Engine(cluster, workload, decision_interval=0.5, queue="priority").run(timed, 0)
     return {"policy": policy, "tasks": int(sum(timed.sizes)), **figures(timed, res.summary)}
 
@@ -67,8 +70,16 @@ def main() -> None:
     ap.add_argument("--cases", default="nodes1000,trace30,bursty")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--trace", type=Path, default=TRACE, help="the GenAI request trace (csv)")
+    ap.add_argument(
+        "--policy-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument given to every policy (repeatable), e.g. ls_limit=64",
+    )
     a = ap.parse_args()
     policies = a.policies.split(",")
+    args = dict(kv.split("=", 1) for kv in a.policy_arg)
     for p in policies:  # compile outside the measurement
         run_case(p, 20, "short", 200)
     rows = []
@@ -79,7 +90,8 @@ def main() -> None:
                 continue
             cluster, workload = instance(case, Path(tmp), a.trace)
             for p in policies:
-                r = {"case": case, "nodes": cluster.n_nodes, **measure(p, cluster, workload)}
+                m = measure(p, cluster, workload, args)
+                r = {"case": case, "nodes": cluster.n_nodes, "args": args, **m}
                 rows.append(r)
                 print(
                     f"{case:9s} {p:9s} batch {r['mean_batch']:7.1f}"
