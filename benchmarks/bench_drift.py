@@ -10,7 +10,9 @@ instance, as in ``compare``. The variants:
 * ``hybrid-untrained``: the same colony with an untrained network whose only
   prior is MCT's regret (``PairScorer(init="mct")``, saved as a checkpoint and
   passed as ``checkpoint=``): what training adds to the colony;
-* ``rl``: the shipped PPO network, greedy.
+* ``rl``: the shipped PPO network, greedy;
+* ``hybrid-checkpoint``: the same colony with the network of ``--checkpoint``
+  (only when that is given).
 
 For a drifting scenario, ``mct`` also runs on the same cluster and workload
 *without* the conditions (variant ``mct, no conditions``): how much drift
@@ -63,6 +65,7 @@ VARIANTS: tuple[str, ...] = (
     "hybrid",
     "hybrid-untrained",
     "rl",
+    "hybrid-checkpoint",
 )
 """The schedulers compared (``hybrid-untrained``: the hybrid's colony, untrained network)."""
 
@@ -107,20 +110,22 @@ def untrained_checkpoint(folder: Path) -> Path:
 
 
 def run_one(job: tuple) -> dict[str, Any]:
-    """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpt)."""
+    """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts),
+    ``ckpts`` the untrained network's checkpoint and ``--checkpoint``'s."""
     from hybridsched.policies import make_policy
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
     from hybridsched.workload import generate_instance
 
-    scenario, tasks, load, seed, variant, estimates, ckpt = job
+    scenario, tasks, load, seed, variant, estimates, (untrained, other) = job
     name, how, _ = scenario.partition(STATIONARY)
     inst = generate_instance(name, tasks, load, seed)
     kw: dict[str, Any] = {} if estimates == "nominal" else {"estimates": estimates}
     if inst.conditions is not None and variant != NO_CONDITIONS and not how:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
-    if variant == "hybrid-untrained":
+    if variant in ("hybrid-untrained", "hybrid-checkpoint"):
+        ckpt = untrained if variant == "hybrid-untrained" else other
         policy = make_policy("hybrid", {"checkpoint": ckpt})
     else:
         policy = make_policy("mct" if variant == NO_CONDITIONS else variant)
@@ -180,6 +185,7 @@ def tables(rows: list[dict[str, Any]]) -> str:
         )
         pairs = [("hybrid", "hybrid-untrained"), ("hybrid", "aco"), ("hybrid-untrained", "aco")]
         pairs += [("hybrid", best)] if best != "aco" else []
+        pairs += [("hybrid-checkpoint", "hybrid"), ("hybrid-checkpoint", best)]
         pairs += [("rl", "mct"), ("mct", NO_CONDITIONS)]
         out += ["| pair (paired by seed) | mean response | p95 | miss rate | energy |"]
         out += ["| --- | ---: | ---: | ---: | ---: |"]
@@ -262,9 +268,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=8_000)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first", type=int, default=0, help="first seed")
+    ap.add_argument(
+        "--checkpoint", type=Path, default=None, help="a network for variant hybrid-checkpoint"
+    )
     ap.add_argument("--loads", default="0.85", help="comma-separated loads")
     ap.add_argument("--scenarios", default="iot-default,iot-drift")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS[:-1]))
     ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/drift.json"))
@@ -282,6 +292,8 @@ def main() -> None:
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     modes = [m.strip() for m in a.estimates.split(",") if m.strip()]
+    if "hybrid-checkpoint" in variants and a.checkpoint is None:
+        ap.error("--variants hybrid-checkpoint: needs --checkpoint PATH")
     if unknown := [v for v in variants if v not in VARIANTS]:
         ap.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
     known = estimate_modes() or ("nominal",)
@@ -297,14 +309,14 @@ def main() -> None:
         if not s.endswith(STATIONARY) and get_scenario(s).drift is not None
     }
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = str(untrained_checkpoint(Path(tmp)))
+        ckpts = (str(untrained_checkpoint(Path(tmp))), str(a.checkpoint or ""))
         jobs = [
-            (sc, a.tasks, rho, seed, v, est, ckpt)
+            (sc, a.tasks, rho, seed, v, est, ckpts)
             for sc in scenarios
             for rho in loads
             for est in modes
             for v in (*variants, *extra.get(sc, ()))
-            for seed in range(a.seeds)
+            for seed in range(a.first, a.first + a.seeds)
         ]
         meta = {"tasks": a.tasks, "seeds": a.seeds, "loads": loads, "scenarios": scenarios}
         a.out.parent.mkdir(parents=True, exist_ok=True)
