@@ -198,6 +198,8 @@ class ColonyParams:
 
     def kernel_params(self, tau_min: float, batch_size: int) -> MMASParams:
         """What :func:`~hybridsched.policies.ants.run_mmas` takes for a batch of this size."""
+        # above ls_limit, local search only on the polished seed and the final best
+        limited = self.ls_limit > 0 and batch_size > self.ls_limit
         return MMASParams(
             alpha=float(self.alpha),
             beta=float(self.beta),
@@ -206,9 +208,7 @@ class ColonyParams:
             global_every=int(self.global_every),
             restart_after=int(self.restart_after),
             ls_sweeps=int(self.local_search),
-            ls_every=int(self.ls_every)
-            if self.ls_limit in (0, None) or batch_size <= self.ls_limit
-            else 0,
+            ls_every=0 if limited else int(self.ls_every),
             swaps=batch_size <= self.swap_limit,
             prune=bool(self.prune),
             dynamic=bool(self.dynamic_eta),
