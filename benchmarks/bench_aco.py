@@ -367,7 +367,8 @@ def bench_construction(ants: int = 8, reps: int = 50) -> None:
     tau = np.ones(cand.shape)
     etab = np.take_along_axis(eta, cand, axis=1) ** 2
     u = np.random.default_rng(0).random((ants, len(tasks)))
-    con = colony.Construction.of_view(view, order, cand, ncand, etab)
+    pt = cost.build_problem(tasks, view, cost.CostWeights())
+    con = colony.Construction.of_problem(pt, view, order, cand, ncand, etab)
     prm = colony.ColonyParams().kernel_params(0.01, len(tasks))
     scratch = colony.ant_scratch(con)
     out = np.empty((ants, len(tasks)), dtype=np.int64)
@@ -377,7 +378,7 @@ def bench_construction(ants: int = 8, reps: int = 50) -> None:
             colony.construct_ant(u[a], tau, con, prm, scratch, out[a])
 
     def vectorised() -> np.ndarray:
-        return colony.construct_numpy(u, tau, con, 1.0, 2.0, True)
+        return colony.construct_numpy(u, tau, con, prm)
 
     compiled()
     assert np.array_equal(vectorised(), out)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_scale import Timed, cluster_of, figures, run_case
+from hybridsched.errors import ConfigError
 from hybridsched.io import read_workload, write_cluster
 from hybridsched.policies import make_policy
 from hybridsched.sim import Engine
@@ -79,7 +80,14 @@ def main() -> None:
     )
     a = ap.parse_args()
     policies = a.policies.split(",")
+    if bad := [kv for kv in a.policy_arg if "=" not in kv]:
+        ap.error(f"--policy-arg {bad[0]!r}: must be KEY=VALUE")
     args = dict(kv.split("=", 1) for kv in a.policy_arg)
+    for p in policies:
+        try:
+            make_policy(p, args)  # an argument a policy does not take fails here
+        except ConfigError as e:
+            ap.error(f"--policy-arg with --policies {p}: {e}")
     for p in policies:  # compile outside the measurement
         run_case(p, 20, "short", 200)
     rows = []

@@ -248,9 +248,12 @@ def modes_table(rows: list[dict[str, Any]]) -> str:
             (v, "observed", v, "nominal", "") for v in (*VARIANTS, NO_CONDITIONS) if v in have
         ]
         cands = [(v, m) for v in NON_LEARNED if v in have for m in ("nominal", "observed")]
-        if cands and "hybrid" in have:
+        if cands:
             bv, bm = min(cands, key=lambda c: float(np.mean(series(*c))))
-            lines += [("hybrid", m, bv, bm, " (best non-learned)") for m in ("nominal", "observed")]
+            best_note = " (best non-learned)"
+            for v in ("hybrid", "hybrid-untrained", "hybrid-checkpoint"):
+                if v in have:
+                    lines += [(v, m, bv, bm, best_note) for m in ("nominal", "observed")]
         for a, am, b, bm, note in lines:
             d = paired_diff(series(a, am), series(b, bm), "mean_response_s", b)
             text = d.percent() + ("" if d.significant else " (n.s.)")
@@ -318,7 +321,9 @@ def main() -> None:
             for v in (*variants, *extra.get(sc, ()))
             for seed in range(a.first, a.first + a.seeds)
         ]
-        meta = {"tasks": a.tasks, "seeds": a.seeds, "loads": loads, "scenarios": scenarios}
+        meta = {"tasks": a.tasks, "seeds": a.seeds, "first": a.first, "loads": loads}
+        meta |= {"scenarios": scenarios, "variants": variants, "estimates": modes}
+        meta |= {"checkpoint": str(a.checkpoint) if a.checkpoint else None}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         t = time.perf_counter()

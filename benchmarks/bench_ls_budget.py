@@ -43,7 +43,9 @@ from typing import Any
 import numpy as np
 
 from bench_cases import TRACE
+from hybridsched.errors import ConfigError
 from hybridsched.experiments.stats import mean_ci, paired_diff
+from hybridsched.policies.colony import ColonyParams
 
 TRACE_LOADS = (0.8, 0.85, 0.9)
 """Target loads of the ``trace30`` instances."""
@@ -204,8 +206,13 @@ def main() -> None:
         print(tables([r for f in a.tables for r in json.loads(f.read_text())["runs"]]))
         return
     variants = [v.strip() for v in a.variants.split(";") if v.strip()]
+    if DEFAULT not in variants:
+        ap.error(f"--variants: must include {DEFAULT!r}, the runs the others are paired with")
     for v in variants:
-        overrides(v)  # a bad one fails here, not in a worker
+        try:  # a bad one fails here, not in a worker
+            ColonyParams(**overrides(v))
+        except (TypeError, ValueError, ConfigError) as e:
+            ap.error(f"--variants {v!r}: {e}")
     policies = [p.strip() for p in a.policies.split(",") if p.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}

@@ -141,11 +141,12 @@ def test_numpy_and_compiled_construction_agree() -> None:
     tau = rng.uniform(0.05, 1.0, cand.shape)
     etab = np.take_along_axis(eta, cand, axis=1) ** 2
     u = rng.random((6, len(tasks)))
-    con = colony.Construction.of_view(view, order, cand, ncand, etab)
+    pt = cost.build_problem(tasks, view, cost.CostWeights())
+    con = colony.Construction.of_problem(pt, view, order, cand, ncand, etab)
     for dynamic in (True, False):
-        want = colony.construct_numpy(u, tau, con, 1.0, 2.0, dynamic)
-        got = np.empty_like(want)
         prm = colony.ColonyParams(dynamic_eta=dynamic).kernel_params(0.01, len(tasks))
+        want = colony.construct_numpy(u, tau, con, prm)
+        got = np.empty_like(want)
         scratch = colony.ant_scratch(con)
         for a in range(u.shape[0]):
             colony.construct_ant(u[a], tau, con, prm, scratch, got[a])

@@ -11,7 +11,7 @@ reference that the benchmark compares the compiled one with.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -24,6 +24,9 @@ from hybridsched.policies.local_search import (
     wake_differences,
 )
 from hybridsched.sim import core
+
+if TYPE_CHECKING:
+    from hybridsched.sim.view import ClusterView
 
 
 class MMASParams(NamedTuple):
@@ -75,27 +78,28 @@ class Construction(NamedTuple):
     """Cores per node ``(N,)``."""
 
     @classmethod
-    def of_view(
+    def of_problem(
         cls,
-        view: Any,
+        problem: Any,
+        view: ClusterView,
         order: np.ndarray,
         cand: np.ndarray,
         ncand: np.ndarray,
         etab: np.ndarray,
     ) -> Construction:
-        """With the times of a :class:`~hybridsched.sim.view.ClusterView` (those of
-        its batch problem, :func:`~hybridsched.policies.cost.build_problem`)."""
+        """For a batch problem (:func:`~hybridsched.policies.cost.build_problem`) and
+        the view it was built from (the nodes' projected core-free times)."""
         return cls(
             order,
             cand,
             ncand,
             np.ascontiguousarray(etab),
-            np.ascontiguousarray(view.ready_s),
-            np.ascontiguousarray(view.exec_s),
-            float(view.time),
-            np.array(view.core_free_s),
-            np.array(view.available_s),
-            np.ascontiguousarray(view.cluster.cores, dtype=np.int64),
+            problem.ready,
+            problem.dur,
+            problem.d,
+            view.core_free_s,
+            view.available_s,
+            problem.cores,
         )
 
 
@@ -120,6 +124,7 @@ def construct_ant(u, tau, con, prm, scratch, out):
         prm: the parameters (:class:`MMASParams`: ``alpha``, ``beta`` and
             ``dynamic``, whether to correct eta by the ant's own load, are read).
         scratch: :func:`ant_scratch` (restored before returning).
+        out: the node of each task ``(B,)``, written.
     """
     alpha, beta, dynamic = prm.alpha, prm.beta, prm.dynamic
     cand, ncand, etab, ready, dur, d = con.cand, con.ncand, con.etab, con.ready, con.dur, con.d
@@ -291,7 +296,7 @@ def run_mmas(p, ws, u, con, tau0, prm, best, best_cost, ls):
 
 
 def construct_numpy(
-    u: np.ndarray, tau: np.ndarray, con: Construction, alpha: float, beta: float, dynamic: bool
+    u: np.ndarray, tau: np.ndarray, con: Construction, prm: MMASParams
 ) -> np.ndarray:
     """All ants of one iteration at once, vectorised over ants with NumPy.
 
@@ -299,6 +304,7 @@ def construct_numpy(
     assignments; kept as the reference the benchmark times the compiled kernel
     against. ``u`` is ``(ants, B)``; returns ``(ants, B)`` node indices.
     """
+    alpha, beta, dynamic = prm.alpha, prm.beta, prm.dynamic
     order, cand, ncand, etab = con.order, con.cand, con.ncand, con.etab
     ready, dur, d, proj, pm0 = con.ready, con.dur, con.d, con.proj, con.pm0
     n_ants, b = u.shape

@@ -521,18 +521,7 @@ class Colony:
             tau0 = self._near_seed(tau0, cand, ncand, etab, start)
         tau0 = np.ascontiguousarray(np.clip(tau0, tau_min, 1.0))
         u = self._rng.random((iterations, prm.ants, b))
-        con = Construction(
-            order,
-            cand,
-            ncand,
-            np.ascontiguousarray(etab),
-            pt.ready,
-            pt.dur,
-            pt.d,
-            view.core_free_s,
-            view.available_s,
-            pt.cores,
-        )
+        con = Construction.of_problem(pt, view, order, cand, ncand, etab)
         cost, e = run_mmas(p, ws, u, con, tau0, kp, best, float(best_cost), ls)
         evals += e
         self._remember(cls, best)
