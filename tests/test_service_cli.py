@@ -211,7 +211,12 @@ def test_readyz_is_503_until_the_decision_process_answered(tmp: Path) -> None:
         r = httpx.get(srv.url + "/readyz", timeout=30)
         assert (h.status_code, h.json()) == (200, {"status": "ready", "decider": "starting"})
         assert (r.status_code, r.json()) == (503, {"status": "starting", "decider": "starting"})
-        np.ones(1, np.uint8).tofile(flag)  # let the warm-up finish
+        # let the warm-up finish: the byte is written in place (tofile would truncate the
+        # file first, and the child's memory map would die of SIGBUS reading it then)
+        m = np.memmap(flag, dtype=np.uint8, mode="r+", shape=(1,))
+        m[0] = 1
+        m.flush()
+        del m
         wait_for(lambda: httpx.get(srv.url + "/readyz", timeout=30).status_code == 200,
               "/readyz 200 after the release")  # fmt: skip
         r = httpx.get(srv.url + "/readyz", timeout=30)
