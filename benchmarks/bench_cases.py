@@ -36,6 +36,20 @@ from hybridsched.workload.scenarios import generate_instance
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "alibaba_lora_request_trace.csv"
 
 
+def import_trace30(work: Path, trace: Path = TRACE, load: float = 0.85) -> Path:
+    """The trace30 workload at ``load``, imported into ``work``; its cluster is
+    ``work / "c30.yaml"``, the 30-node cluster of :func:`bench_scale.cluster_of`."""
+    cluster = work / "c30.yaml"
+    if not cluster.exists():
+        write_cluster(cluster_of(30), cluster)
+    out = work / f"trace30-{load}.parquet"
+    cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(trace)]
+    cmd += ["--format", "alibaba-genai-2026", "--cluster", str(cluster)]
+    cmd += ["--target-load", str(load), "--limit", "8800", "--out", str(out)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
 def instance(case: str, work: Path, trace: Path = TRACE) -> tuple[Any, Any]:
     if case == "nodes1000":
         cluster = cluster_of(1000)
@@ -46,14 +60,7 @@ def instance(case: str, work: Path, trace: Path = TRACE) -> tuple[Any, Any]:
         inst = generate_instance("iot-bursty", 30000, 0.9, 0)
         return inst.cluster, inst.workload
     if case == "trace30":
-        cluster = cluster_of(30)
-        write_cluster(cluster, work / "c30.yaml")
-        out = work / "trace30.parquet"
-        cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(trace)]
-        cmd += ["--format", "alibaba-genai-2026", "--cluster", str(work / "c30.yaml")]
-        cmd += ["--target-load", "0.85", "--limit", "8800", "--out", str(out)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        return cluster, read_workload(out)
+        return cluster_of(30), read_workload(import_trace30(work, trace))
     raise SystemExit(f"unknown case {case!r}: nodes1000, trace30 or bursty")
 
 

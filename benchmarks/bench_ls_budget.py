@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bench_cases import TRACE
+from bench_cases import TRACE, import_trace30
 from hybridsched.errors import ConfigError
 from hybridsched.experiments.stats import mean_ci, paired_diff
 from hybridsched.policies.colony import ColonyParams
@@ -66,29 +66,11 @@ def overrides(variant: str) -> dict[str, Any]:
 
 
 def trace_instances(work: Path, trace: Path = TRACE) -> dict[float, Path]:
-    """The ``trace30`` workloads (one per load) written into ``work``; empty without the trace.
-
-    ``bench_cases``' trace30 case, imported at each of :data:`TRACE_LOADS`; the
-    cluster is ``work / "c30.yaml"``.
-    """
-    import subprocess
-    import sys
-
-    from bench_scale import cluster_of
-    from hybridsched.io import write_cluster
-
+    """The ``trace30`` workloads (one per load of :data:`TRACE_LOADS`) imported into
+    ``work`` (:func:`bench_cases.import_trace30`); empty without the trace."""
     if not trace.exists():
         return {}
-    write_cluster(cluster_of(30), work / "c30.yaml")
-    out = {}
-    for load in TRACE_LOADS:
-        path = work / f"trace30-{load}.parquet"
-        cmd = [sys.executable, "-m", "hybridsched.cli", "trace", "import", str(trace)]
-        cmd += ["--format", "alibaba-genai-2026", "--cluster", str(work / "c30.yaml")]
-        cmd += ["--target-load", str(load), "--limit", "8800", "--out", str(path)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        out[load] = path
-    return out
+    return {load: import_trace30(work, trace, load) for load in TRACE_LOADS}
 
 
 def run_one(job: tuple) -> dict[str, Any]:
