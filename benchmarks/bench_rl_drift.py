@@ -73,7 +73,7 @@ def train(variant: str, minutes: float, out: Path, seed: int) -> None:
     trainer.run()
     p = trainer.progress
     print(json.dumps({"variant": variant, "updates": p.updates, "decisions": p.decisions,
-                      "best_val": p.best_objective, "mct_val": p.mct_objective}))  # fmt: skip
+                      "best_val": p.best, "mct_val": p.mct}))  # fmt: skip
 
 
 def resume(out: Path, minutes: float) -> None:
@@ -81,7 +81,7 @@ def resume(out: Path, minutes: float) -> None:
     trainer.run(minutes)
     p = trainer.progress
     print(json.dumps({"updates": p.updates, "decisions": p.decisions,
-                      "best_val": p.best_objective, "mct_val": p.mct_objective}))  # fmt: skip
+                      "best_val": p.best, "mct_val": p.mct}))  # fmt: skip
 
 
 def _mean_response(act, spec: InstanceSpec, seeds: list[int]) -> list[float]:

@@ -130,7 +130,7 @@ def test_rl_on_two_ray_workers_reaches_the_weights_of_one_local_worker(tmp_path:
     resumed.config = replace(resumed.config, backend="local", workers=1, max_updates=3)
     resumed.run(minutes=5.0)
     assert resumed.progress.decisions == whole.progress.decisions == 3 * 4 * 8
-    assert resumed.progress.train_objective == whole.progress.train_objective
+    assert resumed.progress.train == whole.progress.train
     _assert_same_weights(resumed.model, whole.model)
     # the shards, not the workers, decide: one shard gives other weights (the check can fail)
     one = Trainer(replace(RL_SHARDED, max_updates=3, shards=1), tmp_path / "one")

@@ -84,6 +84,27 @@ def test_hybrid_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     _assert_same_weights(resumed.model, whole.model)
 
 
+def test_progress_restores_the_field_names_of_older_states() -> None:
+    from hybridsched.train.hybrid_trainer import HybridProgress
+    from hybridsched.train.trainer import Progress
+
+    old_rl = {"updates": 7, "val_objective": 1.5, "best_objective": 1.25, "mct_objective": 2.0}
+    rl = Progress.restore({**old_rl, "train_objective": 3.0, "decisions": 56})
+    assert (rl.updates, rl.val, rl.best, rl.mct, rl.train, rl.decisions) == (
+        7,
+        1.5,
+        1.25,
+        2.0,
+        3.0,
+        56,
+    )
+    hy = HybridProgress.restore({"updates": 2, "last_val": 0.9, "best": 0.8, "train_cost": 4.5})
+    assert (hy.val, hy.best, hy.train) == (0.9, 0.8, 4.5)
+    assert HybridProgress.restore(dataclasses.asdict(hy)) == hy
+    with pytest.raises(TypeError):
+        Progress.restore({"no_such_field": 1})
+
+
 def test_hybrid_config_refuses_a_zero_interval() -> None:
     from hybridsched.errors import ConfigError
 

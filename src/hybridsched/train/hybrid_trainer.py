@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -335,23 +335,17 @@ CURVE_COLUMNS = (
 
 @dataclass
 class HybridProgress(scaffold.Progress):
-    """Where a hybrid run stands; handed to the progress callback after every update."""
+    """Where a hybrid run stands; its scores are mean responses, s.
 
-    train_cost: float = float("nan")
-    """Mean ant cost of the latest update's snapshots."""
-    last_val: float = float("nan")
-    """Latest validation mean response, s."""
-    best: float = float("inf")
-    """Best validation mean response so far, s."""
-    mct: float = float("nan")
-    """MCT's validation mean response, s (the reference)."""
+    ``val`` is the hybrid's on the validation seeds, ``train`` the mean ant cost of
+    the latest update's snapshots.
+    """
+
+    LEGACY: ClassVar[dict[str, str]] = {"last_val": "val", "train_cost": "train"}
 
     def status(self) -> str:
         """One line for a progress bar."""
-        return (
-            f"upd {self.updates}  ant cost {self.train_cost:.3f}  "
-            f"val {self.last_val:.4f} s  best {self.best:.4f} s  MCT {self.mct:.4f} s"
-        )
+        return f"{super().status()}  ant cost {self.train:.3f}"
 
 
 class HybridTrainer(TrainingRun):
@@ -362,8 +356,7 @@ class HybridTrainer(TrainingRun):
     curve_columns = CURVE_COLUMNS
 
     def __init__(self, config: HybridTrainConfig, out: Path) -> None:
-        self.config = config
-        self.out = Path(out)
+        super().__init__(config, out)
         ss = np.random.SeedSequence(config.seed)
         # not in state.pt: the snapshots are collected again on resume, with the same draws
         self._collect_ss, sample_ss, pick_ss = ss.spawn(3)
@@ -372,9 +365,6 @@ class HybridTrainer(TrainingRun):
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sample_rng = np.random.default_rng(sample_ss)
         self.pick_rng = np.random.default_rng(pick_ss)
-        self.progress = HybridProgress()
-        self.ray_address: str | None = None
-        """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
         self.snaps: list[SnapshotFeatures] = []
         """The snapshots' features, in collection order."""
         self._owner: list[tuple[int, int]] = []
@@ -386,8 +376,8 @@ class HybridTrainer(TrainingRun):
     elapsed_s = property(lambda self: self.progress.elapsed_s, doc="Seconds of training.")
     best = property(lambda self: self.progress.best, doc="Best validation mean response, s.")
     mct = property(lambda self: self.progress.mct, doc="MCT's validation mean response, s.")
-    last_val = property(lambda self: self.progress.last_val, doc="Latest validation, s.")
-    train_cost = property(lambda self: self.progress.train_cost, doc="Latest mean ant cost.")
+    last_val = property(lambda self: self.progress.val, doc="Latest validation, s.")
+    train_cost = property(lambda self: self.progress.train, doc="Latest mean ant cost.")
 
     @classmethod
     def upgrade_state(cls, meta: dict[str, Any]) -> dict[str, Any]:
@@ -497,7 +487,7 @@ class HybridTrainer(TrainingRun):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
         self.optim.step()
-        self.progress.train_cost = cost
+        self.progress.train = cost
 
     def validate(self) -> tuple[float, None]:
         """The hybrid's mean response on the validation seeds, s."""
@@ -507,22 +497,13 @@ class HybridTrainer(TrainingRun):
         self.model.train()
         return val, None
 
-    def record_score(self, score: float) -> bool:
-        """Keep the validation mean response; True when it is the best so far."""
-        p = self.progress
-        p.last_val = score
-        best = score < p.best
-        if best:
-            p.best = score
-        return best
-
     def curve_row(self, details: None) -> dict[str, Any]:
         """The curve row of the latest evaluation."""
         p = self.progress
         return dict(
             zip(
                 CURVE_COLUMNS,
-                [f"{p.elapsed_s:.1f}", p.updates, p.train_cost, p.last_val, p.mct, p.best],
+                [f"{p.elapsed_s:.1f}", p.updates, p.train, p.val, p.mct, p.best],
                 strict=True,
             )
         )

@@ -84,10 +84,26 @@ class Progress:
     """Seconds spent in this session."""
     updates: int = 0
     """Gradient updates so far."""
+    train: float = float("nan")
+    """The training figure of the latest update (each trainer says what it is)."""
+    val: float = float("nan")
+    """Latest validation score (lower is better)."""
+    best: float = float("inf")
+    """Best validation score so far."""
+    mct: float = float("nan")
+    """MCT's validation score (the reference)."""
+
+    LEGACY: ClassVar[dict[str, str]] = {}
+    """Older names of the fields in a saved ``state.pt`` (old -> current)."""
 
     def status(self) -> str:
         """One line for a progress bar."""
-        return f"upd {self.updates}"
+        return f"upd {self.updates}  val {self.val:.4f}  best {self.best:.4f}  MCT {self.mct:.4f}"
+
+    @classmethod
+    def restore(cls, saved: Mapping[str, Any]) -> Progress:
+        """The progress a ``state.pt`` saved, its legacy field names renamed."""
+        return cls(**{cls.LEGACY.get(k, k): v for k, v in saved.items()})
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -180,10 +196,10 @@ def check_budget(minutes: float) -> None:
 class TrainingRun:
     """The loop, checkpoints and save/resume that every trainer shares.
 
-    Subclasses set :attr:`config` (a frozen dataclass with ``seed``, ``minutes``,
+    :attr:`config` is a frozen dataclass with ``seed``, ``minutes``,
     ``max_updates``, ``eval_every_s`` and ``threads``, and ``to_dict`` /
-    ``from_dict``), :attr:`model`, :attr:`optim` and :attr:`progress` in
-    ``__init__(config, out)``, and implement the methods below that raise
+    ``from_dict``. Subclasses call ``super().__init__(config, out)``, set
+    :attr:`model` and :attr:`optim`, and implement the methods below that raise
     ``NotImplementedError``.
     """
 
@@ -199,6 +215,13 @@ class TrainingRun:
     model: torch.nn.Module
     optim: torch.optim.Optimizer
     progress: Progress
+
+    def __init__(self, config: Any, out: Path) -> None:
+        self.config = config
+        self.out = Path(out)
+        self.progress = self.progress_class()
+        self.ray_address: str | None = None
+        """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
 
     # ------------------------------------------------------------ the trainer's part
 
@@ -226,7 +249,12 @@ class TrainingRun:
 
     def record_score(self, score: float) -> bool:
         """Store the latest validation score in :attr:`progress`; True when it is the best."""
-        raise NotImplementedError
+        p = self.progress
+        p.val = score
+        best = score < p.best
+        if best:
+            p.best = score
+        return best
 
     def curve_row(self, details: Any) -> dict[str, Any]:
         """The curve row of the evaluation just recorded (every column of :attr:`curve_columns`)."""
@@ -289,7 +317,7 @@ class TrainingRun:
         run = cls(config, Path(out))
         run.model.load_state_dict(blob["model"])
         run.optim.load_state_dict(blob["optim"])
-        run.progress = cls.progress_class(**meta["progress"])
+        run.progress = cls.progress_class.restore(meta["progress"])
         for g, state in zip(run.generators(), meta["rng"], strict=True):
             g.bit_generator.state = state
         run.load_extra_state(meta)

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,7 +60,11 @@ from hybridsched.train.workers import WorkerGroup, share
 
 @dataclass
 class Progress(scaffold.Progress):
-    """Where a run stands; handed to the progress callback after every update."""
+    """Where an rl run stands; its scores are objectives per task.
+
+    ``val`` is the greedy policy's on the validation seeds, ``train`` that of the
+    latest finished training episodes (sampled policy).
+    """
 
     decisions: int = 0
     """Decisions taken in rollouts so far."""
@@ -68,22 +72,17 @@ class Progress(scaffold.Progress):
     """Seconds spent in rollouts (environment + policy forward + sampling)."""
     update_s: float = 0.0
     """Seconds spent in PPO updates."""
-    val_objective: float = float("nan")
-    """Last validation objective per task (greedy)."""
-    best_objective: float = float("inf")
-    """Best validation objective per task so far."""
-    mct_objective: float = float("nan")
-    """MCT's validation objective per task (the reference)."""
-    train_objective: float = float("nan")
-    """Objective per task of the latest finished training episodes (sampled policy)."""
+
+    LEGACY: ClassVar[dict[str, str]] = {
+        "val_objective": "val",
+        "best_objective": "best",
+        "mct_objective": "mct",
+        "train_objective": "train",
+    }
 
     def status(self) -> str:
         """One line for a progress bar."""
-        return (
-            f"upd {self.updates}  {self.rollout_rate:,.0f} dec/s  "
-            f"val {self.val_objective:.4f}  best {self.best_objective:.4f}  "
-            f"MCT {self.mct_objective:.4f}"
-        )
+        return f"{super().status()}  {self.rollout_rate:,.0f} dec/s"
 
     @property
     def rollout_rate(self) -> float:
@@ -136,8 +135,7 @@ class Trainer(TrainingRun):
     curve_columns = CURVE_COLUMNS
 
     def __init__(self, config: TrainConfig, out: Path) -> None:
-        self.config = config
-        self.out = Path(out)
+        super().__init__(config, out)
         ss = np.random.SeedSequence(config.seed)
         init_ss, sample_ss, order_ss, episode_ss = ss.spawn(4)
         with torch.random.fork_rng():
@@ -153,10 +151,7 @@ class Trainer(TrainingRun):
                 zip(sample_ss.spawn(config.shards), episode_ss.spawn(config.shards), strict=True)
             )
         )
-        self.progress = Progress()
         self.reward_scale = 0.0
-        self.ray_address: str | None = None
-        """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
         self._group: WorkerGroup | None = None
         self._saved_shards: list[dict[str, Any]] | None = None
         self._train_costs: list[float] = []
@@ -187,8 +182,8 @@ class Trainer(TrainingRun):
             "feature_names": list(FEATURE_NAMES),
             "reward_scale": self.reward_scale,
             "validation_seeds": validation_seeds(self.config.eval_seeds),
-            "mct_objective": self.progress.mct_objective,
-            "best_objective": self.progress.best_objective,
+            "mct_objective": self.progress.mct,
+            "best_objective": self.progress.best,
             "updates": self.progress.updates,
             "decisions": self.progress.decisions,
         }
@@ -233,9 +228,9 @@ class Trainer(TrainingRun):
             validation_seeds(c.eval_seeds),
             c.objective,
         )
-        self.progress.mct_objective = _per_task(mct)
+        self.progress.mct = _per_task(mct)
         if self.reward_scale <= 0:
-            self.reward_scale = max(self.progress.mct_objective, 1e-9)
+            self.reward_scale = max(self.progress.mct, 1e-9)
 
     def prepare(self) -> None:
         """MCT's validation objective (the reward scale), then the rollout workers."""
@@ -280,15 +275,6 @@ class Trainer(TrainingRun):
         res = self.evaluate()
         return _per_task(res), res
 
-    def record_score(self, score: float) -> bool:
-        """Keep the validation objective; True when it is the best so far."""
-        p = self.progress
-        p.val_objective = score
-        best = score < p.best_objective
-        if best:
-            p.best_objective = score
-        return best
-
     def curve_row(self, details: list[dict]) -> dict[str, Any]:
         """The curve row of the latest evaluation."""
         p = self.progress
@@ -299,11 +285,11 @@ class Trainer(TrainingRun):
             "rollout_decisions_per_s": round(p.rollout_rate, 1),
             "training_decisions_per_s": round(p.training_rate, 1),
             "overall_decisions_per_s": round(p.overall_rate, 1),
-            "train_objective": p.train_objective,
-            "val_objective": p.val_objective,
+            "train_objective": p.train,
+            "val_objective": p.val,
             "val_mean_response_s": float(np.mean([r["mean_response_s"] for r in details])),
-            "mct_objective": p.mct_objective,
-            "best_objective": p.best_objective,
+            "mct_objective": p.mct,
+            "best_objective": p.best,
         }
 
     def plot(self) -> None:
@@ -334,7 +320,7 @@ class Trainer(TrainingRun):
         p.decisions += steps * e
         p.rollout_s += time.perf_counter() - t0
         if self._train_costs:
-            p.train_objective = float(np.mean(self._train_costs[-c.n_envs :]))
+            p.train = float(np.mean(self._train_costs[-c.n_envs :]))
         reward = torch.from_numpy(-costs / self.reward_scale).to(torch.float32)
         if c.average_reward:
             reward = reward - reward.mean()
