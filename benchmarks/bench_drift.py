@@ -19,7 +19,10 @@ For a drifting scenario, ``mct`` also runs on the same cluster and workload
 raises the mean response. A scenario given as ``NAME:stationary`` (e.g.
 ``iot-drift:stationary``) runs every variant on NAME's instances with their
 conditions left out (a shifting task mix stays: it is part of the workload),
-to tell what drift changes from what the cluster does.
+to tell what drift changes from what the cluster does. A scenario given as
+``NAME+drift`` (e.g. ``iot-hetero+drift``) is NAME with the default drift added
+(:func:`~hybridsched.workload.with_drift`, as ``hybridsched generate --drift``
+does): drifting workloads that no learned policy was trained or chosen on.
 
 ``--estimates nominal,observed`` runs every variant once per estimate mode.
 A mode other than ``nominal`` needs ``SimOptions.estimates`` (what the view's
@@ -75,6 +78,9 @@ NO_CONDITIONS = "mct, no conditions"
 STATIONARY = ":stationary"
 """Suffix of a scenario run with its conditions left out."""
 
+DRIFTED = "+drift"
+"""Suffix of a scenario run with the default drift added."""
+
 NON_LEARNED: tuple[str, ...] = ("mct", "min-min", "sufferage", "edf-mct", "aco")
 """The schedulers without a learned part: the hybrid's goal is set against the best."""
 
@@ -116,11 +122,12 @@ def run_one(job: tuple) -> dict[str, Any]:
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
-    from hybridsched.workload import generate_instance
+    from hybridsched.workload import generate_instance, with_drift
 
     scenario, tasks, load, seed, variant, estimates, (untrained, other) = job
     name, how, _ = scenario.partition(STATIONARY)
-    inst = generate_instance(name, tasks, load, seed)
+    base, drifted, _ = name.partition(DRIFTED)
+    inst = generate_instance(with_drift(base) if drifted else base, tasks, load, seed)
     kw: dict[str, Any] = {} if estimates == "nominal" else {"estimates": estimates}
     if inst.conditions is not None and variant != NO_CONDITIONS and not how:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
@@ -289,7 +296,11 @@ def main() -> None:
         rows = [r for f in a.tables for r in json.loads(f.read_text())["runs"]]
         print(tables(rows) + "\n" + summary(rows) + "\n\n" + modes_table(rows))
         return
-    from hybridsched.workload import get_scenario
+    from hybridsched.workload import get_scenario, with_drift
+
+    def scenario_of(s: str):
+        base, drifted, _ = s.removesuffix(STATIONARY).partition(DRIFTED)
+        return with_drift(base) if drifted else get_scenario(base)
 
     loads = [float(x) for x in a.loads.split(",") if x.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
@@ -304,13 +315,13 @@ def main() -> None:
         why = "" if estimate_modes() else " (this tree's SimOptions has no estimates field yet)"
         ap.error(f"--estimates: {', '.join(bad)} not available{why}; known: {', '.join(known)}")
     # the calibration run: mct on each drifting scenario's instances without their conditions
-    for s in scenarios:
-        get_scenario(s.removesuffix(STATIONARY))
-    extra = {
-        s: (NO_CONDITIONS,)
-        for s in scenarios
-        if not s.endswith(STATIONARY) and get_scenario(s).drift is not None
-    }
+    from hybridsched.errors import ConfigError
+
+    try:
+        drifting = {s: scenario_of(s).drift is not None for s in scenarios}
+    except ConfigError as exc:
+        ap.error(f"--scenarios: {exc}")
+    extra = {s: (NO_CONDITIONS,) for s in scenarios if drifting[s] and not s.endswith(STATIONARY)}
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = (str(untrained_checkpoint(Path(tmp))), str(a.checkpoint or ""))
         jobs = [
