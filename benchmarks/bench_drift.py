@@ -21,10 +21,13 @@ raises the mean response. A scenario given as ``NAME:stationary`` (e.g.
 conditions left out (a shifting task mix stays: it is part of the workload),
 to tell what drift changes from what the cluster does.
 
-``--estimates nominal,observed`` runs every variant once per estimate mode.
-A mode other than ``nominal`` needs ``SimOptions.estimates`` (what the view's
-execution and transfer estimates are based on); in a tree without that field
-only ``nominal`` runs, and asking for another mode is refused.
+``--estimates nominal,observed`` runs every variant once per estimate mode;
+``auto`` runs each variant in its policy's preferred mode (``observed`` for the
+hybrids, ``nominal`` for the others: what ``simulate`` and ``compare`` do by
+default), each row recording the mode it ran in as ``resolved``. A mode other
+than ``nominal`` needs ``SimOptions.estimates`` (what the view's execution and
+transfer estimates are based on), and ``auto`` the policies' preferences; in a
+tree without them only the modes it has run, and asking for another is refused.
 
 It prints one Markdown table per (scenario, load, estimate mode): per variant
 the mean of each metric with its 95% CI over the seeds, and the paired
@@ -93,7 +96,11 @@ def estimate_modes() -> tuple[str, ...] | None:
 
     if "estimates" not in {f.name for f in dataclasses.fields(SimOptions)}:
         return None
-    return ("nominal", "observed")
+    try:
+        from hybridsched.policies import resolve_estimates  # noqa: F401
+    except ImportError:  # a tree before the policies' preferred estimates
+        return ("nominal", "observed")
+    return ("nominal", "observed", "auto")
 
 
 def untrained_checkpoint(folder: Path) -> Path:
@@ -121,14 +128,22 @@ def run_one(job: tuple) -> dict[str, Any]:
     scenario, tasks, load, seed, variant, estimates, (untrained, other) = job
     name, how, _ = scenario.partition(STATIONARY)
     inst = generate_instance(name, tasks, load, seed)
-    kw: dict[str, Any] = {} if estimates == "nominal" else {"estimates": estimates}
+    # the registered policy the variant runs
+    name_of = {NO_CONDITIONS: "mct", "hybrid-untrained": "hybrid", "hybrid-checkpoint": "hybrid"}
+    policy_name = name_of.get(variant, variant)
+    mode = estimates
+    if estimates == "auto":
+        from hybridsched.policies import resolve_estimates
+
+        mode = resolve_estimates("auto", policy_name)
+    kw: dict[str, Any] = {} if mode == "nominal" else {"estimates": mode}
     if inst.conditions is not None and variant != NO_CONDITIONS and not how:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
     if variant in ("hybrid-untrained", "hybrid-checkpoint"):
         ckpt = untrained if variant == "hybrid-untrained" else other
-        policy = make_policy("hybrid", {"checkpoint": ckpt})
+        policy = make_policy(policy_name, {"checkpoint": ckpt})
     else:
-        policy = make_policy("mct" if variant == NO_CONDITIONS else variant)
+        policy = make_policy(policy_name)
     t = time.perf_counter()
     res = simulate(
         inst.cluster,
@@ -140,7 +155,7 @@ def run_one(job: tuple) -> dict[str, Any]:
     )
     s = res.summary
     row = {"scenario": scenario, "load": load, "seed": seed, "variant": variant}
-    row |= {"estimates": estimates, "conditions": "conditions" in kw}
+    row |= {"estimates": estimates, "resolved": mode, "conditions": "conditions" in kw}
     row |= {k: float(s[k]) for k, _, _ in METRICS}
     row |= {"tasks": int(s["tasks"]), "wall_s": time.perf_counter() - t}
     return row
@@ -278,7 +293,7 @@ def main() -> None:
     ap.add_argument("--loads", default="0.85", help="comma-separated loads")
     ap.add_argument("--scenarios", default="iot-default,iot-drift")
     ap.add_argument("--variants", default=",".join(VARIANTS[:-1]))
-    ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed")
+    ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed,auto")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/drift.json"))
     ap.add_argument(
