@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -246,3 +247,17 @@ def test_service_config_resolves_auto_to_the_policys_mode() -> None:
     assert str(exc.value) == (
         "--estimates: must be one of auto, nominal, observed, got 'clairvoyant'"
     )
+
+
+def test_serve_shows_the_resolved_mode(tmp_path: Path) -> None:
+    from service_support import ADMIN, Server, write_inputs
+
+    write_inputs(tmp_path, make_cluster([{"cores": 2}, {"cores": 1, "speed": 2.0}]))
+    for policy, mode in (("hybrid", "observed"), ("mct", "nominal")):
+        srv = Server(tmp_path, f"sqlite:///{tmp_path / (policy + '.db')}", "--policy", policy)
+        srv.start(timeout=120.0)
+        try:
+            info = httpx.get(srv.url + "/v1/cluster", headers=ADMIN, timeout=30).json()
+        finally:
+            srv.stop()
+        assert (info["policy"], info["estimates"]) == (policy, mode)
