@@ -21,6 +21,9 @@ raises the mean response. A scenario given as ``NAME:stationary`` (e.g.
 conditions left out (a shifting task mix stays: it is part of the workload),
 to tell what drift changes from what the cluster does.
 
+``--estimate-cv CV`` adds estimate noise to every run (the schedulers see the
+work times lognormal noise of mean 1 and that CV; ``SimOptions.estimate_cv``).
+
 ``--estimates nominal,observed`` runs every variant once per estimate mode;
 ``auto`` runs each variant in its policy's preferred mode (``observed`` for the
 hybrids, ``nominal`` for the others: what ``simulate`` and ``compare`` do by
@@ -117,15 +120,16 @@ def untrained_checkpoint(folder: Path) -> Path:
 
 
 def run_one(job: tuple) -> dict[str, Any]:
-    """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts),
-    ``ckpts`` the untrained network's checkpoint and ``--checkpoint``'s."""
+    """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts,
+    cv), ``ckpts`` the untrained network's checkpoint and ``--checkpoint``'s, ``cv``
+    the estimate noise (``SimOptions.estimate_cv``, None: exact estimates)."""
     from hybridsched.policies import make_policy
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
     from hybridsched.workload import generate_instance
 
-    scenario, tasks, load, seed, variant, estimates, (untrained, other) = job
+    scenario, tasks, load, seed, variant, estimates, (untrained, other), cv = job
     name, how, _ = scenario.partition(STATIONARY)
     inst = generate_instance(name, tasks, load, seed)
     # the registered policy the variant runs
@@ -137,6 +141,8 @@ def run_one(job: tuple) -> dict[str, Any]:
 
         mode = resolve_estimates("auto", policy_name)
     kw: dict[str, Any] = {} if mode == "nominal" else {"estimates": mode}
+    if cv is not None:
+        kw["estimate_cv"] = cv
     if inst.conditions is not None and variant != NO_CONDITIONS and not how:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
     if variant in ("hybrid-untrained", "hybrid-checkpoint"):
@@ -156,6 +162,7 @@ def run_one(job: tuple) -> dict[str, Any]:
     s = res.summary
     row = {"scenario": scenario, "load": load, "seed": seed, "variant": variant}
     row |= {"estimates": estimates, "resolved": mode, "conditions": "conditions" in kw}
+    row |= {} if cv is None else {"estimate_cv": cv}
     row |= {k: float(s[k]) for k, _, _ in METRICS}
     row |= {"tasks": int(s["tasks"]), "wall_s": time.perf_counter() - t}
     return row
@@ -294,6 +301,12 @@ def main() -> None:
     ap.add_argument("--scenarios", default="iot-default,iot-drift")
     ap.add_argument("--variants", default=",".join(VARIANTS[:-1]))
     ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed,auto")
+    ap.add_argument(
+        "--estimate-cv",
+        type=float,
+        default=None,
+        help="estimate noise: schedulers see work x lognormal noise of this CV",
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/drift.json"))
     ap.add_argument(
@@ -318,6 +331,14 @@ def main() -> None:
     if bad := [m for m in modes if m not in known]:
         why = "" if estimate_modes() else " (this tree's SimOptions has no estimates field yet)"
         ap.error(f"--estimates: {', '.join(bad)} not available{why}; known: {', '.join(known)}")
+    if a.estimate_cv is not None:
+        from hybridsched.errors import ConfigError
+        from hybridsched.sim.options import SimOptions
+
+        try:
+            SimOptions(estimate_cv=a.estimate_cv)
+        except ConfigError as exc:
+            ap.error(f"--estimate-cv: {exc}")
     # the calibration run: mct on each drifting scenario's instances without their conditions
     for s in scenarios:
         get_scenario(s.removesuffix(STATIONARY))
@@ -329,7 +350,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = (str(untrained_checkpoint(Path(tmp))), str(a.checkpoint or ""))
         jobs = [
-            (sc, a.tasks, rho, seed, v, est, ckpts)
+            (sc, a.tasks, rho, seed, v, est, ckpts, a.estimate_cv)
             for sc in scenarios
             for rho in loads
             for est in modes
@@ -339,6 +360,7 @@ def main() -> None:
         meta = {"tasks": a.tasks, "seeds": a.seeds, "first": a.first, "loads": loads}
         meta |= {"scenarios": scenarios, "variants": variants, "estimates": modes}
         meta |= {"checkpoint": str(a.checkpoint) if a.checkpoint else None}
+        meta |= {"estimate_cv": a.estimate_cv}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         t = time.perf_counter()
