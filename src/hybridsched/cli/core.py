@@ -319,7 +319,7 @@ def simulate(
     """Simulate a workload on a cluster under one scheduler; write tasks and summary.
 
     Failures, estimate noise and network options are off by default (docs/OPTIONS.md);
-    with all of them off the run is the exact base model (with ``--estimates auto``
+    with all of them off the run is the exact base model (with --estimates auto
     the hybrid's observed estimates then equal the nominal ones).
     """
     from hybridsched.io import check_writable, read_cluster, read_workload
