@@ -24,10 +24,16 @@ to tell what drift changes from what the cluster does. A scenario given as
 (:func:`~hybridsched.workload.with_drift`, as ``hybridsched generate --drift``
 does): drifting workloads that no learned policy was trained or chosen on.
 
-``--estimates nominal,observed`` runs every variant once per estimate mode.
-A mode other than ``nominal`` needs ``SimOptions.estimates`` (what the view's
-execution and transfer estimates are based on); in a tree without that field
-only ``nominal`` runs, and asking for another mode is refused.
+``--estimate-cv CV`` adds estimate noise to every run (the schedulers see the
+work times lognormal noise of mean 1 and that CV; ``SimOptions.estimate_cv``).
+
+``--estimates nominal,observed`` runs every variant once per estimate mode;
+``auto`` runs each variant in its policy's preferred mode (``observed`` for the
+hybrids, ``nominal`` for the others: what ``simulate`` and ``compare`` do by
+default), each row recording the mode it ran in as ``resolved``. A mode other
+than ``nominal`` needs ``SimOptions.estimates`` (what the view's execution and
+transfer estimates are based on), and ``auto`` the policies' preferences; in a
+tree without them only the modes it has run, and asking for another is refused.
 
 It prints one Markdown table per (scenario, load, estimate mode): per variant
 the mean of each metric with its 95% CI over the seeds, and the paired
@@ -99,7 +105,11 @@ def estimate_modes() -> tuple[str, ...] | None:
 
     if "estimates" not in {f.name for f in dataclasses.fields(SimOptions)}:
         return None
-    return ("nominal", "observed")
+    try:
+        from hybridsched.policies import resolve_estimates  # noqa: F401
+    except ImportError:  # a tree before the policies' preferred estimates
+        return ("nominal", "observed")
+    return ("nominal", "observed", "auto")
 
 
 def untrained_checkpoint(folder: Path) -> Path:
@@ -116,26 +126,37 @@ def untrained_checkpoint(folder: Path) -> Path:
 
 
 def run_one(job: tuple) -> dict[str, Any]:
-    """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts),
-    ``ckpts`` the untrained network's checkpoint and ``--checkpoint``'s."""
+    """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts,
+    cv), ``ckpts`` the untrained network's checkpoint and ``--checkpoint``'s, ``cv``
+    the estimate noise (``SimOptions.estimate_cv``, None: exact estimates)."""
     from hybridsched.policies import make_policy
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
     from hybridsched.workload import generate_instance, with_drift
 
-    scenario, tasks, load, seed, variant, estimates, (untrained, other) = job
+    scenario, tasks, load, seed, variant, estimates, (untrained, other), cv = job
     name, how, _ = scenario.partition(STATIONARY)
     base, drifted, _ = name.partition(DRIFTED)
     inst = generate_instance(with_drift(base) if drifted else base, tasks, load, seed)
-    kw: dict[str, Any] = {} if estimates == "nominal" else {"estimates": estimates}
+    # the registered policy the variant runs
+    name_of = {NO_CONDITIONS: "mct", "hybrid-untrained": "hybrid", "hybrid-checkpoint": "hybrid"}
+    policy_name = name_of.get(variant, variant)
+    mode = estimates
+    if estimates == "auto":
+        from hybridsched.policies import resolve_estimates
+
+        mode = resolve_estimates("auto", policy_name)
+    kw: dict[str, Any] = {} if mode == "nominal" else {"estimates": mode}
+    if cv is not None:
+        kw["estimate_cv"] = cv
     if inst.conditions is not None and variant != NO_CONDITIONS and not how:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
     if variant in ("hybrid-untrained", "hybrid-checkpoint"):
         ckpt = untrained if variant == "hybrid-untrained" else other
-        policy = make_policy("hybrid", {"checkpoint": ckpt})
+        policy = make_policy(policy_name, {"checkpoint": ckpt})
     else:
-        policy = make_policy("mct" if variant == NO_CONDITIONS else variant)
+        policy = make_policy(policy_name)
     t = time.perf_counter()
     res = simulate(
         inst.cluster,
@@ -147,7 +168,8 @@ def run_one(job: tuple) -> dict[str, Any]:
     )
     s = res.summary
     row = {"scenario": scenario, "load": load, "seed": seed, "variant": variant}
-    row |= {"estimates": estimates, "conditions": "conditions" in kw}
+    row |= {"estimates": estimates, "resolved": mode, "conditions": "conditions" in kw}
+    row |= {} if cv is None else {"estimate_cv": cv}
     row |= {k: float(s[k]) for k, _, _ in METRICS}
     row |= {"tasks": int(s["tasks"]), "wall_s": time.perf_counter() - t}
     return row
@@ -285,7 +307,13 @@ def main() -> None:
     ap.add_argument("--loads", default="0.85", help="comma-separated loads")
     ap.add_argument("--scenarios", default="iot-default,iot-drift")
     ap.add_argument("--variants", default=",".join(VARIANTS[:-1]))
-    ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed")
+    ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed,auto")
+    ap.add_argument(
+        "--estimate-cv",
+        type=float,
+        default=None,
+        help="estimate noise: schedulers see work x lognormal noise of this CV",
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/drift.json"))
     ap.add_argument(
@@ -314,9 +342,16 @@ def main() -> None:
     if bad := [m for m in modes if m not in known]:
         why = "" if estimate_modes() else " (this tree's SimOptions has no estimates field yet)"
         ap.error(f"--estimates: {', '.join(bad)} not available{why}; known: {', '.join(known)}")
-    # the calibration run: mct on each drifting scenario's instances without their conditions
     from hybridsched.errors import ConfigError
 
+    if a.estimate_cv is not None:
+        from hybridsched.sim.options import SimOptions
+
+        try:
+            SimOptions(estimate_cv=a.estimate_cv)
+        except ConfigError as exc:
+            ap.error(f"--estimate-cv: {exc}")
+    # the calibration run: mct on each drifting scenario's instances without their conditions
     try:
         drifting = {s: scenario_of(s).drift is not None for s in scenarios}
     except ConfigError as exc:
@@ -325,7 +360,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = (str(untrained_checkpoint(Path(tmp))), str(a.checkpoint or ""))
         jobs = [
-            (sc, a.tasks, rho, seed, v, est, ckpts)
+            (sc, a.tasks, rho, seed, v, est, ckpts, a.estimate_cv)
             for sc in scenarios
             for rho in loads
             for est in modes
@@ -335,6 +370,7 @@ def main() -> None:
         meta = {"tasks": a.tasks, "seeds": a.seeds, "first": a.first, "loads": loads}
         meta |= {"scenarios": scenarios, "variants": variants, "estimates": modes}
         meta |= {"checkpoint": str(a.checkpoint) if a.checkpoint else None}
+        meta |= {"estimate_cv": a.estimate_cv}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         t = time.perf_counter()

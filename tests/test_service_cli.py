@@ -87,7 +87,7 @@ def test_bad_policy_args_file_is_one_line_naming_it(tmp: Path) -> None:
 
 def test_bad_estimates_is_one_line_naming_the_choices(tmp: Path) -> None:
     out = _refused(tmp, "--estimates", "clairvoyant")
-    assert "--estimates: must be one of nominal, observed, got 'clairvoyant'" in out
+    assert "--estimates: must be one of auto, nominal, observed, got 'clairvoyant'" in out
 
 
 # --------------------------------------------------------------------- port in use

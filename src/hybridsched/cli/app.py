@@ -160,11 +160,22 @@ PluginOption = Annotated[
 EstimatesOption = Annotated[
     str,
     typer.Option(
-        help="Schedulers' estimates: nominal, or observed (corrected by what completed "
-        "tasks revealed; docs/MODEL.md section 12.1)."
+        help="Schedulers' estimates: auto (each scheduler's preference: observed for "
+        "hybrid, nominal for the others), or nominal or observed for every scheduler "
+        "(observed: corrected by what completed tasks revealed; docs/MODEL.md section 12.1)."
     ),
 ]
-"""The ``--estimates`` option of ``simulate`` and ``compare``."""
+"""The ``--estimates`` option of ``simulate``, ``compare`` and ``serve``."""
+
+TrainEstimatesOption = Annotated[
+    str,
+    typer.Option(
+        help="The view's estimates during episodes: nominal, or observed (corrected by "
+        "what completed tasks revealed; docs/MODEL.md section 12.1)."
+    ),
+]
+"""The ``--estimates`` option of ``train``: no ``auto``, an episode has no scheduler of
+its own to prefer a mode."""
 
 ConditionsOption = Annotated[
     Path | None,

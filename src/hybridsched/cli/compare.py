@@ -123,7 +123,7 @@ def compare(
         Path | None, typer.Option(help="Workload file, with --cluster, instead of a scenario.")
     ] = None,
     conditions: ConditionsOption = None,
-    estimates: EstimatesOption = "nominal",
+    estimates: EstimatesOption = "auto",
     focus: Annotated[
         str | None,
         typer.Option(

@@ -265,7 +265,7 @@ def simulate(
         ),
     ] = None,
     conditions: ConditionsOption = None,
-    estimates: EstimatesOption = "nominal",
+    estimates: EstimatesOption = "auto",
     mtbf: Annotated[
         str | None,
         typer.Option(
@@ -319,11 +319,13 @@ def simulate(
     """Simulate a workload on a cluster under one scheduler; write tasks and summary.
 
     Failures, estimate noise and network options are off by default (docs/OPTIONS.md);
-    with all of them off the run is the exact base model.
+    with all of them off the run is the exact base model (with --estimates auto
+    the hybrid's observed estimates then equal the nominal ones).
     """
     from hybridsched.io import check_writable, read_cluster, read_workload
     from hybridsched.model import MAX_TIME_S
     from hybridsched.policies import make_policy, parse_policy_args
+    from hybridsched.policies.base import check_estimates, resolve_estimates
     from hybridsched.results import write_result
     from hybridsched.sim import SimConfig
     from hybridsched.sim import simulate as run_simulation
@@ -343,11 +345,11 @@ def simulate(
                 latency_jitter=latency_jitter,
                 shared_links=shared_links,
                 max_retries=max_retries,
-                estimates=estimates,
             )
         except HybridSchedError as exc:
             # the library names its fields (options.mttr_s); the user typed the options
             fail(_option_names(str(exc)))
+        check_estimates(estimates, "--estimates")
         load_plugins(plugin)
         args: dict[str, str] = {}
         if policy_args_file is not None:
@@ -356,6 +358,8 @@ def simulate(
             args.update(read_policy_args(policy_args_file, policy)[1])
         args.update(parse_policy_args(policy_arg))
         pol = make_policy(policy, args)
+        # auto: the policy's own preference (docs/MODEL.md 12.1)
+        options = replace(options, estimates=resolve_estimates(estimates, policy))
         check_writable(out)
         c = read_cluster(cluster)
         w = read_workload(workload, cluster=c)
@@ -374,7 +378,12 @@ def simulate(
         finally:
             bar.close()
         wall = time.perf_counter() - t
-        extra = {"cluster": str(cluster), "workload": str(workload), "seed": seed}
+        extra = {
+            "cluster": str(cluster),
+            "workload": str(workload),
+            "seed": seed,
+            "estimates": options.estimates,  # resolved: what the policy's view showed
+        }
         if options.active:
             extra["options"] = options.to_dict()
         written = write_result(
@@ -525,7 +534,6 @@ _OPTION_FIELDS = {
     "mttr_s": "--mttr",
     "estimate_cv": "--estimate-cv",
     "latency_jitter": "--latency-jitter",
-    "options.estimates": "--estimates",
 }
 
 

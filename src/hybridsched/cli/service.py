@@ -43,7 +43,7 @@ def serve(
     queue: Annotated[str, typer.Option(help="Queue discipline at the nodes: fifo or priority.")] = (
         "fifo"
     ),
-    estimates: EstimatesOption = "nominal",
+    estimates: EstimatesOption = "auto",
     db: Annotated[
         str, typer.Option(help="sqlite:///PATH (WAL) or postgresql://USER@HOST/DB.")
     ] = "sqlite:///hybridsched.db",

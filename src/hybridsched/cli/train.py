@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
-from hybridsched.cli.app import EstimatesOption, app, console, fail
+from hybridsched.cli.app import TrainEstimatesOption, app, console, fail
 from hybridsched.cli.options import RayAddress
 from hybridsched.errors import HybridSchedError
 from hybridsched.model import PRIORITY_CLASSES
@@ -152,7 +152,7 @@ def _options_before(
     decision_interval: Interval,
     queue: Queue,
     drift: Drift,
-    estimates: EstimatesOption,
+    estimates: TrainEstimatesOption,
 ) -> None: ...
 
 

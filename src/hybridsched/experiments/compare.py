@@ -99,9 +99,11 @@ class CompareConfig:
     """Conditions file (windows of node speed, latency, bandwidth; docs/MODEL.md section
     12) applied to every run; its node names must be the workloads' cluster's. Not with
     a scenario that draws its own conditions (one with drift, e.g. ``iot-drift``)."""
-    estimates: str = "nominal"
-    """The schedulers' estimates in every run: ``nominal`` or ``observed`` (corrected by
-    what completed tasks revealed; :attr:`hybridsched.sim.options.SimOptions.estimates`)."""
+    estimates: str = "auto"
+    """The schedulers' estimates: ``auto`` (each policy's ``preferred_estimates``:
+    ``observed`` for the hybrid, ``nominal`` for the others), or ``nominal`` or
+    ``observed`` in every run (observed: corrected by what completed tasks revealed;
+    :attr:`hybridsched.sim.options.SimOptions.estimates`). Each row records its mode."""
     capacity_bound: bool = False
     """Also compute the capacity lower bound of every workload (slow: about 50 s
     per 30,000 tasks; :func:`hybridsched.sim.bounds.capacity_lower_bound`)."""
@@ -113,8 +115,9 @@ class CompareConfig:
             raise ConfigError(f"seeds: must be >= 1, got {self.seeds}")
         if self.workers < 1:
             raise ConfigError(f"workers: must be >= 1, got {self.workers}")
-        if self.estimates not in ("nominal", "observed"):
-            raise ConfigError(f"estimates: expected nominal or observed, got {self.estimates!r}")
+        from hybridsched.policies.base import check_estimates
+
+        check_estimates(self.estimates)
         if self.backend not in ("local", "ray"):
             raise ConfigError(f"backend: expected local or ray, got {self.backend!r}")
         if not self.policies:
@@ -168,6 +171,12 @@ class CompareConfig:
         """What the workloads are, for titles."""
         return Path(self.workload).name if self.workload else self.scenario
 
+    def estimates_of(self, policy: str) -> str:
+        """The estimates ``policy``'s runs use (``auto`` resolved to its preference)."""
+        from hybridsched.policies import resolve_estimates
+
+        return resolve_estimates(self.estimates, policy)
+
     def run_loads(self) -> tuple[float, ...]:
         """Loads actually run (one placeholder, nan, for given files)."""
         return (float("nan"),) if self.from_files else self.loads
@@ -211,11 +220,12 @@ def _one_run(
         workload,
         make_policy(policy, cfg.policy_args.get(policy)),
         config=SimConfig(decision_interval=cfg.decision_interval, queue=cfg.queue),
-        options=_options(cfg, conditions),
+        options=_options(cfg, conditions, policy),
         seed=seed,
     )
     s = result.summary
     row: dict[str, Any] = {"scenario": cfg.label, "load": load, "seed": seed, "policy": policy}
+    row["estimates"] = cfg.estimates_of(policy)
     for k in SUMMARY_KEYS:
         if k != "policy":  # the row names it already
             row[k] = s[k]
@@ -233,12 +243,12 @@ def _one_run(
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
 
 
-def _options(cfg: CompareConfig, conditions: Any) -> Any:
-    """The simulation options of a run: ``cfg``'s estimates, under ``conditions``
-    (a :class:`~hybridsched.sim.conditions.Conditions` or None)."""
+def _options(cfg: CompareConfig, conditions: Any, policy: str) -> Any:
+    """The simulation options of ``policy``'s run: its estimates under ``cfg``, under
+    ``conditions`` (a :class:`~hybridsched.sim.conditions.Conditions` or None)."""
     from hybridsched.sim.options import SimOptions
 
-    return SimOptions(conditions=conditions, estimates=cfg.estimates)
+    return SimOptions(conditions=conditions, estimates=cfg.estimates_of(policy))
 
 
 def nominal_bounds_hold(conditions: Any) -> bool:
@@ -285,6 +295,7 @@ def check_inputs(cfg: CompareConfig) -> None:
 
     for p in cfg.policies:
         make_policy(p, cfg.policy_args.get(p))
+        cfg.estimates_of(p)
     if cfg.from_files:
         _inputs(cfg, float("nan"), 0)
     elif cfg.conditions is not None:
@@ -412,6 +423,8 @@ def resolved_config(cfg: CompareConfig, record: dict[str, Any] | None = None) ->
     out["policies"] = list(cfg.policies)
     out["version"] = __version__
     out["seeds_used"] = list(range(cfg.seeds))
+    # what each policy's runs used (``estimates: auto`` resolves per policy)
+    out["estimates_by_policy"] = {p: cfg.estimates_of(p) for p in cfg.policies}
     if cfg.scenario_drifts:
         # only where true: folders of stationary runs keep the keys they had
         out["conditions_from_scenario"] = True
@@ -432,7 +445,13 @@ def config_from_dict(data: dict[str, Any]) -> CompareConfig:
     return CompareConfig(**kw)
 
 
-_RECORD_ONLY = ("version", "seeds_used", "ray_nodes", "conditions_from_scenario")
+_RECORD_ONLY = (
+    "version",
+    "seeds_used",
+    "ray_nodes",
+    "conditions_from_scenario",
+    "estimates_by_policy",
+)
 """Keys of config.json that describe a run and set nothing."""
 
 

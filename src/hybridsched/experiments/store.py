@@ -204,7 +204,11 @@ def recorded_config(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 def config_differences(recorded: dict[str, Any], cfg: CompareConfig) -> list[tuple[str, Any, Any]]:
     """(key, recorded value, value in ``cfg``) for each key that differs and changes results."""
     now = json.loads(json.dumps(resolved_config(cfg)))
-    keys = sorted((set(recorded) | set(now)) - set(IGNORED_ON_RESUME))
+    ignored = set(IGNORED_ON_RESUME)
+    if "estimates_by_policy" not in recorded:
+        # a folder from before auto estimates: its ``estimates`` (compared) says it all
+        ignored.add("estimates_by_policy")
+    keys = sorted((set(recorded) | set(now)) - ignored)
     return [(k, recorded.get(k), now.get(k)) for k in keys if recorded.get(k) != now.get(k)]
 
 

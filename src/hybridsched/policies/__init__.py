@@ -8,6 +8,7 @@ colony, the exact oracle and the learned policies register themselves the same w
 from __future__ import annotations
 
 from hybridsched.policies.base import (
+    ESTIMATE_CHOICES,
     KernelPolicy,
     add_policy_module,
     available_policies,
@@ -15,7 +16,9 @@ from hybridsched.policies.base import (
     parse_policy_args,
     policy_class,
     policy_params,
+    preferred_estimates,
     register,
+    resolve_estimates,
 )
 
 # plugins (entry points, $HYBRIDSCHED_PLUGINS) load lazily, with the built-in policies
@@ -37,6 +40,7 @@ def get_policy(name: str, **args: object) -> object:
 
 
 __all__ = [
+    "ESTIMATE_CHOICES",
     "LISTING_NOTES",
     "KernelPolicy",
     "add_policy_module",
@@ -46,5 +50,7 @@ __all__ = [
     "parse_policy_args",
     "policy_class",
     "policy_params",
+    "preferred_estimates",
     "register",
+    "resolve_estimates",
 ]

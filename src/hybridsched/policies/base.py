@@ -4,6 +4,9 @@ A policy is a class with a ``name``, a one-line description (its docstring's
 first line), ``reset(cluster, rng)`` and ``assign(tasks, view) -> nodes``.
 Registered by name with :func:`register`; :func:`make_policy` builds one from
 its name and ``key=value`` arguments, checking both against what is known.
+A policy class may set ``preferred_estimates`` (``nominal``, the default, or
+``observed``): the estimates it runs with when a run asks for ``auto``
+(:func:`resolve_estimates`; docs/MODEL.md 12.1).
 """
 
 from __future__ import annotations
@@ -90,6 +93,52 @@ def policy_class(name: str) -> type:
         known = ", ".join(sorted(_REGISTRY))
         raise ConfigError(f"policy: unknown name {name!r}; known policies: {known}")
     return _REGISTRY[name]
+
+
+ESTIMATE_CHOICES: tuple[str, ...] = ("auto", "nominal", "observed")
+"""What a run may ask for as its schedulers' estimates: ``auto`` (each policy's
+``preferred_estimates``) or one mode for every policy."""
+
+
+def preferred_estimates(name: str) -> str:
+    """The estimates policy ``name`` runs with under ``auto``: its class's
+    ``preferred_estimates``, ``nominal`` when the class sets none.
+
+    Raises:
+        ConfigError: unknown policy, or a class whose preference is not a mode.
+    """
+    mode = getattr(policy_class(name), "preferred_estimates", "nominal")
+    if mode not in ESTIMATE_CHOICES[1:]:
+        raise ConfigError(
+            f"policy {name!r}: preferred_estimates must be nominal or observed, got {mode!r}"
+        )
+    return mode
+
+
+def check_estimates(requested: str, option: str = "estimates") -> str:
+    """``requested`` if it is one of :data:`ESTIMATE_CHOICES`.
+
+    Raises:
+        ConfigError: another value, naming ``option`` and the choices.
+    """
+    if requested not in ESTIMATE_CHOICES:
+        raise ConfigError(
+            f"{option}: must be one of {', '.join(ESTIMATE_CHOICES)}, got {requested!r}"
+        )
+    return requested
+
+
+def resolve_estimates(requested: str, policy: str, option: str = "estimates") -> str:
+    """The estimates policy ``policy`` runs with: its preference under ``auto``, else
+    ``requested`` (``nominal`` or ``observed``, forced on every policy).
+
+    Raises:
+        ConfigError: ``requested`` is not a choice (naming ``option``), or the policy
+            is unknown.
+    """
+    if check_estimates(requested, option) == "auto":
+        return preferred_estimates(policy)
+    return requested
 
 
 def policy_params(name: str) -> dict[str, tuple[type, Any, str]]:

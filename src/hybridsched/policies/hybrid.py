@@ -265,6 +265,13 @@ class Hybrid(_COLONY_ARGS, CostFields):
     """Learned eta + MAX-MIN ant colony, deadline-aware, pheromone across batches."""
 
     name: ClassVar[str] = "hybrid"
+    preferred_estimates: ClassVar[str] = "observed"
+    """Under ``--estimates auto`` (the default) the hybrid's view is corrected by what
+    completed tasks revealed: on drifting workloads it is then 0.8-1.4 points further
+    below ``aco`` than with nominal estimates, and without drift or noise the
+    schedules are the nominal ones. With estimate noise (``estimate_cv``) observed
+    estimates make it 1-5 % worse: ``--estimates nominal`` there (docs/HYBRID.md,
+    session 17)."""
 
     checkpoint: str = field(
         default="",

@@ -46,6 +46,10 @@ class RLPolicy:
     """Learned (PPO) pair-scoring network; greedy over the masked softmax by default."""
 
     name: ClassVar[str] = "rl"
+    preferred_estimates: ClassVar[str] = "nominal"
+    """Kept nominal under ``--estimates auto``: with the shipped checkpoint ``rl`` is
+    MCT, and observed estimates, though better on average on ``iot-drift``, made
+    3 of its 30 runs there worse (by up to 5.9 %; docs/HYBRID.md, session 17)."""
     checkpoint: str = field(
         default="", metadata={"help": "checkpoint .pt or training folder; empty: the shipped one"}
     )

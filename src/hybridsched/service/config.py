@@ -25,9 +25,11 @@ class ServiceConfig:
     """Batching interval, model s; 0 decides what is pending as soon as possible."""
     queue: str = "fifo"
     """Queue discipline at the nodes: ``fifo`` or ``priority``."""
-    estimates: str = "nominal"
+    estimates: str = "auto"
     """The view's estimates: ``nominal`` (cluster file) or ``observed`` (corrected by
-    what finished and running tasks revealed, docs/SERVICE.md)."""
+    what finished and running tasks revealed, docs/SERVICE.md); ``auto`` is resolved
+    at construction to the policy's preference (``observed`` for the hybrid, else
+    ``nominal``), so the field always holds the mode the decisions use."""
     db_url: str = "sqlite:///hybridsched.db"
     """``sqlite:///PATH`` or ``postgresql://...``."""
     tokens: dict[str, str] = field(default_factory=dict, repr=False)
@@ -65,9 +67,12 @@ class ServiceConfig:
         if self.queue not in ("fifo", "priority"):
             raise ConfigError(f"--queue: must be fifo or priority, got {self.queue!r}")
         if self.estimates not in ESTIMATES:
-            raise ConfigError(
-                f"--estimates: must be one of {', '.join(ESTIMATES)}, got {self.estimates!r}"
-            )
+            from hybridsched.policies import add_policy_module, resolve_estimates
+
+            for m in self.policy_modules:
+                add_policy_module(m)  # the policy may be one of theirs
+            mode = resolve_estimates(self.estimates, self.policy, "--estimates")
+            object.__setattr__(self, "estimates", mode)
         if not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise ConfigError(f"--max-batch: must be an integer >= 1, got {self.max_batch!r}")
         if self.max_retries < 0:

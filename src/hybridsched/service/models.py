@@ -220,7 +220,10 @@ class ClusterOut(BaseModel):
     policy_args: dict[str, Any]
     decision_interval_s: float
     queue: str
-    estimates: str = Field(description="The view's estimates: nominal or observed")
+    estimates: str = Field(
+        description="The view's estimates: nominal or observed (--estimates auto, the "
+        "default, resolved to the policy's preference)"
+    )
     counts: dict[str, int]
     nodes_up: int
     nodes: int
