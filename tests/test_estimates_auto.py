@@ -132,6 +132,23 @@ def test_simulate_records_the_resolved_mode(files: Path) -> None:
     assert np.array_equal(ta["finish_s"], tn["finish_s"])
 
 
+def test_auto_is_nominal_for_every_policy_with_noisy_estimates(files: Path) -> None:
+    from hybridsched.policies import resolve_estimates
+
+    assert resolve_estimates("auto", "hybrid", noisy=True) == "nominal"
+    assert resolve_estimates("observed", "mct", noisy=True) == "observed"
+    noisy = ("--policy", "hybrid", "--estimate-cv", "0.3", "--seed", "3")
+    auto = _simulate(files, "noisy-auto", *noisy)
+    nominal = _simulate(files, "noisy-nominal", *noisy, "--estimates", "nominal")
+    observed = _simulate(files, "noisy-observed", *noisy, "--estimates", "observed")
+    assert auto["run"]["estimates"] == nominal["run"]["estimates"] == "nominal"
+    assert observed["run"]["estimates"] == "observed"
+    for key in ("mean_response_s", "p95_response_s", "energy_j"):
+        assert auto[key] == nominal[key], key
+    # the noise does reach the observations: forcing them changes the schedule
+    assert observed["mean_response_s"] != nominal["mean_response_s"]
+
+
 def test_simulate_refuses_a_bad_mode(files: Path) -> None:
     res = _cli(
         "simulate", "--cluster", str(files / "c.yaml"), "--workload", str(files / "w.parquet"),

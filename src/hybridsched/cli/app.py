@@ -161,7 +161,8 @@ EstimatesOption = Annotated[
     str,
     typer.Option(
         help="Schedulers' estimates: auto (each scheduler's preference: observed for "
-        "hybrid, nominal for the others), or nominal or observed for every scheduler "
+        "hybrid, nominal for the others; nominal for all with --estimate-cv), or nominal "
+        "or observed for every scheduler "
         "(observed: corrected by what completed tasks revealed; docs/MODEL.md section 12.1)."
     ),
 ]

@@ -5,8 +5,8 @@ first line), ``reset(cluster, rng)`` and ``assign(tasks, view) -> nodes``.
 Registered by name with :func:`register`; :func:`make_policy` builds one from
 its name and ``key=value`` arguments, checking both against what is known.
 A policy class may set ``preferred_estimates`` (``nominal``, the default, or
-``observed``): the estimates it runs with when a run asks for ``auto``
-(:func:`resolve_estimates`; docs/MODEL.md 12.1).
+``observed``): the estimates it runs with when a run asks for ``auto`` and its
+work estimates are exact (:func:`resolve_estimates`; docs/MODEL.md 12.1).
 """
 
 from __future__ import annotations
@@ -128,16 +128,23 @@ def check_estimates(requested: str, option: str = "estimates") -> str:
     return requested
 
 
-def resolve_estimates(requested: str, policy: str, option: str = "estimates") -> str:
+def resolve_estimates(
+    requested: str, policy: str, option: str = "estimates", *, noisy: bool = False
+) -> str:
     """The estimates policy ``policy`` runs with: its preference under ``auto``, else
     ``requested`` (``nominal`` or ``observed``, forced on every policy).
+
+    With ``noisy`` (the run's work estimates carry per-task noise: estimate noise
+    or a ``work_est_gi`` column) ``auto`` is ``nominal`` for every policy: the
+    observed correction then follows the noise, not the nodes, and made every
+    measured scheduler worse (docs/HYBRID.md, session 17).
 
     Raises:
         ConfigError: ``requested`` is not a choice (naming ``option``), or the policy
             is unknown.
     """
     if check_estimates(requested, option) == "auto":
-        return preferred_estimates(policy)
+        return "nominal" if noisy else preferred_estimates(policy)
     return requested
 
 
