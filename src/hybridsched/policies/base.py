@@ -134,8 +134,9 @@ def resolve_estimates(
     """The estimates policy ``policy`` runs with: its preference under ``auto``, else
     ``requested`` (``nominal`` or ``observed``, forced on every policy).
 
-    With ``noisy`` (the run's work estimates carry per-task noise: estimate noise
-    or a ``work_est_gi`` column) ``auto`` is ``nominal`` for every policy: the
+    With ``noisy`` (the run's work estimates carry per-task noise: estimate noise,
+    ``SimOptions.estimate_cv``, which also reads a workload's ``work_est_gi`` column)
+    ``auto`` is ``nominal`` for every policy: the
     observed correction then follows the noise, not the nodes, and made every
     measured scheduler worse (docs/HYBRID.md, session 17).
 

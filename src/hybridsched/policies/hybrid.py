@@ -270,7 +270,7 @@ class Hybrid(_COLONY_ARGS, CostFields):
     completed tasks revealed: on drifting workloads it is then 0.8-1.4 points further
     below ``aco`` than with nominal estimates, and without drift or noise the
     schedules are the nominal ones. With estimate noise (``estimate_cv``) observed
-    estimates make it 1-5 % worse: ``--estimates nominal`` there (docs/HYBRID.md,
+    estimates made it 1-5 % worse, so there ``auto`` is nominal (docs/HYBRID.md,
     session 17)."""
 
     checkpoint: str = field(
