@@ -125,6 +125,20 @@ def untrained_checkpoint(folder: Path) -> Path:
     return save_checkpoint(folder / "untrained-mct.pt", model, {"init": "mct", "untrained": True})
 
 
+def scenario_of(name: str) -> Any:
+    """The scenario ``name`` stands for: a preset, ``NAME+drift`` (the preset with the
+    default drift added), either with ``:stationary`` (same scenario; the runs then
+    leave its conditions out).
+
+    Raises:
+        ConfigError: an unknown preset (the message lists the known ones).
+    """
+    from hybridsched.workload import get_scenario, with_drift
+
+    base, drifted, _ = name.removesuffix(STATIONARY).partition(DRIFTED)
+    return with_drift(base) if drifted else get_scenario(base)
+
+
 def run_one(job: tuple) -> dict[str, Any]:
     """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts,
     cv), ``ckpts`` the untrained network's checkpoint and ``--checkpoint``'s, ``cv``
@@ -133,12 +147,11 @@ def run_one(job: tuple) -> dict[str, Any]:
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
-    from hybridsched.workload import generate_instance, with_drift
+    from hybridsched.workload import generate_instance
 
     scenario, tasks, load, seed, variant, estimates, (untrained, other), cv = job
-    name, how, _ = scenario.partition(STATIONARY)
-    base, drifted, _ = name.partition(DRIFTED)
-    inst = generate_instance(with_drift(base) if drifted else base, tasks, load, seed)
+    stationary = scenario.endswith(STATIONARY)
+    inst = generate_instance(scenario_of(scenario), tasks, load, seed)
     # the registered policy the variant runs
     name_of = {NO_CONDITIONS: "mct", "hybrid-untrained": "hybrid", "hybrid-checkpoint": "hybrid"}
     policy_name = name_of.get(variant, variant)
@@ -150,7 +163,7 @@ def run_one(job: tuple) -> dict[str, Any]:
     kw: dict[str, Any] = {} if mode == "nominal" else {"estimates": mode}
     if cv is not None:
         kw["estimate_cv"] = cv
-    if inst.conditions is not None and variant != NO_CONDITIONS and not how:
+    if inst.conditions is not None and variant != NO_CONDITIONS and not stationary:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
     if variant in ("hybrid-untrained", "hybrid-checkpoint"):
         ckpt = untrained if variant == "hybrid-untrained" else other
@@ -324,11 +337,6 @@ def main() -> None:
         rows = [r for f in a.tables for r in json.loads(f.read_text())["runs"]]
         print(tables(rows) + "\n" + summary(rows) + "\n\n" + modes_table(rows))
         return
-    from hybridsched.workload import get_scenario, with_drift
-
-    def scenario_of(s: str):
-        base, drifted, _ = s.removesuffix(STATIONARY).partition(DRIFTED)
-        return with_drift(base) if drifted else get_scenario(base)
 
     loads = [float(x) for x in a.loads.split(",") if x.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
