@@ -243,3 +243,61 @@ def test_the_distilled_checkpoint_is_its_own_policy():
     mct = run("mct")
     moved = np.mean(a.tasks["node"] != mct.tasks["node"])
     assert 0.2 < moved < 0.95  # its own choices, not MCT's, yet not arbitrary
+
+
+class _TorchRL:
+    """The rl policy's decision loop with torch's forward (the compiled one's reference)."""
+
+    name = "rl-torch"
+
+    def __init__(self, model: PairScorer) -> None:
+        self.model = model
+
+    def reset(self, cluster, rng) -> None:
+        from hybridsched.learn.features import node_table
+
+        self.static = node_table(cluster)
+
+    def assign(self, tasks, view) -> np.ndarray:
+        from hybridsched.learn.features import (
+            N_FEATURES,
+            observe_nodes,
+            pair_features_one,
+            place_tentative,
+        )
+
+        proj, pmin = view.core_free_s.copy(), view.core_free_min_s.copy()
+        qw, rc, rt = view.queued_work_s.copy(), view.recent_count.copy(), view.recent_time_s.copy()
+        observe_nodes(self.static, view)
+        x = np.zeros((1, view.n_nodes, N_FEATURES), dtype=np.float32)
+        mask = np.zeros((1, view.n_nodes), dtype=np.bool_)
+        nodes = np.empty(len(tasks), dtype=np.int64)
+        for k, i in enumerate(tasks.index):
+            pair_features_one(
+                view.compiled, i, view.time, pmin, qw, rc, rt, self.static, x[0], mask[0]
+            )
+            if view.unavailable is not None:
+                mask[0] &= ~view.unavailable
+            with torch.inference_mode():
+                logits = self.model(torch.from_numpy(x), torch.from_numpy(mask))[0].numpy()
+            nodes[k] = int(np.argmax(logits))
+            place_tentative(view.compiled, i, nodes[k], view.time, proj, pmin, qw, rc, rt)
+        return nodes
+
+
+def test_compiled_forward_places_as_torch():
+    """rl's compiled forward chooses every node as torch's forward of the same network."""
+    from hybridsched.policies.rl import DEFAULT_CHECKPOINT
+
+    path = DEFAULT_CHECKPOINT.with_name("rl-drift.pt")
+    cluster, workload, cond = _instance(800, 8)
+    opts = SimOptions(conditions=cond, estimates="observed")
+
+    def run(policy):
+        return simulate(cluster, workload, policy, options=opts, decision_interval=0.5,
+                        queue="priority").tasks["node_index"]  # fmt: skip
+
+    compiled = run(make_policy("rl", {"checkpoint": str(path)}))
+    reference = run(_TorchRL(load_checkpoint(path)[0]))
+    np.testing.assert_array_equal(compiled, reference)
+    assert np.mean(compiled != run(make_policy("mct"))) > 0.2  # not a trivial policy

@@ -15,6 +15,9 @@ from numba import njit
 if TYPE_CHECKING:
     from hybridsched.learn.network import PairScorer
 
+NEG = -1e9
+"""Logit given to masked (infeasible) nodes; finite so that all-masked rows stay finite."""
+
 
 def compiled_weights(model: PairScorer) -> tuple:
     """The weights of ``model`` as float32 arrays, for :func:`block_logits`.

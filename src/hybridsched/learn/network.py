@@ -32,7 +32,11 @@ from torch import nn
 
 from hybridsched.errors import ConfigError
 from hybridsched.learn.features import FEATURE_NAMES, N_BASE_FEATURES, N_FEATURES
-from hybridsched.learn.forward import block_logits, compiled_weights  # noqa: F401 (re-exported)
+from hybridsched.learn.forward import (  # noqa: F401 (re-exported)
+    NEG,
+    block_logits,
+    compiled_weights,
+)
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint layout written by :func:`save_checkpoint`."""
@@ -42,9 +46,6 @@ INITS = ("mct", "zero")
 
 MCT_PRIOR = 20.0
 """Slope of the initial linear score on the ``regret`` feature with ``init="mct"``."""
-
-NEG = -1e9
-"""Logit given to masked (infeasible) nodes; finite so that all-masked rows stay finite."""
 
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from hybridsched.learn.features import (
     pair_features_one,
     place_tentative,
 )
+from hybridsched.learn.forward import NEG, block_logits, compiled_weights
 from hybridsched.model import Cluster
 from hybridsched.policies.base import register
 from hybridsched.sim.view import ClusterView, TaskBatch
@@ -54,7 +55,10 @@ class RLPolicy:
         default="", metadata={"help": "checkpoint .pt or training folder; empty: the shipped one"}
     )
     greedy: bool = field(default=True, metadata={"help": "argmax (else sample the softmax)"})
-    threads: int = field(default=1, metadata={"help": "torch threads while deciding"})
+    threads: int = field(
+        default=1,
+        metadata={"help": "kept for old commands: the forward is compiled, on one thread"},
+    )
 
     def __post_init__(self) -> None:
         from hybridsched.learn.network import load_checkpoint
@@ -62,6 +66,7 @@ class RLPolicy:
         path = Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
         self.model, self.config = load_checkpoint(path)
         self.path = path
+        self._net = compiled_weights(self.model)
         self._rng = np.random.default_rng(0)
         self._static = np.zeros((0, N_STATIC))
 
@@ -71,9 +76,11 @@ class RLPolicy:
         self._static = node_table(cluster)
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
-        """One node per task: score every pair, place the batch one task at a time."""
-        import torch
+        """One node per task: score every pair, place the batch one task at a time.
 
+        The network's forward is the compiled :func:`~hybridsched.learn.forward.block_logits`
+        (torch's to about 1e-5), as the hybrid scores its shortlists.
+        """
         batch = len(tasks) > 1
         # tentative placements of a batch go on copies; a single task only reads
         proj = view.core_free_s.copy() if batch else view.core_free_s
@@ -84,35 +91,33 @@ class RLPolicy:
         n = view.n_nodes
         if self.model.n_features > N_BASE_FEATURES:
             observe_nodes(self._static, view)
-        out = np.zeros((1, n, N_FEATURES), dtype=np.float32)
-        mask = np.zeros((1, n), dtype=np.bool_)
+        x = np.zeros((n, N_FEATURES), dtype=np.float32)
+        xt = np.empty((N_FEATURES, n), dtype=np.float32)
+        mask = np.zeros(n, dtype=np.bool_)
+        h1 = np.empty((self.model.hidden, n), dtype=np.float32)
+        h2 = np.empty_like(h1)
+        scores = np.empty(n)
         down = view.unavailable
         nodes = np.empty(len(tasks), dtype=np.int64)
-        x = torch.from_numpy(out)
-        m = torch.from_numpy(mask)
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                for k, i in enumerate(tasks.index):
-                    pair_features_one(
-                        view.compiled, i, view.time, proj_min, queued_work, recent, recent_t,
-                        self._static, out[0], mask[0],
-                    )  # fmt: skip
-                    if down is not None:
-                        mask[0] &= ~down
-                    logits = self.model(x, m)[0].numpy()
-                    if not self.greedy:
-                        logits = logits + self._rng.gumbel(size=n)
-                    j = int(np.argmax(logits))
-                    nodes[k] = j
-                    if batch:
-                        place_tentative(
-                            view.compiled, i, j, view.time, proj, proj_min, queued_work, recent,
-                            recent_t,
-                        )  # fmt: skip
-        finally:
-            torch.set_num_threads(old_threads)
+        for k, i in enumerate(tasks.index):
+            pair_features_one(
+                view.compiled, i, view.time, proj_min, queued_work, recent, recent_t,
+                self._static, x, mask,
+            )  # fmt: skip
+            if down is not None:
+                mask &= ~down
+            xt[:] = x.T
+            block_logits(xt, self._net, h1, h2, scores)
+            logits = np.where(mask, scores.astype(np.float32), np.float32(NEG))
+            if not self.greedy:
+                logits = logits + self._rng.gumbel(size=n)
+            j = int(np.argmax(logits))
+            nodes[k] = j
+            if batch:
+                place_tentative(
+                    view.compiled, i, j, view.time, proj, proj_min, queued_work, recent,
+                    recent_t,
+                )  # fmt: skip
         return nodes
 
     def describe(self) -> dict[str, Any]:
