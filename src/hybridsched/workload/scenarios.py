@@ -99,6 +99,10 @@ def with_drift(
     return replace(sc, drift=drift, workload=replace(sc.workload, mix_shift=shift))
 
 
+# the 100-node, 8-region city cluster that iot-default, iot-bursty and iot-hetero share
+# (iot-hetero with its own tier ranges)
+_CITY = ClusterParams(n_edge=60, n_fog=30, n_cloud=10, n_regions=8)
+
 # edge, fog, cloud of iot-hetero
 _HETERO_EDGE, _HETERO_FOG, _HETERO_CLOUD = tier_specs(
     cores=((1, 4), (4, 24), (32, 128)),
@@ -127,14 +131,14 @@ SCENARIOS: Mapping[str, Scenario] = _registry(
         name="iot-default",
         description="City-scale IoT: 60 edge, 30 fog, 10 cloud nodes; 8 regions; "
         "half periodic sensing, half moderately bursty events.",
-        cluster=ClusterParams(n_edge=60, n_fog=30, n_cloud=10, n_regions=8),
+        cluster=_CITY,
         workload=WorkloadParams(n_sensors=2000),
     ),
     Scenario(
         name="iot-bursty",
         description="Same cluster as iot-default; event-dominated arrivals with strong "
         "self-excitation (alarms cascading), deep daily cycle, more urgent tasks.",
-        cluster=ClusterParams(n_edge=60, n_fog=30, n_cloud=10, n_regions=8),
+        cluster=_CITY,
         workload=WorkloadParams(
             periodic_fraction=0.2,
             n_sensors=1000,
@@ -149,15 +153,7 @@ SCENARIOS: Mapping[str, Scenario] = _registry(
         name="iot-hetero",
         description="Strongly heterogeneous nodes: 60 edge, 30 fog, 10 cloud; 8 regions; "
         "core speeds 0.2-6 GI/s and 1-128 cores; heavier-tailed task sizes.",
-        cluster=ClusterParams(
-            n_edge=60,
-            n_fog=30,
-            n_cloud=10,
-            n_regions=8,
-            edge=_HETERO_EDGE,
-            fog=_HETERO_FOG,
-            cloud=_HETERO_CLOUD,
-        ),
+        cluster=replace(_CITY, edge=_HETERO_EDGE, fog=_HETERO_FOG, cloud=_HETERO_CLOUD),
         workload=WorkloadParams(n_sensors=2000, work_data_corr=0.7, work_clip=500.0),
     ),
     Scenario(
