@@ -55,13 +55,13 @@ DEFAULT = "default"
 
 
 def overrides(variant: str) -> dict[str, Any]:
-    """The colony parameters a variant sets: ``key=value,...`` (integers), or none."""
+    """The colony parameters a variant sets: ``key=value,...`` (numbers), or none."""
     if variant == DEFAULT:
         return {}
     out = {}
     for item in variant.split(","):
         key, _, value = item.partition("=")
-        out[key.strip()] = int(value)
+        out[key.strip()] = float(value) if "." in value else int(value)
     return out
 
 

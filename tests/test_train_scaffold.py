@@ -203,7 +203,7 @@ def test_colony_parameters_are_declared_once() -> None:
             assert hybrid[f.name] == aco[f.name], f.name
     assert set(hybrid) & {f.name for f in dataclasses.fields(ColonyParams)} == {
         "ants", "iterations", "alpha", "beta", "rho", "candidates", "local_search",
-        "memory", "memory_rho", "seeds", "ant_limit", "ls_limit",
+        "memory", "memory_rho", "seeds", "ant_limit", "ls_limit", "ls_gap",
     }  # fmt: skip
 
 

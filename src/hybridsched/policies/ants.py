@@ -44,6 +44,7 @@ class MMASParams(NamedTuple):
     restart_after: int
     ls_sweeps: int
     ls_every: int
+    ls_gap: float
     swaps: bool
     prune: bool
     dynamic: bool
@@ -270,7 +271,8 @@ def run_mmas(p, ws, u, con, tau0, prm, best, best_cost, ls):
             if c < ib_cost:
                 ib_cost = c
                 ib[:] = ant
-        if ls_sweeps > 0 and ls_every > 0 and (it + 1) % ls_every == 0:
+        near = prm.ls_gap <= 0.0 or ib_cost <= best_cost * (1.0 + prm.ls_gap)
+        if ls_sweeps > 0 and ls_every > 0 and (it + 1) % ls_every == 0 and near:
             ib_cost, e = search_near(p, ws, ib, best, cand, ncand, ls_sweeps, swaps, ls)
             evals += e
         if ib_cost < best_cost:

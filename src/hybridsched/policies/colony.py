@@ -143,6 +143,11 @@ class ColonyParams:
         "local search of iteration-best ants only on batches up to this many tasks; a larger "
         "batch gets it on the best seed and the final best only, as with ls_every=0 (0: no limit)",
     )
+    ls_gap: float = policy_arg(
+        0.0,
+        "local search of an iteration-best ant only when its cost is within this fraction of "
+        "the best so far (0: always)",
+    )
     prune: bool = policy_arg(True, "skip local-search moves that a cheap bound shows cannot pay")
     swap_limit: int = policy_arg(32, "try swaps only in batches up to this size")
     dynamic_eta: bool = policy_arg(True, "correct the desirability by the ant's own placements")
@@ -185,6 +190,7 @@ class ColonyParams:
             ("memory", 0.0, 1.0, False),
             ("memory_rho", 0.0, 1.0, True),
             ("explore", 0.0, math.inf, False),
+            ("ls_gap", 0.0, math.inf, False),
         ):
             v = getattr(self, name)
             bad = isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
@@ -209,6 +215,7 @@ class ColonyParams:
             restart_after=int(self.restart_after),
             ls_sweeps=int(self.local_search),
             ls_every=0 if limited else int(self.ls_every),
+            ls_gap=float(self.ls_gap),
             swaps=batch_size <= self.swap_limit,
             prune=bool(self.prune),
             dynamic=bool(self.dynamic_eta),

@@ -252,6 +252,7 @@ _COLONY_ARGS = colony_args(
     "candidates",
     "local_search",
     "ls_limit",
+    "ls_gap",
     "memory",
     "memory_rho",
     "seeds",
