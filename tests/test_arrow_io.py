@@ -105,3 +105,31 @@ print("pandas" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_read_table_refuses_a_column_given_twice(tmp_path) -> None:
+    from hybridsched.errors import ValidationError
+
+    p = tmp_path / "w.csv"
+    p.write_text("task_id,arrival_s,work_gi,work_gi\n0,0,1,2\n")
+    with pytest.raises(ValidationError, match=r"w\.csv: column\(s\) work_gi given more than once"):
+        read_table(p)
+    q = tmp_path / "w.parquet"
+    pq.write_table(pa.table([pa.array([1.0]), pa.array([2.0])], names=["a", "a"]), q)
+    with pytest.raises(ValidationError, match=r"column\(s\) a given more than once"):
+        read_table(q)
+
+
+def test_read_table_refuse_nan_tells_nan_from_an_empty_cell(tmp_path) -> None:
+    from hybridsched.errors import ValidationError
+
+    p = tmp_path / "c.csv"
+    p.write_text("a,b\n1,\n2,3\n")
+    got = read_table(p, refuse_nan=True)  # an empty cell is not NaN
+    assert np.isnan(got["b"][0]) and got["b"][1] == 3.0
+    p.write_text("a,b\n1,\n2,nan\n")
+    assert np.isnan(read_table(p)["b"]).all()  # without the flag NaN is read as it is
+    with pytest.raises(
+        ValidationError, match=r"c\.csv: row 2, column b: must be a number, got nan"
+    ):
+        read_table(p, refuse_nan=True)

@@ -293,6 +293,12 @@ def test_file_round_trip_and_sorting(tmp_path: Path) -> None:
         ("node,start_s,end_s,bandwith\nn0,0,5,2\n", "c.csv: unknown column(s) bandwith"),
         ("node,start_s,end_s,speed\nn0,0,5,0\n", "c.csv: row 1, column speed: must be a "
          "multiplier > 0"),
+        # "nan" is not the empty cell that means 1 (or, for end_s, until the end)
+        ("node,start_s,end_s,speed\nn0,0,5,2\nn1,0,5,nan\n", "c.csv: row 2, column speed: must "
+         "be a number, got nan"),
+        ("node,start_s,end_s\nn0,0,NaN\n", "c.csv: row 1, column end_s: must be a number, got nan"),
+        ("node,start_s,end_s,speed,speed\nn0,0,5,2,3\n", "c.csv: column(s) speed given more "
+         "than once"),
     ],
 )  # fmt: skip
 def test_bad_files_name_file_row_field(tmp_path: Path, text: str, message: str) -> None:

@@ -675,6 +675,9 @@ def test_options_are_validated() -> None:
         ("node,down_s,up_s\nn0,1,2\nn1,-1,2\n", r"row 2, column down_s: .*>= 0"),
         ("node,down_s,up_s\nn0,3,2\n", r"row 1, column up_s: must be > down_s"),
         ("node,down_s,up_s\nn0,1,5\nn0,4,6\n", r"row 2: .*overlaps the one at row 1"),
+        # "nan" is not the empty up_s that means "never back"
+        ("node,down_s,up_s\nn0,1,5\nn1,1,nan\n", r"row 2, column up_s: must be a number, got nan"),
+        ("node,down_s,up_s,up_s\nn0,1,5,6\n", r"column\(s\) up_s given more than once"),
     ],
 )
 def test_failures_file_errors_name_the_row(tmp_path: Path, text: str, message: str) -> None:

@@ -117,8 +117,13 @@ def _check_numeric_types(p: Path, columns: Mapping[str, np.ndarray], names: Any)
         )
 
 
-def read_table(path: Path) -> dict[str, np.ndarray]:
-    """Read a CSV or Parquet table into a column name -> NumPy array mapping."""
+def read_table(path: Path, *, refuse_nan: bool = False) -> dict[str, np.ndarray]:
+    """Read a CSV or Parquet table into a column name -> NumPy array mapping.
+
+    A column name given twice is refused. With ``refuse_nan``, so is a NaN
+    value (the text ``nan`` in a CSV cell): for tables whose empty cells
+    have a meaning (conditions, failures), which NaN would otherwise take on.
+    """
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise ValidationError(f"{path}: unknown table file type {suffix!r}; use .csv or .parquet")
@@ -151,10 +156,23 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         raise ValidationError(f"{path}: cannot be read as {kind}: {exc}") from None
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValidationError(
+            f"{path}: column(s) {', '.join(twice)} given more than once; each column once"
+        )
     out: dict[str, np.ndarray] = {}
     for i, name in enumerate(names):
         col = table.column(i)
+        if refuse_nan and pa.types.is_floating(col.type) and col.length() > 0:
+            nan = pc.fill_null(pc.is_nan(col), False).to_numpy(zero_copy_only=False)
+            if nan.any():
+                raise ValidationError(
+                    f"{path}: row {int(np.argmax(nan)) + 1}, column {name}: must be a number, "
+                    "got nan (leave the cell empty where the column allows it)"
+                )
         if name == "deadline_s" and col.null_count and pa.types.is_floating(col.type):
             col = col.fill_null(np.inf)  # an empty deadline means none (SPEC)
         elif name == "deadline_s" and col.null_count and pa.types.is_integer(col.type):

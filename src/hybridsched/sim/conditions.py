@@ -216,4 +216,4 @@ def read_conditions(path: str | os.PathLike[str], cluster: Cluster) -> Condition
     from hybridsched.io import read_table
 
     p = Path(path)
-    return Conditions.build(read_table(p), cluster, source=str(p))
+    return Conditions.build(read_table(p, refuse_nan=True), cluster, source=str(p))

@@ -248,7 +248,7 @@ def read_failures(path: str | os.PathLike[str], cluster: Cluster | None = None) 
     from hybridsched.io import read_table
 
     p = Path(path)
-    return FailureTrace.build(read_table(p), cluster=cluster, source=str(p))
+    return FailureTrace.build(read_table(p, refuse_nan=True), cluster=cluster, source=str(p))
 
 
 # ----------------------------------------------------------------------------
