@@ -314,6 +314,17 @@ CLUSTER_CASES: dict[str, tuple[str, str, list[str]]] = {
         ["latency_s[1]", "-0.2"],
     ),
     "duplicate_names": ("c.yaml", _mutate(_set(1, "name", "a")), ["nodes[1]", "name", "'a'"]),
+    "memory_zero": ("c.yaml", _mutate(_set(0, "memory_mb", 0)), ["memory_mb", "got 0"]),
+    "yaml_key_twice": (
+        "c.yaml",
+        "regions: 1\nregions: 2\nnodes: []\n",
+        ["not valid YAML", "key 'regions' given twice", "line 2"],
+    ),
+    "json_key_twice": (
+        "c.json",
+        '{"regions": 1, "nodes": [{"name": "a", "cores": 1, "cores": 2}]}',
+        ["not valid JSON", "key 'cores' given twice"],
+    ),
     "not_yaml": ("c.yaml", "nodes: [unclosed\n  - a: {", ["not valid YAML"]),
     "yaml_not_mapping": ("c.yaml", "just a string\n", ["mapping", "str"]),
     "not_json": ("c.json", "{not json", ["not valid JSON"]),

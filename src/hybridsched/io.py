@@ -8,6 +8,7 @@ the target and rename it, so a failed run leaves nothing half-written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -39,16 +40,50 @@ def read_cluster(path: str | os.PathLike[str]) -> Cluster:
     text = _read_text(p)
     try:
         if suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             import yaml
 
-            # the C loader when PyYAML has it (same results, ~10x faster)
-            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            data = yaml.load(text, Loader=_yaml_loader())
     except Exception as exc:  # parser errors carry line numbers in their text
         kind = "JSON" if suffix == ".json" else "YAML"
         raise ValidationError(f"{p}: not valid {kind}: {exc}") from None
     return Cluster.build(data, source=str(p))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is refused (the last would win)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} given twice in one object")
+        out[key] = value
+    return out
+
+
+@functools.cache
+def _yaml_loader() -> type:
+    """PyYAML's safe loader (the C one when PyYAML has it: same results, ~10x faster)
+    that refuses a key given twice in one mapping (the last would silently win)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def write_cluster(cluster: Cluster, path: str | os.PathLike[str]) -> None:

@@ -171,7 +171,7 @@ class Cluster:
                 ("power_max_w", False),
             ):
                 v = _number(node[f], f"{where}.{f}")
-                lo = MIN_RATE if f in ("speed", "bandwidth_mb_s") else 0.0
+                lo = MIN_RATE if positive else 0.0
                 if (positive and not lo <= v <= MAX_QUANTITY) or (not positive and not v >= 0):
                     rule = f"from {lo:g} to {MAX_QUANTITY:g}" if positive else ">= 0"
                     raise ValidationError(
