@@ -108,6 +108,7 @@ def test_policy_args_file_round_trip(tmp_path: Path) -> None:
         ("policy: aco\nantz: 4\n", None, "unknown argument(s) 'antz'"),
         ("policy: aco\nants: many\n", None, "ants"),
         ("policy: aco\nants: 4\n  - x: {\n", None, "not valid YAML"),
+        ("policy: aco\nants: 4\nants: 8\n", None, "key 'ants' given twice in one mapping"),
     ],
 )
 def test_policy_args_file_errors(tmp_path: Path, text: str, policy: str | None, message: str):

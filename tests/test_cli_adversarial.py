@@ -142,6 +142,19 @@ def test_serve_tokens_not_utf8_is_refused(tmp_path: Path) -> None:
     _refused(res, "--tokens", "tokens.yaml", "not UTF-8 text")
 
 
+def test_serve_tokens_given_twice_are_refused_without_showing_them(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        "first-token-0001: admin\nother-token-0002: reader\nfirst-token-0001: reader\n"
+    )
+    res = _cli(
+        "serve", "--cluster", str(_cluster(tmp_path)), "--tokens", str(tokens),
+        "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "0", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "--tokens", "tokens.yaml", "line 3: a token is given twice")
+    assert "first-token" not in res.stdout + res.stderr
+
+
 def test_compare_unreachable_ray_address_fails_fast(tmp_path: Path) -> None:
     # before: ray.init retried the dead address for minutes (the CLI hung past 60 s)
     pytest.importorskip("ray")

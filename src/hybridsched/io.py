@@ -42,9 +42,7 @@ def read_cluster(path: str | os.PathLike[str]) -> Cluster:
         if suffix == ".json":
             data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
-            import yaml
-
-            data = yaml.load(text, Loader=_yaml_loader())
+            data = load_yaml(text)
     except Exception as exc:  # parser errors carry line numbers in their text
         kind = "JSON" if suffix == ".json" else "YAML"
         raise ValidationError(f"{p}: not valid {kind}: {exc}") from None
@@ -61,13 +59,34 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely, refusing a key given twice in one mapping (the last would
+    silently win); such a key raises :func:`duplicate_key_error`'s class, a
+    ``yaml.YAMLError`` whose ``problem_mark`` is the second key's place."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())
+
+
+@functools.cache
+def duplicate_key_error() -> type:
+    """The ``yaml.YAMLError`` subclass :func:`load_yaml` raises for a key given twice."""
+    import yaml
+
+    class DuplicateKeyError(yaml.constructor.ConstructorError):
+        pass
+
+    return DuplicateKeyError
+
+
 @functools.cache
 def _yaml_loader() -> type:
     """PyYAML's safe loader (the C one when PyYAML has it: same results, ~10x faster)
-    that refuses a key given twice in one mapping (the last would silently win)."""
+    that refuses a key given twice in one mapping."""
     import yaml
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    error = duplicate_key_error()
 
     class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -77,7 +96,7 @@ def _yaml_loader() -> type:
                     continue
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(
+                    raise error(
                         None, None, f"key {key!r} given twice in one mapping", key_node.start_mark
                     )
                 seen.add(key)

@@ -37,8 +37,10 @@ def read_yaml_mapping(
     """
     import yaml
 
+    from hybridsched.io import load_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from hybridsched.errors import ConfigError
+from hybridsched.io import duplicate_key_error, load_yaml
 
 ROLES = ("admin", "submit", "node:NAME[,NAME...]", "node:*")
 
@@ -62,11 +63,14 @@ def read_tokens(path: str | Path) -> dict[str, str]:
     """
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        data = load_yaml(p.read_text())
     except OSError as exc:
         raise ConfigError(f"--tokens {p}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"--tokens {p}: not UTF-8 text") from None
+    except duplicate_key_error() as exc:  # its message would show the token
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ConfigError(f"--tokens {p}: line {line}: a token is given twice") from None
     except yaml.YAMLError:
         raise ConfigError(f"--tokens {p}: not valid YAML") from None
     if not isinstance(data, dict) or not data:
