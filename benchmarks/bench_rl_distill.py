@@ -180,16 +180,69 @@ def collect(
     )  # fmt: skip
 
 
-def _load(paths: list[Path]) -> tuple[np.ndarray, ...]:
-    """The rows of every file; clusters of fewer nodes are padded with masked nodes."""
+@dataclass
+class Rows:
+    """Training rows grouped by cluster size (no padding), indexed globally in file order.
+
+    ``x[g]``, ``mask[g]`` and ``y[g]`` hold the rows of the ``g``-th node count;
+    global row ``i`` is row ``local[i]`` of group ``group[i]``; ``episode[i]``
+    its episode (seed, kept apart between files).
+    """
+
+    x: list[np.ndarray]
+    mask: list[np.ndarray]
+    y: list[np.ndarray]
+    group: np.ndarray
+    local: np.ndarray
+    episode: np.ndarray
+
+    def split(self, idx: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """``idx`` (global rows) as ``(group, local rows)`` pairs, order kept within a group."""
+        g = self.group[idx]
+        return [(k, self.local[idx[g == k]]) for k in range(len(self.x)) if np.any(g == k)]
+
+
+def _load(paths: list[Path]) -> Rows:
+    """The rows of every file, one array per node count (a 600-node cluster padded
+    with the 60-node rows would take 10x their memory)."""
     parts = [np.load(p) for p in paths]
-    n = max(p["mask"].shape[1] for p in parts)
-    x = np.concatenate([np.pad(p["x"], ((0, 0), (0, n - p["x"].shape[1]), (0, 0))) for p in parts])
-    m = np.concatenate([np.pad(p["mask"], ((0, 0), (0, n - p["mask"].shape[1]))) for p in parts])
-    y = np.concatenate([p["y"] for p in parts])
-    # seeds repeat between files (a student's and the teacher's run): keep them apart
-    episode = np.concatenate([p["seed"] + 1_000_000 * k for k, p in enumerate(parts)])
-    return x, m, y, episode
+    sizes = sorted({int(p["mask"].shape[1]) for p in parts})
+    xs: dict[int, list] = {n: [] for n in sizes}
+    ms: dict[int, list] = {n: [] for n in sizes}
+    ys: dict[int, list] = {n: [] for n in sizes}
+    group, local, episode = [], [], []
+    for k, p in enumerate(parts):
+        n = int(p["mask"].shape[1])
+        y = p["y"]
+        start = sum(len(v) for v in ys[n])
+        xs[n].append(p["x"])
+        ms[n].append(p["mask"])
+        ys[n].append(y)
+        group.append(np.full(len(y), sizes.index(n), dtype=np.int64))
+        local.append(np.arange(start, start + len(y), dtype=np.int64))
+        # seeds repeat between files (a student's and the teacher's run): keep them apart
+        episode.append(p["seed"] + 1_000_000 * k)
+    return Rows(
+        x=[np.concatenate(xs[n]) for n in sizes],
+        mask=[np.concatenate(ms[n]) for n in sizes],
+        y=[np.concatenate(ys[n]) for n in sizes],
+        group=np.concatenate(group),
+        local=np.concatenate(local),
+        episode=np.concatenate(episode),
+    )
+
+
+def _batches(rows: Rows, tr: np.ndarray, rng: np.random.Generator, size: int = 256) -> list:
+    """One epoch's minibatches ``(group, local rows)``, each within one node count.
+
+    With one node count this is the single-array shuffle (the same draws); with
+    several, each group is shuffled and its batches interleaved at random.
+    """
+    perm = tr[rng.permutation(len(tr))]
+    out = [(k, b[s : s + size]) for k, b in rows.split(perm) for s in range(0, len(b), size)]
+    if len(rows.x) > 1:
+        out = [out[j] for j in rng.permutation(len(out))]
+    return out
 
 
 def train(
@@ -200,7 +253,8 @@ def train(
 
     from hybridsched.learn.network import PairScorer, load_checkpoint, save_checkpoint
 
-    x, m, y, episode = _load(paths)
+    rows = _load(paths)
+    episode = rows.episode
     rng = np.random.default_rng(seed)
     # held out by episode: a tenth of the training seeds, never trained on
     seeds = np.unique(episode)
@@ -212,28 +266,38 @@ def train(
     if start is not None:  # go on from a checkpoint's weights (same width)
         model.load_state_dict(load_checkpoint(start)[0].state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    X, M, Y = torch.from_numpy(x), torch.from_numpy(m), torch.from_numpy(y)
+    X = [torch.from_numpy(v) for v in rows.x]
+    M = [torch.from_numpy(v) for v in rows.mask]
+    Y = [torch.from_numpy(v) for v in rows.y]
     regret = FEATURE_NAMES.index("regret")
 
-    def evaluate(idx: np.ndarray) -> dict[str, float]:
+    def evaluate(idx: np.ndarray, chunk: int = 8192) -> dict[str, float]:
+        loss = hits = 0.0
         with torch.no_grad():
-            logits = model(X[idx], M[idx])
-            loss = F.cross_entropy(logits, Y[idx]).item()
-            acc = (logits.argmax(1) == Y[idx]).float().mean().item()
-        return {"loss": loss, "acc": acc}
+            for g, loc in rows.split(idx):
+                for s in range(0, len(loc), chunk):
+                    b = torch.from_numpy(loc[s : s + chunk])
+                    logits = model(X[g][b], M[g][b])
+                    loss += F.cross_entropy(logits, Y[g][b], reduction="sum").item()
+                    hits += (logits.argmax(1) == Y[g][b]).sum().item()
+        return {"loss": loss / len(idx), "acc": hits / len(idx)}
 
-    mct_pick = torch.where(M, -X[..., regret], torch.full_like(X[..., 0], -1e9)).argmax(1)
-    mct_acc = (mct_pick[val] == Y[val]).float().mean().item()
-    log = [{"epoch": 0, "val": evaluate(val), "mct_acc": mct_acc}]
-    print(json.dumps({"rows": len(y), **log[-1]}), flush=True)
+    mct_hits = 0
+    for g, loc in rows.split(val):
+        b = torch.from_numpy(loc)
+        pick = torch.where(M[g][b], -X[g][b][..., regret], -1e9).argmax(1)
+        mct_hits += int((pick == Y[g][b]).sum())
+    log = [{"epoch": 0, "val": evaluate(val), "mct_acc": mct_hits / len(val)}]
+    n_rows = len(episode)
+    sizes = {int(m.shape[1]): len(m) for m in rows.mask}
+    print(json.dumps({"rows": n_rows, "rows_by_nodes": sizes, **log[-1]}), flush=True)
     t0 = time.perf_counter()
     best = (log[0]["val"]["loss"], {k: v.clone() for k, v in model.state_dict().items()})
     for epoch in range(1, epochs + 1):
         model.train()
-        perm = tr[rng.permutation(len(tr))]
-        for s in range(0, len(perm), 256):
-            b = perm[s : s + 256]
-            loss = F.cross_entropy(model(X[b], M[b]), Y[b])
+        for g, loc in _batches(rows, tr, rng):
+            b = torch.from_numpy(loc)
+            loss = F.cross_entropy(model(X[g][b], M[g][b]), Y[g][b])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -248,7 +312,8 @@ def train(
     config = {
         "method": "distill-aco",
         "data": [str(p) for p in paths],
-        "rows": len(y),
+        "rows": n_rows,
+        "rows_by_nodes": sizes,
         "held_out_seeds": [int(v) for v in held],
         "hidden": hidden,
         "init": "mct" if start is None else str(start),
