@@ -133,3 +133,40 @@ def test_read_table_refuse_nan_tells_nan_from_an_empty_cell(tmp_path) -> None:
         ValidationError, match=r"c\.csv: row 2, column b: must be a number, got nan"
     ):
         read_table(p, refuse_nan=True)
+
+
+def test_load_yaml_refuses_keys_given_twice_and_unhashable_keys_cleanly() -> None:
+    import yaml
+
+    from hybridsched.io import duplicate_key_error, load_yaml
+
+    assert load_yaml("a: 1\nb: {c: 2}\n") == {"a": 1, "b": {"c": 2}}
+    assert load_yaml("x: &x {p: 1}\ny:\n  <<: *x\n  q: 2\n")["y"] == {"p": 1, "q": 2}
+    with pytest.raises(duplicate_key_error(), match=r"key 'a' given twice") as info:
+        load_yaml("b: 0\na: 1\na: 2\n")
+    assert info.value.problem_mark.line == 2  # the second 'a', 0-based
+    with pytest.raises(duplicate_key_error(), match=r"key True given twice .*\(as 1 before\)"):
+        load_yaml("1: a\ntrue: b\n")  # one would replace the other in the dict
+    with pytest.raises(yaml.YAMLError, match="unhashable") as other:
+        load_yaml("? [a]\n: 1\n")  # PyYAML's own refusal, not a TypeError
+    assert not isinstance(other.value, duplicate_key_error())
+
+
+def test_parquet_text_nan_in_a_conditions_file_is_refused(tmp_path) -> None:
+    from hybridsched.errors import ValidationError
+    from hybridsched.sim.conditions import read_conditions
+    from hybridsched.sim.options import read_failures
+
+    cluster = make_cluster([{}, {}])
+    p = tmp_path / "c.parquet"
+    pq.write_table(
+        pa.table({"node": ["n0"], "start_s": [0.0], "end_s": [5.0], "speed": ["nan"]}), p
+    )
+    with pytest.raises(ValidationError, match=r"row 1, column speed: must be a number, got nan"):
+        read_conditions(p, cluster)
+    q = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"node": ["n0"], "down_s": [1.0], "up_s": ["nan"]}), q)
+    with pytest.raises(ValidationError, match=r"row 1, column up_s: must be a number, got nan"):
+        read_failures(q, cluster)
+    pq.write_table(pa.table({"node": ["n0"], "down_s": [1.0], "up_s": [None]}), q)
+    assert read_failures(q, cluster).up_s.tolist() == [np.inf]  # a null is an empty cell

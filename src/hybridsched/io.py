@@ -90,16 +90,25 @@ def _yaml_loader() -> type:
 
     class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: set[Any] = set()
+            seen: dict[Any, Any] = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 key = self.construct_object(key_node, deep=deep)
-                if key in seen:
+                try:
+                    first = seen.get(key, seen)
+                except TypeError:  # an unhashable key: the base class refuses it
+                    continue
+                if first is not seen:
+                    # equal in Python (1 and true too): one would replace the other
+                    also = "" if repr(first) == repr(key) else f" (as {first!r} before)"
                     raise error(
-                        None, None, f"key {key!r} given twice in one mapping", key_node.start_mark
+                        None,
+                        None,
+                        f"key {key!r} given twice in one mapping{also}",
+                        key_node.start_mark,
                     )
-                seen.add(key)
+                seen[key] = key
             return super().construct_mapping(node, deep=deep)
 
     return UniqueKeyLoader

@@ -223,7 +223,11 @@ def _numbers(raw: Any, name: str, source: str, empty: float | None) -> np.ndarra
                 raise ValidationError(
                     f"{source}: row {k + 1}, column {name}: must be a number, got {_plain(v)}"
                 ) from None
-            blank[k] = np.isnan(out[k])
+            if isinstance(v, str) and np.isnan(out[k]):  # text "nan" is not an empty cell
+                raise ValidationError(
+                    f"{source}: row {k + 1}, column {name}: must be a number, got nan"
+                )
+            blank[k] = np.isnan(out[k])  # a missing value of a pandas frame
     if blank.any():
         if empty is None:
             k = int(np.argmax(blank))
