@@ -61,7 +61,10 @@ def overrides(variant: str) -> dict[str, Any]:
     out = {}
     for item in variant.split(","):
         key, _, value = item.partition("=")
-        out[key.strip()] = float(value) if "." in value else int(value)
+        try:
+            out[key.strip()] = int(value)
+        except ValueError:  # a fraction (ls_gap=0.02, 1e-3)
+            out[key.strip()] = float(value)
     return out
 
 
