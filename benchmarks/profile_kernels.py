@@ -11,9 +11,9 @@ inlined into another (``inline="always"``, or by LLVM) counts as its caller.
 The numba runtime's reference counting (``NRT_incref``/``NRT_decref``, compiled
 in the process too) shows as its own rows.
 
-Compilation is in the profile too (about a minute of it, in ``libllvmlite``);
-only the compiled code's share is printed, as a share of the samples that fell
-in compiled code.
+Compilation is in the profile too (about a minute of it, in ``libllvmlite``,
+before the measured run); only the compiled code's share is printed, as a share
+of the samples that fell in compiled code, warm-up run included.
 
     python benchmarks/profile_kernels.py --case bursty --policy hybrid
     python benchmarks/profile_kernels.py --case trace30 --policy aco --policy-arg ls_gap=0.02
@@ -86,11 +86,13 @@ def run_case(a: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
     from bench_cases import instance
     from bench_scale import Timed
+    from bench_scale import run_case as warm_up
     from hybridsched.policies import make_policy
     from hybridsched.sim import Engine
     from hybridsched.workload.scenarios import generate_instance
 
     args = dict(kv.split("=", 1) for kv in a.policy_arg)
+    warm_up(a.policy, 20, "short", 200)  # compile first: the measured run then only decides
     with tempfile.TemporaryDirectory() as tmp:
         if a.case in CASES:
             cluster, workload = instance(a.case, Path(tmp), a.trace)
@@ -150,6 +152,11 @@ def main() -> None:
         from bench_cases import TRACE
 
         a.trace = TRACE
+    from hybridsched.workload.scenarios import SCENARIOS
+
+    if a.case not in CASES and a.case not in SCENARIOS:
+        known = ", ".join([*CASES, *SCENARIOS])
+        ap.error(f"--case {a.case!r}: must be one of {known}")
     if a.case == "trace30" and not a.trace.exists():
         ap.error(f"--case trace30: the trace {a.trace} is not there (give --trace)")
     if a.addresses:
