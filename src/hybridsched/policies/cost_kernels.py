@@ -121,20 +121,21 @@ def simulate_small(t0, cf_sorted, ready, key0, key1, tid, dur, start, order, wai
 
 
 @njit(cache=True, inline="always")
-def _schedule(p, j, members, nm, ws):
+def _schedule(p, j, members, nm, fin, q_fin, buf, ibuf):
     """:func:`node_schedule`, resumed from the node's queue plan (see ``queue_plan``).
 
-    Writes the finish time of each member to ``ws[4]`` and, for the queued
-    tasks the plan leaves after the resume point, to ``ws[5]``; the others
-    keep their finish without the batch (``p.q_f0``), which is not written.
+    Writes the finish time of each member to ``fin`` (``ws[4]``) and, for the
+    queued tasks the plan leaves after the resume point, to ``q_fin``
+    (``ws[5]``); the others keep their finish without the batch (``p.q_f0``),
+    which is not written. ``buf`` and ``ibuf`` are ``ws[6]`` and ``ws[7]``:
+    the scratch is passed as its arrays, not as the tuple, because a function
+    that takes the tuple counts a reference to each of its twelve arrays.
 
     Returns:
         ``(last, a, r)``: the node's last finish, and the plan positions ``a`` to
         ``a + r`` (into ``p.qp_q``) whose queued tasks were rescheduled; their
-        indices are in ``ws[7][3, :r]``, ascending.
+        indices are in ``ibuf[3, :r]``, ascending.
     """
-    fin = ws[4]
-    q_fin = ws[5]
     lo = p.q_off[j]
     nq = p.q_off[j + 1] - lo
     if nq + nm <= p.n_idle[j]:
@@ -151,7 +152,6 @@ def _schedule(p, j, members, nm, ws):
     k = resume_point(p, j, members, nm) if resumable(nq, nm) else 0
     r = nq - k
     m = r + nm
-    ibuf = ws[7]
     qs = ibuf[3, :r]
     if k == 0:
         for i in range(r):
@@ -171,7 +171,6 @@ def _schedule(p, j, members, nm, ws):
                 qs[h] = x
         else:
             qs[:] = np.sort(qs)
-    buf = ws[6]
     ready = buf[0, :m]
     k0 = buf[1, :m]
     k1 = buf[2, :m]
@@ -230,7 +229,7 @@ def node_schedule(p, j, members, nm, ws):
     Returns:
         the node's last finish (running, queued and new tasks), s.
     """
-    last, a, _ = _schedule(p, j, members, nm, ws)
+    last, a, _ = _schedule(p, j, members, nm, ws[4], ws[5], ws[6], ws[7])
     for i in range(p.q_off[j], a):
         q = p.qp_q[i]
         ws[5][q] = p.q_f0[q]
@@ -247,11 +246,16 @@ def node_cost(p, j, members, nm, ws):
     Returns:
         ``(cost, last finish on the node)``; the cost is already divided by ``B``.
     """
+    return node_cost_in(p, j, members, nm, ws[4], ws[5], ws[6], ws[7])
+
+
+@njit(cache=True)
+def node_cost_in(p, j, members, nm, fin, q_fin, buf, ibuf):
+    """:func:`node_cost` on the scratch's arrays ``ws[4]`` to ``ws[7]`` (for the hot
+    loops: they take the arrays from the tuple once, see :func:`_schedule`)."""
     if nm == 0:
         return 0.0, _last0(p, j)
-    last, _, r = _schedule(p, j, members, nm, ws)
-    fin = ws[4]
-    q_fin = ws[5]
+    last, _, r = _schedule(p, j, members, nm, fin, q_fin, buf, ibuf)
     wr = p.w_response
     we = p.w_energy
     c = 0.0
@@ -265,7 +269,7 @@ def node_cost(p, j, members, nm, ws):
     if r > 0 and p.w_displaced > 0:
         # the queued tasks before the resume point keep their finish (no delay, no new miss)
         extra = 0.0
-        qs = ws[7][3]
+        qs = ibuf[3]
         for i in range(r):
             q = qs[i]
             f = q_fin[q]
@@ -343,6 +347,7 @@ def evaluate_one(p, nodes, ws):
     per-node keys): a wrong hit needs both to collide.
     """
     head, nxt, touched, members = ws[0], ws[1], ws[2], ws[3]
+    fin, q_fin, buf, ibuf = ws[4], ws[5], ws[6], ws[7]
     zkey, mkey, mval, count = ws[8], ws[9], ws[10], ws[11]
     b = nodes.shape[0]
     nt = 0
@@ -370,7 +375,7 @@ def evaluate_one(p, nodes, ws):
             c = mval[slot, 0]
             lj = mval[slot, 1]
         else:
-            c, lj = node_cost(p, j, members, nm, ws)
+            c, lj = node_cost_in(p, j, members, nm, fin, q_fin, buf, ibuf)
             memo_put(mkey, mval, count, slot, h1, h2, c, lj)
         total += c
         last = max(last, lj)

@@ -76,16 +76,24 @@ def _members(head, nxt, j, skip, add, members):
 
 
 @njit(cache=True)
-def _node_cost(p, ws, head, nxt, j, skip, add, members):
+def _node_cost(p, sc, head, nxt, j, skip, add, members):
+    # sc: the scratch arrays the cost and its memo use (see _scratch)
+    fin, q_fin, buf, ibuf, zkey, mkey, mval, count = sc
     nm = _members(head, nxt, j, skip, add, members)
-    zkey, mkey, mval, count = ws[8], ws[9], ws[10], ws[11]
     h1, h2 = costmod.memo_key(zkey, j, members, nm)
     found, s = costmod.memo_get(mkey, h1, h2)
     if found:
         return mval[s, 0], mval[s, 1]
-    c, last = costmod.node_cost(p, j, members, nm, ws)
+    c, last = costmod.node_cost_in(p, j, members, nm, fin, q_fin, buf, ibuf)
     costmod.memo_put(mkey, mval, count, s, h1, h2, c, last)
     return c, last
+
+
+@njit(cache=True, inline="always")
+def _scratch(ws):
+    """The eight of the scratch's twelve arrays that a node's cost uses: a call that
+    takes the whole tuple counts a reference to each of its arrays, on every call."""
+    return ws[4], ws[5], ws[6], ws[7], ws[8], ws[9], ws[10], ws[11]
 
 
 TOP = 3
@@ -221,13 +229,14 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
     none = np.int64(-1)
     use_lb = lb.shape[0] > 0
     head, nxt = node_lists(sol, n)
+    sc = _scratch(ws)
     ncost = np.zeros(n)
     nlast = np.empty(n)
     for j in range(n):
         nlast[j] = costmod._last0(p, j)
     for j in range(n):
         if head[j] >= 0:
-            ncost[j], nlast[j] = _node_cost(p, ws, head, nxt, j, none, none, members)
+            ncost[j], nlast[j] = _node_cost(p, sc, head, nxt, j, none, none, members)
     top_v = np.empty(TOP)
     top_j = np.empty(TOP, dtype=np.int64)
     _top_scan(nlast, top_v, top_j)
@@ -245,14 +254,14 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                 continue
             active[t] = False
             a = sol[t]
-            ca, la = _node_cost(p, ws, head, nxt, a, t, none, members)
+            ca, la = _node_cost(p, sc, head, nxt, a, t, none, members)
             gain = cur - (body - ncost[a] + ca + _horizon(p, top_v, top_j, a, la, none, 0.0))
             for c in range(ncand[t]):
                 j = cand[t, c]
                 if j == a or (use_lb and lb[t, c] >= gain):
                     continue
                 evals += 1
-                cj, lj = _node_cost(p, ws, head, nxt, j, none, t, members)
+                cj, lj = _node_cost(p, sc, head, nxt, j, none, t, members)
                 new_body = body - ncost[a] - ncost[j] + ca + cj
                 new = new_body + _horizon(p, top_v, top_j, a, la, j, lj)
                 if new < cur - tol:
@@ -264,7 +273,7 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                     active[t] = False
                     looked[t] = True
                     a = j
-                    ca, la = _node_cost(p, ws, head, nxt, a, t, none, members)
+                    ca, la = _node_cost(p, sc, head, nxt, a, t, none, members)
                     gain = cur - (
                         body - ncost[a] + ca + _horizon(p, top_v, top_j, a, la, none, 0.0)
                     )
@@ -286,8 +295,8 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
                     continue
                 evals += 1
                 # a loses t1 and gains t2, j the reverse
-                ca, la = _node_cost(p, ws, head, nxt, a, t1, t2, members)
-                cj, lj = _node_cost(p, ws, head, nxt, j, t2, t1, members)
+                ca, la = _node_cost(p, sc, head, nxt, a, t1, t2, members)
+                cj, lj = _node_cost(p, sc, head, nxt, j, t2, t1, members)
                 new_body = body - ncost[a] - ncost[j] + ca + cj
                 new = new_body + _horizon(p, top_v, top_j, a, la, j, lj)
                 if new < cur - tol:

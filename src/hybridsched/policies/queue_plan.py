@@ -188,40 +188,34 @@ def resume_point(p, j, members, nm):
         return 0
     nc = p.cores[j]
     base = p.qs_off[j]
-    # the plan's arrays, read once
-    qp_t = p.qp_t[lo : lo + nq]
-    qp_q = p.qp_q[lo : lo + nq]
-    qp_max = p.qp_max
-    snap = p.snap
-    ready = p.ready
-    key0, key1, tids = p.key0, p.key1, p.tid
-    q_key0, q_key1, q_ready, q_tid = p.q_key0, p.q_key1, p.q_ready, p.q_tid
+    # the problem's arrays are read where they are used: a local name for an array costs
+    # numba a counted reference on every call, reads inside the loops cost none
     best = nq
     for i in range(nm):
         t = members[i]
-        r = ready[t, j]
-        k0 = key0[t]
-        k1 = key1[t]
-        tid = tids[t]
+        r = p.ready[t, j]
+        k0 = p.key0[t]
+        k1 = p.key1[t]
+        tid = p.tid[t]
         # the first dispatch at or after r (dispatch times never decrease)
         a = 0
         b = best
         while a < b:
             mid = (a + b) >> 1
-            if qp_t[mid] < r:
+            if p.qp_t[lo + mid] < r:
                 a = mid + 1
             else:
                 b = mid
         # the longest run of dispatches from there that the task cannot disturb
         k = a
-        for lv in range(qp_max.shape[0] - 1, -1, -1):
+        for lv in range(p.qp_max.shape[0] - 1, -1, -1):
             if k + (1 << lv) > best:
                 continue
-            x = qp_max[lv, lo + k]
-            if snap[base + x * nc] < qp_t[x]:
+            x = p.qp_max[lv, lo + k]
+            if p.snap[base + x * nc] < p.qp_t[lo + x]:
                 continue
-            q = qp_q[x]
-            if _key_before(k0, k1, r, tid, q_key0[q], q_key1[q], q_ready[q], q_tid[q]):
+            q = p.qp_q[lo + x]
+            if _key_before(k0, k1, r, tid, p.q_key0[q], p.q_key1[q], p.q_ready[q], p.q_tid[q]):
                 continue
             k += 1 << lv
         best = k
