@@ -77,7 +77,7 @@ def _members(head, nxt, j, skip, add, members):
 
 @njit(cache=True)
 def _node_cost(p, sc, head, nxt, j, skip, add, members):
-    # sc: the scratch arrays the cost and its memo use (see _scratch)
+    # sc: ws[4:12], the scratch arrays the cost and its memo use
     fin, q_fin, buf, ibuf, zkey, mkey, mval, count = sc
     nm = _members(head, nxt, j, skip, add, members)
     h1, h2 = costmod.memo_key(zkey, j, members, nm)
@@ -87,13 +87,6 @@ def _node_cost(p, sc, head, nxt, j, skip, add, members):
     c, last = costmod.node_cost_in(p, j, members, nm, fin, q_fin, buf, ibuf)
     costmod.memo_put(mkey, mval, count, s, h1, h2, c, last)
     return c, last
-
-
-@njit(cache=True, inline="always")
-def _scratch(ws):
-    """The eight of the scratch's twelve arrays that a node's cost uses: a call that
-    takes the whole tuple counts a reference to each of its arrays, on every call."""
-    return ws[4], ws[5], ws[6], ws[7], ws[8], ws[9], ws[10], ws[11]
 
 
 TOP = 3
@@ -229,7 +222,9 @@ def local_search(p, ws, sol, cand, ncand, lb, sweeps, swaps, members, active, by
     none = np.int64(-1)
     use_lb = lb.shape[0] > 0
     head, nxt = node_lists(sol, n)
-    sc = _scratch(ws)
+    # the eight scratch arrays a node's cost and its memo use: a call that takes the whole
+    # tuple counts a reference to each of its twelve arrays, on every call
+    sc = ws[4:12]
     ncost = np.zeros(n)
     nlast = np.empty(n)
     for j in range(n):
