@@ -112,6 +112,50 @@ def test_hybrid_config_refuses_a_zero_interval() -> None:
         HybridTrainConfig(decision_interval=0.0)
 
 
+@pytest.mark.parametrize("config_class", [TrainConfig, HybridTrainConfig])
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("seed", -1, "seed must be an integer >= 0, got -1"),
+        ("seed", 1.5, "seed must be an integer >= 0, got 1.5"),
+        ("minutes", -2.0, "minutes must be a number >= 0, got -2.0"),
+        ("minutes", float("inf"), "minutes must be a number >= 0, got inf"),
+        ("workers", 2, "the local backend trains in this process"),
+    ],
+)
+def test_both_configs_check_the_run_fields_alike(config_class, field, value, needle) -> None:
+    from hybridsched.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle) as err:
+        config_class(**{field: value})
+    assert str(err.value).startswith(("--workers", config_class.what))
+
+
+def test_config_from_dict_lists_the_known_keys_and_round_trips() -> None:
+    from hybridsched.errors import ConfigError
+
+    for config in (RL_TINY, HYBRID_TINY):
+        assert type(config).from_dict(config.to_dict()) == config
+        with pytest.raises(ConfigError, match=r"unknown key\(s\) sed; known: .*seed"):
+            type(config).from_dict({**config.to_dict(), "sed": 3})
+
+
+def test_curve_log_takes_its_columns_from_the_rows(tmp_path: Path) -> None:
+    from hybridsched.train.scaffold import CurveLog
+
+    log = CurveLog(tmp_path / "curve.csv")
+    log.append({"elapsed_s": 1.5, "updates": 1})
+    log.append({"elapsed_s": 3.0, "updates": 2})
+    assert (tmp_path / "curve.csv").read_text().splitlines() == [
+        "elapsed_s,updates",
+        "1.5,1",
+        "3.0,2",
+    ]
+    with pytest.raises(ValueError, match="columns \\['elapsed_s', 'updates'\\]"):
+        log.append({"updates": 3, "elapsed_s": 4.5})
+    assert len(log.rows()) == 2
+
+
 @pytest.fixture(scope="module")
 def cli():
     from hybridsched.cli.app import _register, app

@@ -63,9 +63,21 @@ DUR_BOOKED = 2  # the one booked at assignment (st.dur)
 
 
 @njit(cache=True)
+def _ev_put(ev, k, t, code):
+    # slot k holds an event as two floats, its time and then its code, side by side
+    # (one cache line per heap level); a code is an integer below 2^53, exact in float64
+    ev[2 * k] = t
+    ev[2 * k + 1] = code
+
+
+@njit(cache=True)
+def _ev_move(ev, dst, src):
+    ev[2 * dst] = ev[2 * src]
+    ev[2 * dst + 1] = ev[2 * src + 1]
+
+
+@njit(cache=True)
 def _ev_push(st, t, code):
-    # time and code side by side (one cache line per heap level); a code is an
-    # integer below 2^53, exact in float64
     k = st.counters[C_EVENTS]
     st.counters[C_EVENTS] = k + 1
     ev = st.ev
@@ -73,11 +85,9 @@ def _ev_push(st, t, code):
         parent = (k - 1) >> 1
         if ev[2 * parent] <= t:
             break
-        ev[2 * k] = ev[2 * parent]
-        ev[2 * k + 1] = ev[2 * parent + 1]
+        _ev_move(ev, k, parent)
         k = parent
-    ev[2 * k] = t
-    ev[2 * k + 1] = code
+    _ev_put(ev, k, t, code)
 
 
 @njit(cache=True)
@@ -98,11 +108,9 @@ def _ev_pop(st):
                 child += 1
             if ev[2 * child] >= t:
                 break
-            ev[2 * k] = ev[2 * child]
-            ev[2 * k + 1] = ev[2 * child + 1]
+            _ev_move(ev, k, child)
             k = child
-        ev[2 * k] = t
-        ev[2 * k + 1] = c
+        _ev_put(ev, k, t, c)
     return code
 
 

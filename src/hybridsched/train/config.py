@@ -9,8 +9,9 @@ Kept apart from the trainers so that reading them needs no torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from hybridsched.errors import ConfigError
 
@@ -89,17 +90,63 @@ class EpisodeConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig(EpisodeConfig):
-    """Everything a training run needs; written to ``config.json`` and into checkpoints."""
+class RunConfig(EpisodeConfig):
+    """What the training scaffold (:class:`~hybridsched.train.scaffold.TrainingRun`) reads
+    of every run's config: the seed, the budget, the evaluation cadence and where the
+    work runs; checked here once for both trainers, with the unknown-key check of
+    :meth:`from_dict` and the JSON form of :meth:`to_dict`."""
 
-    objective: Objective = field(default_factory=_objective)
-    """Weights of response time, deadline misses by priority and energy."""
     seed: int = 0
     """Root seed of the run."""
     minutes: float = 10.0
     """Wall-clock budget, minutes (evaluation included)."""
     max_updates: int = 0
     """Stop after this many updates (0: only the time budget counts)."""
+    eval_every_s: float = 30.0
+    """Seconds of training between evaluations (one also at the start and the end)."""
+    threads: int = 1
+    """Torch threads (1: the tensors are small, and 2 shared cores oversubscribe badly)."""
+    backend: str = "local"
+    """Where the simulation runs: ``local`` (this process) or ``ray`` (Ray actors)."""
+    workers: int = 1
+    """Workers (Ray actors), each simulating a share of the run: rl's rollout shards,
+    hybrid's collection runs and their snapshots' ants."""
+
+    what: ClassVar[str] = "train config"
+    """How messages name the config."""
+
+    def __post_init__(self) -> None:
+        check_workers(self.backend, self.workers)
+        self.spec()  # validates drift and estimates
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"{self.what}: seed must be an integer >= 0, got {self.seed!r}")
+        m = self.minutes
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < math.inf:
+            raise ConfigError(f"{self.what}: minutes must be a number >= 0, got {m!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able mapping (inverse of :meth:`from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a mapping; unknown keys are refused, listing the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(
+                f"{cls.what}: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """Everything a training run needs; written to ``config.json`` and into checkpoints."""
+
+    objective: Objective = field(default_factory=_objective)
+    """Weights of response time, deadline misses by priority and energy."""
     n_envs: int = 256
     """Simulator copies stepped together."""
     rollout_steps: int = 16
@@ -136,24 +183,15 @@ class TrainConfig(EpisodeConfig):
     """Number of validation seeds."""
     eval_tasks: int = 5000
     """Tasks per validation episode."""
-    eval_every_s: float = 30.0
-    """Seconds of training between evaluations (one also at the start and the end)."""
-    threads: int = 1
-    """Torch threads (1 is fastest on 2 shared cores)."""
     shards: int = 1
     """Fixed groups of the copies, each with its own random streams and network forward:
     the weights depend on it, not on ``workers`` (:mod:`hybridsched.train.rl_rollout`)."""
-    backend: str = "local"
-    """Where the rollouts run: ``local`` (this process) or ``ray`` (Ray actors)."""
-    workers: int = 1
-    """Rollout workers (Ray actors); each steps a contiguous share of the shards."""
 
     def __post_init__(self) -> None:
-        check_workers(self.backend, self.workers)
-        self.spec()  # validates drift and estimates
+        super().__post_init__()
         _require_counts(
             self,
-            "train config",
+            self.what,
             (
                 "n_tasks",
                 "n_envs",
@@ -181,10 +219,8 @@ class TrainConfig(EpisodeConfig):
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)!r}")
-        if self.minutes < 0 or self.lr <= 0 or self.clip <= 0:
-            raise ConfigError("train config: minutes >= 0, lr > 0 and clip > 0 are required")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"train config: seed must be an integer >= 0, got {self.seed!r}")
+        if self.lr <= 0 or self.clip <= 0:
+            raise ConfigError("train config: lr > 0 and clip > 0 are required")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping (inverse of :meth:`from_dict`)."""
@@ -195,23 +231,16 @@ class TrainConfig(EpisodeConfig):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a mapping; unknown keys are refused, listing the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(
-                f"train config: unknown key(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        data = dict(data)
         from hybridsched.train.objective import Objective
 
-        if "objective" in data and not isinstance(data["objective"], Objective):
-            data["objective"] = Objective.from_dict(data["objective"])
-        return cls(**data)
+        objective = data.get("objective")
+        if objective is not None and not isinstance(objective, Objective):
+            data = {**data, "objective": Objective.from_dict(objective)}
+        return super().from_dict(data)
 
 
 @dataclass(frozen=True)
-class HybridTrainConfig(EpisodeConfig):
+class HybridTrainConfig(RunConfig):
     """Everything a hybrid training run needs; written to ``config.json`` and checkpoints.
 
     The episodes are the collection runs (MCT decides; their batches are the snapshots).
@@ -223,12 +252,9 @@ class HybridTrainConfig(EpisodeConfig):
     """Batching interval, s; > 0 (the hybrid decides batches)."""
     queue: str = "priority"
     """Queue discipline at the nodes."""
-    seed: int = 0
-    """Root seed."""
+    # two of RunConfig's fields, with this trainer's defaults
     minutes: float = 5.0
-    """Wall-clock budget, minutes."""
-    max_updates: int = 0
-    """Stop after this many updates (0: time only)."""
+    eval_every_s: float = 60.0
     collect_runs: int = 4
     """Simulated runs the snapshots are collected from."""
     keep: float = 0.5
@@ -255,23 +281,16 @@ class HybridTrainConfig(EpisodeConfig):
     """Validation seeds."""
     eval_tasks: int = 1500
     """Tasks per validation run."""
-    eval_every_s: float = 60.0
-    """Seconds between evaluations (one also at the start and the end)."""
-    threads: int = 1
-    """Torch threads (1: the tensors are small, and 2 shared cores oversubscribe badly)."""
-    backend: str = "local"
-    """Where collection and ant sampling run: ``local`` (this process) or ``ray`` (actors)."""
-    workers: int = 1
-    """Workers (Ray actors); each collects a share of the runs and samples their snapshots' ants."""
+
+    what: ClassVar[str] = "hybrid train config"
 
     def __post_init__(self) -> None:
-        self.spec()  # validates drift and estimates
+        super().__post_init__()
         _require_counts(
             self,
-            "hybrid train config",
+            self.what,
             ("n_tasks", "collect_runs", "ants", "snapshots_per_update", "candidates", "threads"),
         )
-        check_workers(self.backend, self.workers)
         if self.ants < 2:
             raise ConfigError(f"hybrid train config: ants must be >= 2, got {self.ants}")
         if not 0 < self.keep <= 1:
@@ -281,16 +300,3 @@ class HybridTrainConfig(EpisodeConfig):
                 "hybrid train config: decision_interval must be > 0 (the hybrid decides "
                 f"batches; at 0 every batch is one task), got {self.decision_interval!r}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able mapping."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HybridTrainConfig:
-        """Build from a mapping; unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"hybrid train config: unknown key(s) {', '.join(sorted(unknown))}")
-        return cls(**data)

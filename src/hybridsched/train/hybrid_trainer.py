@@ -323,16 +323,6 @@ def expected_cost(
         return reinforce_loss(model, snaps, config, rng)[1]
 
 
-CURVE_COLUMNS = (
-    "elapsed_s",
-    "updates",
-    "train_ant_cost",
-    "val_mean_response_s",
-    "mct_mean_response_s",
-    "best_mean_response_s",
-)
-
-
 @dataclass
 class HybridProgress(scaffold.Progress):
     """Where a hybrid run stands; its scores are mean responses, s.
@@ -353,13 +343,11 @@ class HybridTrainer(TrainingRun):
 
     config_class = HybridTrainConfig
     progress_class = HybridProgress
-    curve_columns = CURVE_COLUMNS
 
     def __init__(self, config: HybridTrainConfig, out: Path) -> None:
         super().__init__(config, out)
-        ss = np.random.SeedSequence(config.seed)
         # not in state.pt: the snapshots are collected again on resume, with the same draws
-        self._collect_ss, sample_ss, pick_ss = ss.spawn(3)
+        self._collect_ss, sample_ss, pick_ss = self.seeds.spawn(3)
         self.model, self.init_config = load_checkpoint(config.init or FALLBACK_CHECKPOINT)
         self.model.train()
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -500,13 +488,14 @@ class HybridTrainer(TrainingRun):
     def curve_row(self, details: None) -> dict[str, Any]:
         """The curve row of the latest evaluation."""
         p = self.progress
-        return dict(
-            zip(
-                CURVE_COLUMNS,
-                [f"{p.elapsed_s:.1f}", p.updates, p.train, p.val, p.mct, p.best],
-                strict=True,
-            )
-        )
+        return {
+            "elapsed_s": f"{p.elapsed_s:.1f}",
+            "updates": p.updates,
+            "train_ant_cost": p.train,
+            "val_mean_response_s": p.val,
+            "mct_mean_response_s": p.mct,
+            "best_mean_response_s": p.best,
+        }
 
     def plot(self) -> None:
         """Redraw ``curve.png``."""

@@ -114,19 +114,27 @@ class CurveLog:
     """The learning curve, ``curve.csv``: one row per evaluation, appended.
 
     Args:
-        path: the CSV file (its header is written with the first row).
-        columns: the column names, in order.
+        path: the CSV file; its header is the first row's keys, in their order.
     """
 
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.columns = tuple(columns)
 
     def append(self, row: Mapping[str, Any]) -> None:
-        """Append one row (its keys are exactly the columns)."""
+        """Append one row; its keys, in order, must be the file's columns.
+
+        Raises:
+            ValueError: the file's header names other columns.
+        """
+        columns = list(row)
+        if self.path.is_file():
+            with self.path.open(newline="") as fh:
+                header = next(csv.reader(fh), [])
+            if header != columns:
+                raise ValueError(f"{self.path}: columns {header}, not the row's {columns}")
         new = not self.path.is_file()
         with self.path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.columns)
+            w = csv.DictWriter(fh, fieldnames=columns)
             if new:
                 w.writeheader()
             w.writerow(row)
@@ -163,7 +171,7 @@ def plot_curve(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = CurveLog(csv_path, ()).rows()
+    rows = CurveLog(csv_path).rows()
     if not rows:
         return
     t = [float(r["elapsed_s"]) / 60 for r in rows]
@@ -196,9 +204,9 @@ def check_budget(minutes: float) -> None:
 class TrainingRun:
     """The loop, checkpoints and save/resume that every trainer shares.
 
-    :attr:`config` is a frozen dataclass with ``seed``, ``minutes``,
-    ``max_updates``, ``eval_every_s`` and ``threads``, and ``to_dict`` /
-    ``from_dict``. Subclasses call ``super().__init__(config, out)``, set
+    :attr:`config` is a :class:`~hybridsched.train.config.RunConfig` (``seed``,
+    ``minutes``, ``max_updates``, ``eval_every_s``, ``threads``, ``to_dict`` /
+    ``from_dict``). Subclasses call ``super().__init__(config, out)``, set
     :attr:`model` and :attr:`optim`, and implement the methods below that raise
     ``NotImplementedError``.
     """
@@ -207,8 +215,6 @@ class TrainingRun:
     """The config dataclass (for :meth:`resume`)."""
     progress_class: ClassVar[type[Progress]] = Progress
     """The progress dataclass (for :meth:`resume`)."""
-    curve_columns: ClassVar[tuple[str, ...]] = ()
-    """Columns of ``curve.csv``; the first is ``elapsed_s``."""
 
     config: Any
     out: Path
@@ -220,6 +226,8 @@ class TrainingRun:
         self.config = config
         self.out = Path(out)
         self.progress = self.progress_class()
+        self.seeds = np.random.SeedSequence(config.seed)
+        """The run's root seed sequence; a trainer spawns its random streams from it."""
         self.ray_address: str | None = None
         """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
 
@@ -257,7 +265,7 @@ class TrainingRun:
         return best
 
     def curve_row(self, details: Any) -> dict[str, Any]:
-        """The curve row of the evaluation just recorded (every column of :attr:`curve_columns`)."""
+        """The curve row of the evaluation just recorded: column -> value, ``elapsed_s`` first."""
         raise NotImplementedError
 
     def extra_state(self) -> dict[str, Any]:
@@ -335,7 +343,7 @@ class TrainingRun:
         if self.record_score(score):
             save_checkpoint(self.out / "best.pt", self.model, self.resolved_config())
         row = self.curve_row(details)
-        CurveLog(self.out / "curve.csv", self.curve_columns).append(row)
+        CurveLog(self.out / "curve.csv").append(row)
         self.save_state()
         self.plot()
         log.info("update %d: validation %.4f", self.progress.updates, score)

@@ -101,21 +101,6 @@ class Progress(scaffold.Progress):
         return self.decisions / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-CURVE_COLUMNS = (
-    "elapsed_s",
-    "updates",
-    "decisions",
-    "rollout_decisions_per_s",
-    "training_decisions_per_s",
-    "overall_decisions_per_s",
-    "train_objective",
-    "val_objective",
-    "val_mean_response_s",
-    "mct_objective",
-    "best_objective",
-)
-
-
 def greedy_actor(model: PairScorer) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """``act(obs, mask, best) -> nodes``: the argmax of the masked scores (for ``run_greedy``)."""
 
@@ -132,12 +117,10 @@ class Trainer(TrainingRun):
 
     config_class = TrainConfig
     progress_class = Progress
-    curve_columns = CURVE_COLUMNS
 
     def __init__(self, config: TrainConfig, out: Path) -> None:
         super().__init__(config, out)
-        ss = np.random.SeedSequence(config.seed)
-        init_ss, sample_ss, order_ss, episode_ss = ss.spawn(4)
+        init_ss, sample_ss, order_ss, episode_ss = self.seeds.spawn(4)
         with torch.random.fork_rng():
             torch.manual_seed(int(init_ss.generate_state(1)[0]))
             self.model = PairScorer(N_FEATURES, config.hidden, config.init)
