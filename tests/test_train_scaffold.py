@@ -128,7 +128,19 @@ def test_both_configs_check_the_run_fields_alike(config_class, field, value, nee
 
     with pytest.raises(ConfigError, match=needle) as err:
         config_class(**{field: value})
-    assert str(err.value).startswith(("--workers", config_class.what))
+    assert str(err.value).startswith("--workers 2:" if field == "workers" else config_class.what)
+
+
+def test_trainers_spawn_their_streams_from_the_root_seed(tmp_path: Path) -> None:
+    import numpy as np
+
+    rl = Trainer(RL_TINY, tmp_path / "rl")
+    streams = np.random.SeedSequence(RL_TINY.seed).spawn(4)  # init, sample, order, episode
+    assert rl.order_rng.random() == np.random.default_rng(streams[2]).random()
+    hy = HybridTrainer(HYBRID_TINY, tmp_path / "hy")
+    streams = np.random.SeedSequence(HYBRID_TINY.seed).spawn(3)  # collect, sample, pick
+    assert hy.sample_rng.random() == np.random.default_rng(streams[1]).random()
+    assert hy.pick_rng.random() == np.random.default_rng(streams[2]).random()
 
 
 def test_config_from_dict_lists_the_known_keys_and_round_trips() -> None:
@@ -154,6 +166,10 @@ def test_curve_log_takes_its_columns_from_the_rows(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="columns \\['elapsed_s', 'updates'\\]"):
         log.append({"updates": 3, "elapsed_s": 4.5})
     assert len(log.rows()) == 2
+    empty = tmp_path / "empty.csv"
+    empty.touch()  # an empty file is a new one: the header comes with the first row
+    CurveLog(empty).append({"elapsed_s": 0.5})
+    assert empty.read_text().splitlines() == ["elapsed_s", "0.5"]
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from hybridsched.errors import ConfigError
 
 if TYPE_CHECKING:
     from hybridsched.train.objective import Objective
     from hybridsched.train.rollout import InstanceSpec
+
+_C = TypeVar("_C", bound="RunConfig")
 
 
 def _objective() -> Objective:
@@ -129,7 +131,7 @@ class RunConfig(EpisodeConfig):
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
+    def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
         """Build from a mapping; unknown keys are refused, listing the known ones."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
@@ -220,7 +222,7 @@ class TrainConfig(RunConfig):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)!r}")
         if self.lr <= 0 or self.clip <= 0:
-            raise ConfigError("train config: lr > 0 and clip > 0 are required")
+            raise ConfigError(f"{self.what}: lr > 0 and clip > 0 are required")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping (inverse of :meth:`from_dict`)."""
@@ -292,11 +294,11 @@ class HybridTrainConfig(RunConfig):
             ("n_tasks", "collect_runs", "ants", "snapshots_per_update", "candidates", "threads"),
         )
         if self.ants < 2:
-            raise ConfigError(f"hybrid train config: ants must be >= 2, got {self.ants}")
+            raise ConfigError(f"{self.what}: ants must be >= 2, got {self.ants}")
         if not 0 < self.keep <= 1:
-            raise ConfigError(f"hybrid train config: keep must be in (0, 1], got {self.keep}")
+            raise ConfigError(f"{self.what}: keep must be in (0, 1], got {self.keep}")
         if not self.decision_interval > 0:
             raise ConfigError(
-                "hybrid train config: decision_interval must be > 0 (the hybrid decides "
+                f"{self.what}: decision_interval must be > 0 (the hybrid decides "
                 f"batches; at 0 every batch is one task), got {self.decision_interval!r}"
             )

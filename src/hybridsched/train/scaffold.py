@@ -127,12 +127,13 @@ class CurveLog:
             ValueError: the file's header names other columns.
         """
         columns = list(row)
+        header = None
         if self.path.is_file():
             with self.path.open(newline="") as fh:
-                header = next(csv.reader(fh), [])
-            if header != columns:
-                raise ValueError(f"{self.path}: columns {header}, not the row's {columns}")
-        new = not self.path.is_file()
+                header = next(csv.reader(fh), None)
+        if header is not None and header != columns:
+            raise ValueError(f"{self.path}: columns {header}, not the row's {columns}")
+        new = header is None
         with self.path.open("a", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=columns)
             if new:
@@ -227,7 +228,8 @@ class TrainingRun:
         self.out = Path(out)
         self.progress = self.progress_class()
         self.seeds = np.random.SeedSequence(config.seed)
-        """The run's root seed sequence; a trainer spawns its random streams from it."""
+        """The run's root seed sequence. A trainer spawns its random streams from it once,
+        in ``__init__``: ``spawn`` counts its children, so an earlier call would shift them."""
         self.ray_address: str | None = None
         """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
 
