@@ -9,7 +9,13 @@ load 0.9, 0.5 s batches, priority queues) timed from outside, in three states:
   so numba compiles every kernel (what a new install did before);
 * ``warm``: the folder of an earlier run.
 
+``--as-cpu NAME`` runs each process as if on a CPU of that name (llvmlite's
+host CPU name is replaced before the package loads), where the shipped
+kernels' own CPU has no entries: the package then loads its portable ones
+(``hybridsched.jitcache``), as on a machine unlike the one that built them.
+
     python benchmarks/bench_cold.py --policies aco,hybrid --repeats 3
+    python benchmarks/bench_cold.py --policies aco,hybrid --repeats 3 --as-cpu other
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ from pathlib import Path
 from hybridsched import jitcache
 
 CLI = [sys.executable, "-m", "hybridsched.cli"]
+STATES = ("fresh", "fresh, no shipped", "warm")
+AS_CPU = (
+    "import runpy, sys, llvmlite.binding as ll; cpu = sys.argv.pop(1); "
+    "ll.get_host_cpu_name = lambda: cpu; "
+    "runpy.run_module('hybridsched.cli', run_name='__main__', alter_sys=True)"
+)
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -40,18 +52,22 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def measure(policy: str, state: str, work: Path, repeats: int) -> dict[str, float]:
+def measure(
+    policy: str, state: str, work: Path, repeats: int, as_cpu: str | None = None
+) -> dict[str, float]:
     walls, cpus, compiles = [], [], []
     warm_root = work / f"warm-{policy}"
     for k in range(repeats + (state == "warm")):
         root = warm_root if state == "warm" else work / f"{state}-{policy}-{k}".replace(" ", "")
         env = {**os.environ, jitcache.CACHE_ENV: str(root)}
-        env.pop("NUMBA_CACHE_DIR", None)
+        for name in ("NUMBA_CACHE_DIR", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"):
+            env.pop(name, None)
         env.pop(jitcache.SHIPPED_ENV, None)
         if state == "fresh, no shipped":
             env[jitcache.SHIPPED_ENV] = "0"
         out = work / "out"
-        args = [*CLI, "simulate", "--cluster", str(work / "c.yaml"), "--workload"]
+        cli = CLI if as_cpu is None else [sys.executable, "-c", AS_CPU, as_cpu]
+        args = [*cli, "simulate", "--cluster", str(work / "c.yaml"), "--workload"]
         args += [str(work / "w.parquet"), "--policy", policy, "--decision-interval", "0.5"]
         args += ["--queue", "priority", "--out", str(out)]
         wall, cpu = _run(args, env)
@@ -74,6 +90,8 @@ def main() -> None:
     ap.add_argument("--policies", default="aco,hybrid")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="JSON file of the results")
+    ap.add_argument("--as-cpu", default=None, help="run as if on a CPU of this name")
+    ap.add_argument("--states", default=",".join(STATES), help="which of: " + ", ".join(STATES))
     a = ap.parse_args()
     print(f"shipped kernels: {jitcache.shipped_state()}", flush=True)
     rows = []
@@ -84,9 +102,11 @@ def main() -> None:
         gen += ["--cluster-out", str(work / "c.yaml")]
         subprocess.run(gen, check=True, stdout=subprocess.DEVNULL)
         for policy in a.policies.split(","):
-            for state in ("fresh", "fresh, no shipped", "warm"):
-                r = measure(policy, state, work, a.repeats)
-                rows.append({"policy": policy, "state": state, **r})
+            for state in a.states.split(","):
+                if state not in STATES:
+                    raise SystemExit(f"--states: {state!r} is not one of {', '.join(STATES)}")
+                r = measure(policy, state, work, a.repeats, a.as_cpu)
+                rows.append({"policy": policy, "state": state, "as_cpu": a.as_cpu, **r})
                 print(
                     f"{policy:8s} {state:18s} wall {r['wall_s']:7.2f} s  cpu {r['cpu_s']:7.2f} s"
                     f"  compile_seconds {r['compile_s']:7.2f}  (median of {r['runs']})",

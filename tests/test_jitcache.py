@@ -67,6 +67,10 @@ def test_seed_fills_the_folder_once(tmp_path):
     assert json.loads((tmp_path / jitcache.MARKER).read_text())["key"] == manifest["key"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".seed-")]
     assert jitcache.seed(tmp_path, manifest["key"]) == "seeded earlier"
+    # an archive rebuilt from the same sources (another id) is unpacked again
+    (tmp_path / jitcache.MARKER).write_text(json.dumps({"key": manifest["key"], "id": "old"}))
+    assert jitcache.seed(tmp_path, manifest["key"]) == "seeded"
+    assert json.loads((tmp_path / jitcache.MARKER).read_text())["id"] == manifest["id"]
 
 
 def test_stale_shipped_kernels_are_never_used(tmp_path):
@@ -97,6 +101,10 @@ def test_the_key_is_remembered_until_a_source_changes(tmp_path, monkeypatch):
 
 PROBE = """
 import json, sys
+if len(sys.argv) > 2:  # pretend to run on another CPU than this one
+    import llvmlite.binding as ll
+    ll.get_host_cpu_name = lambda: sys.argv[2]
+import numba.core.config
 import numba.core.dispatcher as nd
 from hybridsched.policies import get_policy
 from hybridsched.sim import simulate
@@ -113,35 +121,62 @@ for name, mod in list(sys.modules.items()):
             if isinstance(obj, nd.Dispatcher) and obj._cache.cache_path:
                 hits += sum(obj.stats.cache_hits.values())
                 misses += sum(obj.stats.cache_misses.values())
-print(json.dumps({"hits": hits, "misses": misses, "root": str(jitcache._root)}))
+cpu = numba.core.config.CPU_NAME
+print(json.dumps({"hits": hits, "misses": misses, "root": str(jitcache._root), "cpu": cpu}))
 """
+
+
+def _probe(env: dict[str, str], *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(jitcache.shipped_state() != "usable", reason="shipped kernels not usable")
 @pytest.mark.parametrize("policy", ["aco", "hybrid"])
 def test_a_fresh_cache_compiles_nothing_for_the_colony(tmp_path, policy):
     """A fresh install runs the colony on the shipped kernels, without compiling."""
-    manifest = jitcache.read_manifest()
-    if manifest["cpu"] != jitcache._host()["cpu"]:
-        pytest.skip(f"shipped kernels are for cpu {manifest['cpu']}, this is another")
     env = {**os.environ, jitcache.CACHE_ENV: str(tmp_path)}
-    env.pop(jitcache.SHIPPED_ENV, None)
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, policy], env=env, capture_output=True, text=True, check=True
-    )
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for name in (jitcache.SHIPPED_ENV, "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"):
+        env.pop(name, None)
+    got = _probe(env, policy)
     assert Path(got["root"]).parent.parent == tmp_path  # <checkout>/<key>
     assert Path(got["root"]).name == jitcache.read_manifest()["key"]
     assert got["misses"] == 0
     assert got["hits"] >= 10
+    native = jitcache.read_manifest()["cpu"] == jitcache._host()["cpu"]
+    assert got["cpu"] == (None if native else jitcache.PORTABLE_CPU)
+
+
+@pytest.mark.skipif(jitcache.shipped_state() != "usable", reason="shipped kernels not usable")
+def test_on_another_cpu_the_portable_kernels_load(tmp_path):
+    """A CPU the archive was not built on switches to the portable kernels: no compiling."""
+    env = {**os.environ, jitcache.CACHE_ENV: str(tmp_path)}
+    for name in (jitcache.SHIPPED_ENV, "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"):
+        env.pop(name, None)
+    got = _probe(env, "aco", "some-other-cpu")
+    assert got["cpu"] == jitcache.PORTABLE_CPU
+    assert got["misses"] == 0 and got["hits"] >= 10
+    # a CPU the user names is kept: the archive has nothing for it, so numba compiles
+    got = _probe({**env, "NUMBA_CPU_NAME": "x86-64-v2"}, "mct", "some-other-cpu")
+    assert got["cpu"] == "x86-64-v2"
+    assert got["misses"] >= 10
+
+
+def test_the_portable_kernels_are_chosen_only_where_they_serve():
+    manifest = {"cpu": "znver4", "portable": "generic"}
+    assert jitcache.wants_portable(manifest, "znver5", {})
+    assert not jitcache.wants_portable(manifest, "znver4", {})  # the archive's own CPU
+    assert not jitcache.wants_portable(manifest, "znver5", {"NUMBA_CPU_NAME": "znver5"})
+    assert not jitcache.wants_portable(manifest, "znver5", {jitcache.SHIPPED_ENV: "0"})
+    assert not jitcache.wants_portable({"cpu": "znver4"}, "znver5", {})  # an older archive
+    assert not jitcache.wants_portable(None, "znver5", {})
 
 
 def test_without_the_shipped_kernels_the_probe_sees_compilation(tmp_path):
     """The probe above can fail: with seeding off, a fresh cache compiles."""
     env = {**os.environ, jitcache.CACHE_ENV: str(tmp_path), jitcache.SHIPPED_ENV: "0"}
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, "mct"], env=env, capture_output=True, text=True, check=True
-    )
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _probe(env, "mct")
     assert got["misses"] >= 10 and got["hits"] == 0
     assert not list(tmp_path.rglob(jitcache.MARKER))

@@ -17,8 +17,17 @@ checks the file of the function it loads, not the files of what that calls).
 The folder is filled once from the shipped archive when the archive was built
 for the same key; stale shipped kernels are never used. Numba's own checks
 still apply to each entry (its source stamp, signature and the CPU it was
-built for), so on another CPU the kernels are compiled and cached beside the
-shipped ones. Folders of other keys unused for a week are deleted.
+built for). Folders of other keys unused for a week are deleted.
+
+The archive holds every kernel twice: compiled for the CPU it was built on
+(the manifest's ``cpu``) and for numba's portable ``generic`` x86-64 target
+(the manifest's ``portable``). On another CPU, when the shipped kernels fit
+the sources and ``NUMBA_CPU_NAME`` is not set, :func:`install` sets
+``NUMBA_CPU_NAME=generic`` for the process (and so for its child processes)
+before numba compiles anything, so the portable kernels load instead of
+being compiled again (docs/PERFORMANCE.md measures both targets at the same
+speed on the colony). Set ``NUMBA_CPU_NAME`` yourself, or
+``HYBRIDSCHED_JIT_SHIPPED=0``, to keep numba's own choice.
 
 ``HYBRIDSCHED_JIT_CACHE=off`` (or ``NUMBA_CACHE_DIR`` set) leaves numba's own
 locators in charge; ``HYBRIDSCHED_JIT_SHIPPED=0`` skips the shipped archive.
@@ -53,6 +62,8 @@ MARKER = "shipped.json"
 
 CACHE_ENV = "HYBRIDSCHED_JIT_CACHE"
 SHIPPED_ENV = "HYBRIDSCHED_JIT_SHIPPED"
+PORTABLE_CPU = "generic"
+"""numba's CPU name for code that runs on any x86-64 machine (no host features)."""
 
 _root: Path | None = None
 _installed = False
@@ -207,9 +218,50 @@ def shipped_state(key: str | None = None) -> str:
     return "usable"
 
 
+def wants_portable(manifest: dict[str, Any] | None, host_cpu: str, environ: Any) -> bool:
+    """Whether a process on ``host_cpu`` should compile for the archive's portable CPU.
+
+    Only where the archive has portable kernels and none for this CPU, and
+    neither ``NUMBA_CPU_NAME`` nor ``HYBRIDSCHED_JIT_SHIPPED=0`` says otherwise.
+    """
+    return (
+        manifest is not None
+        and manifest.get("portable") == PORTABLE_CPU
+        and manifest.get("cpu") != host_cpu
+        and "NUMBA_CPU_NAME" not in environ
+        and environ.get(SHIPPED_ENV) != "0"
+    )
+
+
+def _use_portable(key: str) -> str:
+    """Compile for the portable CPU in this process where :func:`wants_portable` says so."""
+    import numba.core.config
+    import numba.core.registry
+
+    manifest = read_manifest()
+    if not wants_portable(manifest, _host()["cpu"], os.environ):
+        return ""
+    if shipped_state(key) != "usable":
+        return ""
+    if "_toplevel_target_context" in vars(numba.core.registry.cpu_target):
+        return ""  # numba compiled before the package was imported: too late to switch
+    os.environ["NUMBA_CPU_NAME"] = PORTABLE_CPU
+    numba.core.config.reload_config()  # NUMBA_CPU_FEATURES defaults to none for it
+    return f", portable kernels (this CPU is not the archive's {manifest['cpu']})"
+
+
 def seed(folder: Path, key: str) -> str:
-    """Fill ``folder`` (the cache of the sources of ``key``) from the archive once."""
-    if (folder / MARKER).exists():
+    """Fill ``folder`` (the cache of the sources of ``key``) from the archive once.
+
+    Once per archive: an archive rebuilt from the same sources (say, with
+    kernels for one more CPU) is unpacked again over what is there.
+    """
+    manifest = read_manifest() or {}
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if isinstance(marker, dict) and marker.get("id") == manifest.get("id"):
         return "seeded earlier"
     state = shipped_state(key)
     if state != "usable":
@@ -223,7 +275,7 @@ def seed(folder: Path, key: str) -> str:
                 dest = folder / src.relative_to(tmp)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dest)  # atomic: a process loading meanwhile sees old or new
-    _write_json(folder / MARKER, {"key": key})
+    _write_json(folder / MARKER, {"key": key, "id": manifest.get("id")})
     return "seeded"
 
 
@@ -273,11 +325,25 @@ def _locator_class() -> type:
 
 
 def install() -> str:
-    """Put the package's locator in front of numba's; seed its folder. Idempotent."""
-    global _root, _installed
+    """Put the package's locator in front of numba's; seed its folder. Idempotent.
+
+    Returns:
+        What the first call did (kept as :data:`installed`).
+    """
+    global _installed, installed
     if _installed:
         return "installed earlier"
     _installed = True
+    installed = _install()
+    return installed
+
+
+installed = ""
+"""What :func:`install` did in this process."""
+
+
+def _install() -> str:
+    global _root
     root = cache_root()
     if root is None:
         return "numba's own locators"
@@ -293,7 +359,7 @@ def install() -> str:
 
     _root = folder
     CacheImpl._locator_classes.insert(0, _locator_class())
-    return state
+    return state + _use_portable(folder.name)
 
 
 # building the archive ------------------------------------------------------------------------
@@ -335,14 +401,18 @@ def build(out: Path = SHIPPED) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hybridsched-jit-") as tmp:
         root = Path(tmp) / "root"
         env = {**os.environ, CACHE_ENV: str(root), SHIPPED_ENV: "0"}
-        env.pop("NUMBA_CACHE_DIR", None)
-        subprocess.run([sys.executable, "-c", WARM_UP], env=env, check=True)
-        subprocess.run(
-            [sys.executable, "-m", "hybridsched.cli", "compare", "--out", str(Path(tmp) / "cmp")],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        for name in ("NUMBA_CACHE_DIR", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"):
+            env.pop(name, None)
+        # this CPU's kernels, then the portable ones, into the same cache (numba keys
+        # each entry by the CPU it was compiled for)
+        for target in ({}, {"NUMBA_CPU_NAME": PORTABLE_CPU}):
+            subprocess.run([sys.executable, "-c", WARM_UP], env={**env, **target}, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "hybridsched.cli", "compare", "--out", f"{tmp}/cmp"],
+                env={**env, **target},
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         (checkout,) = [p for p in root.iterdir() if p.is_dir()]
         (checkout,) = [p for p in checkout.iterdir() if p.is_dir()]  # the sources' key
         buf = io.BytesIO()
@@ -357,6 +427,7 @@ def build(out: Path = SHIPPED) -> dict[str, Any]:
     manifest = {
         "id": hashlib.sha256(data).hexdigest(),
         **_host(),
+        "portable": PORTABLE_CPU,
         "files": sum(1 for _ in tarfile.open(fileobj=io.BytesIO(data), mode="r:xz")),
         "key": kernel_key(),
         "sources": source_hashes(),
@@ -367,17 +438,28 @@ def build(out: Path = SHIPPED) -> dict[str, Any]:
     return manifest
 
 
+def _compile_cpu() -> str:
+    import numba.core.config
+
+    return numba.core.config.CPU_NAME or _host()["cpu"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["build"]:
         manifest = build()
         size = ARCHIVE.stat().st_size / 1e6
-        print(f"wrote {ARCHIVE} ({manifest['files']} files, {size:.1f} MB, cpu {manifest['cpu']})")
+        cpus = f"cpu {manifest['cpu']} and {manifest['portable']}"
+        print(f"wrote {ARCHIVE} ({manifest['files']} files, {size:.1f} MB, {cpus})")
         return 0
     if args == ["status"]:
-        install()
-        print(f"cache folder: {_root if _root is not None else 'numba default'}")
+        # the package's own instance of this module (``python -m`` runs a copy as __main__)
+        from hybridsched import jitcache
+
+        jitcache.install()
+        print(f"cache folder: {jitcache._root or 'numba default'}")
         print(f"shipped kernels: {shipped_state()}")
+        print(f"this process: {jitcache.installed}; compiles for cpu {_compile_cpu()}")
         return 0
     print("usage: python -m hybridsched.jitcache build|status", file=sys.stderr)
     return 2
