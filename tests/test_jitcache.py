@@ -165,13 +165,17 @@ def test_on_another_cpu_the_portable_kernels_load(tmp_path):
 
 
 def test_the_portable_kernels_are_chosen_only_where_they_serve():
-    manifest = {"cpu": "znver4", "portable": "generic"}
-    assert jitcache.wants_portable(manifest, "znver5", {})
-    assert not jitcache.wants_portable(manifest, "znver4", {})  # the archive's own CPU
-    assert not jitcache.wants_portable(manifest, "znver5", {"NUMBA_CPU_NAME": "znver5"})
-    assert not jitcache.wants_portable(manifest, "znver5", {jitcache.SHIPPED_ENV: "0"})
-    assert not jitcache.wants_portable({"cpu": "znver4"}, "znver5", {})  # an older archive
-    assert not jitcache.wants_portable(None, "znver5", {})
+    x86 = "x86_64-unknown-linux-gnu"
+    manifest = {"cpu": "znver4", "portable": "generic", "triple": x86}
+    other = {"cpu": "znver5", "triple": x86}
+    assert jitcache.wants_portable(manifest, other, {})
+    assert not jitcache.wants_portable(manifest, {**other, "cpu": "znver4"}, {})  # its own CPU
+    arm = {"cpu": "neoverse-n1", "triple": "aarch64-unknown-linux-gnu"}
+    assert not jitcache.wants_portable(manifest, arm, {})  # x86-64 code is no use there
+    assert not jitcache.wants_portable(manifest, other, {"NUMBA_CPU_NAME": "znver5"})
+    assert not jitcache.wants_portable(manifest, other, {jitcache.SHIPPED_ENV: "0"})
+    assert not jitcache.wants_portable({"cpu": "znver4", "triple": x86}, other, {})  # older
+    assert not jitcache.wants_portable(None, other, {})
 
 
 def test_without_the_shipped_kernels_the_probe_sees_compilation(tmp_path):

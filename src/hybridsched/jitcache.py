@@ -147,6 +147,7 @@ def _host() -> dict[str, str]:
         "numba": numba.__version__,
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "cpu": ll.get_host_cpu_name(),
+        "triple": ll.get_process_triple(),
     }
 
 
@@ -218,16 +219,18 @@ def shipped_state(key: str | None = None) -> str:
     return "usable"
 
 
-def wants_portable(manifest: dict[str, Any] | None, host_cpu: str, environ: Any) -> bool:
-    """Whether a process on ``host_cpu`` should compile for the archive's portable CPU.
+def wants_portable(manifest: dict[str, Any] | None, host: dict[str, str], environ: Any) -> bool:
+    """Whether a process on ``host`` (:func:`_host`) should compile for the portable CPU.
 
-    Only where the archive has portable kernels and none for this CPU, and
-    neither ``NUMBA_CPU_NAME`` nor ``HYBRIDSCHED_JIT_SHIPPED=0`` says otherwise.
+    Only where the archive has portable kernels for this architecture and
+    system (its target triple) and none for this CPU, and neither
+    ``NUMBA_CPU_NAME`` nor ``HYBRIDSCHED_JIT_SHIPPED=0`` says otherwise.
     """
     return (
         manifest is not None
         and manifest.get("portable") == PORTABLE_CPU
-        and manifest.get("cpu") != host_cpu
+        and manifest.get("triple") == host["triple"]
+        and manifest.get("cpu") != host["cpu"]
         and "NUMBA_CPU_NAME" not in environ
         and environ.get(SHIPPED_ENV) != "0"
     )
@@ -239,7 +242,7 @@ def _use_portable(key: str) -> str:
     import numba.core.registry
 
     manifest = read_manifest()
-    if not wants_portable(manifest, _host()["cpu"], os.environ):
+    if not wants_portable(manifest, _host(), os.environ):
         return ""
     if shipped_state(key) != "usable":
         return ""
