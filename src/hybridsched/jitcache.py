@@ -1,14 +1,17 @@
 """Where numba caches the package's compiled kernels, and the cache shipped with it.
 
-Compiling the colony's kernels takes about half a minute of CPU, which a fresh
+Compiling the colony's kernels takes about a minute of CPU, which a fresh
 install would pay on its first run. So the package ships them: ``_jit/`` holds
-an archive of numba's cache files built from exactly these sources (for one
-CPU, named in its manifest) and a manifest of the sources' hashes.
+an archive of numba's cache files built from exactly these sources (for the
+build machine's CPU and for a portable target, both named in its manifest)
+and a manifest of the sources' hashes.
 
 On the first import of numba in a process, :func:`install` puts a cache locator
 in front of numba's own for the functions of this package. It caches them in a
 per-user folder (``$HYBRIDSCHED_JIT_CACHE``, else ``$XDG_CACHE_HOME`` or
-``~/.cache``, then ``hybridsched/numba/<checkout>/<key>``), where the key
+``~/.cache``, then ``hybridsched/numba/<checkout>/<key>``, or
+``<key>-<archive id>`` where the shipped kernels serve the key: another
+archive fills a folder of its own), where the key
 hashes the numba and Python versions and every module whose code a kernel may
 hold (each module with a cached kernel and every package module such a module
 imports). A change to any of them means a new, empty folder: a kernel never
@@ -20,14 +23,21 @@ still apply to each entry (its source stamp, signature and the CPU it was
 built for). Folders of other keys unused for a week are deleted.
 
 The archive holds every kernel twice: compiled for the CPU it was built on
-(the manifest's ``cpu``) and for numba's portable ``generic`` x86-64 target
-(the manifest's ``portable``). On another CPU, when the shipped kernels fit
-the sources and ``NUMBA_CPU_NAME`` is not set, :func:`install` sets
-``NUMBA_CPU_NAME=generic`` for the process (and so for its child processes)
-before numba compiles anything, so the portable kernels load instead of
-being compiled again (docs/PERFORMANCE.md measures both targets at the same
-speed on the colony). Set ``NUMBA_CPU_NAME`` yourself, or
-``HYBRIDSCHED_JIT_SHIPPED=0``, to keep numba's own choice.
+(the manifest's ``cpu`` and a hash of its ``features``) and for numba's
+portable ``generic`` target of the same architecture and system (the
+manifest's ``portable`` and ``triple``: x86-64 Linux). On another CPU of that
+triple (another name, or the same name with other features), :func:`install`
+sets ``NUMBA_CPU_NAME=generic`` in the environment and reloads numba's
+configuration, so the portable kernels load instead of being compiled again
+(docs/PERFORMANCE.md measures both targets at the same speed on the colony).
+It does so only when the shipped kernels fit the sources and before any
+kernel is declared in the process (numba fixes its target then), and not
+when ``NUMBA_CPU_NAME`` or ``NUMBA_CPU_FEATURES`` is set (in the environment
+or numba's config file), with ``HYBRIDSCHED_JIT_SHIPPED=0``, or when numba's
+own locators are in charge. The variable is inherited by child processes,
+which then compile for the same target; reloading re-reads every
+``NUMBA_*`` setting, so a ``numba.config`` value set in code before the
+package was imported is lost.
 
 ``HYBRIDSCHED_JIT_CACHE=off`` (or ``NUMBA_CACHE_DIR`` set) leaves numba's own
 locators in charge; ``HYBRIDSCHED_JIT_SHIPPED=0`` skips the shipped archive.
@@ -142,11 +152,14 @@ def source_hashes(package: Path = PACKAGE) -> dict[str, str]:
 def _host() -> dict[str, str]:
     import llvmlite.binding as ll
     import numba
+    from numba.core.codegen import get_host_cpu_features
 
     return {
         "numba": numba.__version__,
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "cpu": ll.get_host_cpu_name(),
+        # what numba compiles for natively: the CPU's features as numba sets them
+        "features": hashlib.sha256(get_host_cpu_features().encode()).hexdigest()[:16],
         "triple": ll.get_process_triple(),
     }
 
@@ -211,7 +224,7 @@ def shipped_state(key: str | None = None) -> str:
     if manifest is None or not ARCHIVE.exists():
         return "absent"
     host = _host()
-    for part in ("numba", "python"):
+    for part in ("numba", "python", "triple"):
         if manifest.get(part) != host[part]:
             return f"built for {part} {manifest.get(part)}, this is {host[part]}"
     if manifest.get("key") != (kernel_key() if key is None else key):
@@ -223,15 +236,18 @@ def wants_portable(manifest: dict[str, Any] | None, host: dict[str, str], enviro
     """Whether a process on ``host`` (:func:`_host`) should compile for the portable CPU.
 
     Only where the archive has portable kernels for this architecture and
-    system (its target triple) and none for this CPU, and neither
-    ``NUMBA_CPU_NAME`` nor ``HYBRIDSCHED_JIT_SHIPPED=0`` says otherwise.
+    system (its target triple) and none for this CPU (another name, or the
+    same name with other features), and the environment names no CPU
+    (``NUMBA_CPU_NAME``, ``NUMBA_CPU_FEATURES``) and does not turn the shipped
+    kernels off (``HYBRIDSCHED_JIT_SHIPPED=0``).
     """
     return (
         manifest is not None
         and manifest.get("portable") == PORTABLE_CPU
         and manifest.get("triple") == host["triple"]
-        and manifest.get("cpu") != host["cpu"]
+        and (manifest.get("cpu"), manifest.get("features")) != (host["cpu"], host["features"])
         and "NUMBA_CPU_NAME" not in environ
+        and "NUMBA_CPU_FEATURES" not in environ
         and environ.get(SHIPPED_ENV) != "0"
     )
 
@@ -244,28 +260,22 @@ def _use_portable(key: str) -> str:
     manifest = read_manifest()
     if not wants_portable(manifest, _host(), os.environ):
         return ""
+    if numba.core.config.CPU_NAME is not None or numba.core.config.CPU_FEATURES is not None:
+        return ""  # named in numba's config file
     if shipped_state(key) != "usable":
         return ""
     if "_toplevel_target_context" in vars(numba.core.registry.cpu_target):
-        return ""  # numba compiled before the package was imported: too late to switch
+        return ""  # a kernel was declared before the package was imported: too late
     os.environ["NUMBA_CPU_NAME"] = PORTABLE_CPU
     numba.core.config.reload_config()  # NUMBA_CPU_FEATURES defaults to none for it
     return f", portable kernels (this CPU is not the archive's {manifest['cpu']})"
 
 
 def seed(folder: Path, key: str) -> str:
-    """Fill ``folder`` (the cache of the sources of ``key``) from the archive once.
-
-    Once per archive: an archive rebuilt from the same sources (say, with
-    kernels for one more CPU) is unpacked again over what is there.
-    """
-    manifest = read_manifest() or {}
-    try:
-        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        marker = None
-    if isinstance(marker, dict) and marker.get("id") == manifest.get("id"):
+    """Fill ``folder`` (the cache of the sources of ``key``) from the archive once."""
+    if (folder / MARKER).exists():
         return "seeded earlier"
+    manifest = read_manifest() or {}
     state = shipped_state(key)
     if state != "usable":
         return state
@@ -345,6 +355,15 @@ installed = ""
 """What :func:`install` did in this process."""
 
 
+def folder_name(key: str) -> str:
+    """The cache folder of the sources of ``key``: ``<key>-<archive id>`` where the
+    shipped kernels serve them, so that another archive (rebuilt for the same
+    sources) fills a folder of its own and never one that a process is reading."""
+    if os.environ.get(SHIPPED_ENV) == "0" or shipped_state(key) != "usable":
+        return key
+    return f"{key}-{read_manifest()['id'][:8]}"  # type: ignore[index]
+
+
 def _install() -> str:
     global _root
     root = cache_root()
@@ -352,9 +371,10 @@ def _install() -> str:
         return "numba's own locators"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        folder = root / current_key(root)
+        key = current_key(root)
+        folder = root / folder_name(key)
         folder.mkdir(exist_ok=True)
-        state = "not seeded" if os.environ.get(SHIPPED_ENV) == "0" else seed(folder, folder.name)
+        state = "not seeded" if os.environ.get(SHIPPED_ENV) == "0" else seed(folder, key)
         _prune(root, folder)
     except OSError as exc:
         return f"numba's own locators ({root}: {exc.strerror})"
@@ -362,7 +382,7 @@ def _install() -> str:
 
     _root = folder
     CacheImpl._locator_classes.insert(0, _locator_class())
-    return state + _use_portable(folder.name)
+    return state + _use_portable(key)
 
 
 # building the archive ------------------------------------------------------------------------
