@@ -202,7 +202,12 @@ def test_ray_applies_the_same_conditions_as_the_local_pool() -> None:
     ray = import_ray()
     local = run_compare(TWO_SEEDS)
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    ray.init(num_cpus=2, runtime_env={"env_vars": env} if env["PYTHONPATH"] else None, **RAY_INIT)
+    ray.init(
+        address="local",  # a Ray of its own, even where another runs on the machine
+        num_cpus=2,
+        runtime_env={"env_vars": env} if env["PYTHONPATH"] else None,
+        **RAY_INIT,
+    )
     try:
         remote = run_compare(TWO_SEEDS, backend=RayBackend())
     finally:

@@ -34,7 +34,12 @@ def local_ray():
     # one Ray for the module (ray.init takes seconds); the workers find the package
     # under test as this process does
     env = {"PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"),) if p)}
-    ray.init(num_cpus=2, runtime_env={"env_vars": env} if env["PYTHONPATH"] else None, **RAY_INIT)
+    ray.init(
+        address="local",  # a Ray of its own, even where another runs on the machine
+        num_cpus=2,
+        runtime_env={"env_vars": env} if env["PYTHONPATH"] else None,
+        **RAY_INIT,
+    )
     yield
     ray.shutdown()
 

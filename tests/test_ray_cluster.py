@@ -71,3 +71,14 @@ def test_runs_land_on_both_nodes_and_survive_a_lost_node(cluster, local_rows) ->
     assert sum(backend.placements.values()) == 12
     assert done[-1] == 12
     assert strip(rows) == local_rows
+
+
+def test_a_local_ray_backend_starts_its_own_ray_beside_a_running_cluster(cluster) -> None:
+    """Without an address the backend starts a Ray of its own: it does not join the
+    cluster that runs on this machine (Ray would, and refuse ``num_cpus``)."""
+    ray.shutdown()  # the fixture's driver: only the cluster stays, as another user's would
+    backend = RayBackend(workers=1)
+    try:
+        assert backend.start() == 1  # one node: its own, not the cluster's three
+    finally:
+        backend.close()

@@ -175,6 +175,9 @@ class RayBackend:
                 _check_reachable(self.address)
                 kwargs["address"] = self.address
             else:
+                # a Ray of its own, even where another is running on this machine (Ray
+                # would join that one, which refuses num_cpus)
+                kwargs["address"] = "local"
                 kwargs["num_cpus"] = self.workers or os.cpu_count() or 1
                 # the workers of a local Ray must find this package as this process does
                 path = os.environ.get("PYTHONPATH")
