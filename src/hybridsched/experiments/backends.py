@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,6 +77,53 @@ def _call_resolved(fn: Callable[..., Any], args: tuple) -> Any:
     return fn(*_resolve(args))
 
 
+def _numba_dir() -> str:
+    """The folder of numba's Python code (a path no file matches when numba is absent)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("numba")
+    if spec is None or spec.origin is None:
+        return "\0"
+    return os.path.dirname(spec.origin) + os.sep
+
+
+def _run_here(jobs: Sequence[Job], on_result: Callable[[int, Any], None]) -> None:
+    """Run ``jobs`` one after the other in this process; Ctrl-C stops them for sure.
+
+    Python runs a signal handler in whatever Python code runs next, and
+    compiled (numba) code calls back into Python (to unpickle its constants).
+    A ``KeyboardInterrupt`` raised in such a callback breaks the compiled
+    caller: it returns with the exception set (``SystemError``), clears it
+    (the run goes on as if nothing happened) or crashes. So an interrupt that
+    lands in numba's own Python code is only recorded, and the loop stops
+    after the run in progress (which is reported: it finished untouched); one
+    that lands anywhere else raises ``KeyboardInterrupt`` at once, as usual.
+    """
+    interrupted = False
+    numba_dir = _numba_dir()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
+        if frame is None or not frame.f_code.co_filename.startswith(numba_dir):
+            raise KeyboardInterrupt
+
+    ours = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    previous = signal.signal(signal.SIGINT, on_sigint) if ours else None
+    try:
+        for k, job in enumerate(jobs):
+            value = _call_resolved(job.fn, job.args)
+            on_result(k, value)
+            if interrupted:
+                raise KeyboardInterrupt
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 class LocalBackend:
     """The local process pool (``workers`` processes; 1: in this process)."""
 
@@ -86,8 +135,7 @@ class LocalBackend:
     def run(self, jobs: Sequence[Job], on_result: Callable[[int, Any], None]) -> None:
         """Run ``jobs`` here; see :class:`Backend`."""
         if self.workers == 1 or len(jobs) <= 1:
-            for k, job in enumerate(jobs):
-                on_result(k, _call_resolved(job.fn, job.args))
+            _run_here(jobs, on_result)
             return
         plain = [Job(_call_resolved, (j.fn, j.args), j.name) for j in jobs]
         run_jobs(plain, self.workers, on_result)
