@@ -38,6 +38,14 @@ def _require_counts(config: object, what: str, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{what}: {name} must be an integer >= 1, got {v!r}")
 
 
+def check_budget(minutes: object, what: str = "minutes:") -> None:
+    """Refuse a time budget that is not a finite number >= 0 (``what`` starts the message)."""
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+        raise ConfigError(f"{what} must be a number >= 0, got {minutes!r}")
+    if not 0 <= minutes < math.inf:
+        raise ConfigError(f"{what} must be a number >= 0, got {minutes!r}")
+
+
 def check_workers(backend: object, workers: object) -> None:
     """Refuse a backend name or worker count that cannot train (``--backend``, ``--workers``).
 
@@ -122,9 +130,7 @@ class RunConfig(EpisodeConfig):
         self.spec()  # validates drift and estimates
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"{self.what}: seed must be an integer >= 0, got {self.seed!r}")
-        m = self.minutes
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < math.inf:
-            raise ConfigError(f"{self.what}: minutes must be a number >= 0, got {m!r}")
+        check_budget(self.minutes, f"{self.what}: minutes")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping (inverse of :meth:`from_dict`)."""

@@ -37,6 +37,7 @@ import torch
 
 from hybridsched.errors import ConfigError
 from hybridsched.learn.network import save_checkpoint
+from hybridsched.train.config import check_budget
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +193,6 @@ def plot_curve(
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
-
-
-def check_budget(minutes: float) -> None:
-    """Refuse a time budget that is not a number >= 0."""
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
-        raise ConfigError(f"minutes: must be a number >= 0, got {minutes!r}")
-    if not np.isfinite(minutes) or minutes < 0:
-        raise ConfigError(f"minutes: must be a number >= 0, got {minutes!r}")
 
 
 class TrainingRun:
