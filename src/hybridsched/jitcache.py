@@ -252,18 +252,17 @@ def wants_portable(manifest: dict[str, Any] | None, host: dict[str, str], enviro
     )
 
 
-def _use_portable(key: str) -> str:
-    """Compile for the portable CPU in this process where :func:`wants_portable` says so."""
+def _use_portable(usable: bool) -> str:
+    """Compile for the portable CPU in this process where :func:`wants_portable` says so
+    (``usable``: the shipped kernels fit the sources)."""
     import numba.core.config
     import numba.core.registry
 
     manifest = read_manifest()
-    if not wants_portable(manifest, _host(), os.environ):
+    if not usable or not wants_portable(manifest, _host(), os.environ):
         return ""
     if numba.core.config.CPU_NAME is not None or numba.core.config.CPU_FEATURES is not None:
         return ""  # named in numba's config file
-    if shipped_state(key) != "usable":
-        return ""
     if "_toplevel_target_context" in vars(numba.core.registry.cpu_target):
         return ""  # a kernel was declared before the package was imported: too late
     os.environ["NUMBA_CPU_NAME"] = PORTABLE_CPU
@@ -355,11 +354,17 @@ installed = ""
 """What :func:`install` did in this process."""
 
 
-def folder_name(key: str) -> str:
+def _serves(key: str) -> bool:
+    """Whether the shipped kernels are on and fit the sources of ``key``."""
+    return os.environ.get(SHIPPED_ENV) != "0" and shipped_state(key) == "usable"
+
+
+def folder_name(key: str, serves: bool | None = None) -> str:
     """The cache folder of the sources of ``key``: ``<key>-<archive id>`` where the
-    shipped kernels serve them, so that another archive (rebuilt for the same
-    sources) fills a folder of its own and never one that a process is reading."""
-    if os.environ.get(SHIPPED_ENV) == "0" or shipped_state(key) != "usable":
+    shipped kernels serve them (``serves``: :func:`_serves`, computed when None),
+    so that another archive (rebuilt for the same sources) fills a folder of its
+    own and never one that a process is reading."""
+    if not (_serves(key) if serves is None else serves):
         return key
     return f"{key}-{read_manifest()['id'][:8]}"  # type: ignore[index]
 
@@ -372,7 +377,8 @@ def _install() -> str:
     try:
         root.mkdir(parents=True, exist_ok=True)
         key = current_key(root)
-        folder = root / folder_name(key)
+        serves = _serves(key)
+        folder = root / folder_name(key, serves)
         folder.mkdir(exist_ok=True)
         state = "not seeded" if os.environ.get(SHIPPED_ENV) == "0" else seed(folder, key)
         _prune(root, folder)
@@ -382,7 +388,7 @@ def _install() -> str:
 
     _root = folder
     CacheImpl._locator_classes.insert(0, _locator_class())
-    return state + _use_portable(key)
+    return state + _use_portable(serves)
 
 
 # building the archive ------------------------------------------------------------------------
