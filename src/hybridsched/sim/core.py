@@ -62,7 +62,7 @@ DUR_BOOKED = 2  # the one booked at assignment (st.dur)
 # ----------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ev_put(ev, k, t, code):
     # slot k holds an event as two floats, its time and then its code, side by side
     # (one cache line per heap level); a code is an integer below 2^53, exact in float64
@@ -70,7 +70,7 @@ def _ev_put(ev, k, t, code):
     ev[2 * k + 1] = code
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ev_move(ev, dst, src):
     ev[2 * dst] = ev[2 * src]
     ev[2 * dst + 1] = ev[2 * src + 1]
