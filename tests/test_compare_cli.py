@@ -145,6 +145,24 @@ def test_resume_refuses_a_folder_of_another_configuration(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.parametrize("made", [False, True])
+def test_resume_refuses_a_folder_without_a_comparison(tmp_path: Path, made: bool) -> None:
+    # a mistyped --out must not start the default comparison (minutes of runs) there
+    out = tmp_path / "typo"
+    if made:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    res = runner.invoke(app, ["compare", "--resume", "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert f"--resume: {out} holds no comparison to resume (no config.json there)" in text
+    assert "Traceback" not in res.output
+    if made:
+        assert sorted(q.name for q in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()
+
+
 # --- options -----------------------------------------------------------------------------
 
 

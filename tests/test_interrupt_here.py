@@ -1,19 +1,28 @@
-"""Ctrl-C in a sweep run in this process (``--workers 1``): where the interrupt lands.
+"""Ctrl-C while compiled code runs: where the interrupt lands.
 
-An interrupt that lands in numba's own Python code (the callbacks of compiled
-code) is recorded and stops the sweep after the run in progress; anywhere else
-it raises ``KeyboardInterrupt`` at once.
+In a sweep run in this process (``--workers 1``), an interrupt that lands in
+numba's own Python code (the callbacks of compiled code) is recorded and stops
+the sweep after the run in progress; in one run (``simulate``) it is raised
+again once the callback has returned. Anywhere else it raises
+``KeyboardInterrupt`` at once.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from hybridsched.experiments.backends import LocalBackend, _numba_dir
+from hybridsched.experiments.backends import LocalBackend
 from hybridsched.experiments.pool import Job
+from hybridsched.interrupts import in_numba, interrupts_outside_numba, package_dirs
+from hybridsched.io import write_cluster, write_workload
+from hybridsched.workload import generate
 
 # a function whose code says it is numba's: the signal handler runs in its frame
 _FAKE = compile(
@@ -22,7 +31,7 @@ _FAKE = compile(
     "    for _ in range(1000):\n"
     "        pass\n"
     "    return 'finished'\n",
-    _numba_dir() + "fake_callback.py",
+    package_dirs()[0] + "fake_callback.py",
     "exec",
 )
 _NS: dict = {"os": os, "signal": signal}
@@ -56,3 +65,127 @@ def test_an_interrupt_in_numba_code_stops_after_the_run_in_progress() -> None:
 def test_an_interrupt_elsewhere_stops_at_once() -> None:
     assert _sweep(_plain_interrupt) == [(0, 0)]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# --- one run (simulate): the interrupt is sent again until it lands outside numba ----------
+
+NUMBA_DIR, LLVMLITE_DIR = package_dirs()
+
+
+def _fake(name: str, where: str) -> object:
+    """A function whose code says it is in ``where`` (numba's or llvmlite's folder)."""
+    code = compile(
+        f"def {name}():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    for _ in range(1000):\n"
+        "        pass\n"
+        "    return 'finished'\n",
+        where + "fake.py",
+        "exec",
+    )
+    ns: dict = {"os": os, "signal": signal}
+    exec(code, ns)
+    return ns[name]
+
+
+_UNPICKLE = _fake("_numba_unpickle", NUMBA_DIR + "core/")  # compiled code calls this
+_LOAD = _fake("load_kernel", LLVMLITE_DIR + "binding/")
+
+
+def _called_by_numba() -> str:
+    # code that numba's code calls (as the unpickler cloudpickle is): inside numba too
+    code = compile("def caller(f):\n    return f()\n", NUMBA_DIR + "fake.py", "exec")
+    ns: dict = {}
+    exec(code, ns)
+    return ns["caller"](_plain_interrupt)
+
+
+@pytest.mark.parametrize("call", [_UNPICKLE, _LOAD, _called_by_numba])
+def test_an_interrupt_in_numba_code_is_raised_after_it(call) -> None:
+    got: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_outside_numba():
+            got.append(call())  # numba's code returns its value untouched
+            for _ in range(10**8):  # ... and the interrupt comes here, in Python code
+                pass
+            got.append("not interrupted")
+    assert got == ["finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupt_outside_numba_is_raised_at_once() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_outside_numba():
+            _plain_interrupt()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_in_numba_looks_at_every_caller() -> None:
+    dirs = package_dirs()
+    assert not in_numba(sys._getframe(), dirs)
+    seen: list[bool] = []
+
+    def probe() -> None:
+        seen.append(in_numba(sys._getframe(), dirs))
+
+    code = compile("def caller(f):\n    return f()\n", NUMBA_DIR + "fake.py", "exec")
+    ns: dict = {}
+    exec(code, ns)
+    ns["caller"](probe)  # probe itself is ours, its caller numba's
+    probe()
+    assert seen == [True, False]
+
+
+_MARKED = """
+import os
+from pathlib import Path
+
+from hybridsched.policies import make_policy, register
+
+
+@register
+class MarkedAco:
+    \"\"\"aco that touches $MARK when its first batch comes (the run is under way).\"\"\"
+
+    name = "marked-aco"
+
+    def __init__(self):
+        self.inner = make_policy("aco", {})
+
+    def reset(self, cluster, rng):
+        self.inner.reset(cluster, rng)
+        self.marked = False
+
+    def assign(self, tasks, view):
+        if not self.marked:
+            Path(os.environ["MARK"]).touch()
+            self.marked = True
+        return self.inner.assign(tasks, view)
+"""
+
+
+def test_simulate_interrupted_exits_130_and_writes_nothing(tmp_path: Path) -> None:
+    c, w = generate("iot-default", 40000, 0.9, 0)
+    write_cluster(c, tmp_path / "c.yaml")
+    write_workload(w, tmp_path / "w.parquet")
+    (tmp_path / "marked.py").write_text(_MARKED)
+    out, mark = tmp_path / "out", tmp_path / "started"
+    cmd = [sys.executable, "-m", "hybridsched.cli", "simulate", "--cluster", "c.yaml"]
+    cmd += ["--workload", "w.parquet", "--policy", "marked-aco", "--plugin", "marked.py"]
+    cmd += ["--decision-interval", "0.5", "--out", str(out)]
+    env = {**os.environ, "MARK": str(mark)}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # well into the run: 40,000 tasks take several seconds
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    text = err.decode(errors="replace")
+    assert proc.returncode == 130, text
+    assert f"interrupted: nothing written to {out}" in " ".join(text.split())
+    assert "Traceback" not in text and "Error" not in text
+    assert not (out / "summary.json").exists() and not (out / "tasks.parquet").exists()

@@ -304,16 +304,15 @@ def _resolve_config(
         experiment_values,
         read_experiment,
     )
-    from hybridsched.experiments.store import recorded_config
+    from hybridsched.experiments.store import resumable_config
     from hybridsched.sim import SimConfig
 
     values: dict[str, Any] = {}
     if resume_from is not None:
-        recorded = recorded_config(resume_from)
-        if recorded is not None:
-            # the worker count and the backend are the machine's, not the experiment's
-            recorded = {k: v for k, v in recorded.items() if k not in ("workers", "backend")}
-            values.update(experiment_values(recorded, str(resume_from / "config.json")))
+        recorded = resumable_config(resume_from)
+        # the worker count and the backend are the machine's, not the experiment's
+        recorded = {k: v for k, v in recorded.items() if k not in ("workers", "backend")}
+        values.update(experiment_values(recorded, str(resume_from / "config.json")))
     if config is not None:
         values.update(read_experiment(config))
     if quick:

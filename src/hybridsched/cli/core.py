@@ -322,6 +322,7 @@ def simulate(
     with all of them off the run is the exact base model (with --estimates auto
     the hybrid's observed estimates then equal the nominal ones).
     """
+    from hybridsched.interrupts import interrupts_outside_numba
     from hybridsched.io import check_writable, read_cluster, read_workload
     from hybridsched.model import MAX_TIME_S
     from hybridsched.policies import make_policy, parse_policy_args
@@ -373,9 +374,14 @@ def simulate(
         bar = ProgressBar(len(w), f"{policy} on {w.n_tasks:,} tasks", force=progress)
         t = time.perf_counter()
         try:
-            result = run_simulation(
-                c, w, with_progress(pol, bar), config=config, options=options, seed=seed
-            )
+            with interrupts_outside_numba():
+                result = run_simulation(
+                    c, w, with_progress(pol, bar), config=config, options=options, seed=seed
+                )
+        except KeyboardInterrupt:
+            bar.close()
+            err_console.print(f"interrupted: nothing written to {out}", highlight=False)
+            raise typer.Exit(130) from None
         finally:
             bar.close()
         wall = time.perf_counter() - t

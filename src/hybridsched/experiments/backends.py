@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from hybridsched.errors import ConfigError, HybridSchedError
 from hybridsched.experiments.pool import Job, WorkerError, run_jobs
+from hybridsched.interrupts import in_numba, package_dirs
 
 log = logging.getLogger(__name__)
 
@@ -77,35 +78,23 @@ def _call_resolved(fn: Callable[..., Any], args: tuple) -> Any:
     return fn(*_resolve(args))
 
 
-def _numba_dir() -> str:
-    """The folder of numba's Python code (a path no file matches when numba is absent)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("numba")
-    if spec is None or spec.origin is None:
-        return "\0"
-    return os.path.dirname(spec.origin) + os.sep
-
-
 def _run_here(jobs: Sequence[Job], on_result: Callable[[int, Any], None]) -> None:
     """Run ``jobs`` one after the other in this process; Ctrl-C stops them for sure.
 
-    Python runs a signal handler in whatever Python code runs next, and
-    compiled (numba) code calls back into Python (to unpickle its constants).
-    A ``KeyboardInterrupt`` raised in such a callback breaks the compiled
-    caller: it returns with the exception set (``SystemError``), clears it
-    (the run goes on as if nothing happened) or crashes. So an interrupt that
-    lands in numba's own Python code is only recorded, and the loop stops
-    after the run in progress (which is reported: it finished untouched); one
-    that lands anywhere else raises ``KeyboardInterrupt`` at once, as usual.
+    A ``KeyboardInterrupt`` raised in numba's or llvmlite's own Python code can
+    break the compiled code that called it, or the process
+    (:mod:`hybridsched.interrupts`). So an interrupt that lands there is only
+    recorded, and the loop stops after the run in progress (which is reported:
+    it finished untouched); one that lands anywhere else raises
+    ``KeyboardInterrupt`` at once, as usual.
     """
     interrupted = False
-    numba_dir = _numba_dir()
+    dirs = package_dirs()
 
     def on_sigint(signum: int, frame: Any) -> None:
         nonlocal interrupted
         interrupted = True
-        if frame is None or not frame.f_code.co_filename.startswith(numba_dir):
+        if not in_numba(frame, dirs):
             raise KeyboardInterrupt
 
     ours = (

@@ -68,20 +68,21 @@ class ResultsFolder:
         """Check that ``path`` is writable and ready it for the comparison ``cfg``.
 
         A fresh comparison deletes the files a previous comparison left there;
-        with ``resume``, the finished runs are kept (a folder without
-        ``config.json`` is started fresh). Either way ``config.json`` is written,
-        with ``record``: facts of the run such as ``ray_nodes``.
+        with ``resume``, the finished runs are kept. Either way ``config.json`` is
+        written, with ``record``: facts of the run such as ``ray_nodes``.
 
         Raises:
             OutputError: the folder cannot be created or written, or (fresh) it has
                 entries but is not a results folder of ``compare``.
-            ConfigError: resuming, the folder's configuration differs from ``cfg`` in
+            ConfigError: resuming a folder that holds no comparison (no
+                ``config.json``: a mistyped --out would otherwise start a new
+                comparison there), or whose configuration differs from ``cfg`` in
                 a key that changes results (every key but those of
                 ``IGNORED_ON_RESUME``); the message names each such key with both values.
         """
         folder = cls(path)
         folder.check_writable()
-        recorded = recorded_config(folder.path) if resume else None
+        recorded = resumable_config(folder.path) if resume else None
         if recorded is None:
             folder._clear()
         else:
@@ -199,6 +200,23 @@ def recorded_config(path: str | os.PathLike[str]) -> dict[str, Any] | None:
             "seeds); give an empty or new --out"
         )
     return data
+
+
+def resumable_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``config.json`` of a results folder that ``--resume`` goes on with.
+
+    Raises:
+        ConfigError: the folder holds no comparison (a mistyped ``--out`` would
+            otherwise start a new one there).
+        OutputError: its ``config.json`` is not a configuration of ``compare``.
+    """
+    recorded = recorded_config(path)
+    if recorded is None:
+        raise ConfigError(
+            f"--resume: {path} holds no comparison to resume (no config.json there); "
+            "check --out, or leave out --resume to start a comparison there"
+        )
+    return recorded
 
 
 def config_differences(recorded: dict[str, Any], cfg: CompareConfig) -> list[tuple[str, Any, Any]]:
