@@ -4,6 +4,8 @@ does not apply; the colony's parameters are declared once."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,6 +71,44 @@ def test_rl_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Path) -
     other = Trainer(replace(RL_TINY, max_updates=4, seed=9), tmp_path / "other")
     other.run(minutes=5.0)
     assert not torch.equal(other.model.trunk[0].weight, whole.model.trunk[0].weight)
+
+
+class _CtrlC(Trainer):
+    """The rl trainer, with Ctrl-C pressed during the listed updates (1-based)."""
+
+    presses: tuple[int, ...] = ()
+
+    def update(self) -> None:
+        super().update()
+        for _ in range(self.presses.count(self.progress.updates + 1)):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_after_the_update_and_resumes_as_if_never_stopped(tmp_path: Path) -> None:
+    whole = Trainer(replace(RL_TINY, max_updates=4), tmp_path / "whole")
+    whole.run(minutes=5.0)
+    assert not whole.interrupted
+    stopped = _CtrlC(replace(RL_TINY, max_updates=4), tmp_path / "split")
+    stopped.presses = (2,)
+    stopped.run(minutes=5.0)  # returns: the first Ctrl-C only asks the run to stop
+    assert stopped.interrupted and stopped.progress.updates == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # one validation, at the start: the stop saved the state without another
+    assert len((tmp_path / "split" / "curve.csv").read_text().splitlines()) == 1 + 1
+    resumed = Trainer.resume(tmp_path / "split")
+    assert resumed.progress.updates == 2
+    resumed.run(minutes=5.0)
+    assert not resumed.interrupted and resumed.progress.updates == 4
+    _assert_same_weights(resumed.model, whole.model)
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
+    run = _CtrlC(replace(RL_TINY, max_updates=4), tmp_path / "run")
+    run.presses = (2, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run.run(minutes=5.0)
+    assert run.progress.updates == 1  # raised inside update 2, before it was counted
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_hybrid_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ can break more than the run:
 code outside numba and llvmlite: the user's Ctrl-C still stops the run, as a
 plain ``KeyboardInterrupt``, a moment later (after a compilation, if one is
 under way). :func:`in_numba` is the test, for the handlers that record an
-interrupt instead (``experiments.backends``).
+interrupt instead (``experiments.backends``). :func:`stop_on_interrupt` lets
+long work (training) stop at a point where it can save itself.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 PACKAGES = ("numba", "llvmlite")
@@ -63,37 +65,79 @@ def _resend(delay: float) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def _raise_outside_numba(
+    frame: FrameType | None, dirs: tuple[str, ...], delay: list[float]
+) -> None:
+    """Raise ``KeyboardInterrupt`` here, or, in numba's code, send the signal again."""
+    if in_numba(frame, dirs):
+        # sent again from another thread, which can only run once this one is back in
+        # Python code (compiled code holds the GIL); later and later while it is not
+        threading.Thread(target=_resend, args=(delay[0],), daemon=True).start()
+        delay[0] = min(2 * delay[0], RESEND_S[1])
+        return
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _on_sigint(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for SIGINT within the block, in the main thread when Python's default
+    handler is installed (a process started with SIGINT ignored keeps ignoring it)."""
+    ours = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    previous = signal.signal(signal.SIGINT, handler) if ours else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 @contextmanager
 def interrupts_outside_numba() -> Iterator[None]:
     """Within the block, a SIGINT that lands in numba's or llvmlite's Python code is
     sent again until it lands elsewhere, where it raises ``KeyboardInterrupt``.
 
     Anywhere else it raises ``KeyboardInterrupt`` at once, as usual. Only the
-    main thread with Python's default handler installed changes anything (a
-    process started with SIGINT ignored keeps ignoring it); the previous handler
-    is restored on exit.
+    main thread with Python's default handler installed changes anything; the
+    previous handler is restored on exit.
     """
-    ours = (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    )
-    if not ours:
+    dirs = package_dirs()
+    delay = [RESEND_S[0]]
+    with _on_sigint(lambda signum, frame: _raise_outside_numba(frame, dirs, delay)):
         yield
-        return
+
+
+@dataclass
+class StopRequest:
+    """What :func:`stop_on_interrupt` hands its block."""
+
+    requested: bool = False
+    """Set by the first Ctrl-C: stop at the next point where the work can be saved."""
+
+
+@contextmanager
+def stop_on_interrupt(notice: str = "") -> Iterator[StopRequest]:
+    """Within the block, the first Ctrl-C only asks the work to stop; a second one stops it.
+
+    The first sets ``requested`` on the :class:`StopRequest` the block gets (and
+    writes ``notice``, if any, to stderr): the work stops at its next safe point
+    and saves what it has. A second raises ``KeyboardInterrupt``, as
+    :func:`interrupts_outside_numba` does. Only the main thread with Python's
+    default handler installed changes anything.
+    """
+    stop = StopRequest()
     dirs = package_dirs()
     delay = [RESEND_S[0]]
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        if in_numba(frame, dirs):
-            # sent again from another thread, which can only run once this one is back
-            # in Python code (compiled code holds the GIL); later and later while it is not
-            threading.Thread(target=_resend, args=(delay[0],), daemon=True).start()
-            delay[0] = min(2 * delay[0], RESEND_S[1])
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.requested:
+            _raise_outside_numba(frame, dirs, delay)
             return
-        raise KeyboardInterrupt
+        stop.requested = True
+        if notice:
+            os.write(2, f"\n{notice}\n".encode())
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with _on_sigint(handler):
+        yield stop

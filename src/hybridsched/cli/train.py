@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
-from hybridsched.cli.app import TrainEstimatesOption, app, console, fail
+from hybridsched.cli.app import TrainEstimatesOption, app, console, err_console, fail
 from hybridsched.cli.options import RayAddress
 from hybridsched.errors import HybridSchedError
 from hybridsched.model import PRIORITY_CLASSES
@@ -395,8 +395,26 @@ def _run(ctx: typer.Context, trainer: Any, minutes: float, label: str) -> Any:
         def show(p: Any) -> None:
             bar.update(task, completed=min(p.session_s, budget), description=p.status())
 
-        trainer.run(minutes, show)
+        try:
+            trainer.run(minutes, show)
+        except KeyboardInterrupt:
+            if not (trainer.out / "state.pt").is_file():
+                err_console.print("interrupted before the first validation: nothing saved")
+                raise typer.Exit(130) from None
+            _interrupted(ctx, trainer, "interrupted at once: the state of the last validation")
+    if trainer.interrupted:
+        _interrupted(ctx, trainer, f"interrupted after update {trainer.progress.updates}: the run")
     return trainer.progress
+
+
+def _interrupted(ctx: typer.Context, trainer: Any, what: str) -> None:
+    """Say what Ctrl-C kept and how to go on; exit 130."""
+    err_console.print(
+        f"{what} is kept in {trainer.out}/; go on with: {ctx.command_path} --resume {trainer.out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(130)
 
 
 def _report(title: str, rows: list[tuple[str, str]], out: Path, policy: str) -> None:

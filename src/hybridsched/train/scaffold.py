@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from hybridsched.errors import ConfigError
+from hybridsched.interrupts import StopRequest, stop_on_interrupt
 from hybridsched.learn.network import save_checkpoint
 from hybridsched.train.config import check_budget
 
@@ -225,6 +226,8 @@ class TrainingRun:
         in ``__init__``: ``spawn`` counts its children, so an earlier call would shift them."""
         self.ray_address: str | None = None
         """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
+        self.interrupted = False
+        """Whether the last :meth:`run` was stopped by Ctrl-C (its state saved)."""
 
     # ------------------------------------------------------------ the trainer's part
 
@@ -350,6 +353,11 @@ class TrainingRun:
     def run(self, minutes: float | None = None, progress: ProgressCallback | None = None) -> Any:
         """Train for ``minutes`` (default: the config's) and return the progress.
 
+        The first Ctrl-C (SIGINT, in the main thread) stops the run after the
+        update in progress and saves its state, without a last validation;
+        :attr:`interrupted` is then True. A second Ctrl-C raises
+        ``KeyboardInterrupt`` at once (the state of the last validation is kept).
+
         Args:
             minutes: wall-clock budget of this session, evaluation included.
             progress: called with the :class:`Progress` after every update and
@@ -360,11 +368,13 @@ class TrainingRun:
         check_budget(budget / 60.0)
         self.out.mkdir(parents=True, exist_ok=True)
         self.write_config()
-        with torch_threads(c.threads):
-            self._loop(budget, progress)
+        self.interrupted = False
+        notice = "stopping after this update, then saving (Ctrl-C again: stop at once)"
+        with torch_threads(c.threads), stop_on_interrupt(notice) as stop:
+            self._loop(budget, progress, stop)
         return self.progress
 
-    def _loop(self, budget: float, progress: ProgressCallback | None) -> None:
+    def _loop(self, budget: float, progress: ProgressCallback | None, stop: StopRequest) -> None:
         c = self.config
         p = self.progress
         p.budget_s = budget
@@ -386,6 +396,15 @@ class TrainingRun:
             self.update()
             p.updates += 1
             tick()
+            if stop.requested:
+                # Ctrl-C: save where the run stands, without the validation (it can take
+                # minutes); a resumed run goes on from here as if never stopped
+                self.save_state()
+                self.write_config()
+                self.interrupted = True
+                if progress is not None:
+                    progress(p)
+                return
             if time.perf_counter() - last_eval >= c.eval_every_s:
                 self.evaluate_and_keep()
                 last_eval = time.perf_counter()
