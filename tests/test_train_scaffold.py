@@ -73,42 +73,66 @@ def test_rl_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Path) -
     assert not torch.equal(other.model.trunk[0].weight, whole.model.trunk[0].weight)
 
 
-class _CtrlC(Trainer):
-    """The rl trainer, with Ctrl-C pressed during the listed updates (1-based)."""
+class _Presses:
+    """A trainer with Ctrl-C pressed during the listed updates (1-based)."""
 
     presses: tuple[int, ...] = ()
 
     def update(self) -> None:
-        super().update()
-        for _ in range(self.presses.count(self.progress.updates + 1)):
+        super().update()  # type: ignore[misc]
+        for _ in range(self.presses.count(self.progress.updates + 1)):  # type: ignore[attr-defined]
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_ctrl_c_stops_after_the_update_and_resumes_as_if_never_stopped(tmp_path: Path) -> None:
-    whole = Trainer(replace(RL_TINY, max_updates=4), tmp_path / "whole")
-    whole.run(minutes=5.0)
+class _RlPresses(_Presses, Trainer):
+    pass
+
+
+class _HybridPresses(_Presses, HybridTrainer):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("trainer", "pressed", "config", "n"),
+    [(Trainer, _RlPresses, RL_TINY, 4), (HybridTrainer, _HybridPresses, HYBRID_TINY, 3)],
+)
+def test_ctrl_c_stops_after_the_update_and_resumes_as_if_never_stopped(
+    tmp_path: Path, trainer, pressed, config, n: int
+) -> None:
+    whole = trainer(replace(config, max_updates=n), tmp_path / "whole")
+    whole.run(minutes=5.0, graceful=True)
     assert not whole.interrupted
-    stopped = _CtrlC(replace(RL_TINY, max_updates=4), tmp_path / "split")
+    stopped = pressed(replace(config, max_updates=n), tmp_path / "split")
     stopped.presses = (2,)
-    stopped.run(minutes=5.0)  # returns: the first Ctrl-C only asks the run to stop
-    assert stopped.interrupted and stopped.progress.updates == 2
+    stopped.run(minutes=5.0, graceful=True)  # returns: the first Ctrl-C only asks to stop
+    assert stopped.interrupted and stopped.progress.updates == stopped.saved_at == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     # one validation, at the start: the stop saved the state without another
     assert len((tmp_path / "split" / "curve.csv").read_text().splitlines()) == 1 + 1
-    resumed = Trainer.resume(tmp_path / "split")
-    assert resumed.progress.updates == 2
-    resumed.run(minutes=5.0)
-    assert not resumed.interrupted and resumed.progress.updates == 4
+    resumed = trainer.resume(tmp_path / "split")
+    assert resumed.progress.updates == resumed.saved_at == 2
+    resumed.run(minutes=5.0, graceful=True)
+    assert not resumed.interrupted and resumed.progress.updates == n
     _assert_same_weights(resumed.model, whole.model)
 
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
-    run = _CtrlC(replace(RL_TINY, max_updates=4), tmp_path / "run")
+    run = _RlPresses(replace(RL_TINY, max_updates=4), tmp_path / "run")
     run.presses = (2, 2)
     with pytest.raises(KeyboardInterrupt):
-        run.run(minutes=5.0)
+        run.run(minutes=5.0, graceful=True)
     assert run.progress.updates == 1  # raised inside update 2, before it was counted
+    assert run.saved_at == 0  # what the CLI reports: the state saved at the start
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_without_graceful_ctrl_c_raises_at_once(tmp_path: Path) -> None:
+    # library callers (benchmark loops) keep Python's usual Ctrl-C
+    run = _RlPresses(replace(RL_TINY, max_updates=4), tmp_path / "run")
+    run.presses = (2,)
+    with pytest.raises(KeyboardInterrupt):
+        run.run(minutes=5.0)
+    assert run.progress.updates == 1 and not run.interrupted
 
 
 def test_hybrid_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:

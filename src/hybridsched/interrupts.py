@@ -60,52 +60,104 @@ def in_numba(frame: FrameType | None, dirs: tuple[str, ...]) -> bool:
     return False
 
 
-def _resend(delay: float) -> None:
-    time.sleep(delay)
-    os.kill(os.getpid(), signal.SIGINT)
+class _Interrupts:
+    """SIGINT for one block: raised outside numba's code, re-sent while it lands inside it.
 
+    One re-sender at a time (more presses while it runs merge into it); once
+    the interrupt is raised, copies that were already on their way are ignored
+    for :attr:`GRACE_S`; at the block's end the re-sender is stopped, and an
+    interrupt still waiting is raised there.
+    """
 
-def _raise_outside_numba(
-    frame: FrameType | None, dirs: tuple[str, ...], delay: list[float]
-) -> None:
-    """Raise ``KeyboardInterrupt`` here, or, in numba's code, send the signal again."""
-    if in_numba(frame, dirs):
-        # sent again from another thread, which can only run once this one is back in
-        # Python code (compiled code holds the GIL); later and later while it is not
-        threading.Thread(target=_resend, args=(delay[0],), daemon=True).start()
-        delay[0] = min(2 * delay[0], RESEND_S[1])
-        return
-    raise KeyboardInterrupt
+    GRACE_S = 0.25
+
+    def __init__(self) -> None:
+        self.dirs = package_dirs()
+        self.waiting = False
+        self.wake = threading.Event()
+        self.resender: threading.Thread | None = None
+        self.quiet_until = 0.0
+
+    def handle(self, frame: FrameType | None) -> None:
+        """The user's interrupt: raise it here, or make it wait until this thread has left
+        numba's code."""
+        if time.monotonic() < self.quiet_until:
+            return  # a copy re-sent before the interrupt was raised
+        if in_numba(frame, self.dirs):
+            self.waiting = True
+            if self.resender is None or not self.resender.is_alive():
+                self.wake.clear()
+                self.resender = threading.Thread(target=self._resend, daemon=True)
+                self.resender.start()
+            return
+        self.waiting = False
+        self.wake.set()
+        self.quiet_until = time.monotonic() + self.GRACE_S
+        raise KeyboardInterrupt
+
+    def _resend(self) -> None:
+        # this thread can only send once the main thread runs Python code again (compiled
+        # code holds the GIL), and then the handler runs; later and later while it is in numba
+        delay = RESEND_S[0]
+        while not self.wake.wait(delay):
+            os.kill(os.getpid(), signal.SIGINT)
+            delay = min(2 * delay, RESEND_S[1])
+
+    def close(self, raising: bool) -> None:
+        """Stop the re-sender; raise an interrupt still waiting, unless ``raising`` (an
+        exception is already on its way out of the block)."""
+        self.wake.set()
+        if self.resender is not None:
+            self.resender.join()
+        try:
+            for _ in range(2):
+                pass  # a copy already sent reaches the handler here, while it is still ours
+            if self.waiting:
+                self.waiting = False
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if not raising:
+                raise
 
 
 @contextmanager
-def _on_sigint(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    """``handler`` for SIGINT within the block, in the main thread when Python's default
-    handler is installed (a process started with SIGINT ignored keeps ignoring it)."""
+def _on_sigint(on_signal: Callable[[FrameType | None, _Interrupts], None]) -> Iterator[None]:
+    """``on_signal(frame, interrupts)`` for SIGINT within the block, in the main thread
+    when Python's default handler is installed (a process started with SIGINT ignored
+    keeps ignoring it); the previous handler is restored at the end."""
     ours = (
         threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     )
-    previous = signal.signal(signal.SIGINT, handler) if ours else None
+    if not ours:
+        yield
+        return
+    ints = _Interrupts()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: on_signal(frame, ints))
+    raising = False
     try:
         yield
+    except BaseException:
+        raising = True
+        raise
     finally:
-        if previous is not None:
+        try:
+            ints.close(raising)
+        finally:
             signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
 def interrupts_outside_numba() -> Iterator[None]:
-    """Within the block, a SIGINT that lands in numba's or llvmlite's Python code is
-    sent again until it lands elsewhere, where it raises ``KeyboardInterrupt``.
+    """Within the block, a SIGINT that lands in numba's or llvmlite's Python code waits
+    until this thread has left it, and is raised there as ``KeyboardInterrupt``.
 
-    Anywhere else it raises ``KeyboardInterrupt`` at once, as usual. Only the
-    main thread with Python's default handler installed changes anything; the
-    previous handler is restored on exit.
+    Anywhere else it raises ``KeyboardInterrupt`` at once, as usual. Several
+    presses while it waits make one interrupt; one still waiting when the block
+    ends is raised at its end. Only the main thread with Python's default
+    handler installed changes anything.
     """
-    dirs = package_dirs()
-    delay = [RESEND_S[0]]
-    with _on_sigint(lambda signum, frame: _raise_outside_numba(frame, dirs, delay)):
+    with _on_sigint(lambda frame, ints: ints.handle(frame)):
         yield
 
 
@@ -128,16 +180,14 @@ def stop_on_interrupt(notice: str = "") -> Iterator[StopRequest]:
     default handler installed changes anything.
     """
     stop = StopRequest()
-    dirs = package_dirs()
-    delay = [RESEND_S[0]]
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def on_signal(frame: FrameType | None, ints: _Interrupts) -> None:
         if stop.requested:
-            _raise_outside_numba(frame, dirs, delay)
+            ints.handle(frame)
             return
         stop.requested = True
         if notice:
             os.write(2, f"\n{notice}\n".encode())
 
-    with _on_sigint(handler):
+    with _on_sigint(on_signal):
         yield stop

@@ -332,79 +332,79 @@ def simulate(
     from hybridsched.sim import simulate as run_simulation
     from hybridsched.sim.options import SimOptions, parse_tier_values, read_failures
 
+    # Ctrl-C: never inside numba's code; the results are written atomically (all or none)
     try:
-        check_seed(seed)
-        check_number(timeline_step, "--timeline-step", low=0)
-        check_number(max_retries, "--max-retries", low=0)
-        config = SimConfig(decision_interval=decision_interval, queue=queue)
-        check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
-        try:
-            options = SimOptions(
-                mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),
-                mttr_s=None if mttr is None else parse_tier_values(mttr, "--mttr"),
-                estimate_cv=estimate_cv,
-                latency_jitter=latency_jitter,
-                shared_links=shared_links,
-                max_retries=max_retries,
-            )
-        except HybridSchedError as exc:
-            # the library names its fields (options.mttr_s); the user typed the options
-            fail(_option_names(str(exc)))
-        check_estimates(estimates, "--estimates")
-        load_plugins(plugin)
-        args: dict[str, str] = {}
-        if policy_args_file is not None:
-            from hybridsched.policies.args import read_policy_args
+        with interrupts_outside_numba():
+            check_seed(seed)
+            check_number(timeline_step, "--timeline-step", low=0)
+            check_number(max_retries, "--max-retries", low=0)
+            config = SimConfig(decision_interval=decision_interval, queue=queue)
+            check_number(decision_interval, "--decision-interval", low=0, high=MAX_TIME_S)
+            try:
+                options = SimOptions(
+                    mtbf_s=None if mtbf is None else parse_tier_values(mtbf, "--mtbf"),
+                    mttr_s=None if mttr is None else parse_tier_values(mttr, "--mttr"),
+                    estimate_cv=estimate_cv,
+                    latency_jitter=latency_jitter,
+                    shared_links=shared_links,
+                    max_retries=max_retries,
+                )
+            except HybridSchedError as exc:
+                # the library names its fields (options.mttr_s); the user typed the options
+                fail(_option_names(str(exc)))
+            check_estimates(estimates, "--estimates")
+            load_plugins(plugin)
+            args: dict[str, str] = {}
+            if policy_args_file is not None:
+                from hybridsched.policies.args import read_policy_args
 
-            args.update(read_policy_args(policy_args_file, policy)[1])
-        args.update(parse_policy_args(policy_arg))
-        pol = make_policy(policy, args)
-        # auto: the policy's own preference, nominal with noisy estimates (MODEL.md 12.1)
-        mode = resolve_estimates(estimates, policy, noisy=options.estimates_on)
-        options = replace(options, estimates=mode)
-        check_writable(out)
-        c = read_cluster(cluster)
-        w = read_workload(workload, cluster=c)
-        if failures is not None:
-            options = replace(options, failures=read_failures(failures, cluster=c))
-        if conditions is not None:
-            from hybridsched.sim.conditions import read_conditions
+                args.update(read_policy_args(policy_args_file, policy)[1])
+            args.update(parse_policy_args(policy_arg))
+            pol = make_policy(policy, args)
+            # auto: the policy's own preference, nominal with noisy estimates (MODEL.md 12.1)
+            mode = resolve_estimates(estimates, policy, noisy=options.estimates_on)
+            options = replace(options, estimates=mode)
+            check_writable(out)
+            c = read_cluster(cluster)
+            w = read_workload(workload, cluster=c)
+            if failures is not None:
+                options = replace(options, failures=read_failures(failures, cluster=c))
+            if conditions is not None:
+                from hybridsched.sim.conditions import read_conditions
 
-            options = replace(options, conditions=read_conditions(conditions, c))
-        bar = ProgressBar(len(w), f"{policy} on {w.n_tasks:,} tasks", force=progress)
-        t = time.perf_counter()
-        try:
-            with interrupts_outside_numba():
+                options = replace(options, conditions=read_conditions(conditions, c))
+            bar = ProgressBar(len(w), f"{policy} on {w.n_tasks:,} tasks", force=progress)
+            t = time.perf_counter()
+            try:
                 result = run_simulation(
                     c, w, with_progress(pol, bar), config=config, options=options, seed=seed
                 )
-        except KeyboardInterrupt:
-            bar.close()
-            err_console.print(f"interrupted: nothing written to {out}", highlight=False)
-            raise typer.Exit(130) from None
-        finally:
-            bar.close()
-        wall = time.perf_counter() - t
-        extra = {
-            "cluster": str(cluster),
-            "workload": str(workload),
-            "seed": seed,
-            "estimates": options.estimates,  # resolved: what the policy's view showed
-        }
-        if options.active:
-            extra["options"] = options.to_dict()
-        written = write_result(
-            result,
-            out,
-            csv=csv,
-            extra=extra,
-            cluster=c,
-            timeline_step=timeline_step if timeline else None,
-        )
+            finally:
+                bar.close()
+            wall = time.perf_counter() - t
+            extra = {
+                "cluster": str(cluster),
+                "workload": str(workload),
+                "seed": seed,
+                "estimates": options.estimates,  # resolved: what the policy's view showed
+            }
+            if options.active:
+                extra["options"] = options.to_dict()
+            written = write_result(
+                result,
+                out,
+                csv=csv,
+                extra=extra,
+                cluster=c,
+                timeline_step=timeline_step if timeline else None,
+            )
     except HybridSchedError as exc:
         fail(str(exc))
     except MemoryError:
         fail("out of memory while simulating: use a smaller workload or cluster")
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: nothing written to {out}", highlight=False)
+        raise typer.Exit(130) from None
     show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 

@@ -396,12 +396,14 @@ def _run(ctx: typer.Context, trainer: Any, minutes: float, label: str) -> Any:
             bar.update(task, completed=min(p.session_s, budget), description=p.status())
 
         try:
-            trainer.run(minutes, show)
+            trainer.run(minutes, show, graceful=True)
         except KeyboardInterrupt:
-            if not (trainer.out / "state.pt").is_file():
-                err_console.print("interrupted before the first validation: nothing saved")
+            if trainer.saved_at is None:
+                err_console.print("interrupted before the run saved anything", highlight=False)
                 raise typer.Exit(130) from None
-            _interrupted(ctx, trainer, "interrupted at once: the state of the last validation")
+            _interrupted(
+                ctx, trainer, f"interrupted at once: the state saved at update {trainer.saved_at}"
+            )
     if trainer.interrupted:
         _interrupted(ctx, trainer, f"interrupted after update {trainer.progress.updates}: the run")
     return trainer.progress
@@ -409,8 +411,11 @@ def _run(ctx: typer.Context, trainer: Any, minutes: float, label: str) -> Any:
 
 def _interrupted(ctx: typer.Context, trainer: Any, what: str) -> None:
     """Say what Ctrl-C kept and how to go on; exit 130."""
+    again = f"{ctx.command_path} --resume {trainer.out}"
+    if trainer.ray_address:
+        again += f" --ray-address {trainer.ray_address}"
     err_console.print(
-        f"{what} is kept in {trainer.out}/; go on with: {ctx.command_path} --resume {trainer.out}",
+        f"{what} is kept in {trainer.out}/; go on with: {again}",
         highlight=False,
         soft_wrap=True,
     )

@@ -502,11 +502,16 @@ class HybridTrainer(TrainingRun):
         plot_curve(self.out / "curve.csv", self.out / "curve.png")
 
     def run(
-        self, minutes: float | None = None, progress: scaffold.ProgressCallback | None = None
+        self,
+        minutes: float | None = None,
+        progress: scaffold.ProgressCallback | None = None,
+        *,
+        graceful: bool = False,
     ) -> HybridTrainer:
-        """Train for ``minutes`` (default: the config's); the workers end with it."""
+        """Train for ``minutes`` (default: the config's; see :meth:`TrainingRun.run`); the
+        workers end with it."""
         try:
-            super().run(minutes, progress)
+            super().run(minutes, progress, graceful=graceful)
         finally:
             if self._group is not None:
                 self._group.close()

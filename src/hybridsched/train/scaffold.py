@@ -22,6 +22,7 @@ Seeds: training instances use seeds >= :data:`TRAIN_SEED_BASE`, validation
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from hybridsched.errors import ConfigError
-from hybridsched.interrupts import StopRequest, stop_on_interrupt
+from hybridsched.interrupts import StopRequest, interrupts_outside_numba, stop_on_interrupt
 from hybridsched.learn.network import save_checkpoint
 from hybridsched.train.config import check_budget
 
@@ -228,6 +229,9 @@ class TrainingRun:
         """The Ray cluster's address (ray backend; None: ``RAY_ADDRESS``, else a local Ray)."""
         self.interrupted = False
         """Whether the last :meth:`run` was stopped by Ctrl-C (its state saved)."""
+        self.saved_at: int | None = None
+        """The update count of the state this object last wrote to, or read from, ``state.pt``
+        (None: neither: a ``state.pt`` in ``out`` is another run's)."""
 
     # ------------------------------------------------------------ the trainer's part
 
@@ -297,6 +301,7 @@ class TrainingRun:
         tmp = self.out / "state.pt.tmp"
         torch.save(blob, tmp)
         tmp.replace(self.out / "state.pt")
+        self.saved_at = self.progress.updates
 
     @classmethod
     def resume(cls, out: Path) -> Any:
@@ -327,6 +332,7 @@ class TrainingRun:
         for g, state in zip(run.generators(), meta["rng"], strict=True):
             g.bit_generator.state = state
         run.load_extra_state(meta)
+        run.saved_at = run.progress.updates
         return run
 
     # ------------------------------------------------------------ the loop
@@ -350,18 +356,28 @@ class TrainingRun:
     def plot(self) -> None:
         """Redraw ``curve.png`` from ``curve.csv``."""
 
-    def run(self, minutes: float | None = None, progress: ProgressCallback | None = None) -> Any:
+    def run(
+        self,
+        minutes: float | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        graceful: bool = False,
+    ) -> Any:
         """Train for ``minutes`` (default: the config's) and return the progress.
 
-        The first Ctrl-C (SIGINT, in the main thread) stops the run after the
-        update in progress and saves its state, without a last validation;
-        :attr:`interrupted` is then True. A second Ctrl-C raises
-        ``KeyboardInterrupt`` at once (the state of the last validation is kept).
+        Ctrl-C (SIGINT, in the main thread) raises ``KeyboardInterrupt``, never
+        inside numba's own code (:mod:`hybridsched.interrupts`); the state of the
+        last save is kept. With ``graceful`` (the ``train`` commands) the first
+        Ctrl-C only stops the run once the update or validation in progress ends,
+        and saves its state without a last validation: :attr:`interrupted` is
+        then True and a resumed run goes on as if never stopped. A second Ctrl-C
+        raises ``KeyboardInterrupt``.
 
         Args:
             minutes: wall-clock budget of this session, evaluation included.
             progress: called with the :class:`Progress` after every update and
                 once at the end.
+            graceful: stop and save on the first Ctrl-C instead of raising.
         """
         c = self.config
         budget = 60.0 * (c.minutes if minutes is None else minutes)
@@ -369,8 +385,14 @@ class TrainingRun:
         self.out.mkdir(parents=True, exist_ok=True)
         self.write_config()
         self.interrupted = False
-        notice = "stopping after this update, then saving (Ctrl-C again: stop at once)"
-        with torch_threads(c.threads), stop_on_interrupt(notice) as stop:
+        notice = "stopping once the update in progress ends, then saving (Ctrl-C again: at once)"
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch_threads(c.threads))
+            if graceful:
+                stop = stack.enter_context(stop_on_interrupt(notice))
+            else:
+                stack.enter_context(interrupts_outside_numba())
+                stop = StopRequest()  # never set
             self._loop(budget, progress, stop)
         return self.progress
 
@@ -391,11 +413,6 @@ class TrainingRun:
         last_eval = time.perf_counter()
         while True:
             tick()
-            if p.session_s >= budget or (c.max_updates and p.updates >= c.max_updates):
-                break
-            self.update()
-            p.updates += 1
-            tick()
             if stop.requested:
                 # Ctrl-C: save where the run stands, without the validation (it can take
                 # minutes); a resumed run goes on from here as if never stopped
@@ -405,7 +422,12 @@ class TrainingRun:
                 if progress is not None:
                     progress(p)
                 return
-            if time.perf_counter() - last_eval >= c.eval_every_s:
+            if p.session_s >= budget or (c.max_updates and p.updates >= c.max_updates):
+                break
+            self.update()
+            p.updates += 1
+            tick()
+            if not stop.requested and time.perf_counter() - last_eval >= c.eval_every_s:
                 self.evaluate_and_keep()
                 last_eval = time.perf_counter()
             if progress is not None:

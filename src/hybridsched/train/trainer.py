@@ -242,10 +242,16 @@ class Trainer(TrainingRun):
         self._group = group
         self._saved_shards = None
 
-    def run(self, minutes: float | None = None, progress: Callable[[Progress], None] | None = None):
+    def run(
+        self,
+        minutes: float | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        *,
+        graceful: bool = False,
+    ):
         """Train for ``minutes`` (see :meth:`TrainingRun.run`); the workers end with it."""
         try:
-            return super().run(minutes, progress)
+            return super().run(minutes, progress, graceful=graceful)
         finally:
             if self._group is not None:
                 with contextlib.suppress(Exception):
