@@ -161,6 +161,13 @@ def interrupts_outside_numba() -> Iterator[None]:
         yield
 
 
+def ignore_further() -> None:
+    """Ignore SIGINT from now on: the process is on its way out after an interrupt, and
+    another press would only break its exit (a traceback from an ``atexit`` hook)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @dataclass
 class StopRequest:
     """What :func:`stop_on_interrupt` hands its block."""

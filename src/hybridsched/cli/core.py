@@ -322,7 +322,7 @@ def simulate(
     with all of them off the run is the exact base model (with --estimates auto
     the hybrid's observed estimates then equal the nominal ones).
     """
-    from hybridsched.interrupts import interrupts_outside_numba
+    from hybridsched.interrupts import ignore_further, interrupts_outside_numba
     from hybridsched.io import check_writable, read_cluster, read_workload
     from hybridsched.model import MAX_TIME_S
     from hybridsched.policies import make_policy, parse_policy_args
@@ -403,6 +403,7 @@ def simulate(
     except MemoryError:
         fail("out of memory while simulating: use a smaller workload or cluster")
     except KeyboardInterrupt:
+        ignore_further()
         err_console.print(f"interrupted: nothing written to {out}", highlight=False)
         raise typer.Exit(130) from None
     show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")

@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 from hybridsched.cli.app import TrainEstimatesOption, app, console, err_console, fail
 from hybridsched.cli.options import RayAddress
 from hybridsched.errors import HybridSchedError
+from hybridsched.interrupts import ignore_further
 from hybridsched.model import PRIORITY_CLASSES
 from hybridsched.train.config import HybridTrainConfig, TrainConfig
 
@@ -398,6 +399,7 @@ def _run(ctx: typer.Context, trainer: Any, minutes: float, label: str) -> Any:
         try:
             trainer.run(minutes, show, graceful=True)
         except KeyboardInterrupt:
+            ignore_further()
             if trainer.saved_at is None:
                 err_console.print("interrupted before the run saved anything", highlight=False)
                 raise typer.Exit(130) from None
@@ -411,6 +413,7 @@ def _run(ctx: typer.Context, trainer: Any, minutes: float, label: str) -> Any:
 
 def _interrupted(ctx: typer.Context, trainer: Any, what: str) -> None:
     """Say what Ctrl-C kept and how to go on; exit 130."""
+    ignore_further()
     again = f"{ctx.command_path} --resume {trainer.out}"
     if trainer.ray_address:
         again += f" --ray-address {trainer.ray_address}"
