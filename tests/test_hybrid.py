@@ -108,6 +108,37 @@ def test_compiled_forward_equals_torch() -> None:
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=2e-5)
 
 
+def test_hidden_unit_equals_one_input_per_pass_bit_for_bit() -> None:
+    # _unit sums four inputs per pass over the pairs: the same additions in the same order
+    # as one input per pass (the form every hybrid figure was measured with), so the same
+    # float32 bits, for any input count (remainders) and block width
+    from numba import njit
+
+    from hybridsched.learn.forward import _tanh, _unit
+
+    @njit(error_model="numpy")
+    def one_per_pass(x, w, bias, o, n, h):
+        for q in range(n):
+            h[q] = bias
+        for f in range(w.shape[0]):
+            for q in range(n):
+                h[q] += w[f, o] * x[f][q]
+        for q in range(n):
+            h[q] = _tanh(h[q])
+
+    rng = np.random.default_rng(5)
+    for nf in (1, 3, 4, 5, 18, 21, 32):
+        for n in (1, 7, 128):
+            x = rng.normal(0.0, 2.0, (nf, n)).astype(np.float32)
+            w = rng.normal(0.0, 0.5, (nf, 6)).astype(np.float32)
+            for o in range(6):
+                want = np.empty(n, dtype=np.float32)
+                got = np.empty(n, dtype=np.float32)
+                one_per_pass(x, w, np.float32(0.1 * o), o, n, want)
+                _unit(x, w, np.float32(0.1 * o), o, n, got)
+                assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (nf, n, o)
+
+
 def test_compiled_weights_follow_the_model() -> None:
     # kept between batches, made again when training writes the weights or swaps the model
     pol = make_policy("hybrid")
