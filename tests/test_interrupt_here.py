@@ -24,18 +24,26 @@ from hybridsched.interrupts import in_numba, interrupts_outside_numba, package_d
 from hybridsched.io import write_cluster, write_workload
 from hybridsched.workload import generate
 
-# a function whose code says it is numba's: the signal handler runs in its frame
-_FAKE = compile(
-    "def interrupt_here():\n"
+NUMBA_DIR, LLVMLITE_DIR = package_dirs()
+
+# a function that sends SIGINT to this process, then returns 'finished'
+_PRESS = (
     "    os.kill(os.getpid(), signal.SIGINT)\n"
     "    for _ in range(1000):\n"
     "        pass\n"
-    "    return 'finished'\n",
-    package_dirs()[0] + "fake_callback.py",
-    "exec",
+    "    return 'finished'\n"
 )
-_NS: dict = {"os": os, "signal": signal}
-exec(_FAKE, _NS)
+
+
+def _fake(where: str, source: str, name: str) -> object:
+    """Function ``name`` of ``source``, whose code says it is in ``where`` (numba's or
+    llvmlite's folder): the signal handler runs in its frame."""
+    ns: dict = {"os": os, "signal": signal, "time": time}
+    exec(compile(source, where + "fake.py", "exec"), ns)
+    return ns[name]
+
+
+_INTERRUPT_HERE = _fake(NUMBA_DIR, "def interrupt_here():\n" + _PRESS, "interrupt_here")
 
 
 def _plain_interrupt() -> str:
@@ -58,7 +66,7 @@ def _sweep(middle) -> list[tuple[int, object]]:
 
 
 def test_an_interrupt_in_numba_code_stops_after_the_run_in_progress() -> None:
-    assert _sweep(_NS["interrupt_here"]) == [(0, 0), (1, "finished")]  # job 2 never runs
+    assert _sweep(_INTERRUPT_HERE) == [(0, 0), (1, "finished")]  # job 2 never runs
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
@@ -69,35 +77,14 @@ def test_an_interrupt_elsewhere_stops_at_once() -> None:
 
 # --- one run (simulate): the interrupt is sent again until it lands outside numba ----------
 
-NUMBA_DIR, LLVMLITE_DIR = package_dirs()
-
-
-def _fake(name: str, where: str) -> object:
-    """A function whose code says it is in ``where`` (numba's or llvmlite's folder)."""
-    code = compile(
-        f"def {name}():\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    for _ in range(1000):\n"
-        "        pass\n"
-        "    return 'finished'\n",
-        where + "fake.py",
-        "exec",
-    )
-    ns: dict = {"os": os, "signal": signal}
-    exec(code, ns)
-    return ns[name]
-
-
-_UNPICKLE = _fake("_numba_unpickle", NUMBA_DIR + "core/")  # compiled code calls this
-_LOAD = _fake("load_kernel", LLVMLITE_DIR + "binding/")
+_UNPICKLE = _fake(NUMBA_DIR + "core/", "def _numba_unpickle():\n" + _PRESS, "_numba_unpickle")
+_LOAD = _fake(LLVMLITE_DIR + "binding/", "def load_kernel():\n" + _PRESS, "load_kernel")
+_CALLER = _fake(NUMBA_DIR, "def caller(f):\n    return f()\n", "caller")
 
 
 def _called_by_numba() -> str:
     # code that numba's code calls (as the unpickler cloudpickle is): inside numba too
-    code = compile("def caller(f):\n    return f()\n", NUMBA_DIR + "fake.py", "exec")
-    ns: dict = {}
-    exec(code, ns)
-    return ns["caller"](_plain_interrupt)
+    return _CALLER(_plain_interrupt)
 
 
 @pytest.mark.parametrize("call", [_UNPICKLE, _LOAD, _called_by_numba])
@@ -113,7 +100,8 @@ def test_an_interrupt_in_numba_code_is_raised_after_it(call) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-_PRESSES = compile(
+_LOAD_THREE = _fake(
+    LLVMLITE_DIR + "binding/",
     "def load_three():\n"
     "    for _ in range(3):\n"
     "        os.kill(os.getpid(), signal.SIGINT)\n"
@@ -121,18 +109,15 @@ _PRESSES = compile(
     "        while time.monotonic() - t < 0.02:\n"
     "            pass\n"
     "    return 'finished'\n",
-    LLVMLITE_DIR + "binding/fake.py",
-    "exec",
+    "load_three",
 )
-_NS3: dict = {"os": os, "signal": signal, "time": time}
-exec(_PRESSES, _NS3)
 
 
 def test_presses_in_numba_code_make_one_interrupt_and_none_after_the_block() -> None:
     got: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         with interrupts_outside_numba():
-            got.append(_NS3["load_three"]())
+            got.append(_LOAD_THREE())
             for _ in range(10**8):
                 pass
     # no copy of the three presses arrives once the block has ended
@@ -168,10 +153,7 @@ def test_in_numba_looks_at_every_caller() -> None:
     def probe() -> None:
         seen.append(in_numba(sys._getframe(), dirs))
 
-    code = compile("def caller(f):\n    return f()\n", NUMBA_DIR + "fake.py", "exec")
-    ns: dict = {}
-    exec(code, ns)
-    ns["caller"](probe)  # probe itself is ours, its caller numba's
+    _CALLER(probe)  # probe itself is ours, its caller numba's
     probe()
     assert seen == [True, False]
 

@@ -121,30 +121,38 @@ class _Interrupts:
 
 
 @contextmanager
-def _on_sigint(on_signal: Callable[[FrameType | None, _Interrupts], None]) -> Iterator[None]:
-    """``on_signal(frame, interrupts)`` for SIGINT within the block, in the main thread
-    when Python's default handler is installed (a process started with SIGINT ignored
-    keeps ignoring it); the previous handler is restored at the end."""
+def sigint_handler(handler: Callable[[int, FrameType | None], None]) -> Iterator[bool]:
+    """``handler`` for SIGINT within the block, in the main thread when Python's default
+    handler is installed (a process started with SIGINT ignored keeps ignoring it).
+
+    Yields whether it was installed; the previous handler is restored at the end.
+    """
     ours = (
         threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     )
-    if not ours:
-        yield
-        return
-    ints = _Interrupts()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: on_signal(frame, ints))
-    raising = False
+    previous = signal.signal(signal.SIGINT, handler) if ours else None
     try:
-        yield
-    except BaseException:
-        raising = True
-        raise
+        yield ours
     finally:
-        try:
-            ints.close(raising)
-        finally:
+        if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _on_sigint(on_signal: Callable[[FrameType | None, _Interrupts], None]) -> Iterator[None]:
+    """``on_signal(frame, interrupts)`` for SIGINT within the block (:func:`sigint_handler`);
+    at the end, :meth:`_Interrupts.close` while the handler is still this one."""
+    ints = _Interrupts()
+    with sigint_handler(lambda signum, frame: on_signal(frame, ints)):
+        raising = False
+        try:
+            yield
+        except BaseException:
+            raising = True
+            raise
+        finally:
+            ints.close(raising)
 
 
 @contextmanager

@@ -399,8 +399,8 @@ def _run(ctx: typer.Context, trainer: Any, minutes: float, label: str) -> Any:
         try:
             trainer.run(minutes, show, graceful=True)
         except KeyboardInterrupt:
-            ignore_further()
             if trainer.saved_at is None:
+                ignore_further()
                 err_console.print("interrupted before the run saved anything", highlight=False)
                 raise typer.Exit(130) from None
             _interrupted(

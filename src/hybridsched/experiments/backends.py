@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from typing import Any, Protocol
 
 from hybridsched.errors import ConfigError, HybridSchedError
 from hybridsched.experiments.pool import Job, WorkerError, run_jobs
-from hybridsched.interrupts import in_numba, package_dirs
+from hybridsched.interrupts import in_numba, package_dirs, sigint_handler
 
 log = logging.getLogger(__name__)
 
@@ -97,20 +95,12 @@ def _run_here(jobs: Sequence[Job], on_result: Callable[[int, Any], None]) -> Non
         if not in_numba(frame, dirs):
             raise KeyboardInterrupt
 
-    ours = (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    )
-    previous = signal.signal(signal.SIGINT, on_sigint) if ours else None
-    try:
+    with sigint_handler(on_sigint):
         for k, job in enumerate(jobs):
             value = _call_resolved(job.fn, job.args)
             on_result(k, value)
             if interrupted:
                 raise KeyboardInterrupt
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 class LocalBackend:
