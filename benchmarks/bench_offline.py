@@ -18,11 +18,19 @@ as means over seeds with paired 95% CIs. The clairvoyant cut is achievable
 (the replay is a valid schedule of the model) but only locally optimal, so
 it is a reference point, not a bound: the optimum is at least as good.
 
+A drifting scenario (``iot-drift``, or ``NAME+drift``: the preset with the
+default drift, as in ``bench_drift.py``) runs with its conditions, which the
+climb knows in advance like the arrivals. There aco also runs with observed
+estimates (``aco_obs``), the hybrid runs at its default (observed), the
+reference is the best of the three climbs, and the cuts are taken against
+aco in its better mode for that scenario and load (the lower mean over the
+seeds; named in the table), as issue 15's goal is.
+
 Usage::
 
-    python benchmarks/bench_offline.py [--tasks 30000] [--seeds 3] [--loads 0.7,0.9] \
-        [--scenarios iot-default,iot-hetero,iot-bursty] [--sweeps 3] [--candidates 12] \
-        [--workers 2] [--json out.json]
+    python benchmarks/bench_offline.py [--tasks 30000] [--seeds 3] [--first 0] \
+        [--loads 0.7,0.9] [--scenarios iot-default,iot-hetero,iot-bursty] [--sweeps 3] \
+        [--candidates 12] [--workers 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,18 +50,38 @@ ENERGY_WEIGHT = 0.03
 
 
 def run_one(job: tuple) -> dict:
-    """aco, the hybrid and the clairvoyant improvement of aco on one workload."""
-    from hybridsched.policies import make_policy
+    """aco, the hybrid and the clairvoyant improvement of each on one workload."""
+    from bench_drift import scenario_of
+    from hybridsched.policies import make_policy, resolve_estimates
     from hybridsched.sim import SimConfig, simulate
+    from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.offline import FixedAssignment, improve_offline
-    from hybridsched.workload import generate
+    from hybridsched.sim.options import SimOptions
+    from hybridsched.workload import generate_instance
 
     scenario, tasks, load, seed, sweeps, candidates = job
-    cluster, workload = generate(scenario, tasks, load, seed)
+    inst = generate_instance(scenario_of(scenario), tasks, load, seed)
+    cluster, workload = inst.cluster, inst.workload
+    cond = None
+    if inst.conditions is not None:
+        cond = Conditions.from_frame(inst.conditions, cluster, source=scenario)
     cfg = SimConfig(decision_interval=0.5, queue="priority")
-    out = {"scenario": scenario, "load": load, "seed": seed}
-    for name in ("aco", "hybrid"):
-        run = simulate(cluster, workload, make_policy(name), config=cfg, seed=seed)
+    out = {"scenario": scenario, "load": load, "seed": seed, "conditions": cond is not None}
+    # (run name, policy, estimates): aco observed only where there is something to observe
+    runs = [("aco", "aco", "nominal")]
+    if cond is not None:
+        runs.append(("aco_obs", "aco", "observed"))
+    runs.append(("hybrid", "hybrid", resolve_estimates("auto", "hybrid")))
+    for name, policy, estimates in runs:
+        kw = {} if cond is None else {"conditions": cond}
+        run = simulate(
+            cluster,
+            workload,
+            make_policy(policy),
+            config=cfg,
+            options=SimOptions(estimates=estimates, **kw),
+            seed=seed,
+        )
         out[name] = run.summary
         t = time.perf_counter()
         res = improve_offline(
@@ -66,10 +94,17 @@ def run_one(job: tuple) -> dict:
             candidates=candidates,
             sweeps=sweeps,
             seed=seed,
+            conditions=cond,
         )
         out[f"search_s_{name}"] = time.perf_counter() - t
         out[f"moved_{name}"] = list(res.moved)
-        replay = simulate(cluster, workload, FixedAssignment(workload, res.nodes), config=cfg)
+        replay = simulate(
+            cluster,
+            workload,
+            FixedAssignment(workload, res.nodes),
+            config=cfg,
+            options=SimOptions(conditions=cond),
+        )
         out[f"offline_{name}"] = replay.summary
         # the search's own cost must be the simulator's (a mismatch is a bug, not noise)
         exact = (
@@ -78,10 +113,9 @@ def run_one(job: tuple) -> dict:
         if not np.isclose(exact, res.cost[-1], rtol=1e-9):
             raise AssertionError(f"offline cost {res.cost[-1]} != simulated {exact}")
         out[f"cost_{name}"] = exact
-    # the clairvoyant reference: the better (by the searched cost) of the two climbs
-    out["offline"] = out[
-        "offline_aco" if out["cost_aco"] <= out["cost_hybrid"] else "offline_hybrid"
-    ]
+    # the clairvoyant reference: the best (by the searched cost) of the climbs
+    best = min((name for name, _, _ in runs), key=lambda name: out[f"cost_{name}"])
+    out["offline"] = out[f"offline_{best}"]
     return out
 
 
@@ -89,6 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=30_000)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first", type=int, default=0, help="first seed")
     ap.add_argument("--loads", default="0.7,0.9")
     ap.add_argument("--scenarios", default="iot-default,iot-hetero,iot-bursty")
     ap.add_argument("--sweeps", type=int, default=3)
@@ -102,7 +137,7 @@ def main() -> None:
         (sc, a.tasks, rho, seed, a.sweeps, a.candidates)
         for sc in scenarios
         for rho in loads
-        for seed in range(a.seeds)
+        for seed in range(a.first, a.first + a.seeds)
     ]
     t = time.perf_counter()
     console = Console(width=200)
@@ -110,12 +145,14 @@ def main() -> None:
         out = []
         for r in ex.map(run_one, jobs):
             out.append(r)
+            names = [n for n in ("aco", "aco_obs", "hybrid") if n in r]
+            climbs = ", ".join(
+                f"{n} {r[n]['mean_response_s']:.4f} -> {r[f'offline_{n}']['mean_response_s']:.4f}"
+                for n in names
+            )
+            search = sum(r[f"search_s_{n}"] for n in names)
             console.print(
-                f"  {r['scenario']} {r['load']} seed {r['seed']}: aco "
-                f"{r['aco']['mean_response_s']:.4f} -> {r['offline_aco']['mean_response_s']:.4f}, "
-                f"hybrid {r['hybrid']['mean_response_s']:.4f} -> "
-                f"{r['offline_hybrid']['mean_response_s']:.4f} "
-                f"(search {r['search_s_aco'] + r['search_s_hybrid']:.0f} s)"
+                f"  {r['scenario']} {r['load']} seed {r['seed']}: {climbs} (search {search:.0f} s)"
             )
     console.print(f"{len(jobs)} workloads in {time.perf_counter() - t:.0f} s")
     if a.json:
@@ -125,6 +162,7 @@ def main() -> None:
     for col in (
         "scenario",
         "load",
+        "aco mode",
         "aco s",
         "hybrid s",
         "offline s",
@@ -145,16 +183,23 @@ def main() -> None:
             def col(name, key, rows=rows):
                 return [r[name][key] for r in rows]
 
-            aco = col("aco", "mean_response_s")
+            # aco in its better estimate mode here (the lower mean over the seeds)
+            ref = "aco"
+            if all("aco_obs" in r for r in rows) and np.mean(
+                col("aco_obs", "mean_response_s")
+            ) < np.mean(col("aco", "mean_response_s")):
+                ref = "aco_obs"
+            aco = col(ref, "mean_response_s")
             hyb = col("hybrid", "mean_response_s")
             off = col("offline", "mean_response_s")
             dh = paired_diff(hyb, aco, "mean_response_s", "aco")
             do = paired_diff(off, aco, "mean_response_s", "aco")
-            off_a = col("offline_aco", "mean_response_s")
+            off_a = col(f"offline_{ref}", "mean_response_s")
             da = paired_diff(off_a, aco, "mean_response_s", "aco")
             table.add_row(
                 sc,
                 f"{rho}",
+                "observed" if ref == "aco_obs" else "nominal",
                 f"{np.mean(aco):.4f}",
                 f"{np.mean(hyb):.4f}",
                 f"{np.mean(off):.4f}",
@@ -163,10 +208,10 @@ def main() -> None:
                 da.percent(),
                 "/".join(
                     f"{np.mean(col(n, 'deadline_miss_rate')):.4f}"
-                    for n in ("aco", "hybrid", "offline")
+                    for n in (ref, "hybrid", "offline")
                 ),
                 "/".join(
-                    f"{np.mean(col(n, 'energy_j')) / 1e6:.3f}" for n in ("aco", "hybrid", "offline")
+                    f"{np.mean(col(n, 'energy_j')) / 1e6:.3f}" for n in (ref, "hybrid", "offline")
                 ),
             )
     console.print(table)

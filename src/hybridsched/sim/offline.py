@@ -15,9 +15,11 @@ decision time, on the semantics of docs/MODEL.md), so
 
 The cost is the run's total response plus ``energy_weight`` times its energy,
 both exactly as the simulator computes them (docs/MODEL.md, base model: no failures,
-exact work). Nodes are independent given the assignment, so a move is priced by
-re-simulating the two nodes it touches (:func:`hybridsched.sim.core.run_node`,
-the simulator's own per-node event loop) and the change of the makespan.
+exact work; changing conditions, section 12, may be given). Nodes are independent
+given the assignment, so a move is priced by re-simulating the two nodes it
+touches (:func:`hybridsched.sim.core.run_node`, the simulator's own per-node
+event loop; with conditions :func:`_node_cost_cond`, the same loop with the
+node's speed changes) and the change of the makespan.
 :class:`FixedAssignment` replays any assignment through the engine; a test
 checks that the replayed run's cost equals the cost computed here.
 """
@@ -33,9 +35,12 @@ from numba import njit
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster, Workload
 from hybridsched.sim.bounds import decision_times, no_wait_times
-from hybridsched.sim.core import run_node
+from hybridsched.sim.conditions import Conditions
+from hybridsched.sim.core import _key_lt, run_node
 
 __all__ = ["FixedAssignment", "OfflineResult", "assignment_cost", "improve_offline"]
+
+_NO_CHANGES = (np.zeros(0), np.zeros(0))
 
 
 @njit(cache=True)
@@ -71,6 +76,113 @@ def _node_cost(members, j, t0, ncores, ready, dur, arrival, key0, key1, tid, dyn
     return c, last
 
 
+@njit(cache=True)
+def _node_cost_cond(
+    members, j, t0, ncores, ready, work, v0, cp_t, cp_v, arrival, key0, key1, tid, dynw, w_energy
+):
+    """:func:`_node_cost` on a node whose speed changes (docs/MODEL.md section 12).
+
+    The node runs at ``v0`` until its first change point; from ``cp_t[k]`` on it
+    runs at ``cp_v[k]``. A task takes the speed in force at its start; a
+    change point re-times the tasks running then, ``finish = t + (finish - t) x
+    v_old / v`` (the engine's arithmetic, :func:`hybridsched.sim.fault_kernels.set_speed`),
+    before the finishes and dispatches of its instant. Dynamic energy is
+    ``dynw`` (W per busy core) x the time each task ran.
+    """
+    m = members.shape[0]
+    if m == 0:
+        return 0.0, t0
+    r = np.empty(m)
+    k0 = np.empty(m)
+    k1 = np.empty(m)
+    ti = np.empty(m, dtype=np.int64)
+    for k in range(m):
+        t = members[k]
+        r[k] = ready[t, j]
+        k0[k] = key0[t]
+        k1[k] = key1[t]
+        ti[k] = tid[t]
+    order = np.argsort(r, kind="mergesort")
+    fin = np.full(ncores, np.inf)  # finish per core (inf: free)
+    beg = np.zeros(ncores)
+    who = np.full(ncores, -1, dtype=np.int64)
+    wait = np.empty(m, dtype=np.int64)
+    nw = 0
+    p = 0
+    q = 0
+    ncp = cp_t.shape[0]
+    v = v0
+    done = 0
+    busy = 0
+    c = 0.0
+    last = t0
+    while done < m:
+        t = np.inf
+        if p < m:
+            t = max(r[order[p]], t0)
+        for s in range(ncores):
+            if fin[s] < t:
+                t = fin[s]
+        if q < ncp and cp_t[q] < t:
+            t = cp_t[q]
+        while q < ncp and cp_t[q] <= t:
+            vn = cp_v[q]
+            if vn != v:
+                for s in range(ncores):
+                    if who[s] >= 0 and fin[s] > t:
+                        fin[s] = t + (fin[s] - t) * v / vn
+            v = vn
+            q += 1
+        for s in range(ncores):
+            if who[s] >= 0 and fin[s] <= t:
+                x = who[s]
+                f = fin[s]
+                c += f - arrival[members[x]] + w_energy * dynw * (f - beg[s])
+                last = max(last, f)
+                who[s] = -1
+                fin[s] = np.inf
+                busy -= 1
+                done += 1
+        while p < m and r[order[p]] <= t:
+            x = order[p]
+            k = nw
+            nw += 1
+            while k > 0:
+                par = (k - 1) >> 1
+                y = wait[par]
+                if _key_lt(k0, k1, r, ti, y, x):
+                    break
+                wait[k] = y
+                k = par
+            wait[k] = x
+            p += 1
+        while nw > 0 and busy < ncores:
+            x = wait[0]
+            nw -= 1
+            if nw > 0:
+                lastw = wait[nw]
+                k = 0
+                while True:
+                    ch = 2 * k + 1
+                    if ch >= nw:
+                        break
+                    if ch + 1 < nw and _key_lt(k0, k1, r, ti, wait[ch + 1], wait[ch]):
+                        ch += 1
+                    if _key_lt(k0, k1, r, ti, lastw, wait[ch]):
+                        break
+                    wait[k] = wait[ch]
+                    k = ch
+                wait[k] = lastw
+            s = 0
+            while who[s] >= 0:
+                s += 1
+            who[s] = x
+            beg[s] = t
+            fin[s] = t + work[members[x]] / v
+            busy += 1
+    return c, last
+
+
 @dataclass(frozen=True)
 class OfflineResult:
     """The improved assignment and how the search went."""
@@ -86,18 +198,28 @@ class OfflineResult:
 class _Run:
     """The per-(task, node) arrays of a workload on a cluster, in workload row order."""
 
-    def __init__(self, cluster: Cluster, workload: Workload, decision_interval: float, queue: str):
+    def __init__(
+        self,
+        cluster: Cluster,
+        workload: Workload,
+        decision_interval: float,
+        queue: str,
+        conditions: Conditions | None = None,
+    ):
         if not decision_interval >= 0:
             raise ConfigError(f"decision_interval: must be >= 0, got {decision_interval}")
         if queue not in ("fifo", "priority"):
             raise ConfigError(f"queue: must be 'fifo' or 'priority', got {queue!r}")
         w = workload
         a = w.arrival_s
-        self.ready, dur = no_wait_times(
-            cluster, w, decision_times(a, decision_interval), slice(None)
-        )
+        decision = decision_times(a, decision_interval)
+        self.ready, dur = no_wait_times(cluster, w, decision, slice(None))
         self.dur = np.ascontiguousarray(dur)
-        self.dyn = self.dur * ((cluster.power_max_w - cluster.power_idle_w) / cluster.cores)
+        self.dynw = (cluster.power_max_w - cluster.power_idle_w) / cluster.cores
+        self.dyn = self.dur * self.dynw
+        self.changes: list[tuple[np.ndarray, np.ndarray]] | None = None
+        if conditions is not None:
+            self._apply(cluster, w, decision, conditions)
         self.feasible = w.memory_mb[:, None] <= cluster.memory_mb[None, :]
         self.arrival = np.ascontiguousarray(a, dtype=np.float64)
         if queue == "priority":
@@ -110,6 +232,40 @@ class _Run:
         self.cores = np.ascontiguousarray(cluster.cores, dtype=np.int64)
         self.t0 = float(a.min())
         self.idle_w = float(np.sum(cluster.power_idle_w))
+
+    def _apply(
+        self, cluster: Cluster, w: Workload, decision: np.ndarray, conditions: Conditions
+    ) -> None:
+        """True ready times and each node's speed changes under ``conditions``.
+
+        A transfer takes the latency and bandwidth in force at its decision
+        (a change point stamped at the decision time counts), with the engine's
+        operations (:func:`hybridsched.sim.fault_kernels.commit_many`).
+        """
+        if not isinstance(conditions, Conditions):
+            raise ConfigError(f"conditions: must be a Conditions, got {type(conditions).__name__}")
+        conditions.check(cluster)
+        t, node, factors = conditions.change_points()
+        self.speed0 = np.asarray(cluster.speed, dtype=np.float64)
+        self.changes = []
+        # the fastest the node ever runs, for the search's lower bound
+        self.vmax = self.speed0.copy()
+        for j in range(cluster.n_nodes):
+            rows = np.flatnonzero(node == j)
+            if rows.size == 0:
+                self.changes.append(_NO_CHANGES)
+                continue
+            cp_t = np.ascontiguousarray(t[rows])
+            cp_v = np.ascontiguousarray(cluster.speed[j] * factors[rows, 0])
+            self.changes.append((cp_t, cp_v))
+            self.vmax[j] = max(self.vmax[j], float(cp_v.max()))
+            # the factors in force at each task's decision (1 before the first change)
+            k = np.searchsorted(cp_t, decision, side="right") - 1
+            fl = np.where(k >= 0, factors[rows, 1][k], 1.0)
+            fb = np.where(k >= 0, factors[rows, 2][k], 1.0)
+            lat = cluster.latency_s[j][w.region] * fl
+            self.ready[:, j] = (decision + lat) + w.data_mb / (cluster.bandwidth_mb_s[j] * fb)
+        self.work = np.ascontiguousarray(w.work_gi, dtype=np.float64)
 
     def check(self, nodes: np.ndarray) -> np.ndarray:
         nodes = np.asarray(nodes)
@@ -133,6 +289,25 @@ class _Run:
         return nodes.astype(np.int64)
 
     def node_cost(self, members: np.ndarray, j: int, w_energy: float) -> tuple[float, float]:
+        if self.changes is not None:
+            cp_t, cp_v = self.changes[j]
+            return _node_cost_cond(
+                members,
+                j,
+                self.t0,
+                self.cores[j],
+                self.ready,
+                self.work,
+                self.speed0[j],
+                cp_t,
+                cp_v,
+                self.arrival,
+                self.key0,
+                self.key1,
+                self.tid,
+                self.dynw[j],
+                w_energy,
+            )
         return _node_cost(
             members,
             j,
@@ -157,13 +332,15 @@ def assignment_cost(
     decision_interval: float = 0.0,
     queue: str = "fifo",
     energy_weight: float = 0.0,
+    conditions: Conditions | None = None,
 ) -> float:
     """Total response (s) plus ``energy_weight`` x energy (J) of the assignment ``nodes``.
 
     Equal to what the simulator reports for the same assignment (sum of
-    ``response_s`` plus ``energy_weight * energy_j``).
+    ``response_s`` plus ``energy_weight * energy_j``), with ``conditions``
+    (``SimOptions.conditions``) when given.
     """
-    run = _Run(cluster, workload, decision_interval, queue)
+    run = _Run(cluster, workload, decision_interval, queue, conditions)
     nodes = run.check(nodes)
     total, last = 0.0, run.t0
     for j in range(len(run.cores)):
@@ -185,6 +362,7 @@ def improve_offline(
     sweeps: int = 3,
     seed: int | np.random.Generator = 0,
     progress: Callable[[int, int], None] | None = None,
+    conditions: Conditions | None = None,
 ) -> OfflineResult:
     """Hill-climb on the whole run's cost from ``nodes``, one task move at a time.
 
@@ -202,6 +380,9 @@ def improve_offline(
         sweeps: the most passes over the tasks.
         seed: the visiting order's randomness.
         progress: called as ``progress(done, total)`` after every 1,000 task visits.
+        conditions: windows of node speed, latency and bandwidth
+            (:class:`~hybridsched.sim.conditions.Conditions`), known in advance
+            like the arrivals; None: the nominal cluster.
 
     Raises:
         ConfigError: a bad argument, or a node index out of range or without
@@ -213,7 +394,7 @@ def improve_offline(
         raise ConfigError(f"sweeps: must be >= 0, got {sweeps}")
     if not energy_weight >= 0:
         raise ConfigError(f"energy_weight: must be >= 0, got {energy_weight}")
-    run = _Run(cluster, workload, decision_interval, queue)
+    run = _Run(cluster, workload, decision_interval, queue, conditions)
     node = run.check(nodes).copy()
     rng = np.random.default_rng(seed)
     n, n_nodes = run.feasible.shape
@@ -227,6 +408,10 @@ def improve_offline(
     score = np.where(run.feasible, run.ready + run.dur, np.inf)
     # a task's own cost on a node with nothing else: response and dynamic energy
     alone = score - run.arrival[:, None] + we * run.dyn
+    if run.changes is not None:
+        # under conditions: the least it could be, at the node's fastest speed ever
+        fastest = run.work[:, None] / run.vmax[None, :]
+        alone = run.ready + fastest * (1.0 + we * run.dynw[None, :]) - run.arrival[:, None]
     k = min(candidates, n_nodes)
     cand = np.argsort(score, axis=1, kind="stable")[:, :k]
 
