@@ -19,7 +19,8 @@ as means over seeds with paired 95% CIs. The clairvoyant cut is achievable
 it is a reference point, not a bound: the optimum is at least as good.
 
 A drifting scenario (``iot-drift``, or ``NAME+drift``: the preset with the
-default drift, as in ``bench_drift.py``) runs with its conditions, which the
+default drift, as in ``bench_drift.py``; ``:stationary`` leaves the conditions
+out) runs with its conditions, which the
 climb knows in advance like the arrivals. There aco also runs with observed
 estimates (``aco_obs``), the hybrid runs at its default (observed), the
 reference is the best of the three climbs, and the cuts are taken against
@@ -51,7 +52,7 @@ ENERGY_WEIGHT = 0.03
 
 def run_one(job: tuple) -> dict:
     """aco, the hybrid and the clairvoyant improvement of each on one workload."""
-    from bench_drift import scenario_of
+    from bench_drift import STATIONARY, scenario_of
     from hybridsched.policies import make_policy, resolve_estimates
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
@@ -63,7 +64,7 @@ def run_one(job: tuple) -> dict:
     inst = generate_instance(scenario_of(scenario), tasks, load, seed)
     cluster, workload = inst.cluster, inst.workload
     cond = None
-    if inst.conditions is not None:
+    if inst.conditions is not None and not scenario.endswith(STATIONARY):
         cond = Conditions.from_frame(inst.conditions, cluster, source=scenario)
     cfg = SimConfig(decision_interval=0.5, queue="priority")
     out = {"scenario": scenario, "load": load, "seed": seed, "conditions": cond is not None}

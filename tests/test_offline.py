@@ -165,6 +165,63 @@ def test_cost_with_drift_equals_the_simulator(interval: float, queue: str) -> No
     )
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    n_nodes=st.integers(1, 3),
+    n_tasks=st.integers(2, 10),
+    interval=st.sampled_from([0.0, 0.5, 1.0]),
+    queue=st.sampled_from(["fifo", "priority"]),
+    w_energy=st.sampled_from([0.0, 0.1]),
+)
+def test_cost_under_random_windows_equals_the_simulator(
+    data, n_nodes, n_tasks, interval, queue, w_energy
+) -> None:
+    # integer times and power-of-two factors: change points often coincide with
+    # decisions, ready times and finishes, where the order of events matters
+    pick = data.draw
+    nodes = [
+        {
+            "cores": pick(st.integers(1, 3)),
+            "speed": pick(st.sampled_from([0.5, 1.0, 2.0])),
+            "latency_s": [pick(st.sampled_from([0.0, 0.5, 1.0]))],
+            "bandwidth_mb_s": pick(st.sampled_from([1.0, 2.0])),
+        }
+        for _ in range(n_nodes)
+    ]
+    cluster = make_cluster(nodes)
+    rows = [
+        {
+            "task_id": i,
+            "arrival_s": float(pick(st.integers(1, 7))),
+            "work_gi": float(pick(st.integers(1, 4))),
+            "data_mb": float(pick(st.sampled_from([0, 0, 1, 2]))),
+            "priority": pick(st.integers(0, 2)),
+        }
+        for i in range(n_tasks)
+    ]
+    wl = make_workload(rows)
+    factor = st.sampled_from([0.25, 0.5, 2.0, 4.0])
+    windows = []
+    for name in cluster.node_names:
+        t = float(pick(st.integers(0, 3)))  # a window may open before the first arrival
+        for _ in range(pick(st.integers(0, 3))):
+            end = t + pick(st.integers(1, 3))
+            windows.append((name, t, end, pick(factor), pick(factor), pick(factor)))
+            t = end + pick(st.integers(0, 1))  # sometimes the next opens as this one closes
+    if not windows:
+        windows.append((cluster.node_names[0], 2.0, 4.0, 0.5, 1.0, 1.0))
+    cond = _windows(cluster, *windows)
+    nodes_of = np.array(
+        pick(st.lists(st.integers(0, n_nodes - 1), min_size=n_tasks, max_size=n_tasks))
+    )
+    kw = {"decision_interval": interval, "queue": queue, "energy_weight": w_energy}
+    cost = assignment_cost(cluster, wl, nodes_of, conditions=cond, **kw)
+    assert cost == pytest.approx(
+        _simulated_cost(cluster, wl, nodes_of, interval, queue, w_energy, cond), rel=1e-9
+    )
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     works=st.lists(st.floats(0.2, 4.0), min_size=2, max_size=5),
