@@ -90,8 +90,9 @@ def main() -> None:
         )
     stay = np.setdiff1d(np.arange(len(w)), moved)
     print(
-        f"  not moved: {stay.size} tasks, {change[stay].sum() / total * 100:.0f} % of the total "
-        f"change ({total:.1f} s)"
+        f"  not moved: {stay.size} tasks, their response changed by {change[stay].sum():+.1f} s, "
+        f"{change[stay].sum() / total * 100:.0f} % of the change of all tasks "
+        f"({total:+.1f} s)"
     )
 
 

@@ -145,6 +145,85 @@ def test_a_failed_write_leaves_nothing_half_written(files, tmp_path, monkeypatch
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.fixture
+def _sigint_restored():
+    """The CLI ignores further Ctrl-C once interrupted (it is on its way out); in this
+    process the next tests need Python's own handler back."""
+    import signal
+
+    yield
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.mark.usefixtures("_sigint_restored")
+def test_ctrl_c_while_the_files_go_into_place_leaves_them_all(files, tmp_path, monkeypatch):
+    import signal
+
+    import hybridsched.io as hio
+
+    c, w = files
+    out = tmp_path / "o"
+    assert _sim(c, w, out, "--policy", "met").exit_code == 0
+    old = json.loads((out / "summary.json").read_text())
+    renames: list[str] = []
+    real_replace = os.replace
+
+    def replace_and_press(src, dst):
+        # Ctrl-C right after the first of the run's files went into place
+        real_replace(src, dst)
+        renames.append(Path(dst).name)
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(hio.os, "replace", replace_and_press)
+    res = _sim(c, w, out, "--policy", "mct")
+    assert res.exit_code == 130, res.output
+    assert "interrupted: the run had finished; its results are written to" in res.output
+    assert renames == ["tasks.parquet", "summary.json"]  # both, though the press came first
+    new = json.loads((out / "summary.json").read_text())
+    assert new["policy"] == "mct" and old["policy"] == "met"
+    tasks = pq.read_table(out / "tasks.parquet").to_pydict()
+    # the tasks file is the same run's as the summary
+    assert np.mean(tasks["response_s"]) == pytest.approx(new["mean_response_s"], rel=1e-12)
+
+
+def test_held_interrupts_come_after_the_block_and_restore_the_handler() -> None:
+    import signal
+
+    from hybridsched.interrupts import InterruptedAfterCommit, held_interrupts
+
+    done = []
+    with pytest.raises(InterruptedAfterCommit):
+        with held_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # two presses, one interrupt
+            done.append("block")
+    assert done == ["block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with held_interrupts():  # no press: nothing raised
+        done.append("quiet")
+    assert done == ["block", "quiet"]
+
+
+def test_a_failed_write_removes_the_folders_it_made(tmp_path) -> None:
+    from hybridsched.io import atomic_path, atomic_paths
+
+    (tmp_path / "kept").mkdir()
+    target = tmp_path / "kept" / "new" / "deeper" / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_paths([target / "a.json", target / "b.json"]) as tmps:
+            tmps[0].write_text("{}")
+            raise RuntimeError("the run failed")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target / "a.json"):
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+    with atomic_paths([target / "a.json"]) as tmps:
+        tmps[0].write_text("{}")
+    assert (target / "a.json").read_text() == "{}"
+
+
 @pytest.mark.parametrize("mask", [0o022, 0o027])
 def test_output_files_honour_the_umask(files, tmp_path, mask) -> None:
     c, w = files

@@ -145,6 +145,45 @@ def test_resume_refuses_a_folder_of_another_configuration(tmp_path: Path) -> Non
     )
 
 
+def test_resume_refuses_input_files_whose_contents_changed(tmp_path: Path) -> None:
+    # the same file names with other contents: the resumed runs would mix two inputs
+    from hybridsched.io import write_cluster, write_workload
+    from hybridsched.workload import generate
+
+    c, w = generate("iot-small", 120, 0.9, 0)
+    write_cluster(c, tmp_path / "c.yaml")
+    write_workload(w, tmp_path / "w.parquet")
+    cond = tmp_path / "cond.csv"
+    cond.write_text(f"node,start_s,end_s,speed\n{c.node_names[0]},1,5,0.5\n")
+    out = tmp_path / "cmp"
+    args = ["--cluster", str(tmp_path / "c.yaml"), "--workload", str(tmp_path / "w.parquet")]
+    args += ["--conditions", str(cond), "--policies", "mct,met", "--seeds", "2"]
+    res = runner.invoke(app, ["compare", *args, "--workers", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    recorded = json.loads((out / "config.json").read_text())["input_sha256"]
+    assert sorted(recorded) == ["cluster", "conditions", "workload"]
+    assert all(len(v) == 64 for v in recorded.values())
+    before = (out / "results.parquet").read_bytes()
+    next(iter((out / "runs").glob("*.json"))).unlink()  # one run left to do
+    cond.write_text(f"node,start_s,end_s,speed\n{c.node_names[0]},1,5,0.25\n")
+    bad = runner.invoke(app, ["compare", "--resume", "--out", str(out)])
+    assert bad.exit_code == 2, bad.output
+    text = " ".join(bad.output.split())
+    assert f"--resume: the contents of --conditions {cond} (sha256 " in text
+    assert "changed since the runs in" in text and "Traceback" not in text
+    assert (out / "results.parquet").read_bytes() == before
+    assert len(list((out / "runs").glob("*.json"))) == 3  # nothing run, nothing deleted
+    # put back as they were: the resume runs the one missing run, same results
+    cond.write_text(f"node,start_s,end_s,speed\n{c.node_names[0]},1,5,0.5\n")
+    good = runner.invoke(app, ["compare", "--resume", "--out", str(out)])
+    assert good.exit_code == 0, good.output
+    # the run made again takes its own time; every other column is as before
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "results.parquet").drop(columns=list(WALL_CLOCK_COLUMNS)),
+        pd.read_parquet(io.BytesIO(before)).drop(columns=list(WALL_CLOCK_COLUMNS)),
+    )
+
+
 @pytest.mark.parametrize("made", [False, True])
 def test_resume_refuses_a_folder_without_a_comparison(tmp_path: Path, made: bool) -> None:
     # a mistyped --out must not start the default comparison (minutes of runs) there
@@ -164,6 +203,19 @@ def test_resume_refuses_a_folder_without_a_comparison(tmp_path: Path, made: bool
 
 
 # --- options -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["", " , "])
+def test_an_empty_policy_list_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    # not read as "every scheduler": that is minutes of runs nobody asked for
+    seen = _no_runs(monkeypatch)
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", *TINY, "--policies", given, "--out", str(out)])
+    assert res.exit_code == 2 and seen == []
+    assert f"--policies {given!r}: names no scheduler" in " ".join(res.output.split())
+    assert not out.exists()
 
 
 def test_policy_arg_of_a_policy_not_run_is_refused(

@@ -86,6 +86,14 @@ POLICIES = ["mct", "random", "round-robin", "min-min", "edf-mct", "energy-aware"
 # ------------------------------------------------------------------ options off
 
 
+@pytest.mark.parametrize("seed", [2, 24, 25])
+def test_availability_without_failures_is_exactly_one(seed: int) -> None:
+    # on these runs the two sums of core-seconds differed in the last bit (1.0000000000000002)
+    c, w = generate("iot-small", 100, 0.9, seed)
+    r = simulate(c, w, make_policy("mct"), options=SimOptions(latency_jitter=0.1), seed=seed)
+    assert r.summary["availability"] == 1.0
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize(("delta", "queue"), [(0.0, "fifo"), (0.5, "priority")])
 def test_options_off_is_the_base_model_bit_for_bit(

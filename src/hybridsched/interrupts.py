@@ -169,6 +169,39 @@ def interrupts_outside_numba() -> Iterator[None]:
         yield
 
 
+class InterruptedAfterCommit(KeyboardInterrupt):
+    """A Ctrl-C that came while :func:`held_interrupts` held it: the held work is done
+    (the files are in place), and the interrupt is raised after it."""
+
+
+@contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Hold SIGINT during a short block that must not stop half-way (renaming several
+    files into place); one that came meanwhile is raised at the end as
+    :class:`InterruptedAfterCommit`.
+
+    Whatever handler is installed is put back at the end; only the main thread
+    can hold, and a handler that Python did not install (``None``) is left alone.
+    An exception raised by the block itself wins over a held interrupt.
+    """
+    previous = (
+        signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    if previous is None or previous == signal.SIG_IGN:
+        yield
+        return
+    came: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if came:
+        raise InterruptedAfterCommit
+
+
 def ignore_further() -> None:
     """Ignore SIGINT from now on: the process is on its way out after an interrupt, and
     another press would only break its exit (a traceback from an ``atexit`` hook)."""

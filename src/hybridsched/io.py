@@ -381,23 +381,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
         OutputError: the folder cannot be created or written, or writing or
             renaming fails (disk full, read-only file system); nothing is left behind.
     """
+    created = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_folder(path.parent)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
+        _remove_created(created, path.parent)
         raise OutputError(f"{path}: cannot write here: {_os_reason(exc)}") from None
     os.close(fd)
     tmp = Path(name)
+    done = False
     try:
         try:
             yield tmp
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
+            done = True
         except OSError as exc:
             raise OutputError(f"{path}: cannot be written: {_os_reason(exc)}") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if not done:
+            _remove_created(created, path.parent)
 
 
 @contextlib.contextmanager
@@ -408,11 +414,15 @@ def atomic_paths(paths: list[Path]) -> Iterator[list[Path]]:
     Raises:
         OutputError: as :func:`atomic_path`.
     """
+    from hybridsched.interrupts import held_interrupts
+
     tmps: list[Path] = []
+    created: list[tuple[Path | None, Path]] = []  # (topmost folder made, the file's folder)
+    done = False
     try:
         try:
             for path in paths:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                created.append((_make_folder(path.parent), path.parent))
                 # the temporary name keeps the suffix: writers that pick the format
                 # by extension can write to it
                 fd, name = tempfile.mkstemp(
@@ -427,14 +437,51 @@ def atomic_paths(paths: list[Path]) -> Iterator[list[Path]]:
             mode = 0o666 & ~_umask()
             for tmp in tmps:
                 os.chmod(tmp, mode)
-            for tmp, path in zip(tmps, paths, strict=True):
-                os.replace(tmp, path)
+            # all the renames or none: a Ctrl-C meanwhile is raised once they are done
+            with held_interrupts():
+                for tmp, path in zip(tmps, paths, strict=True):
+                    os.replace(tmp, path)
+                done = True
         except OSError as exc:
             raise OutputError(f"{paths[0].parent}: cannot be written: {_os_reason(exc)}") from None
     finally:
         for tmp in tmps:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+        if not done:
+            for top, leaf in reversed(created):
+                _remove_created(top, leaf)
+
+
+def _make_folder(folder: Path) -> Path | None:
+    """Create ``folder`` and its missing parents; the topmost one created (None: none was).
+
+    Raises:
+        OSError: it cannot be created.
+    """
+    top = None
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        top = probe
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return top
+
+
+def _remove_created(top: Path | None, leaf: Path) -> None:
+    """Remove the folders from ``leaf`` up to ``top`` that a failed write created, while
+    they are empty (a folder something else wrote into meanwhile stays)."""
+    if top is None:
+        return
+    probe = leaf
+    while True:
+        try:
+            probe.rmdir()
+        except OSError:
+            return
+        if probe == top:
+            return
+        probe = probe.parent
 
 
 def _os_reason(exc: OSError) -> str:

@@ -87,6 +87,20 @@ _FIELDS = {
 }
 
 
+def _policy_list(text: str | None) -> tuple[str, ...] | None:
+    """The schedulers ``--policies`` names (None: the option was not given).
+
+    An empty list (``--policies ""`` or ``,``) is refused: running every
+    scheduler instead would take minutes nobody asked for.
+    """
+    if text is None:
+        return None
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not names:
+        fail(f"--policies {text!r}: names no scheduler; give a comma-separated list, e.g. mct,aco")
+    return names
+
+
 @app.command(epilog=COMPARE_EXAMPLE)
 def compare(
     ctx: typer.Context,
@@ -191,9 +205,7 @@ def compare(
         "load": tuple(load) if load else None,
         "seeds": seeds,
         "tasks": tasks,
-        "policies": tuple(p.strip() for p in policies.split(",") if p.strip())
-        if policies
-        else None,
+        "policies": _policy_list(policies),
         "policy_arg": None,
         "decision_interval": decision_interval,
         "queue": queue,
@@ -569,9 +581,7 @@ def suite(
             tasks=tasks,
             loads=tuple(load or LOADS),
             seeds=seeds,
-            policies=tuple(p.strip() for p in policies.split(",") if p.strip())
-            if policies
-            else default_policies(),
+            policies=_policy_list(policies) or default_policies(),
             decision_interval=decision_interval,
             queue=queue,
             backend=backend,

@@ -322,7 +322,11 @@ def simulate(
     with all of them off the run is the exact base model (with --estimates auto
     the hybrid's observed estimates then equal the nominal ones).
     """
-    from hybridsched.interrupts import ignore_further, interrupts_outside_numba
+    from hybridsched.interrupts import (
+        InterruptedAfterCommit,
+        ignore_further,
+        interrupts_outside_numba,
+    )
     from hybridsched.io import check_writable, read_cluster, read_workload
     from hybridsched.model import MAX_TIME_S
     from hybridsched.policies import make_policy, parse_policy_args
@@ -333,6 +337,7 @@ def simulate(
     from hybridsched.sim.options import SimOptions, parse_tier_values, read_failures
 
     # Ctrl-C: never inside numba's code; the results are written atomically (all or none)
+    written = None
     try:
         with interrupts_outside_numba():
             check_seed(seed)
@@ -402,9 +407,16 @@ def simulate(
         fail(str(exc))
     except MemoryError:
         fail("out of memory while simulating: use a smaller workload or cluster")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         ignore_further()
-        err_console.print(f"interrupted: nothing written to {out}", highlight=False)
+        if written is not None or isinstance(exc, InterruptedAfterCommit):
+            # the press came as the files went into place: they are all there
+            err_console.print(
+                f"interrupted: the run had finished; its results are written to {out}",
+                highlight=False,
+            )
+        else:
+            err_console.print(f"interrupted: nothing written to {out}", highlight=False)
         raise typer.Exit(130) from None
     show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)

@@ -13,6 +13,7 @@ saved as it ends and runs already there are not run again (``--resume``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -428,8 +429,50 @@ def resolved_config(cfg: CompareConfig, record: dict[str, Any] | None = None) ->
     if cfg.scenario_drifts:
         # only where true: folders of stationary runs keep the keys they had
         out["conditions_from_scenario"] = True
+    digests = input_sha256(cfg)
+    if digests:
+        # the contents the runs read: --resume refuses files changed since
+        out["input_sha256"] = digests
     out.update(record or {})
     return out
+
+
+INPUT_FILES: tuple[str, ...] = ("cluster", "workload", "conditions")
+"""The configuration keys that name input files (their contents set the runs' results)."""
+
+
+def input_sha256(cfg: CompareConfig) -> dict[str, str]:
+    """SHA-256 of each input file ``cfg`` names, by key (a file that cannot be read is
+    left out: :func:`check_inputs` names it)."""
+    out: dict[str, str] = {}
+    for key in INPUT_FILES:
+        path = getattr(cfg, key)
+        if path is None:
+            continue
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError:
+            continue
+        out[key] = h.hexdigest()
+    return out
+
+
+def changed_inputs(recorded: dict[str, Any], cfg: CompareConfig) -> list[str]:
+    """A sentence per input file whose contents differ from those ``recorded`` (a
+    ``config.json``) was made with; none for a folder from before digests were kept."""
+    then = recorded.get("input_sha256")
+    if not isinstance(then, dict):
+        return []
+    now = input_sha256(cfg)
+    return [
+        f"--{key} {getattr(cfg, key)} (sha256 {str(then[key])[:12]}... then, "
+        f"{now[key][:12]}... now)"
+        for key in INPUT_FILES
+        if key in then and key in now and then[key] != now[key]
+    ]
 
 
 def config_from_dict(data: dict[str, Any]) -> CompareConfig:
@@ -451,6 +494,7 @@ _RECORD_ONLY = (
     "ray_nodes",
     "conditions_from_scenario",
     "estimates_by_policy",
+    "input_sha256",
 )
 """Keys of config.json that describe a run and set nothing."""
 

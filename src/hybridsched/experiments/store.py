@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridsched.errors import ConfigError, HybridSchedError
-from hybridsched.experiments.compare import CompareConfig, resolved_config
+from hybridsched.experiments.compare import CompareConfig, changed_inputs, resolved_config
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,14 @@ class ResultsFolder:
         if recorded is None:
             folder._clear()
         else:
+            changed = changed_inputs(recorded, cfg)
+            if changed:
+                raise ConfigError(
+                    f"--resume: the contents of {'; '.join(changed)} changed since the runs in "
+                    f"{folder.path} were made, and the runs would mix both. Put the files "
+                    "back as they were, give another --out, or leave out --resume to start "
+                    "over (which deletes the folder's results)"
+                )
             diffs = config_differences(recorded, cfg)
             if diffs:
                 what = "; ".join(f"{k} (folder: {old!r}, now: {new!r})" for k, old, new in diffs)
@@ -222,7 +230,7 @@ def resumable_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 def config_differences(recorded: dict[str, Any], cfg: CompareConfig) -> list[tuple[str, Any, Any]]:
     """(key, recorded value, value in ``cfg``) for each key that differs and changes results."""
     now = json.loads(json.dumps(resolved_config(cfg)))
-    ignored = set(IGNORED_ON_RESUME)
+    ignored = set(IGNORED_ON_RESUME) | {"input_sha256"}  # changed_inputs says which file
     if "estimates_by_policy" not in recorded:
         # a folder from before auto estimates: its ``estimates`` (compared) says it all
         ignored.add("estimates_by_policy")

@@ -107,7 +107,7 @@ class DriftSpec:
     node_share: tuple[float, float] = (0.3, 0.4)
     """Share of the nodes that are slowed at some time, in [0, 1] (rounded to a node count)."""
     slowdown: tuple[float, float] = (0.15, 0.6)
-    """Speed multiplier of a slowed node during a window, > 0 (below 1: slower)."""
+    """Speed multiplier of a slowed node during a window, in [1e-6, 1e6] (below 1: slower)."""
     window_share: tuple[float, float] = (0.1, 0.4)
     """Share of the run a slowed node spends slowed, all its windows together, in (0, 1]."""
     windows_per_node: tuple[int, int] = (1, 2)
@@ -121,9 +121,9 @@ class DriftSpec:
     link_windows: tuple[int, int] = (1, 2)
     """Number of windows that time is split into, per region, integers >= 1."""
     latency_factor: tuple[float, float] = (1.5, 4.0)
-    """Latency multiplier of the nodes homed in a degraded region, >= 1."""
+    """Latency multiplier of the nodes homed in a degraded region, in [1, 1e6]."""
     bandwidth_factor: tuple[float, float] = (0.2, 0.7)
-    """Ingress bandwidth multiplier of the nodes homed in a degraded region, in (0, 1]."""
+    """Ingress bandwidth multiplier of the nodes homed in a degraded region, in [1e-6, 1]."""
     link_tiers: tuple[str, ...] = ("edge", "fog")
     """Tiers whose nodes have a home region (their nearest); other tiers keep their links."""
 
@@ -133,9 +133,12 @@ class DriftSpec:
             _pair(d, name, getattr(self, name), 0.0, 1.0, low_open=False)
         for name in ("window_share", "link_window_share"):
             _pair(d, name, getattr(self, name), 0.0, 1.0, low_open=True)
-        _pair(d, "slowdown", self.slowdown, 0.0, math.inf, low_open=True)
-        _pair(d, "latency_factor", self.latency_factor, 1.0, math.inf, low_open=False)
-        _pair(d, "bandwidth_factor", self.bandwidth_factor, 0.0, 1.0, low_open=True)
+        # the multipliers a conditions file accepts (docs/MODEL.md section 12)
+        from hybridsched.sim.conditions import MAX_FACTOR, MIN_FACTOR
+
+        _pair(d, "slowdown", self.slowdown, MIN_FACTOR, MAX_FACTOR, low_open=False)
+        _pair(d, "latency_factor", self.latency_factor, 1.0, MAX_FACTOR, low_open=False)
+        _pair(d, "bandwidth_factor", self.bandwidth_factor, MIN_FACTOR, 1.0, low_open=False)
         for name in ("windows_per_node", "link_windows"):
             v = getattr(self, name)
             ok = (
