@@ -418,8 +418,16 @@ def simulate(
         else:
             err_console.print(f"interrupted: nothing written to {out}", highlight=False)
         raise typer.Exit(130) from None
-    show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")
-    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    try:
+        show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")
+        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    except KeyboardInterrupt:
+        ignore_further()
+        err_console.print(
+            f"interrupted: the run had finished; its results are written to {out}",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
 
 
 class ProgressBar:
