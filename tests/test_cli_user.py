@@ -163,14 +163,18 @@ def test_ctrl_c_while_the_files_go_into_place_leaves_them_all(files, tmp_path, m
 
     c, w = files
     out = tmp_path / "o"
-    assert _sim(c, w, out, "--policy", "met").exit_code == 0
+    assert _sim(c, w, out, "--policy", "met", "--csv").exit_code == 0
     old = json.loads((out / "summary.json").read_text())
+    assert (out / "tasks.csv").exists()
     renames: list[str] = []
     real_replace = os.replace
 
     def replace_and_press(src, dst):
-        # Ctrl-C right after the first of the run's files went into place
+        # Ctrl-C right after the first of the run's files went into place (os.replace
+        # is the os module's: other writers, such as the kernel cache, pass here too)
         real_replace(src, dst)
+        if Path(dst).parent != out:
+            return
         renames.append(Path(dst).name)
         if len(renames) == 1:
             os.kill(os.getpid(), signal.SIGINT)
@@ -183,8 +187,60 @@ def test_ctrl_c_while_the_files_go_into_place_leaves_them_all(files, tmp_path, m
     new = json.loads((out / "summary.json").read_text())
     assert new["policy"] == "mct" and old["policy"] == "met"
     tasks = pq.read_table(out / "tasks.parquet").to_pydict()
-    # the tasks file is the same run's as the summary
+    # the tasks file is the same run's as the summary, and the earlier run's csv is gone
     assert np.mean(tasks["response_s"]) == pytest.approx(new["mean_response_s"], rel=1e-12)
+    assert sorted(q.name for q in out.iterdir()) == ["summary.json", "tasks.parquet"]
+
+
+@pytest.mark.usefixtures("_sigint_restored")
+def test_ctrl_c_while_generate_files_go_into_place(tmp_path, monkeypatch) -> None:
+    import signal
+
+    import hybridsched.io as hio
+
+    real_replace = os.replace
+    renames: list[str] = []
+
+    def replace_and_press(src, dst):
+        real_replace(src, dst)
+        if Path(dst).parent != tmp_path or Path(dst).name.startswith("."):
+            return  # another writer's file (the kernel cache), or a temporary one
+        renames.append(Path(dst).name)
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(hio.os, "replace", replace_and_press)
+    w, c = tmp_path / "w.parquet", tmp_path / "c.yaml"
+    res = _run("generate", "--scenario", "iot-small", "--tasks", "50", "--out", str(w),
+               "--cluster-out", str(c))  # fmt: skip
+    assert res.exit_code == 130, res.output
+    assert "interrupted: the files were already written" in res.output
+    assert renames == ["c.yaml", "w.parquet"]
+    assert read_workload(w, cluster=read_cluster(c)).n_tasks == 50
+
+
+def test_a_press_just_after_the_renames_still_says_they_are_done(tmp_path, monkeypatch):
+    # a KeyboardInterrupt raised after the renames (here: in the clean-up that follows)
+    # is the caller's to know about: the files are in place
+    from hybridsched.interrupts import InterruptedAfterCommit
+    from hybridsched.io import atomic_paths
+
+    real_unlink = Path.unlink
+
+    def unlink_and_press(self, missing_ok=False):
+        real_unlink(self, missing_ok=missing_ok)
+        raise KeyboardInterrupt
+
+    targets = [tmp_path / "a.json", tmp_path / "b.json"]
+    with pytest.raises(KeyboardInterrupt) as raised:  # (a plain one would stop pytest)
+        with atomic_paths(targets) as tmps:
+            for t in tmps:
+                t.write_text("new")
+            monkeypatch.setattr(Path, "unlink", unlink_and_press)
+    monkeypatch.undo()
+    assert isinstance(raised.value, InterruptedAfterCommit)
+    assert [t.read_text() for t in targets] == ["new", "new"]
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.json", "b.json"]
 
 
 def test_held_interrupts_come_after_the_block_and_restore_the_handler() -> None:
@@ -193,16 +249,27 @@ def test_held_interrupts_come_after_the_block_and_restore_the_handler() -> None:
     from hybridsched.interrupts import InterruptedAfterCommit, held_interrupts
 
     done = []
-    with pytest.raises(InterruptedAfterCommit):
+    with pytest.raises(KeyboardInterrupt) as raised:  # (a plain one would stop pytest)
         with held_interrupts():
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)  # two presses, one interrupt
             done.append("block")
+    assert isinstance(raised.value, InterruptedAfterCommit)
     assert done == ["block"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with held_interrupts():  # no press: nothing raised
         done.append("quiet")
     assert done == ["block", "quiet"]
+    # another handler (a graceful stop) gets the press once it is back, and decides
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        with held_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert seen == []
+        assert seen == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_failed_write_removes_the_folders_it_made(tmp_path) -> None:

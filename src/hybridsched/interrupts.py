@@ -177,12 +177,13 @@ class InterruptedAfterCommit(KeyboardInterrupt):
 @contextmanager
 def held_interrupts() -> Iterator[None]:
     """Hold SIGINT during a short block that must not stop half-way (renaming several
-    files into place); one that came meanwhile is raised at the end as
-    :class:`InterruptedAfterCommit`.
+    files into place); one that came meanwhile is delivered at the end.
 
-    Whatever handler is installed is put back at the end; only the main thread
-    can hold, and a handler that Python did not install (``None``) is left alone.
-    An exception raised by the block itself wins over a held interrupt.
+    With Python's default handler it is raised as :class:`InterruptedAfterCommit`;
+    another handler (a graceful stop, a server's) gets the signal again once it
+    is back in place, and does what it does. Only the main thread can hold; a
+    handler that Python did not install (``None``) or an ignored SIGINT is left
+    alone. An exception raised by the block itself wins over a held interrupt.
     """
     previous = (
         signal.getsignal(signal.SIGINT)
@@ -199,7 +200,9 @@ def held_interrupts() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if came:
-        raise InterruptedAfterCommit
+        if previous is signal.default_int_handler:
+            raise InterruptedAfterCommit
+        signal.raise_signal(signal.SIGINT)  # to the handler that was there
 
 
 def ignore_further() -> None:

@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -407,18 +407,64 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_paths(paths: list[Path]) -> Iterator[list[Path]]:
+def atomic_paths(paths: list[Path], remove: Sequence[Path] = ()) -> Iterator[list[Path]]:
     """Temporary paths for several files, renamed onto ``paths`` together once all are
     written: a failure on any of them leaves none of the new files (see :func:`atomic_path`).
+
+    The renames, and the removal of the files ``remove`` names (an earlier run's
+    files that would mislead beside the new ones), happen with Ctrl-C held: all
+    of them or none. A Ctrl-C that comes once they are done is raised as
+    :class:`~hybridsched.interrupts.InterruptedAfterCommit`, so the caller
+    knows the files are in place.
 
     Raises:
         OutputError: as :func:`atomic_path`.
     """
+    from hybridsched.interrupts import InterruptedAfterCommit
+
+    committed: list[bool] = []  # set once the renames are done
+    try:
+        with _atomic_paths(paths, remove, committed) as (tmps, commit):
+            try:
+                yield tmps
+            except OSError as exc:
+                raise OutputError(
+                    f"{paths[0].parent}: cannot be written: {_os_reason(exc)}"
+                ) from None
+            commit()
+    except KeyboardInterrupt as exc:
+        if committed and not isinstance(exc, InterruptedAfterCommit):
+            raise InterruptedAfterCommit from None
+        raise
+
+
+@contextlib.contextmanager
+def _atomic_paths(
+    paths: list[Path], remove: Sequence[Path], committed: list[bool]
+) -> Iterator[tuple[list[Path], Any]]:
+    """:func:`atomic_paths`' work: the temporary paths, and the commit to call after the
+    caller wrote them (it appends to ``committed`` once the renames are done)."""
     from hybridsched.interrupts import held_interrupts
 
     tmps: list[Path] = []
     created: list[tuple[Path | None, Path]] = []  # (topmost folder made, the file's folder)
-    done = False
+
+    def commit() -> None:
+        try:
+            mode = 0o666 & ~_umask()
+            for tmp in tmps:
+                os.chmod(tmp, mode)
+            # all the renames or none: a Ctrl-C meanwhile comes once they are done
+            with held_interrupts():
+                for tmp, path in zip(tmps, paths, strict=True):
+                    os.replace(tmp, path)
+                committed.append(True)
+                for path in remove:
+                    with contextlib.suppress(OSError):
+                        path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{paths[0].parent}: cannot be written: {_os_reason(exc)}") from None
+
     try:
         try:
             for path in paths:
@@ -432,23 +478,12 @@ def atomic_paths(paths: list[Path]) -> Iterator[list[Path]]:
                 tmps.append(Path(name))
         except OSError as exc:
             raise OutputError(f"{path}: cannot write here: {_os_reason(exc)}") from None
-        try:
-            yield tmps
-            mode = 0o666 & ~_umask()
-            for tmp in tmps:
-                os.chmod(tmp, mode)
-            # all the renames or none: a Ctrl-C meanwhile is raised once they are done
-            with held_interrupts():
-                for tmp, path in zip(tmps, paths, strict=True):
-                    os.replace(tmp, path)
-                done = True
-        except OSError as exc:
-            raise OutputError(f"{paths[0].parent}: cannot be written: {_os_reason(exc)}") from None
+        yield tmps, commit
     finally:
         for tmp in tmps:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-        if not done:
+        if not committed:
             for top, leaf in reversed(created):
                 _remove_created(top, leaf)
 

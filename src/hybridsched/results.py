@@ -16,7 +16,6 @@ folder that this run does not write (the other format, an old timeline) are remo
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,9 @@ def write_result(
         ]
     names = [*tables, "summary.json"] + (["timeline.png"] if plot is not None else [])
     paths = [out / n for n in names]
-    with atomic_paths(paths) as tmps:
+    # the run owns these names: an earlier run's other format or old timeline would mislead
+    stale = [out / name for name in RESULT_FILES if name not in names]
+    with atomic_paths(paths, remove=stale) as tmps:
         for table, tmp in zip(tables.values(), tmps, strict=False):
             if csv:
                 import pyarrow.csv as pacsv
@@ -107,11 +108,6 @@ def write_result(
         tmps[len(tables)].write_text(text)
         if plot is not None:
             plot_timeline(plot, cluster, tmps[-1])
-    # the run owns these names: an earlier run's other format or old timeline would mislead
-    for name in RESULT_FILES:
-        if name not in names:
-            with contextlib.suppress(OSError):
-                (out / name).unlink(missing_ok=True)
     return paths
 
 

@@ -166,6 +166,15 @@ def generate(
         fail(str(exc))
     except MemoryError:
         fail(f"--tasks {tasks:,}: not enough memory for that many tasks; use fewer")
+    except KeyboardInterrupt as exc:
+        from hybridsched.interrupts import InterruptedAfterCommit, ignore_further
+
+        ignore_further()
+        if isinstance(exc, InterruptedAfterCommit):
+            err_console.print("interrupted: the files were already written", highlight=False)
+        else:
+            err_console.print("interrupted: nothing written", highlight=False)
+        raise typer.Exit(130) from None
     conditions_note = ""
     if conditions_out is not None:
         conditions_note = (

@@ -471,7 +471,11 @@ def changed_inputs(recorded: dict[str, Any], cfg: CompareConfig) -> list[str]:
         f"--{key} {getattr(cfg, key)} (sha256 {str(then[key])[:12]}... then, "
         f"{now[key][:12]}... now)"
         for key in INPUT_FILES
-        if key in then and key in now and then[key] != now[key]
+        # another path is a changed setting, which config_differences names
+        if key in then
+        and key in now
+        and then[key] != now[key]
+        and recorded.get(key) == getattr(cfg, key)
     ]
 
 

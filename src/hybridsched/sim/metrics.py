@@ -123,7 +123,7 @@ def summarize(
         out["retries"] = int(np.sum(retries)) if retries is not None else 0
         if capacity_s > 0:
             # at most 1: the two sums of core-seconds may differ in the last bit
-            out["availability"] = min(1.0, up_core_s / capacity_s)
+            out["availability"] = min(up_core_s / capacity_s, 1.0)  # (a NaN stays NaN)
         else:  # no span (nothing finished): the share of cores up at t0, not a blanket 1.0
             down_at_t0 = np.zeros(n_nodes, dtype=bool)
             if outage_node is not None and outage_node.size:
