@@ -39,8 +39,14 @@ def test_arguments_from_strings_and_clear_errors() -> None:
     )
     with pytest.raises(ConfigError, match=r"unknown argument\(s\) 'antz'.*valid arguments.*ants"):
         make_policy("aco", {"antz": "3"})
-    with pytest.raises(ConfigError, match=r"ants=.*must be of type int"):
+    # an ill-typed value lists the valid arguments too (README)
+    with pytest.raises(
+        ConfigError,
+        match=r"ants='many' must be of type int; valid arguments: .*ants \(int, default 8\)",
+    ):
         make_policy("aco", {"ants": "many"})
+    with pytest.raises(ConfigError, match=r"prune='maybe' must be of type bool \(true/false"):
+        make_policy("aco", {"prune": "maybe"})
     with pytest.raises(ConfigError, match=r"aco rho: must be a number in \(0, 1\]"):
         make_policy("aco", {"rho": "0"})
     with pytest.raises(ConfigError, match="aco order"):

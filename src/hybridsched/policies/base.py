@@ -174,16 +174,14 @@ def make_policy(name: str, args: Mapping[str, Any] | None = None) -> Any:
     cls = policy_class(name)
     args = dict(args or {})
     params = policy_params(name)
+    valid = ", ".join(f"{k} ({_type_name(t)}, default {d!r})" for k, (t, d, _) in params.items())
     unknown = [k for k in args if k not in params]
     if unknown:
-        valid = ", ".join(
-            f"{k} ({_type_name(t)}, default {d!r})" for k, (t, d, _) in params.items()
-        )
         raise ConfigError(
             f"policy {name!r}: unknown argument(s) {', '.join(map(repr, unknown))}; "
             + (f"valid arguments: {valid}" if valid else "it takes no arguments")
         )
-    kwargs = {k: _convert(name, k, v, params[k][0]) for k, v in args.items()}
+    kwargs = {k: _convert(name, k, v, params[k][0], valid) for k, v in args.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -196,7 +194,7 @@ def _type_name(t: Any) -> str:
     return getattr(t, "__name__", str(t))
 
 
-def _convert(policy: str, key: str, value: Any, typ: Any) -> Any:
+def _convert(policy: str, key: str, value: Any, typ: Any, valid: str = "") -> Any:
     if not isinstance(value, str):
         return value
     try:
@@ -210,8 +208,11 @@ def _convert(policy: str, key: str, value: Any, typ: Any) -> Any:
         if typ in (int, float, str):
             return typ(value)
     except ValueError:
+        words = " (true/false, yes/no, on/off or 1/0)" if typ is bool else ""
         raise ConfigError(
             f"policy {policy!r}: argument {key}={value!r} must be of type {_type_name(typ)}"
+            + words
+            + (f"; valid arguments: {valid}" if valid else "")
         ) from None
     return value
 
