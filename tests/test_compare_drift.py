@@ -132,6 +132,28 @@ def test_config_json_records_the_scenario_conditions(tmp_path: Path) -> None:
     assert "conditions_from_scenario" not in json.loads((tmp_path / "s/config.json").read_text())
 
 
+def test_the_report_says_which_conditions_and_estimates_the_runs_had(tmp_path: Path) -> None:
+    from hybridsched.experiments.report import write_report
+
+    cfg = CompareConfig(
+        scenario="iot-drift", tasks=DRIFT.tasks, loads=DRIFT.loads, seeds=1,
+        policies=("mct", "hybrid"), workers=1,
+    )  # fmt: skip
+    save_results(run_compare(cfg), cfg, tmp_path)
+    text = " ".join(write_report(tmp_path).read_text().split())
+    assert "the conditions the scenario draws for each load and seed, in every run" in text
+    assert "estimates nominal for mct; observed for hybrid" in text
+    forced = CompareConfig(
+        cluster="c.yaml", workload="w.parquet", conditions="cond.csv", policies=("mct",),
+        estimates="observed",
+    )  # fmt: skip
+    from hybridsched.experiments.report import _describe
+
+    described = _describe(forced)
+    assert "conditions `cond.csv` in every run" in described
+    assert "; observed estimates;" in described
+
+
 def test_a_conditions_file_with_a_drifting_scenario_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "cond.csv"
     f.write_text("node,start_s,end_s,speed\nedge-0,0,,0.5\n")

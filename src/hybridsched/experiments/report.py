@@ -278,9 +278,23 @@ def _describe(cfg: CompareConfig) -> str:
         src = f"cluster `{cfg.cluster}`, workload `{cfg.workload}`"
     else:
         src = f"scenario `{cfg.scenario}`, {cfg.tasks:,} tasks per workload"
+    if cfg.conditions is not None:
+        src += f"; conditions `{cfg.conditions}` in every run"
+    elif cfg.scenario_drifts:
+        src += "; the conditions the scenario draws for each load and seed, in every run"
+    # the estimates each scheduler's view showed (auto resolves per scheduler)
+    modes: dict[str, list[str]] = {}
+    for p in cfg.policies:
+        modes.setdefault(cfg.estimates_of(p), []).append(p)
+    if len(modes) == 1:
+        estimates = f"{next(iter(modes))} estimates"
+    else:
+        estimates = "estimates " + "; ".join(
+            f"{mode} for {', '.join(ps)}" for mode, ps in sorted(modes.items())
+        )
     return (
         f"{src}; {cfg.seeds} seeds; decision interval {cfg.decision_interval:g} s; "
-        f"`{cfg.queue}` queues; schedulers: {', '.join(cfg.policies)}. "
+        f"`{cfg.queue}` queues; {estimates}; schedulers: {', '.join(cfg.policies)}. "
         "Each cell: mean ± 95% CI half-width over seeds (Student t)."
     )
 
