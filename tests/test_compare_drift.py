@@ -142,7 +142,7 @@ def test_the_report_says_which_conditions_and_estimates_the_runs_had(tmp_path: P
     save_results(run_compare(cfg), cfg, tmp_path)
     text = " ".join(write_report(tmp_path).read_text().split())
     assert "the conditions the scenario draws for each load and seed, in every run" in text
-    assert "estimates nominal for mct; observed for hybrid" in text
+    assert "estimates observed for hybrid; nominal for the others" in text
     forced = CompareConfig(
         cluster="c.yaml", workload="w.parquet", conditions="cond.csv", policies=("mct",),
         estimates="observed",

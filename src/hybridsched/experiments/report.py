@@ -289,9 +289,11 @@ def _describe(cfg: CompareConfig) -> str:
     if len(modes) == 1:
         estimates = f"{next(iter(modes))} estimates"
     else:
-        estimates = "estimates " + "; ".join(
-            f"{mode} for {', '.join(ps)}" for mode, ps in sorted(modes.items())
+        most = max(modes, key=lambda mode: len(modes[mode]))
+        named = "; ".join(
+            f"{mode} for {', '.join(ps)}" for mode, ps in sorted(modes.items()) if mode != most
         )
+        estimates = f"estimates {named}; {most} for the others"
     return (
         f"{src}; {cfg.seeds} seeds; decision interval {cfg.decision_interval:g} s; "
         f"`{cfg.queue}` queues; {estimates}; schedulers: {', '.join(cfg.policies)}. "
