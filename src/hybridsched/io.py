@@ -420,72 +420,54 @@ def atomic_paths(paths: list[Path], remove: Sequence[Path] = ()) -> Iterator[lis
     Raises:
         OutputError: as :func:`atomic_path`.
     """
-    from hybridsched.interrupts import InterruptedAfterCommit
+    from hybridsched.interrupts import InterruptedAfterCommit, held_interrupts
 
-    committed: list[bool] = []  # set once the renames are done
+    tmps: list[Path] = []
+    created: list[tuple[Path | None, Path]] = []  # (topmost folder made, the file's folder)
+    committed = False  # the renames are done
     try:
-        with _atomic_paths(paths, remove, committed) as (tmps, commit):
+        try:
+            try:
+                for path in paths:
+                    created.append((_make_folder(path.parent), path.parent))
+                    # the temporary name keeps the suffix: writers that pick the format
+                    # by extension can write to it
+                    fd, name = tempfile.mkstemp(
+                        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+                    )
+                    os.close(fd)
+                    tmps.append(Path(name))
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot write here: {_os_reason(exc)}") from None
             try:
                 yield tmps
+                mode = 0o666 & ~_umask()
+                for tmp in tmps:
+                    os.chmod(tmp, mode)
+                # all the renames or none: a Ctrl-C meanwhile comes once they are done
+                with held_interrupts():
+                    for tmp, path in zip(tmps, paths, strict=True):
+                        os.replace(tmp, path)
+                    committed = True
+                    for path in remove:
+                        with contextlib.suppress(OSError):
+                            path.unlink(missing_ok=True)
             except OSError as exc:
                 raise OutputError(
                     f"{paths[0].parent}: cannot be written: {_os_reason(exc)}"
                 ) from None
-            commit()
+        finally:
+            for tmp in tmps:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+            if not committed:
+                for top, leaf in reversed(created):
+                    _remove_created(top, leaf)
     except KeyboardInterrupt as exc:
+        # one that comes after the renames (its clean-up included) tells the caller so
         if committed and not isinstance(exc, InterruptedAfterCommit):
             raise InterruptedAfterCommit from None
         raise
-
-
-@contextlib.contextmanager
-def _atomic_paths(
-    paths: list[Path], remove: Sequence[Path], committed: list[bool]
-) -> Iterator[tuple[list[Path], Any]]:
-    """:func:`atomic_paths`' work: the temporary paths, and the commit to call after the
-    caller wrote them (it appends to ``committed`` once the renames are done)."""
-    from hybridsched.interrupts import held_interrupts
-
-    tmps: list[Path] = []
-    created: list[tuple[Path | None, Path]] = []  # (topmost folder made, the file's folder)
-
-    def commit() -> None:
-        try:
-            mode = 0o666 & ~_umask()
-            for tmp in tmps:
-                os.chmod(tmp, mode)
-            # all the renames or none: a Ctrl-C meanwhile comes once they are done
-            with held_interrupts():
-                for tmp, path in zip(tmps, paths, strict=True):
-                    os.replace(tmp, path)
-                committed.append(True)
-                for path in remove:
-                    with contextlib.suppress(OSError):
-                        path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{paths[0].parent}: cannot be written: {_os_reason(exc)}") from None
-
-    try:
-        try:
-            for path in paths:
-                created.append((_make_folder(path.parent), path.parent))
-                # the temporary name keeps the suffix: writers that pick the format
-                # by extension can write to it
-                fd, name = tempfile.mkstemp(
-                    prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
-                )
-                os.close(fd)
-                tmps.append(Path(name))
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot write here: {_os_reason(exc)}") from None
-        yield tmps, commit
-    finally:
-        for tmp in tmps:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        if not committed:
-            for top, leaf in reversed(created):
-                _remove_created(top, leaf)
 
 
 def _make_folder(folder: Path) -> Path | None:

@@ -412,6 +412,8 @@ def simulate(
                 cluster=c,
                 timeline_step=timeline_step if timeline else None,
             )
+        show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")
+        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     except HybridSchedError as exc:
         fail(str(exc))
     except MemoryError:
@@ -419,23 +421,13 @@ def simulate(
     except KeyboardInterrupt as exc:
         ignore_further()
         if written is not None or isinstance(exc, InterruptedAfterCommit):
-            # the press came as the files went into place: they are all there
+            # the press came as the files went into place, or after: they are all there
             err_console.print(
                 f"interrupted: the run had finished; its results are written to {out}",
                 highlight=False,
             )
         else:
             err_console.print(f"interrupted: nothing written to {out}", highlight=False)
-        raise typer.Exit(130) from None
-    try:
-        show_summary(result.summary, title=f"{policy} on {workload.name} ({wall:.2f} s)")
-        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
-    except KeyboardInterrupt:
-        ignore_further()
-        err_console.print(
-            f"interrupted: the run had finished; its results are written to {out}",
-            highlight=False,
-        )
         raise typer.Exit(130) from None
 
 

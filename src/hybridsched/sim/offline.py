@@ -44,23 +44,32 @@ _NO_CHANGES = (np.zeros(0), np.zeros(0))
 
 
 @njit(cache=True)
-def _node_cost(members, j, t0, ncores, ready, dur, arrival, key0, key1, tid, dyn, w_energy):
-    """(total response + w_energy x dynamic energy, last finish) of ``members`` on node ``j``."""
+def _gather(members, j, ready, key0, key1, tid):
+    """The ready times on node ``j`` and the queue keys of ``members``, in their order."""
     m = members.shape[0]
-    if m == 0:
-        return 0.0, t0
     r = np.empty(m)
-    d = np.empty(m)
     k0 = np.empty(m)
     k1 = np.empty(m)
     ti = np.empty(m, dtype=np.int64)
     for k in range(m):
         t = members[k]
         r[k] = ready[t, j]
-        d[k] = dur[t, j]
         k0[k] = key0[t]
         k1[k] = key1[t]
         ti[k] = tid[t]
+    return r, k0, k1, ti
+
+
+@njit(cache=True)
+def _node_cost(members, j, t0, ncores, ready, dur, arrival, key0, key1, tid, dyn, w_energy):
+    """(total response + w_energy x dynamic energy, last finish) of ``members`` on node ``j``."""
+    m = members.shape[0]
+    if m == 0:
+        return 0.0, t0
+    r, k0, k1, ti = _gather(members, j, ready, key0, key1, tid)
+    d = np.empty(m)
+    for k in range(m):
+        d[k] = dur[members[k], j]
     cf = np.full(min(m, ncores), t0)
     order = np.argsort(r, kind="mergesort")
     start = np.empty(m)
@@ -92,16 +101,7 @@ def _node_cost_cond(
     m = members.shape[0]
     if m == 0:
         return 0.0, t0
-    r = np.empty(m)
-    k0 = np.empty(m)
-    k1 = np.empty(m)
-    ti = np.empty(m, dtype=np.int64)
-    for k in range(m):
-        t = members[k]
-        r[k] = ready[t, j]
-        k0[k] = key0[t]
-        k1[k] = key1[t]
-        ti[k] = tid[t]
+    r, k0, k1, ti = _gather(members, j, ready, key0, key1, tid)
     order = np.argsort(r, kind="mergesort")
     fin = np.full(ncores, np.inf)  # finish per core (inf: free)
     beg = np.zeros(ncores)
