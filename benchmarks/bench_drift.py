@@ -12,7 +12,9 @@ instance, as in ``compare``. The variants:
   passed as ``checkpoint=``): what training adds to the colony;
 * ``rl``: the shipped PPO network, greedy;
 * ``hybrid-checkpoint``: the same colony with the network of ``--checkpoint``
-  (only when that is given).
+  (only when that is given);
+* ``rl-checkpoint``: greedy ``rl`` with the network of ``--checkpoint`` (a
+  distilled ``rl`` network, for example).
 
 For a drifting scenario, ``mct`` also runs on the same cluster and workload
 *without* the conditions (variant ``mct, no conditions``): how much drift
@@ -75,6 +77,7 @@ VARIANTS: tuple[str, ...] = (
     "hybrid-untrained",
     "rl",
     "hybrid-checkpoint",
+    "rl-checkpoint",
 )
 """The schedulers compared (``hybrid-untrained``: the hybrid's colony, untrained network)."""
 
@@ -141,7 +144,8 @@ def scenario_of(name: str) -> Any:
 
 def run_one(job: tuple) -> dict[str, Any]:
     """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts,
-    cv), ``ckpts`` the untrained network's checkpoint and ``--checkpoint``'s, ``cv``
+    cv), ``ckpts`` the untrained network's checkpoint, ``--checkpoint``'s and the
+    ``--checkpoint-arg`` arguments of the variants that take ``--checkpoint``, ``cv``
     the estimate noise (``SimOptions.estimate_cv``, None: exact estimates)."""
     from hybridsched.policies import make_policy
     from hybridsched.sim import SimConfig, simulate
@@ -149,11 +153,16 @@ def run_one(job: tuple) -> dict[str, Any]:
     from hybridsched.sim.options import SimOptions
     from hybridsched.workload import generate_instance
 
-    scenario, tasks, load, seed, variant, estimates, (untrained, other), cv = job
+    scenario, tasks, load, seed, variant, estimates, (untrained, other, extra), cv = job
     stationary = scenario.endswith(STATIONARY)
     inst = generate_instance(scenario_of(scenario), tasks, load, seed)
     # the registered policy the variant runs
-    name_of = {NO_CONDITIONS: "mct", "hybrid-untrained": "hybrid", "hybrid-checkpoint": "hybrid"}
+    name_of = {
+        NO_CONDITIONS: "mct",
+        "hybrid-untrained": "hybrid",
+        "hybrid-checkpoint": "hybrid",
+        "rl-checkpoint": "rl",
+    }
     policy_name = name_of.get(variant, variant)
     mode = estimates
     if estimates == "auto":
@@ -165,9 +174,11 @@ def run_one(job: tuple) -> dict[str, Any]:
         kw["estimate_cv"] = cv
     if inst.conditions is not None and variant != NO_CONDITIONS and not stationary:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
-    if variant in ("hybrid-untrained", "hybrid-checkpoint"):
-        ckpt = untrained if variant == "hybrid-untrained" else other
-        policy = make_policy(policy_name, {"checkpoint": ckpt})
+    if variant in ("hybrid-untrained", "hybrid-checkpoint", "rl-checkpoint"):
+        if variant == "hybrid-untrained":
+            policy = make_policy(policy_name, {"checkpoint": untrained})
+        else:
+            policy = make_policy(policy_name, {"checkpoint": other, **extra})
     else:
         policy = make_policy(policy_name)
     t = time.perf_counter()
@@ -228,7 +239,7 @@ def tables(rows: list[dict[str, Any]]) -> str:
         pairs = [("hybrid", "hybrid-untrained"), ("hybrid", "aco"), ("hybrid-untrained", "aco")]
         pairs += [("hybrid", best)] if best != "aco" else []
         pairs += [("hybrid-checkpoint", "hybrid"), ("hybrid-checkpoint", best)]
-        pairs += [("rl", "mct"), ("mct", NO_CONDITIONS)]
+        pairs += [("rl", "mct"), ("rl-checkpoint", "mct"), ("mct", NO_CONDITIONS)]
         out += ["| pair (paired by seed) | mean response | p95 | miss rate | energy |"]
         out += ["| --- | ---: | ---: | ---: | ---: |"]
         for a, b in pairs:
@@ -315,11 +326,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first", type=int, default=0, help="first seed")
     ap.add_argument(
-        "--checkpoint", type=Path, default=None, help="a network for variant hybrid-checkpoint"
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="the network of hybrid-checkpoint and rl-checkpoint",
+    )
+    ap.add_argument(
+        "--checkpoint-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a policy argument of hybrid-checkpoint and rl-checkpoint (repeatable)",
     )
     ap.add_argument("--loads", default="0.85", help="comma-separated loads")
     ap.add_argument("--scenarios", default="iot-default,iot-drift")
-    ap.add_argument("--variants", default=",".join(VARIANTS[:-1]))
+    ap.add_argument("--variants", default=",".join(VARIANTS[:-2]))
     ap.add_argument("--estimates", default="nominal", help="comma-separated: nominal,observed,auto")
     ap.add_argument(
         "--estimate-cv",
@@ -338,12 +359,16 @@ def main() -> None:
         print(tables(rows) + "\n" + summary(rows) + "\n\n" + modes_table(rows))
         return
 
+    extra_args = dict(kv.partition("=")[::2] for kv in a.checkpoint_arg)
+    if bad_args := [kv for kv in a.checkpoint_arg if "=" not in kv]:
+        ap.error(f"--checkpoint-arg: expected KEY=VALUE, got {bad_args[0]!r}")
     loads = [float(x) for x in a.loads.split(",") if x.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     modes = [m.strip() for m in a.estimates.split(",") if m.strip()]
-    if "hybrid-checkpoint" in variants and a.checkpoint is None:
-        ap.error("--variants hybrid-checkpoint: needs --checkpoint PATH")
+    for v in ("hybrid-checkpoint", "rl-checkpoint"):
+        if v in variants and a.checkpoint is None:
+            ap.error(f"--variants {v}: needs --checkpoint PATH")
     if unknown := [v for v in variants if v not in VARIANTS]:
         ap.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
     known = estimate_modes() or ("nominal",)
@@ -366,7 +391,7 @@ def main() -> None:
         ap.error(f"--scenarios: {exc}")
     extra = {s: (NO_CONDITIONS,) for s in scenarios if drifting[s] and not s.endswith(STATIONARY)}
     with tempfile.TemporaryDirectory() as tmp:
-        ckpts = (str(untrained_checkpoint(Path(tmp))), str(a.checkpoint or ""))
+        ckpts = (str(untrained_checkpoint(Path(tmp))), str(a.checkpoint or ""), extra_args)
         jobs = [
             (sc, a.tasks, rho, seed, v, est, ckpts, a.estimate_cv)
             for sc in scenarios

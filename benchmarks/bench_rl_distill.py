@@ -17,7 +17,16 @@ MCT there. This script distils the colony into the ``rl`` network instead::
     # greedy rl(checkpoint) against mct on held-out seeds 20,000 and up
     python benchmarks/bench_rl_distill.py compare runs/d1.pt --seeds 10 --settings drift-0.9
 
-``collect`` runs ``aco`` through :class:`Recorder`, which replays ``rl``'s own
+``collect --teacher hybrid`` labels with the hybrid instead (the shipped
+``rl-drift.pt`` since session 23), ``--drift random`` draws a drift spec and
+a task-mix shift per seed (domain randomization, as the trainers do), and
+``train --max-regret 0.25`` records the limit ``rl`` then applies
+(docs/RL.md, "Distilling the hybrid, with a regret limit")::
+
+    python benchmarks/bench_rl_distill.py collect --teacher hybrid --drift random \
+        --scenario iot-hetero --seeds 540:580 --tasks 4000 --keep 0.4 --out runs/rd1.npz
+
+``collect`` runs ``aco`` (or ``--teacher``) through :class:`Recorder`, which replays ``rl``'s own
 feature pipeline (:meth:`hybridsched.policies.rl.RLPolicy.assign`: observed
 node features, one task at a time in batch order, the unavailable nodes
 masked, each task tentatively placed on the colony's node) and keeps the pair
@@ -72,21 +81,49 @@ SETTINGS = {
 METRICS = ("mean_response_s", "p95_response_s", "deadline_miss_rate", "energy_j")
 
 
-def run(scenario: str, tasks: int, load: float, seed: int, policy: Any, drift: bool) -> dict:
-    """``simulate`` one instance as ``bench_drift.py`` does; the summary's metrics."""
+def instance(scenario: str, tasks: int, load: float, seed: int, drift: str) -> tuple:
+    """``(cluster, workload, conditions frame or None)`` of one instance.
+
+    ``scenario`` is a preset or ``NAME+drift`` (the preset with the default drift
+    added, as ``bench_drift.py`` takes it). ``drift``: ``scenario`` keeps the
+    scenario's own conditions (none for a stationary preset), ``none`` leaves them
+    out, ``random`` draws a drift spec and a task-mix shift per seed, as the
+    trainers' domain randomization does (``InstanceSpec(drift="random")``).
+    """
+    from hybridsched.workload import generate, generate_instance, get_scenario, with_drift
+    from hybridsched.workload.drift import sample_drift, sample_mix_shift
+
+    base, plus, _ = scenario.partition("+drift")
+    if drift == "random":
+        # a child stream of the seed that generate() does not use (it spawns 3)
+        gen = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(4)[3])
+        sc = get_scenario(base)
+        sc = with_drift(sc, mix_shift=sample_mix_shift(gen, len(sc.workload.kinds)))
+        cluster, workload = generate(sc, tasks, load, seed)
+        return cluster, workload, sample_drift(cluster, float(workload.arrival_s[-1]), gen)
+    inst = generate_instance(with_drift(base) if plus else get_scenario(base), tasks, load, seed)
+    return inst.cluster, inst.workload, None if drift == "none" else inst.conditions
+
+
+def run(scenario: str, tasks: int, load: float, seed: int, policy: Any, drift: bool | str) -> dict:
+    """``simulate`` one instance as ``bench_drift.py`` does; the summary's metrics.
+
+    ``drift``: as :func:`instance` (``True``: ``scenario``, ``False``: ``none``).
+    With conditions, the view's estimates are ``observed``.
+    """
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
-    from hybridsched.workload import generate_instance
 
-    inst = generate_instance(scenario, tasks, load, seed)
+    mode = {True: "scenario", False: "none"}.get(drift, drift)  # type: ignore[call-overload]
+    cluster, workload, frame = instance(scenario, tasks, load, seed, mode)
     options = None
-    if drift:
-        cond = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
+    if frame is not None:
+        cond = Conditions.from_frame(frame, cluster, source=scenario)
         options = SimOptions(conditions=cond, estimates="observed")
     config = SimConfig(decision_interval=0.5, queue="priority")
     t = time.perf_counter()
-    res = simulate(inst.cluster, inst.workload, policy, config=config, options=options, seed=seed)
+    res = simulate(cluster, workload, policy, config=config, options=options, seed=seed)
     return {k: float(res.summary[k]) for k in METRICS} | {"wall_s": time.perf_counter() - t}
 
 
@@ -152,24 +189,32 @@ class Recorder:
 
 
 def collect(
-    scenario: str, seeds: range, tasks: int, keep: float, out: Path, student: Path | None
+    scenario: str,
+    seeds: range,
+    tasks: int,
+    keep: float,
+    out: Path,
+    student: Path | None,
+    teacher: str = "aco",
+    drift: str = "scenario",
 ) -> None:
     from hybridsched.policies import get_policy
 
     xs, ms, ys, bs, ss, meta = [], [], [], [], [], []
     for seed in seeds:
         load = DRIFT_LOADS[seed % len(DRIFT_LOADS)]
-        teacher = get_policy("aco")
         pupil = get_policy("rl", checkpoint=str(student)) if student else None
-        rec = Recorder(teacher, keep, seed, pupil)
+        rec = Recorder(get_policy(teacher), keep, seed, pupil)
         t = time.perf_counter()
-        summary = run(scenario, tasks, load, seed, rec, drift=scenario == "iot-drift")
+        summary = run(scenario, tasks, load, seed, rec, drift)
         xs.append(np.stack(rec.x))
         ms.append(np.stack(rec.mask))
         ys.append(np.asarray(rec.y, dtype=np.int64))
         bs.append(np.asarray(rec.batch, dtype=np.int64))
         ss.append(np.full(len(rec.y), seed, dtype=np.int64))
-        row = {"scenario": scenario, "seed": seed, "load": load, "rows": len(rec.y), **summary}
+        row = {"scenario": scenario, "drift": drift, "teacher": teacher, "seed": seed}
+        row["load"] = load
+        row |= {"rows": len(rec.y), **summary}
         row["wall_s"] = time.perf_counter() - t
         meta.append(row)
         print(json.dumps(row), flush=True)
@@ -246,7 +291,14 @@ def _batches(rows: Rows, tr: np.ndarray, rng: np.random.Generator, size: int = 2
 
 
 def train(
-    paths: list[Path], out: Path, epochs: int, hidden: int, lr: float, seed: int, start: Path | None
+    paths: list[Path],
+    out: Path,
+    epochs: int,
+    hidden: int,
+    lr: float,
+    seed: int,
+    start: Path | None,
+    max_regret: float | None = None,
 ) -> None:
     import torch
     from torch.nn import functional as F
@@ -309,8 +361,10 @@ def train(
         if row["val"]["loss"] < best[0]:
             best = (row["val"]["loss"], {k: v.clone() for k, v in model.state_dict().items()})
     model.load_state_dict(best[1])
+    metas = [json.loads(str(np.load(p)["meta"])) for p in paths]
+    teachers = sorted({m.get("teacher", "aco") for meta in metas for m in meta})
     config = {
-        "method": "distill-aco",
+        "method": "distill-" + "+".join(teachers),
         "data": [str(p) for p in paths],
         "rows": n_rows,
         "rows_by_nodes": sizes,
@@ -323,19 +377,21 @@ def train(
         "best_val_loss": best[0],
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
+    if max_regret is not None:  # rl applies it unless told otherwise (RLPolicy.max_regret)
+        config["max_regret"] = max_regret
     save_checkpoint(out, model, config)
     out.with_suffix(".log.json").write_text(json.dumps(log, indent=1))
 
 
 def compare(
-    checkpoint: Path, seeds: range, settings: list[str], out: Path | None, aco: bool
+    checkpoint: Path, seeds: range, settings: list[str], out: Path | None, also: tuple = ()
 ) -> dict:
     from hybridsched.policies import get_policy
 
     table: dict = {}
     for name in settings:
         s = SETTINGS[name]
-        names = ("mct", "rl", "aco") if aco else ("mct", "rl")
+        names = ("mct", "rl", *also)
         rows: dict[str, list[dict]] = {n: [] for n in names}
         for seed in seeds:
             for pname in names:
@@ -376,6 +432,13 @@ def main() -> None:
     c.add_argument("--tasks", type=int, default=3000)
     c.add_argument("--keep", type=float, default=0.5, help="share of the tasks recorded")
     c.add_argument("--student", type=Path, default=None, help="DAgger: this checkpoint acts")
+    c.add_argument("--teacher", default="aco", help="the policy whose nodes are the labels")
+    c.add_argument(
+        "--drift",
+        default="scenario",
+        choices=("scenario", "none", "random"),
+        help="the scenario's own conditions, none, or drawn per seed (domain randomization)",
+    )
     c.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("train")
     t.add_argument("data", type=Path, nargs="+")
@@ -385,21 +448,26 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--start", type=Path, default=None, help="start from this checkpoint")
+    t.add_argument(
+        "--max-regret", type=float, default=None, help="recorded for rl to apply (max_regret)"
+    )
     k = sub.add_parser("compare")
     k.add_argument("checkpoint", type=Path)
     k.add_argument("--seeds", type=int, default=10, help="how many test seeds")
     k.add_argument("--first", type=int, default=20_000, help="the first test seed")
     k.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated")
     k.add_argument("--json", type=Path, default=None)
-    k.add_argument("--aco", action="store_true", help="also run aco, the teacher")
+    k.add_argument("--aco", action="store_true", help="also run aco (--also aco)")
+    k.add_argument("--also", default="", help="more policies to run, comma-separated (teachers)")
     a = ap.parse_args()
     if a.cmd == "collect":
-        collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student)
+        collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student, a.teacher, a.drift)
     elif a.cmd == "train":
-        train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start)
+        train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start, a.max_regret)
     else:
         seeds = range(a.first, a.first + a.seeds)
-        compare(a.checkpoint, seeds, a.settings.split(","), a.json, a.aco)
+        extra = [n for n in a.also.split(",") if n] + (["aco"] if a.aco else [])
+        compare(a.checkpoint, seeds, a.settings.split(","), a.json, tuple(dict.fromkeys(extra)))
 
 
 if __name__ == "__main__":

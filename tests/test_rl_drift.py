@@ -223,13 +223,14 @@ def test_hybrid_collection_runs_on_drift():
 
 
 def test_the_distilled_checkpoint_is_its_own_policy():
-    """rl-drift.pt (the colony distilled, docs/RL.md) reads the observations and places
+    """rl-drift.pt (the hybrid distilled, docs/RL.md) reads the observations and places
     tasks otherwise than MCT, deterministically."""
     from hybridsched.policies.rl import DEFAULT_CHECKPOINT
 
     path = DEFAULT_CHECKPOINT.with_name("rl-drift.pt")
     model, config = load_checkpoint(path)
-    assert model.n_features == 21 and config["method"] == "distill-aco"
+    assert model.n_features == 21 and config["method"] == "distill-hybrid"
+    assert config["max_regret"] == 0.25
     cluster, workload, cond = _instance(600, 5)
     opts = SimOptions(conditions=cond, estimates="observed")
 
@@ -250,8 +251,9 @@ class _TorchRL:
 
     name = "rl-torch"
 
-    def __init__(self, model: PairScorer) -> None:
+    def __init__(self, model: PairScorer, max_regret: float = np.inf) -> None:
         self.model = model
+        self.cut = max_regret / (1 + max_regret) if max_regret < np.inf else np.inf
 
     def reset(self, cluster, rng) -> None:
         from hybridsched.learn.features import node_table
@@ -278,6 +280,9 @@ class _TorchRL:
             )
             if view.unavailable is not None:
                 mask[0] &= ~view.unavailable
+            near = mask[0] & ((x[0, :, 0] <= self.cut) | (x[0, :, 1] > 0.5))
+            if near.any():
+                mask[0] = near
             with torch.inference_mode():
                 logits = self.model(torch.from_numpy(x), torch.from_numpy(mask))[0].numpy()
             nodes[k] = int(np.argmax(logits))
@@ -297,7 +302,58 @@ def test_compiled_forward_places_as_torch():
         return simulate(cluster, workload, policy, options=opts, decision_interval=0.5,
                         queue="priority").tasks["node_index"]  # fmt: skip
 
-    compiled = run(make_policy("rl", {"checkpoint": str(path)}))
-    reference = run(_TorchRL(load_checkpoint(path)[0]))
-    np.testing.assert_array_equal(compiled, reference)
+    model, config = load_checkpoint(path)
+    compiled = run(make_policy("rl", {"checkpoint": str(path)}))  # its own max_regret
+    np.testing.assert_array_equal(compiled, run(_TorchRL(model, config["max_regret"])))
     assert np.mean(compiled != run(make_policy("mct"))) > 0.2  # not a trivial policy
+    free = run(make_policy("rl", {"checkpoint": str(path), "max_regret": "inf"}))
+    np.testing.assert_array_equal(free, run(_TorchRL(model)))
+    assert np.any(free != compiled)
+
+
+def test_max_regret_zero_is_mct_and_a_limit_keeps_choices_near_the_best():
+    """``max_regret`` masks the nodes whose estimated response is more than ``1 + cap``
+    times the best: at 0 only MCT's node is left (MCT's schedule exactly); at 0.25 every
+    choice's regret feature is within 0.25 / 1.25, and the network still moves tasks."""
+    from hybridsched.learn.features import pair_features_one
+    from hybridsched.policies.rl import DEFAULT_CHECKPOINT, RLPolicy
+
+    path = str(DEFAULT_CHECKPOINT.with_name("rl-drift.pt"))
+    cluster, workload, cond = _instance(600, 5)
+    opts = SimOptions(conditions=cond, estimates="observed")
+
+    def run(policy):
+        return simulate(cluster, workload, policy, options=opts, decision_interval=0.5,
+                        queue="priority")  # fmt: skip
+
+    mct = run(make_policy("mct"))
+    at0 = run(make_policy("rl", {"checkpoint": path, "max_regret": "0"}))
+    np.testing.assert_array_equal(at0.tasks["node"], mct.tasks["node"])
+    assert at0.summary["mean_response_s"] == mct.summary["mean_response_s"]
+
+    worst = []
+
+    class Watched(RLPolicy):
+        def assign(self, tasks, view):
+            nodes = super().assign(tasks, view)
+            # the first task of the batch: its features before any tentative placement
+            x = np.zeros((view.n_nodes, 21), dtype=np.float32)
+            mask = np.zeros(view.n_nodes, dtype=np.bool_)
+            pair_features_one(
+                view.compiled, tasks.index[0], view.time, view.core_free_min_s,
+                view.queued_work_s, view.recent_count, view.recent_time_s, self._static, x,
+                mask,
+            )  # fmt: skip
+            worst.append(float(x[nodes[0], 0]))
+            return nodes
+
+    capped = run(Watched(checkpoint=path, max_regret=0.25))
+    assert max(worst) <= 0.25 / 1.25 + 1e-6
+    free = run(make_policy("rl", {"checkpoint": path, "max_regret": "1e9"}))
+    moved = np.mean(capped.tasks["node"] != mct.tasks["node"])
+    assert 0.05 < moved and np.any(capped.tasks["node"] != free.tasks["node"])
+
+
+def test_max_regret_nan_is_refused():
+    with pytest.raises(ConfigError, match="rl max_regret: must be a number"):
+        make_policy("rl", {"max_regret": "nan"})

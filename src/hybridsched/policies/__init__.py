@@ -25,8 +25,10 @@ from hybridsched.policies.base import (
 add_policy_module("hybridsched.policies.plugins")
 
 LISTING_NOTES: dict[str, str] = {
-    "rl": "with the shipped checkpoint it places every task exactly as mct does "
-    "(same nodes, same results): choose mct for speed, or train your own checkpoint",
+    "rl": "with its default checkpoint it places every task exactly as mct does "
+    "(same nodes, same results): choose mct for speed; for drifting clusters pass the "
+    "shipped checkpoint=.../checkpoints/rl-drift.pt (the hybrid distilled, docs/RL.md), "
+    "or train your own",
 }
 """Notes the ``policies`` listing and the README add to a policy's one-line description.
 

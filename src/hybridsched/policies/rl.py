@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hybridsched.errors import ConfigError
 from hybridsched.learn.features import (
     N_BASE_FEATURES,
     N_FEATURES,
@@ -59,14 +60,28 @@ class RLPolicy:
         default=1,
         metadata={"help": "kept for old commands: the forward is compiled, on one thread"},
     )
+    max_regret: float = field(
+        default=-1.0,
+        metadata={
+            "help": "only nodes whose estimated response is at most (1 + this) times the "
+            "best node's; inf: no limit; < 0: the checkpoint's own setting (none: no limit)"
+        },
+    )
 
     def __post_init__(self) -> None:
         from hybridsched.learn.network import load_checkpoint
 
+        if np.isnan(self.max_regret):
+            raise ConfigError("rl max_regret: must be a number (< 0: the checkpoint's), got nan")
         path = Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
         self.model, self.config = load_checkpoint(path)
         self.path = path
         self._net = compiled_weights(self.model)
+        cap = self.max_regret if self.max_regret >= 0 else self.config.get("max_regret")
+        self._cap = None if cap is None else float(cap)
+        # regret is sq((ef - m) / m), so (ef - m) / m <= cap is regret <= cap / (1 + cap)
+        finite = self._cap is not None and self._cap < np.inf
+        self._regret_cut = self._cap / (1.0 + self._cap) if finite else np.inf
         self._rng = np.random.default_rng(0)
         self._static = np.zeros((0, N_STATIC))
 
@@ -106,6 +121,11 @@ class RLPolicy:
             )  # fmt: skip
             if down is not None:
                 mask &= ~down
+            if self._regret_cut < np.inf:
+                # the best node (is_best) stays; if it is down, so may every other
+                near = mask & ((x[:, 0] <= self._regret_cut) | (x[:, 1] > 0.5))
+                if near.any():
+                    mask = near
             xt[:] = x.T
             block_logits(xt, self._net, h1, h2, scores)
             logits = np.where(mask, scores.astype(np.float32), np.float32(NEG))
@@ -122,4 +142,4 @@ class RLPolicy:
 
     def describe(self) -> dict[str, Any]:
         """Where the weights came from and how they were trained."""
-        return {"checkpoint": str(self.path), **self.config}
+        return {"checkpoint": str(self.path), **self.config, "max_regret": self._cap}
