@@ -362,6 +362,16 @@ def main() -> None:
     extra_args = dict(kv.partition("=")[::2] for kv in a.checkpoint_arg)
     if bad_args := [kv for kv in a.checkpoint_arg if "=" not in kv]:
         ap.error(f"--checkpoint-arg: expected KEY=VALUE, got {bad_args[0]!r}")
+    if extra_args:  # refused now, not by the first run of a variant that cannot take them
+        from hybridsched.errors import ConfigError
+        from hybridsched.policies import make_policy
+
+        for v, name in (("hybrid-checkpoint", "hybrid"), ("rl-checkpoint", "rl")):
+            if v in [x.strip() for x in a.variants.split(",")]:
+                try:
+                    make_policy(name, {"checkpoint": str(a.checkpoint), **extra_args})
+                except ConfigError as exc:
+                    ap.error(f"--checkpoint-arg for {v}: {exc}")
     loads = [float(x) for x in a.loads.split(",") if x.strip()]
     scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
@@ -403,6 +413,7 @@ def main() -> None:
         meta = {"tasks": a.tasks, "seeds": a.seeds, "first": a.first, "loads": loads}
         meta |= {"scenarios": scenarios, "variants": variants, "estimates": modes}
         meta |= {"checkpoint": str(a.checkpoint) if a.checkpoint else None}
+        meta |= {"checkpoint_args": extra_args}
         meta |= {"estimate_cv": a.estimate_cv}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []

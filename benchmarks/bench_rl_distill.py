@@ -23,7 +23,7 @@ a task-mix shift per seed (domain randomization, as the trainers do), and
 ``train --max-regret 0.25`` records the limit ``rl`` then applies
 (docs/RL.md, "Distilling the hybrid, with a regret limit")::
 
-    python benchmarks/bench_rl_distill.py collect --teacher hybrid --drift random \
+    python benchmarks/bench_rl_distill.py collect --teacher hybrid --drift random \\
         --scenario iot-hetero --seeds 540:580 --tasks 4000 --keep 0.4 --out runs/rd1.npz
 
 ``collect`` runs ``aco`` (or ``--teacher``) through :class:`Recorder`, which replays ``rl``'s own
@@ -139,7 +139,7 @@ class Recorder:
     probability ``keep``.
     """
 
-    name = "aco-recorder"
+    name = "recorder"
 
     def __init__(self, teacher: Any, keep: float, seed: int, student: Any = None) -> None:
         self.teacher = teacher
@@ -463,10 +463,13 @@ def main() -> None:
     if a.cmd == "collect":
         collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student, a.teacher, a.drift)
     elif a.cmd == "train":
+        if a.max_regret is not None and not a.max_regret >= 0:
+            ap.error(f"--max-regret: must be a number >= 0, got {a.max_regret}")
         train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start, a.max_regret)
     else:
         seeds = range(a.first, a.first + a.seeds)
-        extra = [n for n in a.also.split(",") if n] + (["aco"] if a.aco else [])
+        extra = [n for n in a.also.split(",") if n and n not in ("mct", "rl")]
+        extra += ["aco"] if a.aco else []
         compare(a.checkpoint, seeds, a.settings.split(","), a.json, tuple(dict.fromkeys(extra)))
 
 

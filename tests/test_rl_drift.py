@@ -349,11 +349,17 @@ def test_max_regret_zero_is_mct_and_a_limit_keeps_choices_near_the_best():
 
     capped = run(Watched(checkpoint=path, max_regret=0.25))
     assert max(worst) <= 0.25 / 1.25 + 1e-6
-    free = run(make_policy("rl", {"checkpoint": path, "max_regret": "1e9"}))
+    free = run(make_policy("rl", {"checkpoint": path, "max_regret": "inf"}))
     moved = np.mean(capped.tasks["node"] != mct.tasks["node"])
     assert 0.05 < moved and np.any(capped.tasks["node"] != free.tasks["node"])
 
 
-def test_max_regret_nan_is_refused():
+def test_max_regret_nan_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="rl max_regret: must be a number"):
         make_policy("rl", {"max_regret": "nan"})
+    for bad in (-1.0, float("nan"), "x"):
+        path = save_checkpoint(tmp_path / "bad.pt", PairScorer(init="mct"), {"max_regret": bad})
+        with pytest.raises(ConfigError, match=r"bad.pt: max_regret in its config must be"):
+            make_policy("rl", {"checkpoint": str(path)})
+    # an argument >= 0 overrides the checkpoint's own
+    assert make_policy("rl", {"checkpoint": str(path), "max_regret": "0.5"})._cap == 0.5

@@ -45,13 +45,15 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "r
 @register
 @dataclass
 class RLPolicy:
-    """Learned (PPO) pair-scoring network; greedy over the masked softmax by default."""
+    """Learned pair-scoring network (PPO by default); greedy over the masked softmax."""
 
     name: ClassVar[str] = "rl"
     preferred_estimates: ClassVar[str] = "nominal"
-    """Kept nominal under ``--estimates auto``: with the shipped checkpoint ``rl`` is
+    """Kept nominal under ``--estimates auto``: with its default checkpoint ``rl`` is
     MCT, and observed estimates, though better on average on ``iot-drift``, made
-    3 of its 30 runs there worse (by up to 5.9 %; docs/HYBRID.md, session 17)."""
+    3 of its 30 runs there worse (by up to 5.9 %; docs/HYBRID.md, session 17).
+    ``rl-drift.pt`` was trained and measured with observed estimates: with it, pass
+    ``--estimates observed``."""
     checkpoint: str = field(
         default="", metadata={"help": "checkpoint .pt or training folder; empty: the shipped one"}
     )
@@ -78,10 +80,15 @@ class RLPolicy:
         self.path = path
         self._net = compiled_weights(self.model)
         cap = self.max_regret if self.max_regret >= 0 else self.config.get("max_regret")
+        if cap is not None and not (isinstance(cap, int | float) and float(cap) >= 0):
+            raise ConfigError(
+                f"rl checkpoint {path}: max_regret in its config must be a number >= 0, got {cap!r}"
+            )
         self._cap = None if cap is None else float(cap)
-        # regret is sq((ef - m) / m), so (ef - m) / m <= cap is regret <= cap / (1 + cap)
+        # regret is sq((ef - m) / m), so (ef - m) / m <= cap is regret <= cap / (1 + cap);
+        # compared in float32, the features' type, so a node exactly at the limit stays
         finite = self._cap is not None and self._cap < np.inf
-        self._regret_cut = self._cap / (1.0 + self._cap) if finite else np.inf
+        self._regret_cut = np.float32(self._cap / (1.0 + self._cap)) if finite else np.inf
         self._rng = np.random.default_rng(0)
         self._static = np.zeros((0, N_STATIC))
 
@@ -122,7 +129,7 @@ class RLPolicy:
             if down is not None:
                 mask &= ~down
             if self._regret_cut < np.inf:
-                # the best node (is_best) stays; if it is down, so may every other
+                # MCT's node (is_best) always stays; near is empty only with no feasible node
                 near = mask & ((x[:, 0] <= self._regret_cut) | (x[:, 1] > 0.5))
                 if near.any():
                     mask = near
