@@ -260,8 +260,12 @@ def summary(rows: list[dict[str, Any]]) -> str:
         ("hybrid-untrained vs aco", "hybrid-untrained", "aco"),
         ("aco vs mct", "aco", "mct"),
         ("rl vs mct", "rl", "mct"),
+        ("rl-checkpoint vs mct", "rl-checkpoint", "mct"),
         ("drift on mct", "mct", NO_CONDITIONS),
     ]
+    # a column no run has is left out (older files have no rl-checkpoint runs)
+    have_any = {r["variant"] for r in rows}
+    cols = [c for c in cols if c[0] != "rl-checkpoint vs mct" or "rl-checkpoint" in have_any]
     head = ["scenario", "load", "estimates", "best non-learned", "hybrid vs it"]
     out = ["| " + " | ".join(head + [c[0] for c in cols]) + " |"]
     out.append("| --- | ---: | --- | --- |" + " ---: |" * (len(cols) + 1))
