@@ -90,17 +90,17 @@ def instance(scenario: str, tasks: int, load: float, seed: int, drift: str) -> t
     out, ``random`` draws a drift spec and a task-mix shift per seed, as the
     trainers' domain randomization does (``InstanceSpec(drift="random")``).
     """
-    from hybridsched.workload import generate, generate_instance, get_scenario, with_drift
-    from hybridsched.workload.drift import sample_drift, sample_mix_shift
+    from hybridsched.workload import (
+        generate_instance,
+        generate_random_drift,
+        get_scenario,
+        with_drift,
+    )
 
     base, plus, _ = scenario.partition("+drift")
     if drift == "random":
-        # a child stream of the seed that generate() does not use (it spawns 3)
-        gen = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(4)[3])
-        sc = get_scenario(base)
-        sc = with_drift(sc, mix_shift=sample_mix_shift(gen, len(sc.workload.kinds)))
-        cluster, workload = generate(sc, tasks, load, seed)
-        return cluster, workload, sample_drift(cluster, float(workload.arrival_s[-1]), gen)
+        inst = generate_random_drift(base, tasks, load, seed)
+        return inst.cluster, inst.workload, inst.conditions
     inst = generate_instance(with_drift(base) if plus else get_scenario(base), tasks, load, seed)
     return inst.cluster, inst.workload, None if drift == "none" else inst.conditions
 

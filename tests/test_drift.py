@@ -591,3 +591,23 @@ def test_cli_bad_drift_options(
     text = " ".join(res.output.split())
     assert message in text and "Traceback" not in text
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_generate_random_drift_draws_one_pattern_per_seed():
+    """The trainers' random drift: the stationary preset's cluster, a shifted task mix
+    and random conditions, the same for the same seed and new for another."""
+    from hybridsched.workload import generate_random_drift
+
+    a = generate_random_drift("iot-small", 400, 0.8, 3)
+    b = generate_random_drift("iot-small", 400, 0.8, 3)
+    c = generate_random_drift("iot-small", 400, 0.8, 4)
+    pd.testing.assert_frame_equal(a.conditions, b.conditions)
+    np.testing.assert_array_equal(a.workload.arrival_s, b.workload.arrival_s)
+    assert not a.conditions.equals(c.conditions)
+    # the cluster is the preset's own for that seed; the mix shift changes the workload
+    base_cluster, base_workload = generate("iot-small", 400, 0.8, 3)
+    assert a.cluster.node_names == base_cluster.node_names
+    np.testing.assert_array_equal(a.cluster.speed, base_cluster.speed)
+    assert not np.array_equal(a.workload.work_gi, base_workload.work_gi)
+    with pytest.raises(ConfigError, match="seed: must be an integer >= 0, got -1"):
+        generate_random_drift("iot-small", 400, 0.8, -1)

@@ -27,8 +27,8 @@ add_policy_module("hybridsched.policies.plugins")
 LISTING_NOTES: dict[str, str] = {
     "rl": "with its default checkpoint it places every task exactly as mct does "
     "(same nodes, same results): choose mct for speed; for drifting clusters pass the "
-    "shipped checkpoint=.../checkpoints/rl-drift.pt (the hybrid distilled, docs/RL.md), "
-    "or train your own",
+    "shipped checkpoint=.../checkpoints/rl-drift.pt (the hybrid distilled, docs/RL.md) "
+    "with --estimates observed, or train your own",
 }
 """Notes the ``policies`` listing and the README add to a policy's one-line description.
 

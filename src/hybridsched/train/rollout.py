@@ -57,9 +57,7 @@ from hybridsched.sim.fault_kernels import (
 from hybridsched.sim.observations import ESTIMATES
 from hybridsched.sim.options_engine import ConditionsHook
 from hybridsched.train.objective import Objective
-from hybridsched.workload import Scenario, generate, generate_instance, get_scenario
-from hybridsched.workload.drift import sample_drift, sample_mix_shift
-from hybridsched.workload.scenarios import with_drift
+from hybridsched.workload import Scenario, generate, generate_instance, generate_random_drift
 
 DRIFTS = ("none", "scenario", "random")
 """What changes during an episode: nothing (the base model), the scenario's own
@@ -108,19 +106,9 @@ class InstanceSpec:
         from hybridsched.sim.options import SimOptions
         from hybridsched.sim.options_engine import OptionsEngine
 
-        frame = None
-        if self.drift == "random":
-            # a child stream of the seed that generate() does not use (it spawns 3)
-            gen = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(4)[3])
-            sc = self.scenario
-            sc = sc if isinstance(sc, Scenario) else get_scenario(sc)
-            shift = sample_mix_shift(gen, len(sc.workload.kinds))
-            sc = with_drift(sc, mix_shift=shift)
-            cluster, workload = generate(sc, self.n_tasks, self.load, int(seed))
-            frame = sample_drift(cluster, float(workload.arrival_s[-1]), gen)
-        else:
-            inst = generate_instance(self.scenario, self.n_tasks, self.load, int(seed))
-            cluster, workload, frame = inst.cluster, inst.workload, inst.conditions
+        draw = generate_random_drift if self.drift == "random" else generate_instance
+        inst = draw(self.scenario, self.n_tasks, self.load, int(seed))
+        cluster, workload, frame = inst.cluster, inst.workload, inst.conditions
         cond = None if frame is None else Conditions.from_frame(frame, cluster, "<drift>")
         options = SimOptions(conditions=cond, estimates=self.estimates)
         return OptionsEngine(cluster, workload, config, options, seed=int(seed))

@@ -2,7 +2,8 @@
 
 * :func:`generate`: a preset's cluster and workload from ``(scenario, n_tasks, load, seed)``.
 * :func:`generate_instance`: the same, with the preset's changing conditions (an
-  :class:`Instance`); :func:`with_drift` adds drift to any scenario.
+  :class:`Instance`); :func:`with_drift` adds drift to any scenario;
+  :func:`generate_random_drift` draws a drift pattern per seed (domain randomization).
 * :func:`generate_cluster`, :func:`generate_workload`: the two halves, from parameters.
 * :func:`make_conditions`, :class:`DriftSpec`, :func:`sample_drift`: drifting conditions
   (``hybridsched.workload.drift``); :class:`MixShift`: a drifting task mix.
@@ -41,6 +42,7 @@ from hybridsched.workload.scenarios import (
     Scenario,
     generate,
     generate_instance,
+    generate_random_drift,
     get_scenario,
     with_drift,
 )
@@ -64,6 +66,7 @@ __all__ = [
     "generate",
     "generate_cluster",
     "generate_instance",
+    "generate_random_drift",
     "generate_workload",
     "get_scenario",
     "make_conditions",

@@ -20,7 +20,12 @@ import numpy as np
 from hybridsched.errors import ConfigError
 from hybridsched.model import Cluster, Workload
 from hybridsched.workload.clusters import ClusterParams, generate_cluster, tier_specs
-from hybridsched.workload.drift import DriftSpec, make_conditions
+from hybridsched.workload.drift import (
+    DriftSpec,
+    make_conditions,
+    sample_drift,
+    sample_mix_shift,
+)
 from hybridsched.workload.generators import (
     MixShift,
     WorkloadParams,
@@ -235,14 +240,41 @@ def generate_instance(
     return _draw(scenario, n_tasks, load, seed, conditions=True)
 
 
+def generate_random_drift(
+    scenario: str | Scenario, n_tasks: int, load: float, seed: int = 0
+) -> Instance:
+    """:func:`generate` with drift drawn at random from the seed: domain randomization.
+
+    A task-mix shift (:func:`~hybridsched.workload.drift.sample_mix_shift`) and
+    conditions from a random drift spec (:func:`~hybridsched.workload.drift.sample_drift`),
+    both from a fourth child generator of the seed's ``SeedSequence``, which
+    :func:`generate` does not use: a new drift pattern per seed, the same one for
+    the same seed. The trainers' ``drift="random"`` episodes use it
+    (:class:`hybridsched.train.rollout.InstanceSpec`).
+
+    Raises:
+        ConfigError: as :func:`generate`.
+    """
+    _check_seed(seed)
+    gen = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(4)[3])
+    sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
+    sc = with_drift(sc, mix_shift=sample_mix_shift(gen, len(sc.workload.kinds)))
+    cluster, workload = generate(sc, n_tasks, load, int(seed))
+    return Instance(cluster, workload, sample_drift(cluster, float(workload.arrival_s[-1]), gen))
+
+
+def _check_seed(seed: object) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
+
+
 def _draw(
     scenario: str | Scenario, n_tasks: int, load: float, seed: int, conditions: bool
 ) -> Instance:
     sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
     n = validate_n_tasks(n_tasks)
     rho = validate_load(load)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed: must be an integer >= 0, got {seed!r}")
+    _check_seed(seed)
     # spawn(3)[:2] == spawn(2): the cluster and workload are those of before conditions
     cluster_seq, workload_seq, drift_seq = np.random.SeedSequence(int(seed)).spawn(3)
     cluster = generate_cluster(sc.cluster, np.random.default_rng(cluster_seq), name=sc.name)
