@@ -197,6 +197,7 @@ def collect(
     student: Path | None,
     teacher: str = "aco",
     drift: str = "scenario",
+    teacher_args: dict | None = None,
 ) -> None:
     from hybridsched.policies import get_policy
 
@@ -204,7 +205,7 @@ def collect(
     for seed in seeds:
         load = DRIFT_LOADS[seed % len(DRIFT_LOADS)]
         pupil = get_policy("rl", checkpoint=str(student)) if student else None
-        rec = Recorder(get_policy(teacher), keep, seed, pupil)
+        rec = Recorder(get_policy(teacher, **(teacher_args or {})), keep, seed, pupil)
         t = time.perf_counter()
         summary = run(scenario, tasks, load, seed, rec, drift)
         xs.append(np.stack(rec.x))
@@ -213,6 +214,7 @@ def collect(
         bs.append(np.asarray(rec.batch, dtype=np.int64))
         ss.append(np.full(len(rec.y), seed, dtype=np.int64))
         row = {"scenario": scenario, "drift": drift, "teacher": teacher, "seed": seed}
+        row |= {"teacher_args": teacher_args} if teacher_args else {}
         row["load"] = load
         row |= {"rows": len(rec.y), **summary}
         row["wall_s"] = time.perf_counter() - t
@@ -434,6 +436,9 @@ def main() -> None:
     c.add_argument("--student", type=Path, default=None, help="DAgger: this checkpoint acts")
     c.add_argument("--teacher", default="aco", help="the policy whose nodes are the labels")
     c.add_argument(
+        "--teacher-arg", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    c.add_argument(
         "--drift",
         default="scenario",
         choices=("scenario", "none", "random"),
@@ -461,7 +466,8 @@ def main() -> None:
     k.add_argument("--also", default="", help="more policies to run, comma-separated (teachers)")
     a = ap.parse_args()
     if a.cmd == "collect":
-        collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student, a.teacher, a.drift)
+        targs = dict(kv.partition("=")[::2] for kv in a.teacher_arg)
+        collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student, a.teacher, a.drift, targs)
     elif a.cmd == "train":
         if a.max_regret is not None and not a.max_regret >= 0:
             ap.error(f"--max-regret: must be a number >= 0, got {a.max_regret}")
