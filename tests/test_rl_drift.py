@@ -311,11 +311,10 @@ def test_compiled_forward_places_as_torch():
     assert np.any(free != compiled)
 
 
-def test_max_regret_zero_is_mct_and_a_limit_keeps_choices_near_the_best():
+def test_max_regret_zero_is_mct_and_a_limit_keeps_choices_near_the_best(monkeypatch):
     """``max_regret`` masks the nodes whose estimated response is more than ``1 + cap``
     times the best: at 0 only MCT's node is left (MCT's schedule exactly); at 0.25 every
     choice's regret feature is within 0.25 / 1.25, and the network still moves tasks."""
-    from hybridsched.learn.features import pair_features_one
     from hybridsched.policies.rl import DEFAULT_CHECKPOINT, RLPolicy
 
     path = str(DEFAULT_CHECKPOINT.with_name("rl-drift.pt"))
@@ -331,24 +330,29 @@ def test_max_regret_zero_is_mct_and_a_limit_keeps_choices_near_the_best():
     np.testing.assert_array_equal(at0.tasks["node"], mct.tasks["node"])
     assert at0.summary["mean_response_s"] == mct.summary["mean_response_s"]
 
-    worst = []
+    # every task's features as rl scores them (tentative placements included), and its node
+    import hybridsched.policies.rl as rl_module
+
+    seen, chosen = [], []
+    scored = rl_module.block_logits
+
+    def watch(xt, net, h1, h2, scores):
+        seen.append(xt[0].copy())  # the regret row of this task's pairs
+        return scored(xt, net, h1, h2, scores)
 
     class Watched(RLPolicy):
         def assign(self, tasks, view):
             nodes = super().assign(tasks, view)
-            # the first task of the batch: its features before any tentative placement
-            x = np.zeros((view.n_nodes, 21), dtype=np.float32)
-            mask = np.zeros(view.n_nodes, dtype=np.bool_)
-            pair_features_one(
-                view.compiled, tasks.index[0], view.time, view.core_free_min_s,
-                view.queued_work_s, view.recent_count, view.recent_time_s, self._static, x,
-                mask,
-            )  # fmt: skip
-            worst.append(float(x[nodes[0], 0]))
+            chosen.extend(int(j) for j in nodes)
             return nodes
 
+    monkeypatch.setattr(rl_module, "block_logits", watch)
     capped = run(Watched(checkpoint=path, max_regret=0.25))
-    assert max(worst) <= 0.25 / 1.25 + 1e-6
+    monkeypatch.undo()
+    assert len(seen) == len(chosen) == 600
+    regret = np.array([row[j] for row, j in zip(seen, chosen, strict=True)])
+    assert regret.max() <= np.float32(0.25 / 1.25)
+    assert regret.max() > 0.1  # the limit is reached, not idle
     free = run(make_policy("rl", {"checkpoint": path, "max_regret": "inf"}))
     moved = np.mean(capped.tasks["node"] != mct.tasks["node"])
     assert 0.05 < moved and np.any(capped.tasks["node"] != free.tasks["node"])
