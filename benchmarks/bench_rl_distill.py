@@ -63,18 +63,18 @@ DRIFT_LOADS = (0.8, 0.85, 0.9)
 
 @dataclass(frozen=True)
 class Setting:
-    """One evaluation setting: scenario, load, tasks, whether drifting (observed estimates)."""
+    """One evaluation setting: scenario, load, tasks (a drifting scenario runs with its
+    conditions and observed estimates)."""
 
     scenario: str
     load: float
     tasks: int
-    drift: bool
 
 
 SETTINGS = {
-    "drift-0.8": Setting("iot-drift", 0.8, 8000, True),
-    "drift-0.9": Setting("iot-drift", 0.9, 8000, True),
-    "stationary-0.9": Setting("iot-default", 0.9, 10_000, False),
+    "drift-0.8": Setting("iot-drift", 0.8, 8000),
+    "drift-0.9": Setting("iot-drift", 0.9, 8000),
+    "stationary-0.9": Setting("iot-default", 0.9, 10_000),
 }
 """Held-out settings (test seeds 20,000 and up), as in ``bench_rl_drift.py``."""
 
@@ -90,33 +90,26 @@ def instance(scenario: str, tasks: int, load: float, seed: int, drift: str) -> t
     out, ``random`` draws a drift spec and a task-mix shift per seed, as the
     trainers' domain randomization does (``InstanceSpec(drift="random")``).
     """
-    from hybridsched.workload import (
-        generate_instance,
-        generate_random_drift,
-        get_scenario,
-        with_drift,
-    )
+    from bench_drift import scenario_of
+    from hybridsched.workload import generate_instance, generate_random_drift
 
-    base, plus, _ = scenario.partition("+drift")
-    if drift == "random":
-        inst = generate_random_drift(base, tasks, load, seed)
-        return inst.cluster, inst.workload, inst.conditions
-    inst = generate_instance(with_drift(base) if plus else get_scenario(base), tasks, load, seed)
+    draw = generate_random_drift if drift == "random" else generate_instance
+    inst = draw(scenario_of(scenario), tasks, load, seed)
     return inst.cluster, inst.workload, None if drift == "none" else inst.conditions
 
 
-def run(scenario: str, tasks: int, load: float, seed: int, policy: Any, drift: bool | str) -> dict:
+def run(
+    scenario: str, tasks: int, load: float, seed: int, policy: Any, drift: str = "scenario"
+) -> dict:
     """``simulate`` one instance as ``bench_drift.py`` does; the summary's metrics.
 
-    ``drift``: as :func:`instance` (``True``: ``scenario``, ``False``: ``none``).
-    With conditions, the view's estimates are ``observed``.
+    ``drift``: as :func:`instance`. With conditions, the view's estimates are ``observed``.
     """
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
 
-    mode = {True: "scenario", False: "none"}.get(drift, drift)  # type: ignore[call-overload]
-    cluster, workload, frame = instance(scenario, tasks, load, seed, mode)
+    cluster, workload, frame = instance(scenario, tasks, load, seed, drift)
     options = None
     if frame is not None:
         cond = Conditions.from_frame(frame, cluster, source=scenario)
@@ -399,7 +392,7 @@ def compare(
             for pname in names:
                 args = {"checkpoint": str(checkpoint)} if pname == "rl" else {}
                 pol = get_policy(pname, **args)
-                rows[pname].append(run(s.scenario, s.tasks, s.load, seed, pol, s.drift))
+                rows[pname].append(run(s.scenario, s.tasks, s.load, seed, pol))
         entry: dict = {"seeds": [seeds.start, seeds.stop - 1]}
         for metric in METRICS:
             b = [r[metric] for r in rows["mct"]]

@@ -13,6 +13,7 @@ saved as it ends and runs already there are not run again (``--resume``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -449,15 +450,23 @@ def input_sha256(cfg: CompareConfig) -> dict[str, str]:
         path = getattr(cfg, key)
         if path is None:
             continue
-        h = hashlib.sha256()
         try:
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
+            st = os.stat(path)
+            out[key] = _sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
         except OSError:
             continue
-        out[key] = h.hexdigest()
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, once per version of it (its size and change time): a
+    comparison records, checks and writes its configuration several times."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def changed_inputs(recorded: dict[str, Any], cfg: CompareConfig) -> list[str]:
