@@ -55,12 +55,15 @@ DEFAULT = "default"
 
 
 def overrides(variant: str) -> dict[str, Any]:
-    """The colony parameters a variant sets: ``key=value,...`` (numbers), or none."""
+    """The colony parameters a variant sets: ``key=value,...`` (numbers, true/false), or none."""
     if variant == DEFAULT:
         return {}
     out = {}
     for item in variant.split(","):
         key, _, value = item.partition("=")
+        if value.strip().lower() in ("true", "false"):
+            out[key.strip()] = value.strip().lower() == "true"
+            continue
         try:
             out[key.strip()] = int(value)
         except ValueError:  # a fraction (ls_gap=0.02, 1e-3)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -327,3 +328,97 @@ def test_kth_largest_is_the_sorted_kth(values, k) -> None:
     a = np.array(values, dtype=np.float64)
     k = min(k, len(a))
     assert _kth_largest(a, len(a), k, np.empty(len(a))) == np.sort(a)[::-1][k - 1]
+
+
+def _room_maker():
+    """One core; a long low-priority task Q queued behind a running one (free at 2.5 s).
+
+    Batch at 2.0 s (weights: response 1, wait 2 and miss 2 for priority 0,
+    displaced 1, energy 0.03; B = 2): ``s`` (0.5 s, ready 2.0) and ``t`` (0.2 s,
+    its 0.6 MB take it to 2.6, deadline 5 s after its arrival), both priority 0.
+    Alone, ``t`` is not ready when the core frees, Q (10 s) takes it and ``t``
+    starts at 12.5, too late. With ``s``, ``s`` takes the core at 2.5 and ``t``
+    follows it at 3.0, ahead of Q, in time.
+    """
+    cl = make_cluster([{"cores": 1}])
+    wl = make_workload(
+        [
+            {"task_id": 0, "arrival_s": 0.5, "work_gi": 1.5, "priority": 0},
+            {"task_id": 1, "arrival_s": 0.5, "work_gi": 10.0, "priority": 2},
+            {"task_id": 2, "arrival_s": 1.5, "work_gi": 0.5, "priority": 0},
+            {"task_id": 3, "arrival_s": 1.5, "work_gi": 0.2, "data_mb": 0.6, "deadline_s": 5.0},
+        ]
+    )
+    engine = Engine(cl, wl, decision_interval=1.0, queue="priority")
+    tasks, view = engine.next_batch()
+    engine.commit(np.zeros(len(tasks), dtype=np.int64))
+    tasks, view = engine.next_batch()
+    p = cost.compile_problem(cost.build_problem(tasks, view, cost.CostWeights()))
+    return p, cost.make_scratch(p)
+
+
+def test_the_alone_bound_is_the_cost_alone_and_not_a_true_bound() -> None:
+    """``prune_alone``'s filter, hand-computed, and the case that makes it a heuristic."""
+    from hybridsched.policies.local_search import alone_cost_bound, own_cost_bound
+
+    p, ws = _room_maker()
+
+    def node(*members: int) -> float:
+        m = np.array(members, dtype=np.int64)
+        return cost.node_cost(p, 0, m, len(m), ws)[0]
+
+    # t alone: 12.5-12.7, response 11.2, wait 9.9, 4 J dynamic, its deadline (6.5) missed
+    assert node(1) == pytest.approx((11.2 + 2 * 9.9 + 0.03 * 4 + 2) / 2)
+    # s alone: 2.5-3.0 (response 1.5, wait 0.5, 10 J), Q 0.5 s later
+    assert node(0) == pytest.approx((1.5 + 2 * 0.5 + 0.03 * 10 + 0.5) / 2)
+    # both: s 2.5-3.0, t 3.0-3.2 (response 1.7, wait 0.4, in time), Q 0.7 s later
+    both = (1.5 + 1.0 + 0.3) + (1.7 + 2 * 0.4 + 0.12) + 0.7
+    assert node(0, 1) == pytest.approx(both / 2)
+    # t's marginal cost beside s (1.41) is far below its cost alone (16.56)
+    assert node(0, 1) - node(0) == pytest.approx(1.41)
+    cand = np.zeros((2, 1), dtype=np.int64)
+    ncand = np.ones(2, dtype=np.int64)
+    own = own_cost_bound(p, cand, ncand)
+    # own bound of t: from max(ready 2.6, core free 2.5), no wait, in time: (1.3 + 0.12) / 2
+    assert own[1, 0] == pytest.approx(0.71)
+    lb = alone_cost_bound(p, ws, cand, ncand)
+    # alone, without the miss its earliest finish (2.8) does not make: 15.56, above 1.41
+    assert lb[1, 0] == pytest.approx(15.56)
+    assert lb[0, 0] == pytest.approx(node(0))
+    assert np.all(lb >= own)
+
+
+def test_prune_alone_keeps_the_bookkeeping_exact_and_only_improves() -> None:
+    """With the alone filter the search may stop short of a local optimum, but the cost
+    it returns is its assignment's exact cost, no worse than the start, and it tries
+    fewer moves than with the own-cost bound."""
+    from hybridsched.policies.local_search import alone_cost_bound
+
+    for scenario, n_tasks, load, seed in (
+        ("iot-default", 3000, 1.0, 2),
+        ("iot-small", 300, 1.2, 4),
+    ):
+        _, tasks, view = _problem_inputs(scenario, n_tasks, load, seed)
+        col = colony.Colony(colony.ColonyParams(candidates=4))
+        col.reset(view.cluster, np.random.default_rng(0), warm=False)
+        pt = cost.build_problem(tasks, view, col.weights)
+        p = cost.compile_problem(pt)
+        start = np.array(col._seeds[0].assign(tasks, view), dtype=np.int64)
+        eta = colony.completion_heuristic(tasks, view)
+        cand, ncand, _ = col._candidates(eta, view.feasible, [start])
+        ws = cost.make_scratch(p)
+        lb = alone_cost_bound(p, ws, cand, ncand)
+        sol = start.copy()  # polish works in place
+        swaps = len(tasks) <= 32
+        c, evals = polish(
+            p, ws, sol, cand, ncand, 200, swaps, search_state(p, cand, ncand, True, lb)
+        )
+        exact = cost.batch_cost(pt, sol)
+        assert abs(c - exact) <= 1e-9 * max(1.0, abs(exact))
+        assert exact < cost.batch_cost(pt, start)
+        own = start.copy()
+        ls = search_state(p, cand, ncand, True)
+        _, evals_own = polish(p, cost.make_scratch(p), own, cand, ncand, 200, swaps, ls)
+        assert np.all(lb >= ls.lb)
+        # a queue behind busy cores (iot-default at 1.0) is where the filter bites
+        assert evals < evals_own if scenario == "iot-default" else evals <= evals_own

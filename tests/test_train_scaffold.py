@@ -13,8 +13,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hybridsched.policies import policy_params
-from hybridsched.policies.colony import ColonyParams
+from hybridsched.policies import make_policy, policy_params
+from hybridsched.policies.colony import ColonyParams, colony_args
 from hybridsched.train.hybrid_trainer import HybridTrainConfig, HybridTrainer
 from hybridsched.train.trainer import TrainConfig, Trainer
 
@@ -317,18 +317,26 @@ def test_resume_refuses_options_that_would_change_the_run(cli, tmp_path: Path) -
 
 
 def test_colony_parameters_are_declared_once() -> None:
-    """aco's and hybrid's arguments take their type, default and help from ColonyParams."""
+    """aco's and hybrid's arguments take their type, default and help from ColonyParams
+    (the hybrid's one default of its own: prune_alone on)."""
     aco = policy_params("aco")
     hybrid = policy_params("hybrid")
+    own = {"prune_alone": True}
     for f in dataclasses.fields(ColonyParams):
         default = ",".join(f.default) if f.name == "seeds" else f.default
         assert aco[f.name][1:] == (default, f.metadata["help"]), f.name
         if f.name in hybrid:
-            assert hybrid[f.name] == aco[f.name], f.name
+            typ, dflt, help_ = aco[f.name]
+            assert hybrid[f.name] == (typ, own.get(f.name, dflt), help_), f.name
     assert set(hybrid) & {f.name for f in dataclasses.fields(ColonyParams)} == {
         "ants", "iterations", "alpha", "beta", "rho", "candidates", "local_search",
-        "memory", "memory_rho", "seeds", "ant_limit", "ls_limit", "ls_gap",
+        "memory", "memory_rho", "seeds", "ant_limit", "ls_limit", "ls_gap", "prune_alone",
     }  # fmt: skip
+    assert make_policy("hybrid").params.prune_alone and not make_policy("aco").params.prune_alone
+    with pytest.raises(ValueError, match="not exposed: \\['rho'\\]"):
+        colony_args("ants", defaults={"rho": 0.1})
+    with pytest.raises(ValueError, match="unknown parameter"):
+        colony_args(defaults={"nope": 1})
 
 
 def test_train_rl_options_reach_the_saved_config(cli, tmp_path: Path) -> None:

@@ -186,11 +186,17 @@ class Search(NamedTuple):
 
 
 @njit(cache=True)
-def search_state(p, cand, ncand, prune):
-    """The local search's state for a batch with candidates ``cand``/``ncand``."""
+def search_state(p, cand, ncand, prune, lb=None):
+    """The local search's state for a batch with candidates ``cand``/``ncand``.
+
+    ``lb`` is the filter of trial moves per candidate (``(B, K)``); without it,
+    :func:`own_cost_bound` when ``prune``, else none. The colony passes
+    :func:`~hybridsched.policies.local_search.alone_cost_bound` with ``prune_alone``.
+    """
     b = cand.shape[0]
     by_off, by_node = _by_node(cand, ncand, p.cores.shape[0])
-    lb = own_cost_bound(p, cand, ncand) if prune else np.zeros((0, 0))
+    if lb is None:
+        lb = own_cost_bound(p, cand, ncand) if prune else np.zeros((0, 0))
     members = np.empty(b, dtype=np.int64)
     active = np.ones(b, dtype=np.bool_)
     return Search(lb, members, active, by_off, by_node)

@@ -90,6 +90,7 @@ from hybridsched.policies.candidates import (
     top_candidates,
 )
 from hybridsched.policies.cost import policy_arg
+from hybridsched.policies.local_search import alone_cost_bound
 from hybridsched.sim.view import ClusterView, TaskBatch
 
 Heuristic = Callable[[TaskBatch, ClusterView], np.ndarray | Listed]
@@ -149,6 +150,11 @@ class ColonyParams:
         "the best so far (0: always)",
     )
     prune: bool = policy_arg(True, "skip local-search moves that a cheap bound shows cannot pay")
+    prune_alone: bool = policy_arg(
+        False,
+        "with prune: skip a move also when the task alone on the new node (its queue "
+        "included) costs no less than the move saves; a heuristic, faster on long queues",
+    )
     swap_limit: int = policy_arg(32, "try swaps only in batches up to this size")
     dynamic_eta: bool = policy_arg(True, "correct the desirability by the ant's own placements")
     order: str = policy_arg("priority", "construction order: priority, slack or arrival")
@@ -222,13 +228,15 @@ class ColonyParams:
         )
 
 
-def colony_args(*names: str) -> type:
+def colony_args(*names: str, defaults: dict[str, Any] | None = None) -> type:
     """A dataclass base that makes colony parameters a policy's arguments.
 
     Args:
         names: the parameters to expose (all of :class:`ColonyParams` when none),
             each with its type, default and help; ``seeds`` becomes a
             comma-separated string, as ``--policy-arg seeds=mct,olb`` gives it.
+        defaults: this policy's own defaults of some of them (the others keep
+            :class:`ColonyParams`'s).
 
     Returns:
         a dataclass with those fields and a method ``colony_params()`` that
@@ -236,14 +244,18 @@ def colony_args(*names: str) -> type:
     """
     hints = get_type_hints(ColonyParams)
     known = [f.name for f in fields(ColonyParams)]
-    unknown = sorted(set(names) - set(known))
+    defaults = defaults or {}
+    hidden = sorted(set(defaults) - set(names)) if names else []
+    if hidden:
+        raise ValueError(f"colony_args: defaults for parameters not exposed: {hidden}")
+    unknown = sorted((set(names) | set(defaults)) - set(known))
     if unknown:
         raise ValueError(f"colony_args: unknown parameter(s) {unknown}; known: {known}")
     spec = []
     for f in fields(ColonyParams):
         if names and f.name not in names:
             continue
-        typ, default = hints[f.name], f.default
+        typ, default = hints[f.name], defaults.get(f.name, f.default)
         if f.name == "seeds":
             typ, default = str, ",".join(default)
         spec.append((f.name, typ, field(default=default, metadata=f.metadata)))
@@ -518,7 +530,8 @@ class Colony:
         start = best.copy()
         tau_min = self._tau_min(b, cand.shape[1])
         kp = prm.kernel_params(tau_min, b)
-        ls = search_state(p, cand, ncand, kp.prune)
+        lb = alone_cost_bound(p, ws, cand, ncand) if kp.prune and prm.prune_alone else None
+        ls = search_state(p, cand, ncand, kp.prune, lb)
         evals = 0
         if kp.ls_sweeps > 0:
             best_cost, evals = polish(p, ws, best, cand, ncand, kp.ls_sweeps, kp.swaps, ls)
