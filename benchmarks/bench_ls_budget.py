@@ -122,6 +122,7 @@ def run_one(job: tuple) -> dict[str, Any]:
         "policy": policy,
         "variant": variant,
         "mean_response_s": float(s["mean_response_s"]),
+        "p95_response_s": float(s["p95_response_s"]),
         "misses": round(float(s["deadline_miss_rate"]) * n),
         "energy_j": float(s["energy_j"]),
         "tasks": n,
