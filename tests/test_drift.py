@@ -542,6 +542,7 @@ def test_cli_without_drift_writes_no_conditions(
     res = _generate("--scenario", "iot-drift", "--no-drift", "--out", "plain.parquet")
     assert res.exit_code == 0, res.output
     assert not (tmp_path / "conditions.csv").exists()
+    assert "not from this run" not in res.output
     plain = read_workload(tmp_path / "plain.parquet")
     stationary = replace(
         get_scenario("iot-drift"),
@@ -550,6 +551,25 @@ def test_cli_without_drift_writes_no_conditions(
     )
     _, expected = generate(stationary, 300, 0.8, seed=0)
     np.testing.assert_array_equal(plain.extra["kind"], expected.extra["kind"])
+
+
+def test_cli_without_drift_notes_an_earlier_conditions_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drifting run's conditions.csv, then a run without drift in the same folder: the
+    old file is left untouched, and the second run says it is not its own."""
+    monkeypatch.chdir(tmp_path)
+    assert _generate("--scenario", "iot-drift").exit_code == 0
+    before = (tmp_path / "conditions.csv").read_bytes()
+    res = _generate("--scenario", "iot-drift", "--no-drift")
+    assert res.exit_code == 0, res.output
+    assert "note: conditions.csv is not from this run" in " ".join(res.output.split())
+    assert (tmp_path / "conditions.csv").read_bytes() == before
+    # writing the conditions explicitly (header only without drift): no note
+    res = _generate("--scenario", "iot-small", "--conditions-out", "conditions.csv")
+    assert res.exit_code == 0, res.output
+    assert "not from this run" not in res.output
+    assert (tmp_path / "conditions.csv").read_text() == ",".join(CONDITIONS_COLUMNS) + "\n"
 
 
 def test_cli_drift_options_reach_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

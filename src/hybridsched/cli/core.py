@@ -185,6 +185,16 @@ def generate(
         f"wrote [bold]{len(workload):,}[/] tasks to {out}, {cluster.n_nodes} nodes "
         f"({cluster.n_regions} regions) to {cluster_out}{conditions_note}"
     )
+    stale = Path("conditions.csv")
+    if conditions_out is None and stale.exists():
+        # an earlier run's default conditions file, beside this run's files: left as it
+        # is (it may be the user's), but it does not belong to this workload
+        err_console.print(
+            f"note: {stale} is not from this run (this workload does not drift); do not "
+            "pass it to simulate --conditions with these files, or write an empty one "
+            "with --conditions-out",
+            highlight=False,
+        )
 
 
 def _drifted(sc: Scenario, drift: bool | None, ranges: dict[str, str]) -> Scenario:
