@@ -47,6 +47,9 @@ GENERATE_EXAMPLES = """
   hybridsched generate --scenario iot-bursty --drift --drift-share 0.5 --drift-slowdown 0.2:0.5
 """
 
+_CONDITIONS_DEFAULT = Path("conditions.csv")
+"""Where ``generate`` writes a drifting scenario's conditions without --conditions-out."""
+
 _DRIFT_OPTIONS = {
     "node_share": "--drift-share",
     "slowdown": "--drift-slowdown",
@@ -147,7 +150,7 @@ def generate(
         check_seed(seed)
         sc = _drifted(get_scenario(scenario), drift, given)
         if conditions_out is None and sc.drift is not None:
-            conditions_out = Path("conditions.csv")
+            conditions_out = _CONDITIONS_DEFAULT
         check_writable(out.parent, "--out")
         check_writable(cluster_out.parent, "--cluster-out")
         if conditions_out is not None:
@@ -185,7 +188,7 @@ def generate(
         f"wrote [bold]{len(workload):,}[/] tasks to {out}, {cluster.n_nodes} nodes "
         f"({cluster.n_regions} regions) to {cluster_out}{conditions_note}"
     )
-    stale = Path("conditions.csv")
+    stale = _CONDITIONS_DEFAULT
     if conditions_out is None and stale.exists():
         # an earlier run's default conditions file, beside this run's files: left as it
         # is (it may be the user's), but it does not belong to this workload
