@@ -1,6 +1,6 @@
 """``--estimates auto`` (the default of ``simulate``, ``compare`` and ``serve``): each
-policy runs with its own ``preferred_estimates`` (``observed`` for the hybrid,
-``nominal`` for the others), an explicit mode is forced on every policy, and the
+policy runs with its own ``preferred_estimates`` (``observed`` for the hybrid and
+``rl``, ``nominal`` for the others), an explicit mode is forced on every policy, and the
 mode each run used is recorded (docs/MODEL.md 12.1)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _cli(*args: str) -> Any:
 
 @pytest.mark.parametrize(
     ("policy", "mode"),
-    [("hybrid", "observed"), ("rl", "nominal"), ("aco", "nominal"), ("mct", "nominal")],
+    [("hybrid", "observed"), ("rl", "observed"), ("aco", "nominal"), ("mct", "nominal")],
 )
 def test_auto_is_each_policys_preference(policy: str, mode: str) -> None:
     assert preferred_estimates(policy) == mode
@@ -56,9 +56,9 @@ def test_auto_is_each_policys_preference(policy: str, mode: str) -> None:
     assert resolve_estimates("observed", policy) == "observed"
 
 
-def test_every_policy_but_the_hybrid_prefers_nominal() -> None:
+def test_every_policy_but_the_learned_ones_prefers_nominal() -> None:
     prefs = {n: preferred_estimates(n) for n in base.available_policies()}
-    assert {n for n, m in prefs.items() if m == "observed"} == {"hybrid"}
+    assert {n for n, m in prefs.items() if m == "observed"} == {"hybrid", "rl"}
 
 
 def test_a_class_without_a_preference_is_nominal_and_a_bad_one_is_refused(

@@ -25,10 +25,10 @@ from hybridsched.policies.base import (
 add_policy_module("hybridsched.policies.plugins")
 
 LISTING_NOTES: dict[str, str] = {
-    "rl": "with its default checkpoint it places every task exactly as mct does "
-    "(same nodes, same results): choose mct for speed; for drifting clusters pass the "
-    "shipped checkpoint=.../checkpoints/rl-drift.pt (the hybrid distilled, docs/RL.md) "
-    "with --estimates observed, or train your own",
+    "rl": "at its defaults, where nothing drifts, it places every task exactly as mct does "
+    "(same nodes, same results): choose mct for speed there; once it observes drift "
+    "(observed estimates, the default under --estimates auto) it places batches with the "
+    "shipped rl-drift.pt (the hybrid distilled, docs/RL.md); or train your own",
 }
 """Notes the ``policies`` listing and the README add to a policy's one-line description.
 

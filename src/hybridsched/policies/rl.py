@@ -13,6 +13,13 @@ The weights come from a checkpoint written by ``hybridsched train rl``
 read); without one, the small default shipped in ``hybridsched/checkpoints``
 (see docs/RL.md for how it was trained). torch is imported when the policy is
 built, never by the simulator.
+
+At its defaults ``rl`` holds two networks: the default one, which places every
+task as MCT does, and ``rl-drift.pt``, distilled from the hybrid under drift.
+A batch is placed by the drift network when the view observes drift (observed
+estimates, and some node's observed execution or transfer factor off 1 by more
+than ``drift_tolerance``), else by the default one. Where nothing drifts, every
+observed factor is exactly 1, so the schedules are MCT's (docs/RL.md, session 25).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from hybridsched.sim.view import ClusterView, TaskBatch
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "rl-default.pt"
 """The checkpoint shipped with the package."""
+DRIFT_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("rl-drift.pt")
+"""The network shipped for drifting clusters (the hybrid distilled, docs/RL.md)."""
 
 
 @register
@@ -48,12 +57,11 @@ class RLPolicy:
     """Learned pair-scoring network (PPO by default); greedy over the masked softmax."""
 
     name: ClassVar[str] = "rl"
-    preferred_estimates: ClassVar[str] = "nominal"
-    """Kept nominal under ``--estimates auto``: with its default checkpoint ``rl`` is
-    MCT, and observed estimates, though better on average on ``iot-drift``, made
-    3 of its 30 runs there worse (by up to 5.9 %; docs/HYBRID.md, session 17).
-    ``rl-drift.pt`` was trained and measured with observed estimates: with it, pass
-    ``--estimates observed``."""
+    preferred_estimates: ClassVar[str] = "observed"
+    """Observed under ``--estimates auto``: the drift network (below) was trained and
+    measured with observed estimates. Where nothing drifts the observed estimates are
+    the nominal ones exactly (every ratio is 1), so the default network places
+    every task as ``mct`` does; with estimate noise ``auto`` is nominal anyway."""
     checkpoint: str = field(
         default="", metadata={"help": "checkpoint .pt or training folder; empty: the shipped one"}
     )
@@ -70,32 +78,75 @@ class RLPolicy:
         },
     )
 
-    def __post_init__(self) -> None:
-        from hybridsched.learn.network import load_checkpoint
+    drift_checkpoint: str = field(
+        default="",
+        metadata={
+            "help": "network used while the view observes drift (see drift_tolerance; "
+            "observed estimates only); empty: the shipped rl-drift.pt when checkpoint "
+            "is empty, else none; 'none': never"
+        },
+    )
+    drift_tolerance: float = field(
+        default=0.1,
+        metadata={
+            "help": "drift is observed when some node's observed execution or transfer "
+            "factor is off 1 by more than this"
+        },
+    )
 
+    def __post_init__(self) -> None:
         if np.isnan(self.max_regret):
             raise ConfigError("rl max_regret: must be a number (< 0: the checkpoint's), got nan")
+        tol = self.drift_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
+            raise ConfigError(f"rl drift_tolerance: must be a number >= 0, got {tol!r}")
         path = Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
-        self.model, self.config = load_checkpoint(path)
         self.path = path
-        self._net = compiled_weights(self.model)
-        cap = self.max_regret if self.max_regret >= 0 else self.config.get("max_regret")
+        self.model, self.config, self._net, self._cap, self._regret_cut = self._load(path)
+        self._drift: tuple[Any, ...] | None = None
+        self.drift_path: Path | None = None
+        if self.drift_checkpoint != "none" and (self.drift_checkpoint or not self.checkpoint):
+            self.drift_path = Path(self.drift_checkpoint or DRIFT_CHECKPOINT)
+            self._drift = self._load(self.drift_path)
+        self.drift_batches = 0  # batches of this run placed by the drift network
+        self._rng = np.random.default_rng(0)
+        self._static = np.zeros((0, N_STATIC))
+
+    def _load(self, path: Path) -> tuple[Any, dict[str, Any], Any, float | None, Any]:
+        """A checkpoint's network, config, compiled weights, regret limit and its cut."""
+        from hybridsched.learn.network import load_checkpoint
+
+        model, config = load_checkpoint(path)
+        cap = self.max_regret if self.max_regret >= 0 else config.get("max_regret")
         if cap is not None and not (isinstance(cap, int | float) and float(cap) >= 0):
             raise ConfigError(
                 f"rl checkpoint {path}: max_regret in its config must be a number >= 0, got {cap!r}"
             )
-        self._cap = None if cap is None else float(cap)
+        cap = None if cap is None else float(cap)
         # regret is sq((ef - m) / m), so (ef - m) / m <= cap is regret <= cap / (1 + cap);
         # compared in float32, the features' type, so a node exactly at the limit stays
-        finite = self._cap is not None and self._cap < np.inf
-        self._regret_cut = np.float32(self._cap / (1.0 + self._cap)) if finite else np.inf
-        self._rng = np.random.default_rng(0)
-        self._static = np.zeros((0, N_STATIC))
+        finite = cap is not None and cap < np.inf
+        cut = np.float32(cap / (1.0 + cap)) if finite else np.inf
+        return model, config, compiled_weights(model), cap, cut
+
+    def drifting(self, view: ClusterView) -> bool:
+        """Whether ``view`` observes drift: observed estimates, and some node's observed
+        execution or transfer factor off 1 by more than ``drift_tolerance``."""
+        if view.estimates != "observed":
+            return False
+        obs = view.observations
+        t = float(view.time)
+        tol = self.drift_tolerance
+        for f in (obs.exec_factor(t), obs.transfer_factor(t)):
+            if np.any(np.abs(f - 1.0) > tol):
+                return True
+        return False
 
     def reset(self, cluster: Cluster, rng: np.random.Generator) -> None:
         """Start a run on ``cluster``; ``rng`` drives sampling when not greedy."""
         self._rng = rng
         self._static = node_table(cluster)
+        self.drift_batches = 0
 
     def assign(self, tasks: TaskBatch, view: ClusterView) -> np.ndarray:
         """One node per task: score every pair, place the batch one task at a time.
@@ -111,12 +162,16 @@ class RLPolicy:
         recent = view.recent_count.copy() if batch else view.recent_count
         recent_t = view.recent_time_s.copy() if batch else view.recent_time_s
         n = view.n_nodes
-        if self.model.n_features > N_BASE_FEATURES:
+        model, net, regret_cut = self.model, self._net, self._regret_cut
+        if self._drift is not None and self.drifting(view):
+            model, _, net, _, regret_cut = self._drift
+            self.drift_batches += 1
+        if model.n_features > N_BASE_FEATURES:
             observe_nodes(self._static, view)
         x = np.zeros((n, N_FEATURES), dtype=np.float32)
         xt = np.empty((N_FEATURES, n), dtype=np.float32)
         mask = np.zeros(n, dtype=np.bool_)
-        h1 = np.empty((self.model.hidden, n), dtype=np.float32)
+        h1 = np.empty((model.hidden, n), dtype=np.float32)
         h2 = np.empty_like(h1)
         scores = np.empty(n)
         down = view.unavailable
@@ -128,13 +183,13 @@ class RLPolicy:
             )  # fmt: skip
             if down is not None:
                 mask &= ~down
-            if self._regret_cut < np.inf:
+            if regret_cut < np.inf:
                 # MCT's node (is_best) always stays; near is empty only with no feasible node
-                near = mask & ((x[:, 0] <= self._regret_cut) | (x[:, 1] > 0.5))
+                near = mask & ((x[:, 0] <= regret_cut) | (x[:, 1] > 0.5))
                 if near.any():
                     mask = near
             xt[:] = x.T
-            block_logits(xt, self._net, h1, h2, scores)
+            block_logits(xt, net, h1, h2, scores)
             logits = np.where(mask, scores.astype(np.float32), np.float32(NEG))
             if not self.greedy:
                 logits = logits + self._rng.gumbel(size=n)
@@ -148,5 +203,13 @@ class RLPolicy:
         return nodes
 
     def describe(self) -> dict[str, Any]:
-        """Where the weights came from and how they were trained."""
-        return {"checkpoint": str(self.path), **self.config, "max_regret": self._cap}
+        """Where the weights came from and how they were trained, and the drift network."""
+        out = {"checkpoint": str(self.path), **self.config, "max_regret": self._cap}
+        if self._drift is not None:
+            out["drift"] = {
+                "checkpoint": str(self.drift_path),
+                **self._drift[1],
+                "max_regret": self._drift[3],
+                "tolerance": float(self.drift_tolerance),
+            }
+        return out
