@@ -27,7 +27,8 @@ to tell what drift changes from what the cluster does. A scenario given as
 does): drifting workloads that no learned policy was trained or chosen on.
 
 ``--estimate-cv CV`` adds estimate noise to every run (the schedulers see the
-work times lognormal noise of mean 1 and that CV; ``SimOptions.estimate_cv``).
+work times lognormal noise of mean 1 and that CV; ``SimOptions.estimate_cv``);
+``--latency-jitter CV`` and ``--shared-links`` add those options to every run.
 
 ``--estimates nominal,observed`` runs every variant once per estimate mode;
 ``auto`` runs each variant in its policy's preferred mode (``observed`` for the
@@ -144,16 +145,17 @@ def scenario_of(name: str) -> Any:
 
 def run_one(job: tuple) -> dict[str, Any]:
     """One simulation; ``job`` is (scenario, tasks, load, seed, variant, estimates, ckpts,
-    cv), ``ckpts`` the untrained network's checkpoint, ``--checkpoint``'s and the
-    ``--checkpoint-arg`` arguments of the variants that take ``--checkpoint``, ``cv``
-    the estimate noise (``SimOptions.estimate_cv``, None: exact estimates)."""
+    opts), ``ckpts`` the untrained network's checkpoint, ``--checkpoint``'s and the
+    ``--checkpoint-arg`` arguments of the variants that take ``--checkpoint``, ``opts``
+    the ``SimOptions`` fields every run gets (``estimate_cv``, ``latency_jitter``,
+    ``shared_links``; empty: none)."""
     from hybridsched.policies import make_policy
     from hybridsched.sim import SimConfig, simulate
     from hybridsched.sim.conditions import Conditions
     from hybridsched.sim.options import SimOptions
     from hybridsched.workload import generate_instance
 
-    scenario, tasks, load, seed, variant, estimates, (untrained, other, extra), cv = job
+    scenario, tasks, load, seed, variant, estimates, (untrained, other, extra), opts = job
     stationary = scenario.endswith(STATIONARY)
     inst = generate_instance(scenario_of(scenario), tasks, load, seed)
     # the registered policy the variant runs
@@ -170,8 +172,7 @@ def run_one(job: tuple) -> dict[str, Any]:
 
         mode = resolve_estimates("auto", policy_name)
     kw: dict[str, Any] = {} if mode == "nominal" else {"estimates": mode}
-    if cv is not None:
-        kw["estimate_cv"] = cv
+    kw |= opts
     if inst.conditions is not None and variant != NO_CONDITIONS and not stationary:
         kw["conditions"] = Conditions.from_frame(inst.conditions, inst.cluster, source=scenario)
     if variant in ("hybrid-untrained", "hybrid-checkpoint", "rl-checkpoint"):
@@ -193,7 +194,7 @@ def run_one(job: tuple) -> dict[str, Any]:
     s = res.summary
     row = {"scenario": scenario, "load": load, "seed": seed, "variant": variant}
     row |= {"estimates": estimates, "resolved": mode, "conditions": "conditions" in kw}
-    row |= {} if cv is None else {"estimate_cv": cv}
+    row |= opts
     row |= {k: float(s[k]) for k, _, _ in METRICS}
     row |= {"tasks": int(s["tasks"]), "wall_s": time.perf_counter() - t}
     return row
@@ -352,6 +353,10 @@ def main() -> None:
         default=None,
         help="estimate noise: schedulers see work x lognormal noise of this CV",
     )
+    ap.add_argument(
+        "--latency-jitter", type=float, default=None, help="latency jitter CV of every run"
+    )
+    ap.add_argument("--shared-links", action="store_true", help="shared ingress links")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/drift.json"))
     ap.add_argument(
@@ -391,13 +396,23 @@ def main() -> None:
         ap.error(f"--estimates: {', '.join(bad)} not available{why}; known: {', '.join(known)}")
     from hybridsched.errors import ConfigError
 
+    opts: dict[str, Any] = {}
     if a.estimate_cv is not None:
+        opts["estimate_cv"] = a.estimate_cv
+    if a.latency_jitter is not None:
+        opts["latency_jitter"] = a.latency_jitter
+    if a.shared_links:
+        opts["shared_links"] = True
+    if opts:
         from hybridsched.sim.options import SimOptions
 
-        try:
-            SimOptions(estimate_cv=a.estimate_cv)
-        except ConfigError as exc:
-            ap.error(f"--estimate-cv: {exc}")
+        flags = (("--estimate-cv", "estimate_cv"), ("--latency-jitter", "latency_jitter"))
+        for flag, name in flags:
+            if name in opts:
+                try:
+                    SimOptions(**{name: opts[name]})
+                except ConfigError as exc:
+                    ap.error(f"{flag}: {exc}")
     # the calibration run: mct on each drifting scenario's instances without their conditions
     try:
         drifting = {s: scenario_of(s).drift is not None for s in scenarios}
@@ -407,7 +422,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = (str(untrained_checkpoint(Path(tmp))), str(a.checkpoint or ""), extra_args)
         jobs = [
-            (sc, a.tasks, rho, seed, v, est, ckpts, a.estimate_cv)
+            (sc, a.tasks, rho, seed, v, est, ckpts, opts)
             for sc in scenarios
             for rho in loads
             for est in modes
@@ -419,6 +434,7 @@ def main() -> None:
         meta |= {"checkpoint": str(a.checkpoint) if a.checkpoint else None}
         meta |= {"checkpoint_args": extra_args}
         meta |= {"estimate_cv": a.estimate_cv}
+        meta |= {k: v for k, v in opts.items() if k != "estimate_cv"}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         t = time.perf_counter()

@@ -158,3 +158,60 @@ def test_which_networks_it_holds_and_bad_tolerances():
     for bad in (-0.5, float("nan")):
         with pytest.raises(ConfigError, match="rl drift_tolerance: must be a number >= 0"):
             RLPolicy(drift_tolerance=bad)
+
+
+def test_max_regret_given_limits_both_networks():
+    """``max_regret=0`` leaves MCT's node only, for the drift network too: under drift the
+    schedule is MCT's with the same estimates."""
+    inst = generate_instance("iot-drift", 1500, 0.85, 7)
+    rl = make_policy("rl", {"max_regret": "0"})
+    assert rl.describe()["max_regret"] == 0.0 and rl.describe()["drift"]["max_regret"] == 0.0
+    got = _run(inst, rl, "observed")
+    assert rl.drift_batches > 0
+    ref = _run(inst, make_policy("mct"), "observed")
+    np.testing.assert_array_equal(got.tasks["node_index"], ref.tasks["node_index"])
+
+
+def test_a_policy_reused_for_a_second_run_counts_that_run_only():
+    inst = generate_instance("iot-drift", 1500, 0.85, 7)
+    rl = make_policy("rl")
+    first = _run(inst, rl, "observed")
+    n = rl.drift_batches
+    second = _run(inst, rl, "observed")
+    assert n > 0 and rl.drift_batches == n
+    np.testing.assert_array_equal(first.tasks["node_index"], second.tasks["node_index"])
+
+
+def test_a_missing_drift_checkpoint_is_named(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(ConfigError, match=r"rl drift_checkpoint: checkpoint .*nope\.pt: no such"):
+        make_policy("rl", {"drift_checkpoint": str(missing)})
+
+
+def test_simulate_on_a_drifting_cluster_switches_under_auto(tmp_path):
+    """The CLI's default (``--estimates auto``) gives ``rl`` observed estimates, so on a
+    drifting cluster it is not MCT (and is, on a stationary one: test_estimates_auto)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from hybridsched.cli.app import _register, app
+    from hybridsched.io import write_cluster, write_workload
+
+    inst = generate_instance("iot-drift", 1500, 0.85, 7)
+    write_cluster(inst.cluster, tmp_path / "c.yaml")
+    write_workload(inst.workload, tmp_path / "w.parquet")
+    inst.conditions.to_csv(tmp_path / "cond.csv", index=False)
+    _register()
+    out = {}
+    for policy in ("rl", "mct"):
+        args = ["simulate", "--cluster", str(tmp_path / "c.yaml"),
+                "--workload", str(tmp_path / "w.parquet"), "--conditions",
+                str(tmp_path / "cond.csv"), "--decision-interval", "0.5", "--policy", policy,
+                "--out", str(tmp_path / policy), "--no-progress"]  # fmt: skip
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        out[policy] = json.loads((tmp_path / policy / "summary.json").read_text())
+    assert out["rl"]["run"]["estimates"] == "observed"
+    assert out["mct"]["run"]["estimates"] == "nominal"
+    assert out["rl"]["mean_response_s"] != out["mct"]["mean_response_s"]

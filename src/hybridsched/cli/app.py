@@ -161,7 +161,7 @@ EstimatesOption = Annotated[
     str,
     typer.Option(
         help="Schedulers' estimates: auto (each scheduler's preference: observed for "
-        "hybrid, nominal for the others; nominal for all with --estimate-cv), or nominal "
+        "hybrid and rl, nominal for the others; nominal for all with --estimate-cv), or nominal "
         "or observed for every scheduler "
         "(observed: corrected by what completed tasks revealed; docs/MODEL.md section 12.1)."
     ),

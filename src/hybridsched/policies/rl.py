@@ -24,6 +24,7 @@ observed factor is exactly 1, so the schedules are MCT's (docs/RL.md, session 25
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,7 +75,8 @@ class RLPolicy:
         default=-1.0,
         metadata={
             "help": "only nodes whose estimated response is at most (1 + this) times the "
-            "best node's; inf: no limit; < 0: the checkpoint's own setting (none: no limit)"
+            "best node's, for both networks; inf: no limit; < 0: each checkpoint's own "
+            "setting (none: no limit)"
         },
     )
 
@@ -98,7 +100,7 @@ class RLPolicy:
         if np.isnan(self.max_regret):
             raise ConfigError("rl max_regret: must be a number (< 0: the checkpoint's), got nan")
         tol = self.drift_tolerance
-        if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
             raise ConfigError(f"rl drift_tolerance: must be a number >= 0, got {tol!r}")
         path = Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
         self.path = path
@@ -107,7 +109,10 @@ class RLPolicy:
         self.drift_path: Path | None = None
         if self.drift_checkpoint != "none" and (self.drift_checkpoint or not self.checkpoint):
             self.drift_path = Path(self.drift_checkpoint or DRIFT_CHECKPOINT)
-            self._drift = self._load(self.drift_path)
+            try:
+                self._drift = self._load(self.drift_path)
+            except ConfigError as e:
+                raise ConfigError(f"rl drift_checkpoint: {e}") from None
         self.drift_batches = 0  # batches of this run placed by the drift network
         self._rng = np.random.default_rng(0)
         self._static = np.zeros((0, N_STATIC))
