@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -141,6 +142,28 @@ def scenario_of(name: str) -> Any:
 
     base, drifted, _ = name.removesuffix(STATIONARY).partition(DRIFTED)
     return with_drift(base) if drifted else get_scenario(base)
+
+
+def _version() -> str:
+    from hybridsched import __version__
+
+    return __version__
+
+
+def _commit() -> str | None:
+    """The checkout's commit (``+dirty`` with uncommitted changes), or None outside git."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def run_one(job: tuple) -> dict[str, Any]:
@@ -435,6 +458,7 @@ def main() -> None:
         meta |= {"checkpoint_args": extra_args}
         meta |= {"estimate_cv": a.estimate_cv}
         meta |= {k: v for k, v in opts.items() if k != "estimate_cv"}
+        meta |= {"version": _version(), "commit": _commit()}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         t = time.perf_counter()
