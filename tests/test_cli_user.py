@@ -653,7 +653,7 @@ def test_simulate_progress_bar_on_request(files, tmp_path) -> None:
 
 
 def test_rl_listing_note_matches_behaviour(files) -> None:
-    """The listing says rl places tasks exactly as mct; keep that true or drop the note."""
+    """The listing says rl places tasks as mct does; keep that true or drop the note."""
     pytest.importorskip("torch")
     c, w = files
     cluster, workload = read_cluster(c), read_workload(w)
@@ -664,7 +664,7 @@ def test_rl_listing_note_matches_behaviour(files) -> None:
         assert identical == ("rl" in LISTING_NOTES)
     res = _run("policies")
     listing = " ".join(res.output.replace("│", " ").split())
-    assert ("exactly as mct" in listing) == ("rl" in LISTING_NOTES)
+    assert ("places tasks as mct does" in listing) == ("rl" in LISTING_NOTES)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert ("same as `mct`" in readme) == ("rl" in LISTING_NOTES)
 

@@ -25,8 +25,9 @@ from hybridsched.policies.base import (
 add_policy_module("hybridsched.policies.plugins")
 
 LISTING_NOTES: dict[str, str] = {
-    "rl": "at its defaults, where nothing drifts, it places every task exactly as mct does "
-    "(same nodes, same results): choose mct for speed there; once it observes drift "
+    "rl": "at its defaults, where nothing drifts, it places tasks as mct does (the same "
+    "nodes, up to rare float32 near ties: one task in two of 75 measured runs): choose mct "
+    "for speed there; once it observes drift "
     "(observed estimates, the default under --estimates auto) it places batches with the "
     "shipped rl-drift.pt (the hybrid distilled, docs/RL.md); or train your own",
 }
