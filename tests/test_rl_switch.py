@@ -108,7 +108,7 @@ def test_drift_is_what_the_observations_show_beyond_the_tolerance():
     is off 1 by more than ``drift_tolerance``, and only with observed estimates."""
     inst = generate_instance("iot-drift", 1200, 0.85, 2)
     rl = make_policy("rl")
-    seen = []
+    seen, edge = [], []
 
     class Probe:
         name = "probe"
@@ -123,6 +123,13 @@ def test_drift_is_what_the_observations_show_beyond_the_tolerance():
             ex, tr = obs.exec_factor(t), obs.transfer_factor(t)
             off = max(np.abs(ex - 1).max(), np.abs(tr - 1).max())
             seen.append((off, rl.drifting(view), view.estimates))
+            if off > 0 and view.estimates == "observed":
+                # the tolerance is strict: a factor exactly that far off is not drift
+                rl.drift_tolerance = off
+                edge.append(rl.drifting(view))
+                rl.drift_tolerance = off * (1 - 1e-9)
+                edge.append(not rl.drifting(view))
+                rl.drift_tolerance = 0.1
             return self.mct.assign(tasks, view)
 
     _run(inst, Probe(), "observed")
@@ -130,6 +137,7 @@ def test_drift_is_what_the_observations_show_beyond_the_tolerance():
     flags = np.array([s[1] for s in seen])
     np.testing.assert_array_equal(flags, offs > 0.1)
     assert flags.any() and not flags.all()
+    assert len(edge) > 20 and not any(edge)
     seen.clear()
     _run(inst, Probe(), "nominal")
     assert not any(s[1] for s in seen)  # nominal estimates: never, whatever is observed
