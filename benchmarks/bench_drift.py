@@ -67,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridsched import __version__
 from hybridsched.experiments.stats import mean_ci, paired_diff
 
 VARIANTS: tuple[str, ...] = (
@@ -142,12 +143,6 @@ def scenario_of(name: str) -> Any:
 
     base, drifted, _ = name.removesuffix(STATIONARY).partition(DRIFTED)
     return with_drift(base) if drifted else get_scenario(base)
-
-
-def _version() -> str:
-    from hybridsched import __version__
-
-    return __version__
 
 
 def _commit() -> str | None:
@@ -458,7 +453,7 @@ def main() -> None:
         meta |= {"checkpoint_args": extra_args}
         meta |= {"estimate_cv": a.estimate_cv}
         meta |= {k: v for k, v in opts.items() if k != "estimate_cv"}
-        meta |= {"version": _version(), "commit": _commit()}
+        meta |= {"version": __version__, "commit": _commit()}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         t = time.perf_counter()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -50,6 +50,20 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "r
 """The checkpoint shipped with the package."""
 DRIFT_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("rl-drift.pt")
 """The network shipped for drifting clusters (the hybrid distilled, docs/RL.md)."""
+
+
+class _Network(NamedTuple):
+    """One checkpoint as ``rl`` uses it."""
+
+    path: Path
+    model: Any
+    config: dict[str, Any]
+    weights: Any
+    """The compiled forward's weights (:func:`~hybridsched.learn.forward.compiled_weights`)."""
+    cap: float | None
+    """The regret limit in force (``max_regret``), None: none."""
+    cut: Any
+    """``cap`` as a limit on the regret feature (float32), inf: none."""
 
 
 @register
@@ -102,23 +116,25 @@ class RLPolicy:
         tol = self.drift_tolerance
         if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
             raise ConfigError(f"rl drift_tolerance: must be a number >= 0, got {tol!r}")
-        path = Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
-        self.path = path
-        self.model, self.config, self._net, self._cap, self._regret_cut = self._load(path)
-        self._drift: tuple[Any, ...] | None = None
-        self.drift_path: Path | None = None
+        self._default = self._load(Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT)
+        self.path, self.model, self.config = self._default[:3]
+        self._drift: _Network | None = None
         if self.drift_checkpoint != "none" and (self.drift_checkpoint or not self.checkpoint):
-            self.drift_path = Path(self.drift_checkpoint or DRIFT_CHECKPOINT)
             try:
-                self._drift = self._load(self.drift_path)
+                self._drift = self._load(Path(self.drift_checkpoint or DRIFT_CHECKPOINT))
             except ConfigError as e:
                 raise ConfigError(f"rl drift_checkpoint: {e}") from None
         self.drift_batches = 0  # batches of this run placed by the drift network
         self._rng = np.random.default_rng(0)
         self._static = np.zeros((0, N_STATIC))
 
-    def _load(self, path: Path) -> tuple[Any, dict[str, Any], Any, float | None, Any]:
-        """A checkpoint's network, config, compiled weights, regret limit and its cut."""
+    @property
+    def _cap(self) -> float | None:
+        """The default network's regret limit in force (None: none)."""
+        return self._default.cap
+
+    def _load(self, path: Path) -> _Network:
+        """The checkpoint at ``path``, with the regret limit this policy applies to it."""
         from hybridsched.learn.network import load_checkpoint
 
         model, config = load_checkpoint(path)
@@ -132,7 +148,7 @@ class RLPolicy:
         # compared in float32, the features' type, so a node exactly at the limit stays
         finite = cap is not None and cap < np.inf
         cut = np.float32(cap / (1.0 + cap)) if finite else np.inf
-        return model, config, compiled_weights(model), cap, cut
+        return _Network(path, model, config, compiled_weights(model), cap, cut)
 
     def drifting(self, view: ClusterView) -> bool:
         """Whether ``view`` observes drift: observed estimates, and some node's observed
@@ -167,10 +183,11 @@ class RLPolicy:
         recent = view.recent_count.copy() if batch else view.recent_count
         recent_t = view.recent_time_s.copy() if batch else view.recent_time_s
         n = view.n_nodes
-        model, net, regret_cut = self.model, self._net, self._regret_cut
+        use = self._default
         if self._drift is not None and self.drifting(view):
-            model, _, net, _, regret_cut = self._drift
+            use = self._drift
             self.drift_batches += 1
+        model, regret_cut = use.model, use.cut
         if model.n_features > N_BASE_FEATURES:
             observe_nodes(self._static, view)
         x = np.zeros((n, N_FEATURES), dtype=np.float32)
@@ -194,7 +211,7 @@ class RLPolicy:
                 if near.any():
                     mask = near
             xt[:] = x.T
-            block_logits(xt, net, h1, h2, scores)
+            block_logits(xt, use.weights, h1, h2, scores)
             logits = np.where(mask, scores.astype(np.float32), np.float32(NEG))
             if not self.greedy:
                 logits = logits + self._rng.gumbel(size=n)
@@ -209,12 +226,11 @@ class RLPolicy:
 
     def describe(self) -> dict[str, Any]:
         """Where the weights came from and how they were trained, and the drift network."""
-        out = {"checkpoint": str(self.path), **self.config, "max_regret": self._cap}
+
+        def about(net: _Network) -> dict[str, Any]:
+            return {"checkpoint": str(net.path), **net.config, "max_regret": net.cap}
+
+        out = about(self._default)
         if self._drift is not None:
-            out["drift"] = {
-                "checkpoint": str(self.drift_path),
-                **self._drift[1],
-                "max_regret": self._drift[3],
-                "tolerance": float(self.drift_tolerance),
-            }
+            out["drift"] = {**about(self._drift), "tolerance": float(self.drift_tolerance)}
         return out
