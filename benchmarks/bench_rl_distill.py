@@ -120,6 +120,34 @@ def run(
     return {k: float(res.summary[k]) for k in METRICS} | {"wall_s": time.perf_counter() - t}
 
 
+def offline_teacher(scenario: str, tasks: int, load: float, seed: int, drift: str) -> Any:
+    """The clairvoyant assignment of one instance, as a policy that replays it.
+
+    The hybrid's run (observed estimates where there are conditions), improved by the
+    offline climb that knows every arrival and condition window in advance
+    (:func:`~hybridsched.sim.offline.improve_offline`, as ``bench_offline.py`` runs it).
+    A student cannot see the future: it can only learn what such placements have in
+    common with what the view shows.
+    """
+    from hybridsched.policies import make_policy
+    from hybridsched.sim import SimConfig, simulate
+    from hybridsched.sim.conditions import Conditions
+    from hybridsched.sim.offline import FixedAssignment, improve_offline
+    from hybridsched.sim.options import SimOptions
+
+    cluster, workload, frame = instance(scenario, tasks, load, seed, drift)
+    cond = None if frame is None else Conditions.from_frame(frame, cluster, source=scenario)
+    config = SimConfig(decision_interval=0.5, queue="priority")
+    options = SimOptions(conditions=cond, estimates="observed" if cond else "nominal")
+    start = simulate(cluster, workload, make_policy("hybrid"), config=config, options=options,
+                     seed=seed)  # fmt: skip
+    res = improve_offline(
+        cluster, workload, start.tasks["node_index"], decision_interval=0.5, queue="priority",
+        seed=seed, conditions=cond,
+    )  # fmt: skip
+    return FixedAssignment(workload, res.nodes)
+
+
 class Recorder:
     """Runs ``teacher`` (or ``student``) and records the teacher's node per task.
 
@@ -198,7 +226,11 @@ def collect(
     for seed in seeds:
         load = DRIFT_LOADS[seed % len(DRIFT_LOADS)]
         pupil = get_policy("rl", checkpoint=str(student)) if student else None
-        rec = Recorder(get_policy(teacher, **(teacher_args or {})), keep, seed, pupil)
+        if teacher == "offline":
+            guide = offline_teacher(scenario, tasks, load, seed, drift)
+        else:
+            guide = get_policy(teacher, **(teacher_args or {}))
+        rec = Recorder(guide, keep, seed, pupil)
         t = time.perf_counter()
         summary = run(scenario, tasks, load, seed, rec, drift)
         xs.append(np.stack(rec.x))
@@ -272,6 +304,41 @@ def _load(paths: list[Path]) -> Rows:
     )
 
 
+def _mask_regret(rows: Rows, max_regret: float) -> Rows:
+    """``rows`` with each mask cut to the nodes ``rl`` keeps under ``max_regret``.
+
+    The cut is ``rl``'s (:class:`~hybridsched.policies.rl.RLPolicy`): the regret feature
+    at most ``cap / (1 + cap)``, MCT's node always kept, a row with no such node left
+    whole. A row whose label (the teacher's node) falls outside is dropped: ``rl`` could
+    never pick it, so it only teaches the scores of nodes the cut removes.
+    """
+    regret, best = FEATURE_NAMES.index("regret"), FEATURE_NAMES.index("is_best")
+    cut = np.float32(max_regret / (1.0 + max_regret))
+    xs, ms, ys, keep_by = [], [], [], []
+    for g in range(len(rows.x)):
+        x, m, y = rows.x[g], rows.mask[g], rows.y[g]
+        near = m & ((x[..., regret] <= cut) | (x[..., best] > 0.5))
+        near = np.where(near.any(1, keepdims=True), near, m)
+        keep = near[np.arange(len(y)), y]
+        keep_by.append(keep)
+        xs.append(x[keep])
+        ms.append(near[keep])
+        ys.append(y[keep])
+        rows.x[g] = rows.mask[g] = None  # one node count's rows in memory twice, not all
+        del x, m, near
+    # the global rows in order: a row's group and its index among the kept rows of its group
+    kept = np.array([keep_by[g][i] for g, i in zip(rows.group, rows.local, strict=True)])
+    new_local = [np.cumsum(k) - 1 for k in keep_by]
+    local = np.array(
+        [new_local[g][i] for g, i in zip(rows.group[kept], rows.local[kept], strict=True)],
+        dtype=np.int64,
+    )
+    print(json.dumps({"regret_mask": max_regret, "rows_dropped": int((~kept).sum())}), flush=True)
+    return Rows(
+        x=xs, mask=ms, y=ys, group=rows.group[kept], local=local, episode=rows.episode[kept]
+    )
+
+
 def _batches(rows: Rows, tr: np.ndarray, rng: np.random.Generator, size: int = 256) -> list:
     """One epoch's minibatches ``(group, local rows)``, each within one node count.
 
@@ -294,6 +361,7 @@ def train(
     seed: int,
     start: Path | None,
     max_regret: float | None = None,
+    mask_regret: bool = False,
 ) -> None:
     import torch
     from torch.nn import functional as F
@@ -301,6 +369,8 @@ def train(
     from hybridsched.learn.network import PairScorer, load_checkpoint, save_checkpoint
 
     rows = _load(paths)
+    if mask_regret:
+        rows = _mask_regret(rows, max_regret)
     episode = rows.episode
     rng = np.random.default_rng(seed)
     # held out by episode: a tenth of the training seeds, never trained on
@@ -374,6 +444,7 @@ def train(
     }
     if max_regret is not None:  # rl applies it unless told otherwise (RLPolicy.max_regret)
         config["max_regret"] = max_regret
+        config["trained_with_regret_mask"] = mask_regret
     save_checkpoint(out, model, config)
     out.with_suffix(".log.json").write_text(json.dumps(log, indent=1))
 
@@ -427,7 +498,12 @@ def main() -> None:
     c.add_argument("--tasks", type=int, default=3000)
     c.add_argument("--keep", type=float, default=0.5, help="share of the tasks recorded")
     c.add_argument("--student", type=Path, default=None, help="DAgger: this checkpoint acts")
-    c.add_argument("--teacher", default="aco", help="the policy whose nodes are the labels")
+    c.add_argument(
+        "--teacher",
+        default="aco",
+        help="the policy whose nodes are the labels; offline: the hybrid's run climbed "
+        "with the future known (improve_offline)",
+    )
     c.add_argument(
         "--teacher-arg", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
     )
@@ -449,6 +525,11 @@ def main() -> None:
     t.add_argument(
         "--max-regret", type=float, default=None, help="recorded for rl to apply (max_regret)"
     )
+    t.add_argument(
+        "--mask-regret",
+        action="store_true",
+        help="train only on the nodes rl keeps under --max-regret (rows it cannot match dropped)",
+    )
     k = sub.add_parser("compare")
     k.add_argument("checkpoint", type=Path)
     k.add_argument("--seeds", type=int, default=10, help="how many test seeds")
@@ -464,7 +545,9 @@ def main() -> None:
     elif a.cmd == "train":
         if a.max_regret is not None and not a.max_regret >= 0:
             ap.error(f"--max-regret: must be a number >= 0, got {a.max_regret}")
-        train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start, a.max_regret)
+        if a.mask_regret and a.max_regret is None:
+            ap.error("--mask-regret: needs --max-regret")
+        train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start, a.max_regret, a.mask_regret)
     else:
         seeds = range(a.first, a.first + a.seeds)
         extra = [n for n in a.also.split(",") if n and n not in ("mct", "rl")]

@@ -299,6 +299,9 @@ def test_file_round_trip_and_sorting(tmp_path: Path) -> None:
         ("node,start_s,end_s\nn0,0,NaN\n", "c.csv: row 1, column end_s: must be a number, got nan"),
         ("node,start_s,end_s,speed,speed\nn0,0,5,2,3\n", "c.csv: column(s) speed given more "
          "than once"),
+        # Python's float() takes digit separators; a number in a CSV file has none
+        ("node,start_s,end_s,speed\nn0,0,5,1_0\n", "c.csv: row 1, column speed: must be a "
+         "number, got '1_0'"),
     ],
 )  # fmt: skip
 def test_bad_files_name_file_row_field(tmp_path: Path, text: str, message: str) -> None:

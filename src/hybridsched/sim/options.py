@@ -218,6 +218,8 @@ def _numbers(raw: Any, name: str, source: str, empty: float | None) -> np.ndarra
                 blank[k] = True
                 continue
             try:
+                if isinstance(v, str) and "_" in v:  # float() reads "1_0" as 10; a CSV does not
+                    raise ValueError(v)
                 out[k] = float(v)
             except (TypeError, ValueError):
                 raise ValidationError(
