@@ -540,13 +540,16 @@ def main() -> None:
     k.add_argument("--also", default="", help="more policies to run, comma-separated (teachers)")
     a = ap.parse_args()
     if a.cmd == "collect":
+        if a.teacher == "offline" and (a.student or a.teacher_arg):
+            # its labels are one fixed schedule's: states off that schedule have none
+            ap.error("--teacher offline: takes neither --student nor --teacher-arg")
         targs = dict(kv.partition("=")[::2] for kv in a.teacher_arg)
         collect(a.scenario, a.seeds, a.tasks, a.keep, a.out, a.student, a.teacher, a.drift, targs)
     elif a.cmd == "train":
         if a.max_regret is not None and not a.max_regret >= 0:
             ap.error(f"--max-regret: must be a number >= 0, got {a.max_regret}")
-        if a.mask_regret and a.max_regret is None:
-            ap.error("--mask-regret: needs --max-regret")
+        if a.mask_regret and not (a.max_regret is not None and np.isfinite(a.max_regret)):
+            ap.error(f"--mask-regret: needs a finite --max-regret, got {a.max_regret}")
         train(a.data, a.out, a.epochs, a.hidden, a.lr, a.seed, a.start, a.max_regret, a.mask_regret)
     else:
         seeds = range(a.first, a.first + a.seeds)

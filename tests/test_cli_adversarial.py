@@ -84,6 +84,27 @@ def test_integer_column_beyond_int64_is_refused(tmp_path: Path, column: str, val
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("column", "rule"),
+    [("work_gi", "must be a number"), ("task_id", "must be an integer"),
+     ("priority", "must be an integer")],
+)  # fmt: skip
+def test_digit_separator_is_refused(tmp_path: Path, column: str, rule: str) -> None:
+    # before: Python's float() and NumPy's casts read "1_0" as 10, so a typo became a number
+    cells = {"task_id": "1", "work_gi": "1", "priority": "0"}
+    cells[column] = "1_0"
+    row = f"{cells['task_id']},0.5,0,1,{cells['work_gi']},1,,{cells['priority']}"
+    path = _csv(tmp_path, ["0,0,0,1,1,1,,0", row])
+    with pytest.raises(ValidationError, match=rf"row 2, column {column}: {rule}, got '1_0'"):
+        read_workload(path)
+    res = _cli(
+        "simulate", "--workload", str(path), "--cluster", str(_cluster(tmp_path)),
+        "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, "w.csv", f"row 2, column {column}: {rule}, got '1_0'")
+    assert not (tmp_path / "out").exists()
+
+
 def test_non_utf8_header_is_refused(tmp_path: Path) -> None:
     # before: UnicodeDecodeError traceback from Arrow's lazy header decoding
     path = tmp_path / "w.csv"

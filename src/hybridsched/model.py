@@ -261,6 +261,21 @@ def _parse_regions(value: Any, source: str) -> tuple[str, ...]:
     )
 
 
+def parse_number(v: Any) -> float:
+    """``float(v)``, except that text with a digit separator (``"1_0"``) is refused.
+
+    Python's ``float`` and NumPy's casts read ``"1_0"`` as 10; a number in a CSV or
+    Parquet file has no separators, so such a cell is a typo, not a number.
+
+    Raises:
+        ValueError: text with ``_`` in it.
+        TypeError, ValueError: as ``float(v)``.
+    """
+    if isinstance(v, str | bytes) and ("_" in v if isinstance(v, str) else b"_" in v):
+        raise ValueError(f"digit separator in {v!r}")
+    return float(v)
+
+
 def _number(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise ValidationError(f"{where}: must be a number, got {_show(v)}")
@@ -437,11 +452,14 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
         if arr.dtype.kind == "b":
             raise ValidationError(f"{source}: column {name}: must be integers, got booleans")
         try:
-            f = arr.astype(np.float64)
+            if arr.dtype.kind in "OSU":  # text: as parse_number reads it
+                f = np.array([parse_number(v) for v in arr], dtype=np.float64)
+            else:
+                f = arr.astype(np.float64)
         except (TypeError, ValueError):
             f = None
         if f is None:
-            bad = _first_bad(arr, lambda v: float(v))
+            bad = _first_bad(arr, parse_number)
             raise ValidationError(
                 f"{source}: row {bad + 1}, column {name}: must be an integer, got {_show(arr[bad])}"
             )
@@ -475,7 +493,7 @@ def _column(raw: Any, name: str, source: str) -> np.ndarray:
                 out[i] = np.inf if name == "deadline_s" else np.nan
                 continue
             try:
-                out[i] = float(v)
+                out[i] = parse_number(v)
             except (TypeError, ValueError):
                 raise ValidationError(
                     f"{source}: row {i + 1}, column {name}: must be a number, got {v!r}"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hybridsched.errors import ConfigError, ValidationError
-from hybridsched.model import MAX_TIME_S, Cluster, Workload, table_rows
+from hybridsched.model import MAX_TIME_S, Cluster, Workload, parse_number, table_rows
 
 ALL_TIERS = "*"
 """Key of a per-tier value that applies to every tier (a bare number on the CLI)."""
@@ -218,9 +218,7 @@ def _numbers(raw: Any, name: str, source: str, empty: float | None) -> np.ndarra
                 blank[k] = True
                 continue
             try:
-                if isinstance(v, str) and "_" in v:  # float() reads "1_0" as 10; a CSV does not
-                    raise ValueError(v)
-                out[k] = float(v)
+                out[k] = parse_number(v)
             except (TypeError, ValueError):
                 raise ValidationError(
                     f"{source}: row {k + 1}, column {name}: must be a number, got {_plain(v)}"
