@@ -305,37 +305,36 @@ def _load(paths: list[Path]) -> Rows:
 
 
 def _mask_regret(rows: Rows, max_regret: float) -> Rows:
-    """``rows`` with each mask cut to the nodes ``rl`` keeps under ``max_regret``.
+    """``rows`` with each mask cut to the nodes ``rl`` keeps under ``max_regret``
+    (:func:`~hybridsched.policies.rl.near_best`, as ``rl`` cuts them).
 
-    The cut is ``rl``'s (:class:`~hybridsched.policies.rl.RLPolicy`): the regret feature
-    at most ``cap / (1 + cap)``, MCT's node always kept, a row with no such node left
-    whole. A row whose label (the teacher's node) falls outside is dropped: ``rl`` could
-    never pick it, so it only teaches the scores of nodes the cut removes.
+    A row whose label (the teacher's node) falls outside is dropped: ``rl`` could never
+    pick it, so it only teaches the scores of nodes the cut removes.
     """
-    regret, best = FEATURE_NAMES.index("regret"), FEATURE_NAMES.index("is_best")
-    cut = np.float32(max_regret / (1.0 + max_regret))
+    from hybridsched.policies.rl import near_best, regret_cut
+
+    cut = regret_cut(max_regret)
     xs, ms, ys, keep_by = [], [], [], []
     for g in range(len(rows.x)):
-        x, m, y = rows.x[g], rows.mask[g], rows.y[g]
-        near = m & ((x[..., regret] <= cut) | (x[..., best] > 0.5))
-        near = np.where(near.any(1, keepdims=True), near, m)
+        x, y = rows.x[g], rows.y[g]
+        near = near_best(x, rows.mask[g], cut)
         keep = near[np.arange(len(y)), y]
         keep_by.append(keep)
         xs.append(x[keep])
         ms.append(near[keep])
         ys.append(y[keep])
         rows.x[g] = rows.mask[g] = None  # one node count's rows in memory twice, not all
-        del x, m, near
-    # the global rows in order: a row's group and its index among the kept rows of its group
-    kept = np.array([keep_by[g][i] for g, i in zip(rows.group, rows.local, strict=True)])
-    new_local = [np.cumsum(k) - 1 for k in keep_by]
-    local = np.array(
-        [new_local[g][i] for g, i in zip(rows.group[kept], rows.local[kept], strict=True)],
-        dtype=np.int64,
-    )
+        del x, near
+    # each global row: whether it is kept, and its index among the kept rows of its group
+    kept = np.zeros(len(rows.group), dtype=bool)
+    local = np.zeros(len(rows.group), dtype=np.int64)
+    for g, keep in enumerate(keep_by):
+        sel = rows.group == g
+        kept[sel] = keep[rows.local[sel]]
+        local[sel] = (np.cumsum(keep) - 1)[rows.local[sel]]
     print(json.dumps({"regret_mask": max_regret, "rows_dropped": int((~kept).sum())}), flush=True)
     return Rows(
-        x=xs, mask=ms, y=ys, group=rows.group[kept], local=local, episode=rows.episode[kept]
+        x=xs, mask=ms, y=ys, group=rows.group[kept], local=local[kept], episode=rows.episode[kept]
     )
 
 

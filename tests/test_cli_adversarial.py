@@ -56,6 +56,19 @@ def _cluster(tmp_path: Path) -> Path:
     return path
 
 
+def _simulate_refused(
+    tmp_path: Path, workload: Path, *needles: str
+) -> subprocess.CompletedProcess[str]:
+    """``simulate`` of ``workload`` is refused (``_refused``) and writes no output folder."""
+    res = _cli(
+        "simulate", "--workload", str(workload), "--cluster", str(_cluster(tmp_path)),
+        "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    _refused(res, *needles)
+    assert not (tmp_path / "out").exists()
+    return res
+
+
 def _csv(tmp_path: Path, rows: list[str], name: str = "w.csv", header: str = HEADER) -> Path:
     path = tmp_path / name
     path.write_text("\n".join([header, *rows]) + "\n")
@@ -75,13 +88,8 @@ def test_integer_column_beyond_int64_is_refused(tmp_path: Path, column: str, val
     path = _csv(tmp_path, rows)
     with pytest.raises(ValidationError, match=rf"row 2, column {column}: must be an integer from"):
         read_workload(path)
-    res = _cli(
-        "simulate", "--workload", str(path), "--cluster", str(_cluster(tmp_path)),
-        "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path,
-    )  # fmt: skip
-    _refused(res, "w.csv", f"column {column}", "must be an integer from")
+    res = _simulate_refused(tmp_path, path, "w.csv", f"column {column}", "must be an integer from")
     assert "-9223372036854775808" not in res.stderr
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
@@ -97,12 +105,7 @@ def test_digit_separator_is_refused(tmp_path: Path, column: str, rule: str) -> N
     path = _csv(tmp_path, ["0,0,0,1,1,1,,0", row])
     with pytest.raises(ValidationError, match=rf"row 2, column {column}: {rule}, got '1_0'"):
         read_workload(path)
-    res = _cli(
-        "simulate", "--workload", str(path), "--cluster", str(_cluster(tmp_path)),
-        "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path,
-    )  # fmt: skip
-    _refused(res, "w.csv", f"row 2, column {column}: {rule}, got '1_0'")
-    assert not (tmp_path / "out").exists()
+    _simulate_refused(tmp_path, path, "w.csv", f"row 2, column {column}: {rule}, got '1_0'")
 
 
 def test_non_utf8_header_is_refused(tmp_path: Path) -> None:

@@ -52,6 +52,31 @@ DRIFT_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("rl-drift.pt")
 """The network shipped for drifting clusters (the hybrid distilled, docs/RL.md)."""
 
 
+_REGRET, _IS_BEST = 0, 1
+"""Columns of the pair features: ``regret`` and ``is_best`` (MCT's node and its ties)."""
+
+
+def regret_cut(cap: float | None) -> Any:
+    """``max_regret`` as a limit on the regret feature (float32), inf: no limit.
+
+    The feature is ``sq((ef - m) / m)``, so ``(ef - m) / m <= cap`` is
+    ``regret <= cap / (1 + cap)``; compared in float32, the features' type, so a node
+    exactly at the limit stays.
+    """
+    finite = cap is not None and cap < np.inf
+    return np.float32(cap / (1.0 + cap)) if finite else np.inf
+
+
+def near_best(x: np.ndarray, mask: np.ndarray, cut: Any) -> np.ndarray:
+    """``mask`` cut to the nodes whose regret feature is at most ``cut``.
+
+    MCT's node (``is_best``) always stays; where no node is left (no feasible node),
+    the mask is kept whole. ``x`` is ``(..., N, F)`` and ``mask`` ``(..., N)``.
+    """
+    near = mask & ((x[..., _REGRET] <= cut) | (x[..., _IS_BEST] > 0.5))
+    return np.where(near.any(-1, keepdims=True), near, mask)
+
+
 class _Network(NamedTuple):
     """One checkpoint as ``rl`` uses it."""
 
@@ -117,7 +142,6 @@ class RLPolicy:
         if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
             raise ConfigError(f"rl drift_tolerance: must be a number >= 0, got {tol!r}")
         self._default = self._load(Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT)
-        self.path, self.model, self.config = self._default[:3]
         self._drift: _Network | None = None
         if self.drift_checkpoint != "none" and (self.drift_checkpoint or not self.checkpoint):
             try:
@@ -127,6 +151,21 @@ class RLPolicy:
         self.drift_batches = 0  # batches of this run placed by the drift network
         self._rng = np.random.default_rng(0)
         self._static = np.zeros((0, N_STATIC))
+
+    @property
+    def path(self) -> Path:
+        """The default network's checkpoint."""
+        return self._default.path
+
+    @property
+    def model(self) -> Any:
+        """The default network."""
+        return self._default.model
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The default network's training config."""
+        return self._default.config
 
     @property
     def _cap(self) -> float | None:
@@ -144,11 +183,7 @@ class RLPolicy:
                 f"rl checkpoint {path}: max_regret in its config must be a number >= 0, got {cap!r}"
             )
         cap = None if cap is None else float(cap)
-        # regret is sq((ef - m) / m), so (ef - m) / m <= cap is regret <= cap / (1 + cap);
-        # compared in float32, the features' type, so a node exactly at the limit stays
-        finite = cap is not None and cap < np.inf
-        cut = np.float32(cap / (1.0 + cap)) if finite else np.inf
-        return _Network(path, model, config, compiled_weights(model), cap, cut)
+        return _Network(path, model, config, compiled_weights(model), cap, regret_cut(cap))
 
     def drifting(self, view: ClusterView) -> bool:
         """Whether ``view`` observes drift: observed estimates, and some node's observed
@@ -187,7 +222,7 @@ class RLPolicy:
         if self._drift is not None and self.drifting(view):
             use = self._drift
             self.drift_batches += 1
-        model, regret_cut = use.model, use.cut
+        model, cut = use.model, use.cut
         if model.n_features > N_BASE_FEATURES:
             observe_nodes(self._static, view)
         x = np.zeros((n, N_FEATURES), dtype=np.float32)
@@ -205,11 +240,8 @@ class RLPolicy:
             )  # fmt: skip
             if down is not None:
                 mask &= ~down
-            if regret_cut < np.inf:
-                # MCT's node (is_best) always stays; near is empty only with no feasible node
-                near = mask & ((x[:, 0] <= regret_cut) | (x[:, 1] > 0.5))
-                if near.any():
-                    mask = near
+            if cut < np.inf:
+                mask = near_best(x, mask, cut)
             xt[:] = x.T
             block_logits(xt, use.weights, h1, h2, scores)
             logits = np.where(mask, scores.astype(np.float32), np.float32(NEG))
